@@ -1,0 +1,3 @@
+from incident_bot.cli import main
+
+raise SystemExit(main())

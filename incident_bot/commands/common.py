@@ -1,0 +1,31 @@
+"""Helpers shared by the sub-commands: settings for a command, database access, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from sqlalchemy import Engine
+
+from incident_bot.config import Settings, load_settings
+from incident_bot.runtime import prepare_database
+
+
+def settings_for(*required: str, command: str) -> Settings:
+    return load_settings().require(*required, why=f"for '{command}'")
+
+
+def database(settings: Settings) -> Engine:
+    return prepare_database(settings)
+
+
+def print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])

@@ -1,0 +1,138 @@
+"""Configuration from the environment and a ``.env`` file (pydantic-settings).
+
+Each command asks only for what it needs (``serve`` needs the Slack and PagerDuty secrets, ``incidents
+list`` only the database, ``demo`` nothing): :meth:`Settings.require` stops with one line that names
+the missing or malformed setting, never a traceback.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from functools import cached_property
+from typing import Annotated, Any
+
+from dateutil import tz
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from incident_bot.core.severity import DEFAULT_SEVERITY_MAP, parse_severity_map
+from storage.db import DEFAULT_SQLITE_URL, normalise_url
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed. The message is one line that names it."""
+
+
+def _csv(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE_URL
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_command: str = "/incident"
+
+    pagerduty_webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    pagerduty_api_token: str | None = None
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_from_email: str | None = None
+    pagerduty_ca_bundle: str | None = None
+    resolve_linked_pagerduty: bool = True
+
+    incident_announce_channel: str | None = None
+    digest_channel: str | None = None
+    timezone: str = "UTC"
+    digest_schedule: str = "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
+    severity_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
+    )
+    rca_templates_dir: str | None = None
+    public_url: str | None = Field(default=None, validation_alias=AliasChoices("PUBLIC_URL", "public_url"))
+
+    outbox_workers: int = Field(default=2, ge=1, le=64)
+    outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
+    outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)
+    slack_timeout: float = Field(default=10.0, gt=0, le=120)
+    log_level: str = "INFO"
+
+    @field_validator("pagerduty_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> list[str]:
+        return _csv(value)
+
+    @field_validator("severity_map", mode="before")
+    @classmethod
+    def _parse_severity_map(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, dict):
+            return parse_severity_map(",".join(f"{k}={v}" for k, v in value.items()))
+        return parse_severity_map(value or "")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        if tz.gettz(value) is None:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        value = normalise_url(value.strip())
+        if not value.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @cached_property
+    def tzinfo(self) -> tzinfo:
+        zone = tz.gettz(self.timezone)
+        assert zone is not None
+        return zone
+
+    @property
+    def pagerduty_rest_enabled(self) -> bool:
+        return bool(self.pagerduty_api_token)
+
+    def require(self, *names: str, why: str) -> Settings:
+        """Stop with one line naming the first setting in ``names`` that is empty."""
+        for name in names:
+            value = getattr(self, name)
+            if value in (None, "", []):
+                raise ConfigError(f"{name.upper()} is required {why}")
+        if "slack_bot_token" in names and not str(self.slack_bot_token).startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN is malformed: a bot token starts with xoxb-")
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN is malformed: an app-level token starts with xapp-")
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; a validation error becomes a one-line :class:`ConfigError` naming the setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err.get("loc") else "a setting"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        raise ConfigError(f"{name} is malformed: {msg}") from None

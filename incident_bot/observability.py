@@ -1,0 +1,80 @@
+"""Structured logs and Prometheus metrics.
+
+Logs are one JSON object a line (what log shippers parse without rules); secrets never reach them:
+request bodies and headers are not logged, only ids, types, outcomes and latencies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+DELIVERIES = Counter(
+    "incident_bot_deliveries_total", "Inbound deliveries by source and outcome",
+    ["source", "outcome"], registry=REGISTRY,
+)
+REQUEST_LATENCY = Histogram(
+    "incident_bot_request_seconds", "Latency of inbound HTTP requests",
+    ["route"], registry=REGISTRY,
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OUTBOX_DELIVERIES = Counter(
+    "incident_bot_outbox_calls_total", "Outbox calls by Web API method and outcome",
+    ["method", "outcome"], registry=REGISTRY,
+)
+
+
+class OutboxCollector:
+    """Outbox depth and dead rows, read from the database at scrape time (true across replicas)."""
+
+    def __init__(self) -> None:
+        self.counts_fn: Any = dict
+
+    def collect(self) -> Any:
+        g = GaugeMetricFamily("incident_bot_outbox_rows", "Outbox rows by status", labels=["status"])
+        try:
+            counts = self.counts_fn()
+        except Exception:  # a scrape must not fail because the database is down
+            counts = {}
+        for status, n in counts.items():
+            g.add_metric([status], n)
+        yield g
+
+
+OUTBOX_COLLECTOR = OutboxCollector()
+REGISTRY.register(OUTBOX_COLLECTOR)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            doc.update(extra)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "slack_bolt", "slack_sdk", "httpx2", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

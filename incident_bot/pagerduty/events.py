@@ -1,0 +1,162 @@
+"""Parse a PagerDuty webhook v3 delivery into plain data the services understand.
+
+Untrusted input: every field is checked for type, lengths are capped, and anything missing that the
+contract requires (``event.id``, ``event.event_type``) is a :class:`MalformedDelivery` (HTTP 400).
+``priority``, ``agent`` and ``client`` may be null, as PagerDuty documents.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dateutil import parser as dtparser
+
+MAX_TEXT = 4000
+
+
+class MalformedDelivery(ValueError):
+    """The body is not a PagerDuty webhook v3 delivery we can read."""
+
+
+@dataclass(frozen=True)
+class PagerDutyIncident:
+    id: str
+    title: str
+    created_at: datetime | None
+    html_url: str | None
+    number: int | None
+    status: str | None
+    service_id: str | None
+    service_name: str | None
+    escalation_policy_id: str | None
+    priority: str | None
+    urgency: str | None
+
+
+@dataclass(frozen=True)
+class PagerDutyEvent:
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+    agent: str | None
+    incident_id: str | None
+    incident: PagerDutyIncident | None  # full incident data (most incident.* events carry it)
+    note: str | None  # incident.annotated, status_update_published
+    assignees: tuple[str, ...] = ()
+    responder: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.event_type in HANDLED_TYPES
+
+
+HANDLED_TYPES = frozenset({
+    "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.resolved",
+    "incident.reopened", "incident.escalated", "incident.reassigned", "incident.delegated",
+    "incident.priority_updated", "incident.annotated", "incident.status_update_published",
+    "incident.responder.added", "incident.responder.replied",
+})
+
+
+def _str(value: Any, limit: int = 512) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value[:limit] if value else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _time(value: Any) -> datetime | None:
+    text = _str(value, 64)
+    if not text:
+        return None
+    try:
+        parsed = dtparser.isoparse(text)
+    except (ValueError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        return None  # PagerDuty always sends a zone; a naive time is not trustworthy
+    return parsed
+
+
+def _incident(data: dict[str, Any]) -> PagerDutyIncident | None:
+    if data.get("type") not in ("incident", "incident_reference") or not _str(data.get("id")):
+        return None
+    if data.get("type") == "incident_reference" and not data.get("title"):
+        return None
+    service = _dict(data.get("service"))
+    policy = _dict(data.get("escalation_policy"))
+    priority = _dict(data.get("priority"))
+    number = data.get("number")
+    return PagerDutyIncident(
+        id=_str(data["id"], 64) or "",
+        title=_str(data.get("title"), 1024) or _str(data.get("summary"), 1024) or "(untitled incident)",
+        created_at=_time(data.get("created_at")),
+        html_url=_str(data.get("html_url"), 1024),
+        number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        status=_str(data.get("status"), 32),
+        service_id=_str(service.get("id"), 64),
+        service_name=_str(service.get("summary"), 255) or _str(service.get("name"), 255),
+        escalation_policy_id=_str(policy.get("id"), 64),
+        priority=_str(priority.get("summary"), 16) or _str(priority.get("name"), 16),
+        urgency=_str(data.get("urgency"), 16),
+    )
+
+
+def parse_delivery(body: bytes) -> PagerDutyEvent:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedDelivery(f"body is not JSON: {exc.__class__.__name__}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("event"), dict):
+        raise MalformedDelivery("missing object 'event'")
+    event = doc["event"]
+    event_id = _str(event.get("id"), 255)
+    event_type = _str(event.get("event_type"), 64)
+    if not event_id:
+        raise MalformedDelivery("missing 'event.id'")
+    if not event_type:
+        raise MalformedDelivery("missing 'event.event_type'")
+    occurred_at = _time(event.get("occurred_at"))
+    if event.get("occurred_at") is not None and occurred_at is None:
+        raise MalformedDelivery("'event.occurred_at' is not an ISO 8601 time with a zone")
+    data = _dict(event.get("data"))
+    agent = _dict(event.get("agent"))
+    incident = _incident(data)
+    incident_id = incident.id if incident else None
+    note = None
+    responder = None
+    if data.get("type") in ("incident_note", "incident_status_update", "incident_responder"):
+        ref = _dict(data.get("incident"))
+        incident_id = _str(ref.get("id"), 64)
+        note = _str(data.get("content"), MAX_TEXT) or _str(data.get("message"), MAX_TEXT)
+        responder = _str(_dict(data.get("user")).get("summary"), 255)
+    elif incident is None and isinstance(data.get("incident"), dict):
+        incident_id = _str(data["incident"].get("id"), 64)
+    assignees = tuple(
+        name for a in (data.get("assignees") or []) if isinstance(a, dict)
+        if (name := _str(a.get("summary"), 255))
+    )
+    if event_type.startswith("incident.") and event_type in HANDLED_TYPES and not incident_id:
+        raise MalformedDelivery(f"{event_type} without an incident id in 'event.data'")
+    return PagerDutyEvent(
+        event_id=event_id,
+        event_type=event_type,
+        occurred_at=occurred_at,
+        agent=_str(agent.get("summary"), 255),
+        incident_id=incident_id,
+        incident=incident,
+        note=note,
+        assignees=assignees,
+        responder=responder,
+    )

@@ -1,0 +1,76 @@
+"""PagerDuty event -> lifecycle signals, a timeline entry and what the channel is told."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from incident_bot.core.lifecycle import Signal
+from incident_bot.core.severity import severity_for
+from incident_bot.pagerduty.events import PagerDutyEvent
+from incident_bot.slack.mrkdwn import escape
+
+
+@dataclass(frozen=True)
+class Translation:
+    signals: list[Signal]
+    kind: str
+    text: str  # plain text for the timeline
+    channel_md: str | None  # mrkdwn for the incident channel (escaped), None to stay quiet
+    icon: str = "ℹ️"
+
+
+def _by(ev: PagerDutyEvent) -> str:
+    return f" by {ev.agent}" if ev.agent else ""
+
+
+def translate(ev: PagerDutyEvent, at: datetime, severity_map: Mapping[str, str]) -> Translation:
+    t = ev.event_type
+    inc = ev.incident
+    by, by_md = _by(ev), escape(_by(ev))
+    signals: list[Signal] = []
+    if inc and inc.created_at:
+        signals.append(Signal("detected", at=at, when=inc.created_at))
+
+    if t == "incident.triggered":
+        if inc:
+            signals.append(Signal("severity", at=at, value=severity_for(inc.priority, inc.urgency, severity_map)))
+        return Translation(signals, "triggered", f"PagerDuty triggered: {inc.title if inc else ''}", None, "🚨")
+    if t == "incident.acknowledged":
+        signals.append(Signal("acknowledge", at=at))
+        return Translation(signals, "acknowledged", f"Acknowledged{by}", f"*Acknowledged*{by_md}", "👀")
+    if t == "incident.unacknowledged":
+        signals.append(Signal("unacknowledge", at=at))
+        return Translation(signals, "unacknowledged", "Acknowledgement timed out",
+                           "*Unacknowledged*: the acknowledgement timed out, PagerDuty is paging again", "⏰")
+    if t == "incident.resolved":
+        signals.append(Signal("resolve", at=at))
+        return Translation(signals, "resolved", f"Resolved in PagerDuty{by}", f"*Resolved*{by_md}", "✅")
+    if t == "incident.reopened":
+        signals.append(Signal("reopen", at=at))
+        return Translation(signals, "reopened", f"Reopened{by}", f"*Reopened*{by_md}", "🔁")
+    if t in ("incident.escalated", "incident.reassigned", "incident.delegated"):
+        verb = t.split(".", 1)[1].capitalize()
+        to = ", ".join(ev.assignees)
+        text = f"{verb}{by}" + (f" to {to}" if to else "")
+        return Translation(signals, t.split(".", 1)[1], text, f"*{verb}*{by_md}" + (
+            f" to {escape(to)}" if to else ""), "📣")
+    if t == "incident.priority_updated":
+        prio = inc.priority if inc else None
+        sev = severity_for(prio, inc.urgency if inc else None, severity_map)
+        signals.append(Signal("severity", at=at, value=sev))
+        text = f"Priority changed to {prio or 'none'} ({sev}){by}"
+        return Translation(signals, "priority_updated", text,
+                           f"*Priority* changed to {escape(prio or 'none')} → *{sev}*{by_md}", "🎚️")
+    if t == "incident.annotated":
+        note = ev.note or ""
+        return Translation(signals, "note", note, f"*Note*{by_md}: {escape(note)}", "📝")
+    if t == "incident.status_update_published":
+        note = ev.note or ""
+        return Translation(signals, "status_update", note, f"*Status update*{by_md}: {escape(note)}", "📢")
+    if t in ("incident.responder.added", "incident.responder.replied"):
+        who = ev.responder or "a responder"
+        verb = "added as responder" if t.endswith("added") else "replied to the responder request"
+        return Translation(signals, "responder", f"{who} {verb}", f"{escape(who)} {verb}", "🙋")
+    return Translation(signals, t.removeprefix("incident."), t, None)

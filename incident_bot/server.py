@@ -1,0 +1,149 @@
+"""The ASGI app: two signed inbound endpoints, health, readiness and metrics.
+
+The request path is: verify, dedup, commit, answer. Everything that talks to Slack or PagerDuty runs
+later in the outbox worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from incident_bot.observability import DELIVERIES, OUTBOX_COLLECTOR, REGISTRY, REQUEST_LATENCY
+from incident_bot.pagerduty import signature
+from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
+from incident_bot.runtime import Runtime
+from incident_bot.services.pagerduty_ingest import ingest
+from storage import outbox as outbox_q
+from storage.db import ping, session_scope
+
+log = logging.getLogger("incident_bot.server")
+MAX_BODY = 256 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Read the body, refusing more than ``limit`` bytes without buffering an attacker's gigabytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _log(outcome: str, status: int, started: float, **fields: Any) -> None:
+    fields.update(outcome=outcome, status=status, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+    log.info("pagerduty delivery %s", outcome, extra={"fields": fields})
+
+
+def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[Any] | None = None) -> FastAPI:
+    OUTBOX_COLLECTOR.counts_fn = lambda: _outbox_counts(rt)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        if rt.worker:
+            rt.worker.start()
+        for hook in lifespan_hooks or []:
+            await hook.start()
+        try:
+            yield
+        finally:
+            for hook in reversed(lifespan_hooks or []):
+                await hook.stop()
+            if rt.worker:
+                await run_in_threadpool(rt.worker.stop)
+
+    app = FastAPI(title="incident-bot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.runtime = rt
+
+    @app.post("/pagerduty/webhook")
+    async def pagerduty_webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        route = REQUEST_LATENCY.labels(route="pagerduty")
+        try:
+            body = await read_limited(request)
+        except BodyTooLarge:
+            DELIVERIES.labels(source="pagerduty", outcome="too_large").inc()
+            _log("too_large", 413, started)
+            return JSONResponse({"error": "body over 256 KB"}, status_code=413)
+        if not signature.verify(body, request.headers.get("x-pagerduty-signature"),
+                                rt.settings.pagerduty_webhook_secrets):
+            DELIVERIES.labels(source="pagerduty", outcome="bad_signature").inc()
+            _log("bad_signature", 401, started, webhook_id=request.headers.get("x-webhook-id"))
+            return JSONResponse({"error": "invalid or missing X-PagerDuty-Signature"}, status_code=401)
+        try:
+            ev = parse_delivery(body)
+        except MalformedDelivery as exc:
+            DELIVERIES.labels(source="pagerduty", outcome="malformed").inc()
+            _log("malformed", 400, started, reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            result = await run_in_threadpool(ingest, rt.engine, rt.settings, ev, body)
+        except (OperationalError, DBAPIError) as exc:
+            # Not committed, so not acknowledged: PagerDuty redelivers on 5xx. 503 says "try again".
+            DELIVERIES.labels(source="pagerduty", outcome="unavailable").inc()
+            _log("unavailable", 503, started, event_id=ev.event_id, event_type=ev.event_type,
+                 error=exc.__class__.__name__)
+            return JSONResponse({"error": "database unavailable, retry"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if rt.worker:
+            rt.worker.notify()
+        DELIVERIES.labels(source="pagerduty", outcome=result.outcome).inc()
+        route.observe(time.perf_counter() - started)
+        _log(result.outcome, 202, started, event_id=ev.event_id, event_type=ev.event_type,
+             incident=result.ref)
+        return JSONResponse({"status": result.outcome, "incident": result.ref}, status_code=202)
+
+    if slack_handler is not None:
+        @app.post("/slack/events")
+        async def slack_events(request: Request) -> Response:
+            started = time.perf_counter()
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > MAX_BODY:
+                return JSONResponse({"error": "body too large"}, status_code=413)
+            try:
+                return await slack_handler.handle(request)
+            finally:
+                REQUEST_LATENCY.labels(route="slack").observe(time.perf_counter() - started)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await asyncio.wait_for(run_in_threadpool(ping, rt.engine), timeout=3)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": exc.__class__.__name__}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        data = await run_in_threadpool(generate_latest, REGISTRY)
+        return PlainTextResponse(data.decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _outbox_counts(rt: Runtime) -> dict[str, int]:
+    with session_scope(rt.engine) as s:
+        return outbox_q.counts(s)

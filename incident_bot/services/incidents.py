@@ -1,0 +1,184 @@
+"""Incident services: one transaction per input, writing incident, timeline, metrics and outbox together.
+
+Callers pass an open session (see :func:`storage.db.session_scope`); nothing here commits, so an input
+either has all of its effects or none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from incident_bot.core.durations import durations
+from incident_bot.core.lifecycle import MILESTONES, IncidentState, Signal, Transition, apply, open_state
+from incident_bot.core.naming import channel_name, incident_ref
+from incident_bot.slack import messages
+from storage import repo
+from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
+
+_STATE_FIELDS = [f.name for f in fields(IncidentState)]
+MILESTONE_LABELS = {
+    "impact_started_at": "impact started",
+    "detected_at": "detected",
+    "acknowledged_at": "acknowledged",
+    "mitigated_at": "mitigated",
+    "resolved_at": "resolved",
+    "closed_at": "closed",
+}
+
+
+def order_key(incident_id: int) -> str:
+    return f"incident:{incident_id}"
+
+
+def state_of(inc: Incident) -> IncidentState:
+    assert inc.detected_at is not None
+    return IncidentState(**{name: getattr(inc, name) for name in _STATE_FIELDS})
+
+
+def store_state(inc: Incident, state: IncidentState) -> None:
+    for name in _STATE_FIELDS:
+        setattr(inc, name, getattr(state, name))
+    inc.updated_at = utcnow()
+
+
+def refresh_metrics(session: Session, inc: Incident) -> IncidentMetrics:
+    """Recompute the incident's TTx row; called whenever a milestone or a grouping field changes."""
+    assert inc.id is not None
+    row = session.get(IncidentMetrics, inc.id) or IncidentMetrics(incident_id=inc.id, severity=inc.severity)
+    for key, value in durations({m: getattr(inc, m) for m in MILESTONES}).items():
+        setattr(row, key, value)
+    row.severity, row.service = inc.severity, inc.service
+    row.detected_at, row.resolved_at = inc.detected_at, inc.resolved_at
+    row.updated_at = utcnow()
+    session.add(row)
+    return row
+
+
+def post(session: Session, inc: Incident, payload: dict[str, Any], *, thread_announce: bool = False,
+         channel: str = "$incident") -> None:
+    """Queue a message for the incident channel (or elsewhere) behind the incident's earlier calls."""
+    assert inc.id is not None
+    body = {"channel": channel, **payload}
+    if thread_announce:
+        body["thread_ts"] = "$announce_ts"
+        body["channel"] = "$announce"
+    repo.enqueue(session, order_key=order_key(inc.id), method="chat.postMessage", payload=body,
+                 incident_id=inc.id)
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    title: str
+    detected_at: datetime
+    severity: str
+    origin: str  # pagerduty | slack | cli
+    service: str | None = None
+    description: str | None = None
+    impact_started_at: datetime | None = None
+    reporter_id: str | None = None
+    fired_by: str = "Declared"
+    pagerduty_incident_id: str | None = None
+    pagerduty_url: str | None = None
+    pagerduty_service_id: str | None = None
+    pagerduty_escalation_policy_id: str | None = None
+    pagerduty_priority: str | None = None
+    pagerduty_urgency: str | None = None
+    source_event_id: str | None = None
+    opened_kind: str = "declared"
+
+
+def open_incident(session: Session, new: NewIncident, *, announce_channel: str | None,
+                  invite_oncall: bool) -> Incident:
+    """Create the incident and queue its channel, topic, first message, invitations and announcement."""
+    number = repo.next_number(session)
+    state = open_state(detected_at=new.detected_at, severity=new.severity,
+                       impact_started_at=new.impact_started_at)
+    inc = Incident(
+        number=number, ref=incident_ref(number), title=new.title, description=new.description,
+        service=new.service, origin=new.origin, reporter_id=new.reporter_id,
+        pagerduty_incident_id=new.pagerduty_incident_id, pagerduty_url=new.pagerduty_url,
+        pagerduty_service_id=new.pagerduty_service_id,
+        pagerduty_escalation_policy_id=new.pagerduty_escalation_policy_id,
+        pagerduty_priority=new.pagerduty_priority, pagerduty_urgency=new.pagerduty_urgency,
+        detected_at=new.detected_at, details_at=new.detected_at, rca={},
+    )
+    store_state(inc, state)
+    session.add(inc)
+    session.flush()
+    assert inc.id is not None
+    if new.pagerduty_incident_id:
+        session.add(PagerDutyLink(pagerduty_incident_id=new.pagerduty_incident_id, incident_id=inc.id,
+                                  primary=True, url=new.pagerduty_url, service_name=new.service))
+    repo.add_timeline(
+        session, incident_id=inc.id, occurred_at=new.detected_at, source=new.origin, kind=new.opened_kind,
+        text=f"{new.fired_by}: {new.title}", actor=new.reporter_id, milestone="detected_at",
+        source_event_id=new.source_event_id,
+    )
+    if state.impact_started_at and state.impact_started_at < new.detected_at:
+        repo.add_timeline(session, incident_id=inc.id, occurred_at=state.impact_started_at,
+                          source=new.origin, kind="impact_started", text="Impact started",
+                          actor=new.reporter_id, milestone="impact_started_at")
+    refresh_metrics(session, inc)
+
+    key = order_key(inc.id)
+    repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
+                 payload={"name": channel_name(number, new.title), "is_private": False})
+    repo.enqueue(session, order_key=key, method="conversations.setTopic", incident_id=inc.id,
+                 payload={"channel": "$incident", "topic": messages.topic(inc)})
+    post(session, inc, messages.channel_intro(inc, fired_by=new.fired_by))
+    if announce_channel:
+        repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
+                     payload={"channel": announce_channel, "render": "announcement",
+                              "capture": "announce"})
+    if new.reporter_id:
+        repo.enqueue(session, order_key=key, method="conversations.invite", incident_id=inc.id,
+                     payload={"channel": "$incident", "users": new.reporter_id})
+    if invite_oncall:
+        repo.enqueue(session, order_key=key, method="incident.invite_oncall", incident_id=inc.id,
+                     payload={"escalation_policy_id": new.pagerduty_escalation_policy_id})
+    return inc
+
+
+def apply_signals(
+    session: Session, inc: Incident, signals: list[Signal], *, strict: bool, source: str,
+    actor: str | None = None, source_event_id: str | None = None,
+) -> Transition:
+    """Fold signals into the incident; on refusal nothing is stored and ``refused`` says why."""
+    before = state_of(inc)
+    state = before
+    changed: dict[str, datetime | None] = {}
+    for sig in signals:
+        tr = apply(state, sig, strict=strict)
+        if tr.refused:
+            return Transition(state=before, refused=tr.refused, status_before=before.status)
+        state = tr.state
+        changed.update(tr.changed)
+    changed = {m: v for m, v in changed.items() if getattr(before, m) != v}
+    severity_changed = state.severity != before.severity
+    store_state(inc, state)
+    session.add(inc)
+    if changed or severity_changed:
+        refresh_metrics(session, inc)
+    if changed.get("impact_started_at") and changed["impact_started_at"] != inc.detected_at:
+        # A moved impact start is its own timeline row, at the time it names.
+        repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=changed["impact_started_at"],
+                          source=source, kind="impact_started", text="Impact started",
+                          actor=actor, milestone="impact_started_at",
+                          source_event_id=f"{source_event_id}:impact" if source_event_id else None)
+    return Transition(state=state, changed=changed, status_before=before.status)
+
+
+_KIND_MILESTONE = {
+    "acknowledged": "acknowledged_at", "mitigated": "mitigated_at", "resolved": "resolved_at",
+    "closed": "closed_at",
+}
+
+
+def milestone_for(kind: str, changed: dict[str, datetime | None]) -> str | None:
+    """The milestone a timeline row marks: the one this input set (not one it cleared)."""
+    m = _KIND_MILESTONE.get(kind)
+    return m if m and changed.get(m) is not None else None

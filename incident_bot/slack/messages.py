@@ -1,0 +1,120 @@
+"""Block Kit for the incident channel and the announcement, built with ``slack_sdk.models``.
+
+``to_dict()`` on the models validates Slack's limits (header 150, section 3000 characters...), and
+every value that comes from outside goes through :func:`mrkdwn.escape` first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from incident_bot.slack.mrkdwn import channel, escape, link, truncate, user
+
+SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
+STATUS_EMOJI = {
+    "triggered": "🚨", "acknowledged": "👀", "mitigated": "🩹", "resolved": "✅", "closed": "📦",
+}
+SECTION_LIMIT = 3000
+HEADER_LIMIT = 150
+
+
+def when(ts: datetime | None) -> str:
+    """A time every reader sees in their own Slack time zone, with a UTC fallback."""
+    if ts is None:
+        return "—"
+    epoch = int(ts.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{ts:%Y-%m-%d %H:%M} UTC>"
+
+
+def message(text: str, blocks: list[Any]) -> dict[str, Any]:
+    """``text`` is the notification fallback (plain), ``blocks`` are validated now, not at Slack."""
+    return {"text": truncate(text, 3000), "blocks": [b.to_dict() for b in blocks]}
+
+
+def section(md: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=truncate(md, SECTION_LIMIT)))
+
+
+def _header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=PlainTextObject(text=truncate(text, HEADER_LIMIT), emoji=True))
+
+
+def headline(inc: Any) -> str:
+    return f"{SEV_EMOJI.get(inc.severity, '⚪')} {inc.ref} · {inc.severity} · {inc.title}"
+
+
+def topic(inc: Any) -> str:
+    """Channel topics are plain text, at most 250 characters."""
+    parts = [f"{inc.severity} {inc.status}", f"{inc.ref}: {inc.title}"]
+    if inc.pagerduty_url:
+        parts.append(f"PagerDuty: {inc.pagerduty_url}")
+    return truncate(" | ".join(parts), 250)
+
+
+def _facts(inc: Any) -> SectionBlock:
+    fields = [
+        MarkdownTextObject(text=f"*Severity*\n{inc.severity}"),
+        MarkdownTextObject(text=f"*Status*\n{STATUS_EMOJI.get(inc.status, '')} {inc.status}"),
+        MarkdownTextObject(text=f"*Service*\n{truncate(escape(inc.service or 'unknown'), 1900)}"),
+        MarkdownTextObject(text=f"*Since*\n{when(inc.impact_started_at or inc.detected_at)}"),
+    ]
+    if inc.pagerduty_url:
+        fields.append(MarkdownTextObject(text=f"*PagerDuty*\n{link(inc.pagerduty_url, 'open incident')}"))
+    if inc.commander_id:
+        fields.append(MarkdownTextObject(text=f"*Commander*\n{user(inc.commander_id)}"))
+    return SectionBlock(fields=fields)
+
+
+def channel_intro(inc: Any, *, fired_by: str) -> dict[str, Any]:
+    """The first message in the incident channel: what fired, on which service, since when."""
+    what = (
+        f"*{escape(inc.title)}*\n{escape(fired_by)} on *{escape(inc.service or 'an unknown service')}* "
+        f"since {when(inc.impact_started_at or inc.detected_at)}."
+    )
+    blocks = [_header(headline(inc)), section(what), _facts(inc)]
+    if inc.description:
+        blocks.append(section(f"*Description*\n{escape(inc.description)}"))
+    blocks += [
+        DividerBlock(),
+        ContextBlock(elements=[MarkdownTextObject(
+            text="Type `/incident help` for commands. React with :pushpin: to add a message to the timeline."
+        )]),
+    ]
+    return message(f"{inc.ref} {inc.severity}: {inc.title}", blocks)
+
+
+def announcement(inc: Any) -> dict[str, Any]:
+    """The post in INCIDENT_ANNOUNCE_CHANNEL; rendered when delivered, so it can link the channel."""
+    where = channel(inc.slack_channel_id, f"#{inc.slack_channel_name or inc.ref}")
+    md = (
+        f"{SEV_EMOJI.get(inc.severity, '⚪')} *{inc.severity}* {inc.ref}: *{escape(inc.title)}*\n"
+        f"Service: {escape(inc.service or 'unknown')} · Detected {when(inc.detected_at)} · Join {where}"
+    )
+    if inc.pagerduty_url:
+        md += f" · {link(inc.pagerduty_url, 'PagerDuty')}"
+    return message(f"{inc.severity} {inc.ref}: {inc.title}", [section(md)])
+
+
+def update(inc: Any, *, icon: str, text_md: str, fallback: str) -> dict[str, Any]:
+    """A lifecycle update in the channel. ``text_md`` must already be escaped by the caller."""
+    blocks = [
+        section(f"{icon} {text_md}"),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"{inc.ref} · {inc.severity} · status *{inc.status}*"
+        )]),
+    ]
+    return message(fallback, blocks)
+
+
+def plain(text_md: str, fallback: str) -> dict[str, Any]:
+    return message(fallback, [section(text_md)])

@@ -1,0 +1,216 @@
+"""The outbox worker: delivers queued Slack (and PagerDuty REST) calls, in order, at least once, and
+with the exactly-once checks of :mod:`incident_bot.slack.delivery`.
+
+Retry policy (ours, not the client's: ``retry_handlers=[]`` so nothing is silently sent twice):
+- HTTP 429: wait ``Retry-After`` for that method (all rows of the method), no attempt counted;
+- 5xx, timeouts, connection errors, Slack's transient errors: exponential backoff with jitter;
+- anything that can never succeed (``channel_not_found``, ``invalid_auth``...): parked as ``dead``
+  with its error, counted in ``/metrics`` and logged, never retried.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import random
+import threading
+import time
+import urllib.error
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pagerduty
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from incident_bot.observability import OUTBOX_DELIVERIES
+from incident_bot.slack.delivery import DELIVERERS, Context, Permanent, apply_delivered, generic
+from incident_bot.slack.rate_limits import RateGate
+from storage import outbox as q
+from storage.db import session_scope
+from storage.models import Incident, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = frozenset({
+    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
+    "team_access_not_granted_temporarily", "timeout",
+})
+LEASE = timedelta(seconds=120)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        ctx: Context,
+        *,
+        max_attempts: int = 30,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        poll_interval: float = 0.2,
+        threads: int = 2,
+        gate: RateGate | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.poll_interval = poll_interval
+        self.threads = threads
+        self.gate = gate or RateGate()
+        self.clock = clock
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        for i in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"outbox-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        for t in self._workers:
+            t.join(timeout)
+        self._workers.clear()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                did = self.run_once()
+            except OperationalError as exc:  # database down: wait and try again, never die
+                log.warning("outbox: database unavailable (%s)", exc.__class__.__name__)
+                did = 0
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("outbox: unexpected error in the worker loop")
+                did = 0
+                self._stop.wait(1.0)
+            if not did:
+                self.wake.wait(self.poll_interval)
+                self.wake.clear()
+
+    # -- one step ----------------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Claim and deliver at most one row. Returns how many rows were handled (0 or 1)."""
+        now = self.clock()
+        with session_scope(self.engine) as s:
+            q.requeue_expired(s, now=now)
+            rows = q.claim(s, now=now, lease=LEASE, limit=1, exclude_methods=self.gate.blocked())
+        if not rows:
+            return 0
+        self._deliver(rows[0])
+        return 1
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Deliver until nothing is due (for the CLI, the demo and tests). True if the queue emptied."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run_once():
+                continue
+            with session_scope(self.engine) as s:
+                if not q.has_work(s):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _deliver(self, row: OutboxMessage) -> None:
+        assert row.id is not None
+        uncertain = bool(row.result.get("uncertain"))
+        with session_scope(self.engine) as s:
+            inc = s.get(Incident, row.incident_id) if row.incident_id else None
+        fn = DELIVERERS.get(row.method, generic)
+        started = time.monotonic()
+        try:
+            self.gate.before_call(row.method)
+            out = fn(self.ctx, row, inc, uncertain)
+        except Permanent as exc:
+            self._dead(row, str(exc))
+        except SlackApiError as exc:
+            self._slack_error(row, exc)
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            self._retry(row, f"{exc.__class__.__name__}: {exc}", uncertain=True)
+        except pagerduty.Error as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status and 400 <= status < 500 and status != 429:
+                self._dead(row, f"PagerDuty HTTP {status}: {exc}")
+            else:
+                self._retry(row, f"PagerDuty: {exc}", uncertain=uncertain)
+        except Exception as exc:
+            log.exception("outbox %s: %s failed unexpectedly", row.id, row.method)
+            self._retry(row, f"{exc.__class__.__name__}: {exc}", uncertain=uncertain)
+        else:
+            now = self.clock()
+            with session_scope(self.engine) as s:
+                fresh = s.get(Incident, row.incident_id) if row.incident_id else None
+                apply_delivered(s, row, fresh, out, now)
+                q.finish(s, row.id, result=out.result)
+            OUTBOX_DELIVERIES.labels(method=row.method, outcome="done").inc()
+            log.info("outbox %s: %s delivered in %.0f ms", row.id, row.method,
+                     (time.monotonic() - started) * 1000)
+
+    # -- outcomes ----------------------------------------------------------------------------------
+    def _slack_error(self, row: OutboxMessage, exc: SlackApiError) -> None:
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
+        if status == 429 or error == "ratelimited":
+            retry_after = _retry_after(exc)
+            self.gate.penalise(row.method, retry_after)
+            OUTBOX_DELIVERIES.labels(method=row.method, outcome="rate_limited").inc()
+            with session_scope(self.engine) as s:
+                q.retry_later(s, row.id or 0, at=self.clock() + timedelta(seconds=retry_after),
+                              error=f"429 Retry-After {retry_after}s", uncertain=bool(row.result.get("uncertain")),
+                              count_attempt=False)
+            return
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            self._retry(row, f"HTTP {status} {error}".strip(), uncertain=True)
+            return
+        self._dead(row, f"{error or 'HTTP ' + str(status)}")
+
+    def _retry(self, row: OutboxMessage, error: str, *, uncertain: bool) -> None:
+        if row.attempts >= self.max_attempts:
+            self._dead(row, f"gave up after {row.attempts} attempts: {error}")
+            return
+        exp = min(self.backoff_cap, self.backoff_base * 2 ** (row.attempts - 1))
+        delay = exp / 2 + random.uniform(0, exp / 2)  # equal jitter: spread replicas, keep a floor
+        OUTBOX_DELIVERIES.labels(method=row.method, outcome="retry").inc()
+        log.warning("outbox %s: %s failed (%s); attempt %d, next in %.1fs", row.id, row.method, error,
+                    row.attempts, delay)
+        with session_scope(self.engine) as s:
+            q.retry_later(s, row.id or 0, at=self.clock() + timedelta(seconds=delay), error=error,
+                          uncertain=uncertain or bool(row.result.get("uncertain")))
+
+    def _dead(self, row: OutboxMessage, error: str) -> None:
+        OUTBOX_DELIVERIES.labels(method=row.method, outcome="dead").inc()
+        log.error("outbox %s: %s parked as dead: %s (incident id %s)", row.id, row.method, error,
+                  row.incident_id)
+        with session_scope(self.engine) as s:
+            q.park_dead(s, row.id or 0, error=error)
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = getattr(exc.response, "headers", {}) or {}
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return max(0.0, min(float(value if not isinstance(value, list) else value[0]), 3600.0))
+            except ValueError:
+                break
+    return 30.0
+
+
+def make_slack_client(token: str, base_url: str, timeout: float) -> WebClient:
+    """A Web API client with no retry handlers of its own: the outbox decides what is retried."""
+    return WebClient(token=token, base_url=base_url, timeout=int(max(1, timeout)), retry_handlers=[])

@@ -1,0 +1,61 @@
+"""Stay inside Slack's rate limits instead of bouncing off them.
+
+Two mechanisms, both per Web API method and per process:
+- a token bucket with Slack's published budget for the methods that an alert storm hammers
+  (``conversations.create`` is Tier 2, about 20 a minute), so a storm queues instead of 429-storming;
+- a penalty box: after a 429, the method is not called again until ``Retry-After`` has passed.
+Blocked methods are left unclaimed in the outbox, so other rows (other methods) keep flowing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+# calls per minute; None = no proactive limit (Slack's own 429 still applies)
+DEFAULT_BUDGETS: dict[str, float] = {
+    "conversations.create": 20,
+    "conversations.invite": 50,
+    "conversations.setTopic": 50,
+    "users.lookupByEmail": 100,
+}
+
+
+class RateGate:
+    def __init__(self, budgets: dict[str, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.budgets = dict(DEFAULT_BUDGETS if budgets is None else budgets)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._not_before: dict[str, float] = {}
+        self._tokens: dict[str, float] = {m: max(1.0, b / 6) for m, b in self.budgets.items()}
+        self._refilled: dict[str, float] = {m: clock() for m in self.budgets}
+
+    def _refill(self, method: str, now: float) -> float:
+        budget = self.budgets[method]
+        burst = max(1.0, budget / 6)  # allow a short burst of 10 s worth of budget
+        tokens = min(burst, self._tokens[method] + (now - self._refilled[method]) * budget / 60.0)
+        self._tokens[method], self._refilled[method] = tokens, now
+        return tokens
+
+    def blocked(self) -> list[str]:
+        """Methods that must not be claimed right now."""
+        now = self.clock()
+        with self._lock:
+            out = [m for m, t in self._not_before.items() if t > now]
+            out += [m for m in self.budgets if m not in out and self._refill(m, now) < 1.0]
+            return out
+
+    def before_call(self, method: str) -> None:
+        """Spend a token (the row was claimed while one was available)."""
+        if method not in self.budgets:
+            return
+        with self._lock:
+            self._refill(method, self.clock())
+            self._tokens[method] -= 1.0
+
+    def penalise(self, method: str, seconds: float) -> None:
+        with self._lock:
+            until = self.clock() + seconds
+            self._not_before[method] = max(self._not_before.get(method, 0.0), until)

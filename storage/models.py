@@ -1,0 +1,246 @@
+"""SQLModel tables: the one place where the schema is written down.
+
+Every timestamp column is timezone-aware UTC (sqlmodel>=0.0.45 refuses naive values at flush).
+Migrations in ``storage/migrations`` must follow any change here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.ext.mutable import MutableDict
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_dict() -> Any:
+    return Column(MutableDict.as_mutable(JSON), nullable=False, default=dict)
+
+
+class Counter(SQLModel, table=True):
+    """Gap-free counters (``incident`` numbers INC-<n>).
+
+    A row lock on the counter is taken inside the transaction that creates the incident, so a rolled
+    back transaction gives its number back and numbers have no gaps, unlike a database sequence.
+    """
+
+    __tablename__ = "counters"
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = 0
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incidents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)
+    ref: str = Field(unique=True, max_length=32)
+    title: str = Field(max_length=1024)
+    description: str | None = None
+    service: str | None = Field(default=None, max_length=255, index=True)
+    severity: str = Field(default="SEV3", max_length=8, index=True)
+    status: str = Field(default="triggered", max_length=16, index=True)
+    origin: str = Field(default="pagerduty", max_length=16)  # pagerduty | slack | cli
+
+    pagerduty_incident_id: str | None = Field(default=None, max_length=64, unique=True)
+    pagerduty_url: str | None = None
+    pagerduty_service_id: str | None = Field(default=None, max_length=64)
+    pagerduty_escalation_policy_id: str | None = Field(default=None, max_length=64)
+    pagerduty_priority: str | None = Field(default=None, max_length=16)
+    pagerduty_urgency: str | None = Field(default=None, max_length=16)
+
+    slack_channel_id: str | None = Field(default=None, max_length=32, index=True)
+    slack_channel_name: str | None = Field(default=None, max_length=80)
+    announce_channel_id: str | None = Field(default=None, max_length=32)
+    announce_ts: str | None = Field(default=None, max_length=32)
+
+    reporter_id: str | None = Field(default=None, max_length=32)
+    commander_id: str | None = Field(default=None, max_length=32)
+    comms_id: str | None = Field(default=None, max_length=32)
+    scribe_id: str | None = Field(default=None, max_length=32)
+
+    # The six milestones (DESIGN.md §5).
+    impact_started_at: datetime | None = None
+    detected_at: datetime | None = Field(default=None, index=True)
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = Field(default=None, index=True)
+    closed_at: datetime | None = None
+
+    # Last-writer-wins registers that make the lifecycle independent of delivery order
+    # (see incident_bot/core/lifecycle.py). Not shown to users.
+    impact_started_reg: datetime | None = None
+    first_ack_at: datetime | None = None
+    first_mitigated_at: datetime | None = None
+    last_resolved_at: datetime | None = None
+    last_reopened_at: datetime | None = None
+    ack_state: str | None = Field(default=None, max_length=8)  # "ack" | "unack"
+    ack_state_at: datetime | None = None
+    last_mitigated_at: datetime | None = None
+    last_closed_at: datetime | None = None
+    severity_at: datetime | None = None
+    details_at: datetime | None = None
+    close_override_reason: str | None = None
+
+    rca: dict[str, Any] = Field(default_factory=dict, sa_column=_json_dict())
+
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PagerDutyLink(SQLModel, table=True):
+    """Every PagerDuty incident that belongs to one of ours (the triggering one and those paged from Slack)."""
+
+    __tablename__ = "pagerduty_links"
+    pagerduty_incident_id: str = Field(primary_key=True, max_length=64)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    primary: bool = False
+    url: str | None = None
+    service_name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TimelineEvent(SQLModel, table=True):
+    __tablename__ = "timeline_events"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "source", "source_event_id", name="uq_timeline_source_event"),
+        Index("ix_timeline_incident_occurred", "incident_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id")
+    occurred_at: datetime
+    source: str = Field(max_length=16)  # pagerduty | slack | bot | cli
+    kind: str = Field(max_length=48)
+    actor: str | None = Field(default=None, max_length=255)
+    text: str = ""
+    milestone: str | None = Field(default=None, max_length=32)
+    source_event_id: str | None = Field(default=None, max_length=255)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class InboxDelivery(SQLModel, table=True):
+    """One row per processed delivery. The unique key is what makes redeliveries harmless."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_inbox_source_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    event_id: str = Field(max_length=255)
+    event_type: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)  # processed | ignored | deferred | duplicate-trigger
+    incident_id: int | None = None
+    # Deferred deliveries (a note that arrived before its incident was opened) keep their body here and
+    # are applied when the incident opens, so nothing acknowledged is dropped.
+    subject_id: str | None = Field(default=None, max_length=64, index=True)
+    payload: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A deferred call to Slack (or PagerDuty REST), delivered by incident_bot/slack/outbox.py.
+
+    Rows with the same ``order_key`` are delivered strictly in id order. ``dedup_key`` lets a producer
+    enqueue "at most once" work (one reminder per owner per day) even when replicas race.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_key", "status", "order_key", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_key: str = Field(max_length=128, index=True)
+    method: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=_json_dict())
+    incident_id: int | None = Field(default=None, index=True)
+    status: str = Field(default="pending", max_length=16)  # pending | inflight | done | dead
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=_json_dict())
+    dedup_key: str | None = Field(default=None, max_length=255, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
+class IncidentMetrics(SQLModel, table=True):
+    """Per-incident durations, recomputed whenever a milestone changes.
+
+    Severity, service and the window timestamps are copied here so period aggregates are one indexed
+    scan of a narrow table.
+    """
+
+    __tablename__ = "incident_metrics"
+
+    incident_id: int = Field(primary_key=True, foreign_key="incidents.id")
+    severity: str = Field(max_length=8, index=True)
+    service: str | None = Field(default=None, max_length=255)
+    detected_at: datetime | None = Field(default=None, index=True)
+    resolved_at: datetime | None = Field(default=None, index=True)
+    ttd_s: int | None = None
+    tta_s: int | None = None
+    ttm_s: int | None = None
+    ttr_s: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ActionItem(SQLModel, table=True):
+    """A CAPA (corrective and preventive action) item."""
+
+    __tablename__ = "action_items"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    title: str = Field(max_length=1024)
+    type: str = Field(default="corrective", max_length=16)
+    priority: str = Field(default="medium", max_length=8)
+    owner_id: str | None = Field(default=None, max_length=32, index=True)
+    due_date: date | None = None
+    status: str = Field(default="open", max_length=16, index=True)
+    ticket_url: str | None = None
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+
+class DigestRun(SQLModel, table=True):
+    """Exactly one row per digest period: the unique key is what makes a digest post once."""
+
+    __tablename__ = "digest_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_key: str = Field(unique=True, max_length=64)
+    since: datetime
+    until: datetime
+    status: str = Field(default="claimed", max_length=16)  # claimed | enqueued
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_at: datetime = Field(default_factory=utcnow)
+    outbox_id: int | None = None
+
+
+class JobLease(SQLModel, table=True):
+    """Leader lease for scheduled jobs: the replica whose lease is current runs them."""
+
+    __tablename__ = "job_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime
+
+
+class SlackUser(SQLModel, table=True):
+    """Display cache of Slack users. Ids are the keys everywhere; names are only shown."""
+
+    __tablename__ = "slack_users"
+
+    user_id: str = Field(primary_key=True, max_length=32)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255)
+    tz: str | None = Field(default=None, max_length=64)
+    fetched_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,114 @@
+"""Outbox queue operations: claim the head row of each order key, finish, retry, park as dead.
+
+Claiming is safe with many workers and replicas: a row is taken only if no earlier row of its
+``order_key`` is still pending or in flight (per-channel order), and on PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` so two workers never take the same row. A claimed row is ``inflight`` with a
+lease; a worker that dies leaves the lease to expire and the row is handed out again, marked
+``uncertain`` so the deliverer checks whether the first attempt reached Slack before repeating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session
+
+from storage.models import OutboxMessage, utcnow
+
+PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
+
+
+def claim(
+    session: Session, *, now: datetime, lease: timedelta, limit: int = 1,
+    exclude_methods: Iterable[str] = (),
+) -> list[OutboxMessage]:
+    earlier = aliased(OutboxMessage)
+    head = ~exists().where(
+        and_(earlier.order_key == OutboxMessage.order_key, earlier.id < OutboxMessage.id,
+             earlier.status.in_((PENDING, INFLIGHT)))  # type: ignore[attr-defined]
+    )
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now, head)  # type: ignore[arg-type]
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    excluded = list(exclude_methods)
+    if excluded:
+        stmt = stmt.where(OutboxMessage.method.not_in(excluded))  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
+    rows = list(session.execute(stmt).scalars())
+    for row in rows:
+        row.status = INFLIGHT
+        row.lease_until = now + lease
+        row.attempts += 1
+        session.add(row)
+    return rows
+
+
+def requeue_expired(session: Session, *, now: datetime) -> int:
+    """In-flight rows whose worker died: hand them out again, flagged as uncertain."""
+    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT, OutboxMessage.lease_until < now)  # type: ignore[arg-type, operator]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(session.execute(stmt).scalars())
+    for row in rows:
+        row.status = PENDING
+        row.result = {**row.result, "uncertain": True}
+        row.next_attempt_at = now
+        session.add(row)
+    return len(rows)
+
+
+def finish(session: Session, row_id: int, *, result: dict[str, Any]) -> None:
+    session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == row_id)  # type: ignore[arg-type]
+        .values(status=DONE, result=result, done_at=utcnow(), lease_until=None, last_error=None)
+    )
+
+
+def retry_later(session: Session, row_id: int, *, at: datetime, error: str, uncertain: bool,
+                count_attempt: bool = True, result: dict[str, Any] | None = None) -> None:
+    row = session.get(OutboxMessage, row_id)
+    if row is None:
+        return
+    row.status = PENDING
+    row.next_attempt_at = at
+    row.lease_until = None
+    row.last_error = error[:2000]
+    row.result = {**(result if result is not None else row.result), "uncertain": uncertain}
+    if not count_attempt:
+        row.attempts = max(0, row.attempts - 1)
+    session.add(row)
+
+
+def park_dead(session: Session, row_id: int, *, error: str) -> None:
+    session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == row_id)  # type: ignore[arg-type]
+        .values(status=DEAD, last_error=error[:2000], lease_until=None, done_at=utcnow())
+    )
+
+
+def update_payload(session: Session, row_id: int, payload: dict[str, Any]) -> None:
+    session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == row_id).values(payload=payload)  # type: ignore[arg-type]
+    )
+
+
+def counts(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)  # type: ignore[arg-type]
+    ).all()
+    result = {PENDING: 0, INFLIGHT: 0, DONE: 0, DEAD: 0}
+    result.update({status: int(n) for status, n in rows})
+    return result
+
+
+def has_work(session: Session) -> bool:
+    q = select(OutboxMessage.id).where(OutboxMessage.status.in_((PENDING, INFLIGHT))).limit(1)  # type: ignore[attr-defined]
+    return session.execute(q).first() is not None

@@ -1,0 +1,160 @@
+"""Queries used inside one transaction. Portable between SQLite and PostgreSQL.
+
+Concurrency rules that make replicas safe:
+- dedup is an ``INSERT .. ON CONFLICT DO NOTHING`` on a unique key: of two racing transactions one
+  inserts, the other waits for it and then sees the conflict;
+- an incident is locked (``FOR UPDATE``) before it changes; SQLite serialises writers with
+  ``BEGIN IMMEDIATE`` instead;
+- incident numbers come from a counter row updated in the creating transaction (gap-free), and the
+  counter's row lock doubles as the mutex that stops two replicas opening the same incident twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from storage.models import (
+    Counter,
+    InboxDelivery,
+    Incident,
+    OutboxMessage,
+    PagerDutyLink,
+    TimelineEvent,
+    utcnow,
+)
+
+
+def _insert(session: Session, model: type) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> bool:
+    """Insert a row unless one with the same unique key exists. True when this call inserted it."""
+    stmt = _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_delivery(
+    session: Session, *, source: str, event_id: str, event_type: str, outcome: str = "processed"
+) -> bool:
+    """Claim a delivery id for this transaction. False: it was processed before (a redelivery)."""
+    return insert_ignore(
+        session,
+        InboxDelivery,
+        {"source": source, "event_id": event_id, "event_type": event_type, "outcome": outcome,
+         "received_at": utcnow()},
+        ["source", "event_id"],
+    )
+
+
+def set_delivery_outcome(session: Session, source: str, event_id: str, outcome: str,
+                         incident_id: int | None) -> None:
+    session.execute(
+        update(InboxDelivery)
+        .where(InboxDelivery.source == source, InboxDelivery.event_id == event_id)  # type: ignore[arg-type]
+        .values(outcome=outcome, incident_id=incident_id)
+    )
+
+
+def lock_counter(session: Session, name: str = "incident") -> None:
+    """Take the counter's row lock now (PostgreSQL); SQLite already holds the database write lock."""
+    insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
+    session.execute(select(Counter).where(Counter.name == name).with_for_update())  # type: ignore[arg-type]
+
+
+def next_number(session: Session, name: str = "incident") -> int:
+    """Take the next gap-free number; holds the counter's row lock until the transaction ends."""
+    insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
+    row = session.execute(
+        text("UPDATE counters SET value = value + 1 WHERE name = :n RETURNING value"), {"n": name}
+    ).one()
+    return int(row[0])
+
+
+def lock_incident(session: Session, incident_id: int) -> Incident | None:
+    stmt = select(Incident).where(Incident.id == incident_id).with_for_update()  # type: ignore[arg-type]
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def incident_for_pagerduty(session: Session, pd_incident_id: str, *, lock: bool = True) -> Incident | None:
+    link = session.get(PagerDutyLink, pd_incident_id)
+    if link is None:
+        return None
+    if lock:
+        return lock_incident(session, link.incident_id)
+    return session.get(Incident, link.incident_id)
+
+
+def incident_by_ref(session: Session, ref: str, *, lock: bool = False) -> Incident | None:
+    stmt = select(Incident).where(func.upper(Incident.ref) == ref.strip().upper())
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def incident_by_channel(session: Session, channel_id: str, *, lock: bool = False) -> Incident | None:
+    stmt = select(Incident).where(Incident.slack_channel_id == channel_id)  # type: ignore[arg-type]
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def add_timeline(
+    session: Session,
+    *,
+    incident_id: int,
+    occurred_at: datetime,
+    source: str,
+    kind: str,
+    text: str = "",
+    actor: str | None = None,
+    milestone: str | None = None,
+    source_event_id: str | None = None,
+) -> bool:
+    """Add a timeline row; with a ``source_event_id`` a second add of the same event is a no-op."""
+    values = {
+        "incident_id": incident_id, "occurred_at": occurred_at, "source": source, "kind": kind,
+        "text": text, "actor": actor, "milestone": milestone, "source_event_id": source_event_id,
+        "recorded_at": utcnow(),
+    }
+    if source_event_id is None:
+        session.add(TimelineEvent(**values))
+        return True
+    return insert_ignore(session, TimelineEvent, values, ["incident_id", "source", "source_event_id"])
+
+
+def enqueue(
+    session: Session,
+    *,
+    order_key: str,
+    method: str,
+    payload: dict[str, Any],
+    incident_id: int | None = None,
+    dedup_key: str | None = None,
+    not_before: datetime | None = None,
+) -> bool:
+    """Queue a Slack/PagerDuty call for the outbox worker. False if ``dedup_key`` was already queued."""
+    values = {
+        "order_key": order_key, "method": method, "payload": payload, "incident_id": incident_id,
+        "status": "pending", "attempts": 0, "next_attempt_at": not_before or utcnow(),
+        "dedup_key": dedup_key, "result": {}, "created_at": utcnow(),
+    }
+    if dedup_key is None:
+        session.add(OutboxMessage(**values))
+        return True
+    return insert_ignore(session, OutboxMessage, values, ["dedup_key"])
+
+
+def timeline(session: Session, incident_id: int) -> list[TimelineEvent]:
+    stmt = (
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)  # type: ignore[arg-type]
+        .order_by(TimelineEvent.occurred_at, TimelineEvent.id)  # type: ignore[arg-type]
+    )
+    return list(session.execute(stmt).scalars())

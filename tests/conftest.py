@@ -1,0 +1,170 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL, each test in its own database/schema.
+
+PostgreSQL is at ``TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``). It is
+required: when it cannot be reached the PostgreSQL tests fail, they are not skipped. Only an explicit
+``--no-postgres`` (for a laptop without it) deselects them; CI never passes it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from incident_bot.config import Settings
+from storage import migrate
+from storage.db import make_engine
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+PD_SECRET = "pd-webhook-secret-1"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--no-postgres", action="store_true", help="deselect PostgreSQL tests (never in CI)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--no-postgres"):
+        return
+    keep = [i for i in items if "postgres" not in i.keywords]
+    config.hook.pytest_deselected(items=[i for i in items if "postgres" in i.keywords])
+    items[:] = keep
+
+
+def pg_schema_url(schema: str) -> str:
+    base = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated schema in the test PostgreSQL; dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = pg_schema_url(schema)
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        from storage.db import get_engine
+
+        get_engine.cache_clear()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'incident-bot.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def make_settings(db_url: str, **overrides: object) -> Settings:
+    """Settings for tests, independent of the developer's environment and .env file."""
+    values: dict[str, object] = {
+        "database_url": db_url,
+        "slack_bot_token": "xoxb-test-token",
+        "slack_signing_secret": SLACK_SECRET,
+        "slack_api_url": "http://127.0.0.1:9/api/",
+        "pagerduty_webhook_secrets": PD_SECRET,
+        "incident_announce_channel": "C0ANNOUNCE",
+        "digest_channel": "C0DIGEST",
+        "timezone": "UTC",
+        "outbox_poll_interval": 0.05,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+# -- a running bot: the real ASGI app under uvicorn, the Slack stand-in, a real database -------------
+
+class Bot:
+    """The app as a user runs it, plus handles a test needs to look inside."""
+
+    def __init__(self, rt, server, slack, http) -> None:  # type: ignore[no-untyped-def]
+        self.rt, self.server, self.slack, self.http = rt, server, slack, http
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def send_pd(self, doc: dict, *, secret: str = PD_SECRET, headers: dict | None = None):  # type: ignore[no-untyped-def]
+        from incident_bot.testing.pagerduty_payloads import encode, signed_headers
+
+        body = encode(doc)
+        h = signed_headers(body, secret)
+        h.update(headers or {})
+        return self.http.post(f"{self.url}/pagerduty/webhook", content=body, headers=h)
+
+    def drain(self, timeout: float = 20.0) -> None:
+        from storage import outbox as q
+        from storage.db import session_scope
+
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope(self.rt.engine) as s:
+                if not q.has_work(s):
+                    return
+            time.sleep(0.05)
+        raise AssertionError("the outbox did not drain in time")
+
+
+@pytest.fixture
+def slack():  # type: ignore[no-untyped-def]
+    from incident_bot.testing.slack_standin import SlackStandIn
+
+    with SlackStandIn() as standin:
+        yield standin
+
+
+def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from incident_bot.commands.serve import build_app
+    from incident_bot.testing.live_server import LiveServer
+
+    worker_kw = {k: overrides.pop(k) for k in ("backoff_base", "backoff_cap") if k in overrides}
+    settings = make_settings(db_url, slack_api_url=slack.url, **overrides)
+    app = build_app(settings)
+    rt = app.state.runtime
+    if rt.worker is not None:
+        for k, v in {"backoff_base": 0.05, "backoff_cap": 0.5, **worker_kw}.items():
+            setattr(rt.worker, k, v)
+    server = LiveServer(app).start()
+    return Bot(rt, server, slack, httpx.Client(timeout=30))
+
+
+@pytest.fixture
+def bot(db_url: str, slack):  # type: ignore[no-untyped-def]
+    b = start_bot(db_url, slack)
+    try:
+        yield b
+    finally:
+        b.http.close()
+        b.server.stop()
