@@ -37,7 +37,9 @@ def _insert(session: Session, model: type) -> Any:
 def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> bool:
     """Insert a row unless one with the same unique key exists. True when this call inserted it."""
     stmt = _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+    # RETURNING rather than rowcount: psycopg reports no reliable rowcount for ON CONFLICT DO NOTHING.
+    key = next(iter(model.__table__.primary_key.columns))  # type: ignore[attr-defined]
+    return session.execute(stmt.returning(key)).first() is not None
 
 
 def record_delivery(

@@ -150,6 +150,9 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
     from incident_bot.testing.live_server import LiveServer
 
     worker_kw = {k: overrides.pop(k) for k in ("backoff_base", "backoff_cap") if k in overrides}
+    if "incident_announce_channel" not in overrides:
+        existing = slack.channel_by_name("incidents")
+        overrides["incident_announce_channel"] = existing["id"] if existing else slack.add_channel("incidents")
     settings = make_settings(db_url, slack_api_url=slack.url, **overrides)
     app = build_app(settings)
     rt = app.state.runtime
@@ -157,7 +160,9 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
         for k, v in {"backoff_base": 0.05, "backoff_cap": 0.5, **worker_kw}.items():
             setattr(rt.worker, k, v)
     server = LiveServer(app).start()
-    return Bot(rt, server, slack, httpx.Client(timeout=30))
+    bot = Bot(rt, server, slack, httpx.Client(timeout=30))
+    bot.announce = settings.incident_announce_channel
+    return bot
 
 
 @pytest.fixture

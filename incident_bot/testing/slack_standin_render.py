@@ -14,6 +14,7 @@ from typing import Any
 
 from incident_bot.testing.slack_standin_state import Workspace
 
+_NOTICES = {"channel_join", "channel_leave", "channel_topic", "channel_purpose"}
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -24,8 +25,8 @@ def render_channel(ws: Workspace, channel_id: str) -> str:
         members = ", ".join("@" + _user_name(ws, m) for m in channel.members)
         lines = [f"#{channel.name}" + (" (private)" if channel.is_private else "") + (
             " (archived)" if channel.is_archived else "")]
-        lines += [f"Topic: {channel.topic or '-'}", f"Purpose: {channel.purpose or '-'}",
-                  f"Members: {members}"]
+        lines += [f"Topic: {_mrkdwn(ws, channel.topic) or '-'}",
+                  f"Purpose: {_mrkdwn(ws, channel.purpose) or '-'}", f"Members: {members}"]
         if channel.pins:
             lines.append(f"Pinned: {len(channel.pins)} message(s)")
         return "\n".join(lines)
@@ -58,6 +59,8 @@ def _render_message(ws: Workspace, message: dict[str, Any], indent: str) -> list
     if message.get("reactions"):
         body.append("  ".join(f":{r['name']}: {r['count']}" for r in message["reactions"]))
     flat = [line for chunk in body for line in chunk.split("\n")] or [""]
+    if message.get("subtype") in _NOTICES:  # Slack shows these as grey notices, not as someone speaking
+        return [f"{indent}[{when}] · {flat[0]}"]
     head = f"{indent}[{when}] {author}: {flat[0]}" + (" (edited)" if message.get("edited") else "")
     pad = " " * len(indent) + "  "
     return [head] + [pad + line for line in flat[1:]]
