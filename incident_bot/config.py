@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     digest_channel: str | None = None
     timezone: str = "UTC"
     digest_schedule: str = "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
+    response_targets: str = "SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"
+    capa_reminder_schedule: str = "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
+    scheduler_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    scheduler_tick_seconds: float = Field(default=10.0, gt=0, le=600)
     severity_map: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
     )
@@ -60,8 +64,10 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, validation_alias=AliasChoices("PUBLIC_URL", "public_url"))
 
     outbox_workers: int = Field(default=2, ge=1, le=64)
-    outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
+    outbox_max_attempts: int = Field(default=30, ge=1, le=1000)
     outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)
+    outbox_backoff_base: float = Field(default=1.0, gt=0, le=600)
+    outbox_backoff_cap: float = Field(default=300.0, gt=0, le=3600)
     slack_timeout: float = Field(default=10.0, gt=0, le=120)
     log_level: str = "INFO"
 

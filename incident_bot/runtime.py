@@ -50,6 +50,8 @@ def build_worker(settings: Settings, engine: Engine, **overrides: Any) -> Outbox
         "max_attempts": settings.outbox_max_attempts,
         "poll_interval": settings.outbox_poll_interval,
         "threads": settings.outbox_workers,
+        "backoff_base": settings.outbox_backoff_base,
+        "backoff_cap": settings.outbox_backoff_cap,
     }
     kwargs.update(overrides)
     return OutboxWorker(engine, ctx, **kwargs)

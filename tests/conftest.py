@@ -173,3 +173,80 @@ def bot(db_url: str, slack):  # type: ignore[no-untyped-def]
     finally:
         b.http.close()
         b.server.stop()
+
+
+# -- real server processes (kill -9, several replicas) ------------------------------------------------
+
+class ServerProcess:
+    """``incident-bot serve`` in its own process, as an operator runs it."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        import socket
+
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
+        self.env = env
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "incident_bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.kill()
+
+
+def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_"))}
+    existing = slack.channel_by_name("incidents")
+    announce = existing["id"] if existing else slack.add_channel("incidents")
+    env.update({
+        "DATABASE_URL": db_url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SLACK_API_URL": slack.url,
+        "PAGERDUTY_WEBHOOK_SECRETS": PD_SECRET,
+        "INCIDENT_ANNOUNCE_CHANNEL": announce,
+        "OUTBOX_POLL_INTERVAL": "0.05",
+        "LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env

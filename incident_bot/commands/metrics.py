@@ -84,7 +84,8 @@ def window(since_arg: str | None, until_arg: str | None, zone: tzinfo,
            now: datetime | None = None) -> tuple[datetime, datetime]:
     """The half-open window from the options; 30 days ending now when none is given."""
     until = parse_when(until_arg, zone, option="--until") if until_arg else (now or datetime.now(UTC))
-    since = parse_when(since_arg, zone, option="--since") if since_arg else until - timedelta(days=DEFAULT_DAYS)
+    since = (parse_when(since_arg, zone, option="--since") if since_arg
+             else until - timedelta(days=DEFAULT_DAYS))
     if since >= until:
         raise UsageError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
     return since, until

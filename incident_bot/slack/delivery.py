@@ -68,8 +68,16 @@ def _already_posted(ctx: Context, channel: str, row: OutboxMessage) -> dict[str,
     oldest = (row.created_at - timedelta(minutes=5)).timestamp()
     cursor = None
     for _ in range(10):
-        resp = ctx.slack.conversations_history(channel=channel, oldest=f"{oldest:.6f}", limit=200,
-                                               include_all_metadata=True, cursor=cursor)
+        try:
+            resp = ctx.slack.conversations_history(channel=channel, oldest=f"{oldest:.6f}", limit=200,
+                                                   include_all_metadata=True, cursor=cursor)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel":
+                raise
+            # With chat:write.public a bot posts to public channels it is not in, but can only read the
+            # history of channels it is in: join, then look.
+            ctx.slack.conversations_join(channel=channel)
+            continue
         for msg in resp.get("messages", []):
             meta = msg.get("metadata") or {}
             if meta.get("event_type") == METADATA_EVENT and \

@@ -15,6 +15,7 @@ import socketserver
 import ssl
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACK adds ~40 ms a call.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.owner._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -111,6 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # up() re-binds the same port right after down()
+    request_queue_size = 128  # the default backlog of 5 drops bursts of connections (1 s SYN retry each)
 
     def __init__(self, address: tuple[str, int], owner: StandInServer) -> None:
         self.owner = owner
@@ -147,6 +151,7 @@ class StandInServer:
         self._delays_before: dict[str, float] = {}
         self._limits: dict[str, tuple[int, float, deque[float]]] = {}
         self._connections: set[socket.socket] = set()
+        self._crashes: list[str] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -236,6 +241,11 @@ class StandInServer:
         """Calls so far, oldest first; ``method`` filters with the same matching rule as :meth:`fail_next`."""
         with self._lock:
             return [c for c in self._calls if method is None or self._matches(method, c.method)]
+
+    def crashes(self) -> list[str]:
+        """Tracebacks of requests the stand-in itself failed on (answered 500): a fixture can assert none."""
+        with self._lock:
+            return list(self._crashes)
 
     def reset_calls(self) -> None:
         with self._lock:
@@ -350,7 +360,12 @@ class StandInServer:
         if (pause := self._delay_for(self._delays_before, key)) > 0:
             time.sleep(pause)
         fault = self._take_fault(key)
-        reply = self._fault_reply(fault) if fault else self._answer(request, key, params)
+        try:
+            reply = self._fault_reply(fault) if fault else self._answer(request, key, params)
+        except Exception:  # a bug in the stand-in: answer it visibly rather than dropping the connection
+            with self._lock:
+                self._crashes.append(traceback.format_exc())
+            reply = Reply(500, self._crashes[-1].encode(), content_type="text/plain; charset=utf-8")
         with self._lock:
             self._calls.append(Call(key, params, dict(request.headers), arrived, reply.status))
         if (pause := self._delay_for(self._delays_after, key)) > 0:

@@ -218,7 +218,7 @@ class SlackWebApi:
         content = message_content(p)
         if not content.get("text") and not content.get("blocks"):
             raise SlackError("no_text")
-        ts = self.ws.nextts_to_micros()
+        ts = self.ws.next_ts()
         self.ws.ephemeral.append({"channel": channel.id, "user": user.id, "ts": ts, **content})
         return {"message_ts": ts}
 
@@ -234,7 +234,7 @@ class SlackWebApi:
         message.update(content)
         if isinstance(p.get("metadata"), dict):
             message["metadata"] = p["metadata"]
-        message["edited"] = {"user": BOT_USER_ID, "ts": self.ws.nextts_to_micros()}
+        message["edited"] = {"user": BOT_USER_ID, "ts": self.ws.next_ts()}
         return {"channel": channel.id, "ts": message["ts"], "text": message.get("text", ""),
                 "message": copy.deepcopy(message)}
 
@@ -301,7 +301,8 @@ class SlackWebApi:
             "id": view_id, "team_id": TEAM_ID, "type": view["type"], "title": view.get("title"),
             "blocks": view.get("blocks", []), "close": view.get("close"), "submit": view.get("submit"),
             "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
-            "external_id": view.get("external_id", ""), "state": {"values": {}},
+            "external_id": view.get("external_id") or (current or {}).get("external_id", ""),
+            "state": {"values": {}},
             "hash": f"{int(time.time())}.{self.ws.new_id('h')}", "root_view_id": view_id,
             "previous_view_id": None, "app_id": APP_ID, "bot_id": BOT_ID,
         }

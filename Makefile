@@ -1,0 +1,27 @@
+# The two commands of the README:  `make demo`  and  `make test`.  Both set up everything they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/incident-bot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+demo: $(BIN)/incident-bot        ## run one incident end to end (SQLite, built-in Slack stand-in, no credentials)
+	$(BIN)/incident-bot demo
+
+test: $(BIN)/incident-bot        ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
+	scripts/test
+
+lint: $(BIN)/incident-bot
+	$(BIN)/ruff check .
+
+bench: $(BIN)/incident-bot       ## benchmarks and the heavy fault campaign; figures go to bench/RESULTS.md
+	bench/run
+
+clean:
+	rm -rf $(VENV) build *.egg-info incident-bot-demo .pytest_cache .ruff_cache

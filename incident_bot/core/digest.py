@@ -1,0 +1,411 @@
+"""The weekly SEV digest as content: plain data in, the JSON document and a template context out. Pure.
+
+The service layer (:mod:`incident_bot.services.digest`) does the SQL and hands over a
+:class:`DigestInput`; everything a lead reads (which incidents are "major", when a response target is
+met or missed, how a change is shown, what the trend looks like) is decided here, so the Slack
+message, the Markdown, the HTML and the JSON cannot disagree.
+
+Response targets (``RESPONSE_TARGETS``, e.g. ``SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m``) apply to the
+incidents of that severity detected in the period. An incident has *met* its targets when every
+configured one is met, *missed* when any is exceeded (an unresolved incident already older than its
+TTR target has missed it), and is *pending* otherwise (still open, still within target). The share
+within target is ``met / (met + missed)``: pending incidents are not counted either way yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from incident_bot.core.rca import format_duration
+from incident_bot.core.severity import SEVERITIES, normalise_severity
+from incident_bot.core.sparkline import sparkline
+
+MAJOR_SEVERITIES: tuple[str, ...] = ("SEV1", "SEV2")
+METRIC_KEYS: tuple[str, ...] = ("mttd_s", "mtta_s", "mttm_s", "mttr_s")
+METRIC_LABELS: dict[str, str] = {"mttd_s": "MTTD", "mtta_s": "MTTA", "mttm_s": "MTTM", "mttr_s": "MTTR"}
+DEFAULT_TARGETS = "SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+
+
+# -- response targets --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    ttr_s: int | None = None
+    ttd_s: int | None = None
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``10m``, ``4h``, ``1h30m``, ``2d`` -> seconds. A bare number is refused (which unit?)."""
+    t = text.strip().lower().replace(" ", "")
+    if not t or _DURATION.sub("", t):
+        raise ValueError(f"{text!r} is not a duration such as 10m, 4h or 1h30m")
+    return sum(int(n) * _UNIT_S[u] for n, u in _DURATION.findall(t))
+
+
+def parse_targets(text: str | None) -> dict[str, Target]:
+    """``"SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"`` -> ``{"SEV1": Target(3600, 600), ...}``.
+
+    An empty string means no targets. Raises ValueError naming the bad part.
+    """
+    out: dict[str, Target] = {}
+    for chunk in filter(None, (c.strip() for c in (text or "").split(";"))):
+        sev_text, sep, spec = chunk.partition(":")
+        sev = normalise_severity(sev_text)
+        if not sep or sev is None:
+            raise ValueError(f"{chunk!r}: expected SEVn:ttr=DURATION,ttd=DURATION")
+        values: dict[str, int] = {}
+        for item in filter(None, (i.strip() for i in spec.split(","))):
+            key, eq, dur = item.partition("=")
+            key = key.strip().lower()
+            if not eq or key not in ("ttr", "ttd"):
+                raise ValueError(f"{chunk!r}: {item!r} should be ttr=DURATION or ttd=DURATION")
+            values[f"{key}_s"] = parse_duration(dur)
+        if not values:
+            raise ValueError(f"{chunk!r}: give ttr=... and/or ttd=...")
+        out[sev] = Target(**values)
+    return out
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    status: str  # met | missed | pending
+    missed: tuple[str, ...] = ()  # which of "ttd", "ttr"
+
+
+def evaluate_target(target: Target, *, ttd_s: int | None, ttr_s: int | None,
+                    impact_started_at: datetime | None, now: datetime) -> TargetResult:
+    missed: list[str] = []
+    pending = False
+    if target.ttd_s is not None:
+        if ttd_s is None:
+            pending = True
+        elif ttd_s > target.ttd_s:
+            missed.append("ttd")
+    if target.ttr_s is not None:
+        if ttr_s is not None:
+            if ttr_s > target.ttr_s:
+                missed.append("ttr")
+        elif impact_started_at is not None and (now - impact_started_at).total_seconds() > target.ttr_s:
+            missed.append("ttr")  # still open and already past the target: missed whatever happens next
+        else:
+            pending = True
+    status = "missed" if missed else ("pending" if pending else "met")
+    return TargetResult(status, tuple(missed))
+
+
+# -- input -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """An incident detected in the period whose severity is major or has a target."""
+
+    ref: str
+    title: str
+    severity: str
+    status: str
+    detected_at: datetime
+    impact_started_at: datetime | None = None
+    resolved_at: datetime | None = None
+    ttd_s: int | None = None
+    ttr_s: int | None = None
+    commander_id: str | None = None
+    channel_id: str | None = None
+    channel_name: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSample:
+    """The minimum to judge one incident against its targets (for the 8-week trend)."""
+
+    severity: str
+    impact_started_at: datetime | None
+    ttd_s: int | None
+    ttr_s: int | None
+
+
+@dataclass(frozen=True)
+class OverdueItem:
+    id: int
+    title: str
+    owner_id: str | None
+    due: date
+    incident_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class CapaInput:
+    opened: int = 0
+    done: int = 0
+    overdue_items: tuple[OverdueItem, ...] = ()
+    as_of: date | None = None
+
+
+@dataclass(frozen=True)
+class TrendWeek:
+    since: datetime
+    until: datetime
+    label: str
+    metrics: Mapping[str, Any]  # a period_metrics document
+    samples: tuple[TargetSample, ...] = ()
+
+
+@dataclass
+class DigestInput:
+    since: datetime
+    until: datetime
+    timezone: str
+    zone: tzinfo
+    now: datetime
+    label: str  # "2026-W47" or "2026-11-01..2026-12-01"
+    current: Mapping[str, Any]  # period_metrics for [since, until)
+    previous: Mapping[str, Any]  # period_metrics for the period before
+    incidents: Sequence[IncidentRow] = ()
+    capa: CapaInput = field(default_factory=CapaInput)
+    top_services: Sequence[tuple[str, int]] = ()
+    missing_rca: Sequence[str] = ()
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    trend: Sequence[TrendWeek] = ()
+    names: Mapping[str, str] = field(default_factory=dict)  # Slack user id -> display name
+
+
+# -- the JSON document -------------------------------------------------------------------------------
+
+def iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _summary(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
+    s = doc.get(key) or {}
+    return {"mean": s.get("mean"), "p50": s.get("p50"), "p90": s.get("p90"), "n": int(s.get("n") or 0)}
+
+
+def major_incidents(inp: DigestInput) -> list[IncidentRow]:
+    rows = [i for i in inp.incidents if i.severity in MAJOR_SEVERITIES]
+    return sorted(rows, key=lambda i: (SEVERITIES.index(i.severity), i.detected_at, i.ref))
+
+
+def target_results(inp: DigestInput) -> dict[str, TargetResult]:
+    """Per incident ref, for incidents whose severity has a target."""
+    out = {}
+    for inc in inp.incidents:
+        target = inp.targets.get(inc.severity)
+        if target is not None:
+            out[inc.ref] = evaluate_target(target, ttd_s=inc.ttd_s, ttr_s=inc.ttr_s,
+                                           impact_started_at=inc.impact_started_at or inc.detected_at,
+                                           now=inp.now)
+    return out
+
+
+def _target_counts(targets: Mapping[str, Target], results: Sequence[tuple[str, TargetResult]]
+                   ) -> dict[str, dict[str, int]]:
+    counts = {sev: {"met": 0, "missed": 0, "pending": 0} for sev in targets}
+    for sev, res in results:
+        if sev in counts:
+            counts[sev][res.status] += 1
+    return counts
+
+
+def build_json(inp: DigestInput) -> dict[str, Any]:
+    """The ``incident-bot digest --format json`` document, in exactly the keys issue 5 gives."""
+    results = target_results(inp)
+    counts = _target_counts(inp.targets, [(i.severity, results[i.ref]) for i in inp.incidents
+                                          if i.ref in results])
+    by_sev = dict.fromkeys(SEVERITIES, 0)
+    by_sev.update({k: int(v) for k, v in (inp.current.get("incidents") or {}).get("by_severity", {}).items()})
+    doc: dict[str, Any] = {
+        "period": {"since": iso(inp.since), "until": iso(inp.until), "timezone": inp.timezone},
+        "incidents": {
+            "total": int((inp.current.get("incidents") or {}).get("total") or 0),
+            "by_severity": by_sev,
+            "major": [{"ref": i.ref, "title": i.title, "severity": i.severity, "ttr_s": i.ttr_s,
+                       "commander": i.commander_id} for i in major_incidents(inp)],
+        },
+    }
+    for key in METRIC_KEYS:
+        doc[key] = _summary(inp.current, key)
+    doc["previous"] = {key: _summary(inp.previous, key) for key in METRIC_KEYS}
+    doc["capa"] = {
+        "opened": inp.capa.opened,
+        "done": inp.capa.done,
+        "overdue": len(inp.capa.overdue_items),
+        "overdue_items": [{"id": a.id, "title": a.title, "owner": a.owner_id, "due": a.due.isoformat()}
+                          for a in inp.capa.overdue_items],
+    }
+    doc["top_services"] = [{"service": s, "count": int(n)} for s, n in inp.top_services]
+    doc["missing_rca"] = list(inp.missing_rca)
+    doc["targets"] = {
+        sev: {"ttr_s": t.ttr_s, "ttd_s": t.ttd_s, "met": counts[sev]["met"], "missed": counts[sev]["missed"]}
+        for sev, t in inp.targets.items()
+    }
+    return doc
+
+
+# -- what the templates show -------------------------------------------------------------------------
+
+def change(current: float | None, previous: float | None, *, higher_is_worse: bool = True) -> dict[str, Any]:
+    """``▲ 25%`` / ``▼ 10%`` / ``= 0%`` against the previous period; ``None`` pct when not comparable."""
+    if current is None or previous is None:
+        return {"arrow": "", "pct": None, "text": "—", "worse": False, "better": False}
+    if current == previous:
+        return {"arrow": "=", "pct": 0, "text": "= 0%", "worse": False, "better": False}
+    up = current > previous
+    arrow = "▲" if up else "▼"
+    if previous == 0:
+        return {"arrow": arrow, "pct": None, "text": f"{arrow} new", "worse": up == higher_is_worse,
+                "better": up != higher_is_worse}
+    pct = round(abs(current - previous) * 100 / abs(previous))
+    text = f"{arrow} {pct}%" if pct else f"{arrow} <1%"
+    return {"arrow": arrow, "pct": pct if up else -pct, "text": text, "worse": up == higher_is_worse,
+            "better": up != higher_is_worse}
+
+
+def share(met: int, missed: int) -> int | None:
+    """Whole percent within target, None when nothing was judged."""
+    judged = met + missed
+    return None if judged == 0 else round(met * 100 / judged)
+
+
+def _local(ts: datetime | None, zone: tzinfo) -> str:
+    return "—" if ts is None else ts.astimezone(zone).strftime("%a %d %b %H:%M")
+
+
+def _target_text(target: Target | None, res: TargetResult | None, inc: IncidentRow) -> str:
+    if target is None or res is None:
+        return ""
+    if res.status == "met":
+        return "within target"
+    if res.status == "pending":
+        return "open, within target so far"
+    parts = []
+    if "ttd" in res.missed:
+        parts.append(f"TTD {format_duration(inc.ttd_s)} > {format_duration(target.ttd_s)}")
+    if "ttr" in res.missed:
+        ttr = format_duration(inc.ttr_s) if inc.ttr_s is not None else "still open"
+        parts.append(f"TTR {ttr} > {format_duration(target.ttr_s)}")
+    return "missed: " + ", ".join(parts)
+
+
+def _trend_point(week: TrendWeek, targets: Mapping[str, Target], now: datetime) -> dict[str, Any]:
+    met = missed = 0
+    for s in week.samples:
+        t = targets.get(s.severity)
+        if t is None:
+            continue
+        res = evaluate_target(t, ttd_s=s.ttd_s, ttr_s=s.ttr_s, impact_started_at=s.impact_started_at, now=now)
+        met += res.status == "met"
+        missed += res.status == "missed"
+    inc = week.metrics.get("incidents") or {}
+    mttr = _summary(week.metrics, "mttr_s")
+    return {"label": week.label, "since": iso(week.since), "until": iso(week.until),
+            "total": int(inc.get("total") or 0), "by_severity": dict(inc.get("by_severity") or {}),
+            "mttr_mean": mttr["mean"], "mttr_p50": mttr["p50"], "mttr_p90": mttr["p90"],
+            "met": met, "missed": missed, "share": share(met, missed)}
+
+
+def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The template context: the JSON document plus the readable extras (changes, trend, texts)."""
+    doc = doc or build_json(inp)
+    zone = inp.zone
+    results = target_results(inp)
+    prev_total = int((inp.previous.get("incidents") or {}).get("total") or 0)
+    metrics = []
+    for key in METRIC_KEYS:
+        cur, prev = doc[key], doc["previous"][key]
+        metrics.append({
+            "key": key, "label": METRIC_LABELS[key], **cur,
+            "mean_text": format_duration(cur["mean"]), "p50_text": format_duration(cur["p50"]),
+            "p90_text": format_duration(cur["p90"]), "prev_mean_text": format_duration(prev["mean"]),
+            "change": change(cur["mean"], prev["mean"]),
+        })
+    major = []
+    for inc in major_incidents(inp):
+        res = results.get(inc.ref)
+        ongoing = inc.ttr_s is None
+        elapsed = None
+        if ongoing and (inc.impact_started_at or inc.detected_at):
+            elapsed = int((inp.now - (inc.impact_started_at or inc.detected_at)).total_seconds())
+        major.append({
+            "ref": inc.ref, "title": inc.title, "severity": inc.severity, "status": inc.status,
+            "ttr_s": inc.ttr_s, "ongoing": ongoing,
+            "duration_text": format_duration(inc.ttr_s) if not ongoing
+            else f"open for {format_duration(max(0, elapsed or 0))}",
+            "detected_text": _local(inc.detected_at, zone),
+            "commander": inc.commander_id, "commander_name": inp.names.get(inc.commander_id or "")
+            or inc.commander_id, "channel_id": inc.channel_id, "channel_name": inc.channel_name,
+            "service": inc.service,
+            "target_status": res.status if res else None,
+            "target_text": _target_text(inp.targets.get(inc.severity), res, inc),
+        })
+    target_rows, met_total, missed_total = [], 0, 0
+    counts = _target_counts(inp.targets, [(i.severity, results[i.ref]) for i in inp.incidents
+                                          if i.ref in results])
+    for sev, t in inp.targets.items():
+        c = counts[sev]
+        met_total += c["met"]
+        missed_total += c["missed"]
+        target_rows.append({"severity": sev, "ttr_text": format_duration(t.ttr_s) if t.ttr_s else "—",
+                            "ttd_text": format_duration(t.ttd_s) if t.ttd_s else "—", **c})
+    trend = [_trend_point(w, inp.targets, inp.now) for w in inp.trend]
+    prev_week = trend[-2] if len(trend) >= 2 else None
+    week_share = share(met_total, missed_total)
+    local_since = inp.since.astimezone(zone)
+    return {
+        "doc": doc,
+        "label": inp.label,
+        "timezone": inp.timezone,
+        "period_text": f"{local_since:%a %d %b %Y} – {_last_day(inp.until, zone):%a %d %b %Y}",
+        "generated_at": iso(inp.now),
+        "total": doc["incidents"]["total"],
+        "total_prev": prev_total,
+        "total_change": change(doc["incidents"]["total"], prev_total),
+        "by_severity": [{"severity": s, "count": n} for s, n in doc["incidents"]["by_severity"].items()],
+        "metrics": metrics,
+        "major": major,
+        "targets": target_rows,
+        "target_share": {"met": met_total, "missed": missed_total, "pct": week_share,
+                         "change": change(week_share, prev_week["share"] if prev_week else None,
+                                          higher_is_worse=False)},
+        "trend": trend,
+        "spark": {
+            "incidents": sparkline([p["total"] for p in trend]),
+            "mttr": sparkline([p["mttr_mean"] for p in trend]),
+            "share": sparkline([p["share"] for p in trend]),
+        },
+        "capa": {**doc["capa"], "as_of": inp.capa.as_of.isoformat() if inp.capa.as_of else None,
+                 "overdue_items": [
+                     {"id": a.id, "title": a.title, "owner": a.owner_id,
+                      "owner_name": inp.names.get(a.owner_id or "") or a.owner_id or "no owner",
+                      "due": a.due.isoformat(), "incident_ref": a.incident_ref,
+                      "days_overdue": (inp.capa.as_of - a.due).days if inp.capa.as_of else None}
+                     for a in inp.capa.overdue_items]},
+        "top_services": doc["top_services"],
+        "missing_rca": doc["missing_rca"],
+    }
+
+
+def _last_day(until: datetime, zone: tzinfo) -> date:
+    """The last local day inside the half-open period (the day before ``until`` when it is a midnight)."""
+    local_until = until.astimezone(zone)
+    if (local_until.hour, local_until.minute, local_until.second) == (0, 0, 0):
+        return local_until.date() - timedelta(days=1)
+    return local_until.date()
+
+
+def has_rca(rca: Mapping[str, Any] | None) -> bool:
+    """An RCA counts as written when both its summary and its root causes are filled in."""
+    def filled(value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(str(v).strip() for v in value)
+        return bool(str(value or "").strip())
+
+    rca = rca or {}
+    return filled(rca.get("summary")) and filled(rca.get("root_causes"))

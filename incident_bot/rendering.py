@@ -1,0 +1,202 @@
+"""The one Jinja2 environment for documents (RCA, digest): package templates, team overrides, sandbox.
+
+Why this shape:
+- Templates ship inside the ``rca_templates`` package and load through the import system, so an
+  installed (non-editable) wheel renders exactly like a checkout.
+- ``RCA_TEMPLATES_DIR`` is searched first: a team overrides ``rca.md.j2`` or adds templates of its own.
+- Team templates are code we did not write, so everything renders in Jinja's sandbox, HTML templates
+  (``*.html.j2``) autoescape, and undefined names fail loudly (``StrictUndefined``) instead of
+  silently printing nothing.
+- A broken team template must not cost anyone their RCA: the error is logged and returned as a
+  warning naming the template, line and cause, and the packaged default renders instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
+
+from incident_bot.core.rca import format_duration, utc_text
+
+log = logging.getLogger(__name__)
+PACKAGE = "rca_templates"
+_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
+class RenderError(Exception):
+    """A template could not be rendered, not even the packaged default."""
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    text: str
+    warnings: list[str] = field(default_factory=list)
+    template: str = ""  # where the template that rendered came from ("default" or a path)
+
+
+# -- filters (shared by every template) ---------------------------------------------------------------
+
+def md_cell(value: Any) -> str:
+    """Text safe inside a GitHub-flavoured Markdown table cell: ``|`` escaped, newlines as ``<br>``,
+    ``<``/``>`` escaped so a value cannot open an HTML tag in renderers that allow raw HTML."""
+    if value is None:
+        return ""
+    text = _angle(str(value).replace("\\|", "|").replace("|", "\\|"))
+    return re.sub(r"\s*(?:\r\n|\r|\n)\s*", "<br>", text).strip()
+
+
+def md_inline(value: Any) -> str:
+    """One line of Markdown (a heading, a list item): newlines fold to spaces."""
+    return _angle(" ".join(str(value or "").split()))
+
+
+def _angle(text: str) -> str:
+    """``<`` and ``>`` backslash-escaped: outside text (a PagerDuty title) must not become HTML."""
+    return re.sub(r"(?<!\\)([<>])", r"\\\1", text)
+
+
+def paragraphs(value: Any) -> Markup:
+    """Narrative text as HTML: escaped, blank lines make paragraphs, ``- item`` lines make lists."""
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", str(value or "").strip()):
+        lines = [ln.rstrip() for ln in block.splitlines() if ln.strip()]
+        if not lines:
+            continue
+        if all(_BULLET.match(ln) for ln in lines):
+            tag = "ol" if re.match(r"\s*\d", lines[0]) else "ul"
+            items = "".join(f"<li>{escape(_BULLET.sub('', ln))}</li>" for ln in lines)
+            out.append(f"<{tag}>{items}</{tag}>")
+        else:
+            out.append("<p>" + "<br>\n".join(str(escape(ln)) for ln in lines) + "</p>")
+    return Markup("\n".join(out))
+
+
+def duration(value: Any) -> str:
+    return format_duration(None if value is None else int(value))
+
+
+def utc(value: datetime | None) -> str:
+    return utc_text(value)
+
+
+FILTERS = {"md_cell": md_cell, "md_inline": md_inline, "paragraphs": paragraphs, "duration": duration,
+           "utc": utc}
+
+
+# -- environments --------------------------------------------------------------------------------------
+
+def _make_env(loader: BaseLoader) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=loader,
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "htm.j2", "xml.j2", "html", "htm"),
+                                     default_for_string=False, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+        finalize=lambda v: "" if v is None else v,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+@lru_cache(maxsize=1)
+def default_environment() -> SandboxedEnvironment:
+    """The packaged templates only (the fallback)."""
+    return _make_env(PackageLoader(PACKAGE, "."))
+
+
+@lru_cache(maxsize=8)
+def environment(templates_dir: str | None = None) -> SandboxedEnvironment:
+    """Team templates first (when ``templates_dir`` is set), then the packaged ones."""
+    if not templates_dir:
+        return default_environment()
+    return _make_env(ChoiceLoader([FileSystemLoader(templates_dir), PackageLoader(PACKAGE, ".")]))
+
+
+def _where(exc: BaseException, templates_dir: str | None) -> tuple[str | None, int | None]:
+    """The template and line an error happened at (Jinja maps template frames back to lines)."""
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.filename or exc.name, exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(_TEMPLATE_SUFFIXES)]
+    if not frames:
+        return None, None
+    return frames[-1].filename, frames[-1].lineno
+
+
+def _in_dir(path: str | None, templates_dir: str | None) -> bool:
+    if not path or not templates_dir:
+        return False
+    return Path(path).resolve().is_relative_to(Path(templates_dir).resolve())
+
+
+def describe_error(name: str, exc: BaseException, templates_dir: str | None) -> str:
+    """``template 'rca.md.j2' line 3 in RCA_TEMPLATES_DIR /x: unexpected '}' (TemplateSyntaxError)``."""
+    path, line = _where(exc, templates_dir)
+    if _in_dir(path, templates_dir):
+        assert path is not None and templates_dir is not None
+        shown = str(Path(path).resolve().relative_to(Path(templates_dir).resolve()))
+        origin = f" in RCA_TEMPLATES_DIR {templates_dir}"
+    else:
+        shown, origin = (os.path.basename(path) if path else name), ""
+    where = f"template {shown!r}" + (f" line {line}" if line else "")
+    cause = str(getattr(exc, "message", None) or exc) or exc.__class__.__name__
+    return f"{where}{origin}: {cause} ({exc.__class__.__name__})"
+
+
+def _render_with(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> tuple[str, str]:
+    template = env.get_template(name)
+    return template.render(context), template.filename or name
+
+
+def render(template_name: str, context: dict[str, Any], *, templates_dir: str | None = None) -> RenderResult:
+    """Render ``template_name``; a failing team template falls back to the packaged default, with a warning."""
+    warnings: list[str] = []
+    if templates_dir and not Path(templates_dir).is_dir():
+        warnings.append(f"RCA_TEMPLATES_DIR {templates_dir} is not a directory; using the default templates")
+        log.warning(warnings[-1])
+        templates_dir = None
+    if templates_dir:
+        try:
+            text, used = _render_with(environment(templates_dir), template_name, context)
+            origin = used if _in_dir(used, templates_dir) else "default"
+            return RenderResult(text=text, warnings=warnings, template=origin)
+        except TemplateNotFound as exc:
+            if exc.name != template_name:  # a missing include/import inside a team template
+                warnings.append(describe_error(template_name, exc, templates_dir) + "; used the default")
+                log.warning(warnings[-1])
+            else:
+                raise RenderError(f"no template {template_name!r} in {templates_dir} or the package") from exc
+        except Exception as exc:  # a team template can fail in any way at run time
+            warnings.append(describe_error(template_name, exc, templates_dir) + "; used the default template")
+            log.warning("%s", warnings[-1])
+    try:
+        text, _used = _render_with(default_environment(), template_name, context)
+    except TemplateNotFound as exc:
+        raise RenderError(f"no template {template_name!r} in the package") from exc
+    except Exception as exc:
+        raise RenderError(describe_error(template_name, exc, None)) from exc
+    return RenderResult(text=text, warnings=warnings, template="default")

@@ -1,0 +1,257 @@
+"""CAPA action items: add, list, change status, daily overdue reminders, and closing an incident.
+
+Callers pass an open session (:func:`storage.db.session_scope`); nothing here commits. The rules
+(vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module stores them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from incident_bot.core import capa
+from incident_bot.core.lifecycle import Signal, Transition
+from incident_bot.core.rca import safe_url
+from incident_bot.services.incidents import apply_signals, milestone_for
+from incident_bot.services.views import iso
+from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, link
+from storage import repo
+from storage.models import ActionItem, Incident, utcnow
+
+REMINDER_MAX_ITEMS = 40  # Block Kit allows 50 blocks a message; the rest is summarised in one line
+
+
+@dataclass(frozen=True)
+class ActionListing:
+    item: ActionItem
+    incident_ref: str
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class CloseOutcome:
+    closed: bool
+    refused: str | None = None
+    open_corrective: list[int] = field(default_factory=list)
+    transition: Transition | None = None
+
+
+def normalise_owner(owner: str | None) -> str | None:
+    """``<@U123>``, ``<@U123|bob>``, ``@U123`` or ``U123`` -> ``U123``: owners are Slack user ids."""
+    if owner is None or not owner.strip():
+        return None
+    m = re.fullmatch(r"\s*(?:<@)?@?([UW][A-Z0-9]{2,31})(?:\|[^>]*)?>?\s*", owner)
+    if not m:
+        raise capa.CapaError(f"owner {owner!r} is not a Slack user id (U123ABC) or mention (<@U123ABC>)")
+    return m.group(1)
+
+
+def add_action(
+    session: Session,
+    incident: Incident,
+    title: str,
+    type: str = "corrective",
+    priority: str = "medium",
+    owner_id: str | None = None,
+    due_date: date | None = None,
+    ticket_url: str | None = None,
+    created_by: str | None = None,
+    *,
+    source: str = "cli",
+    at: datetime | None = None,
+) -> ActionItem:
+    """Add an action item; allowed in any state, since most follow-up is written after resolution."""
+    title = " ".join((title or "").split())
+    if not title:
+        raise capa.CapaError("an action needs a title")
+    if len(title) > 1024:
+        raise capa.CapaError("an action title is at most 1024 characters")
+    if ticket_url and not safe_url(ticket_url):
+        raise capa.CapaError(f"ticket {ticket_url!r} is not an http(s) URL")
+    assert incident.id is not None
+    item = ActionItem(
+        incident_id=incident.id, title=title, type=capa.validate_type(type),
+        priority=capa.validate_priority(priority), owner_id=normalise_owner(owner_id), due_date=due_date,
+        status="open", ticket_url=(ticket_url or "").strip() or None, created_by=created_by,
+        created_at=at or utcnow(),
+    )
+    session.add(item)
+    session.flush()
+    extra = "".join([f", owner {item.owner_id}" if item.owner_id else "",
+                     f", due {item.due_date.isoformat()}" if item.due_date else ""])
+    repo.add_timeline(session, incident_id=incident.id, occurred_at=item.created_at, source=source,
+                      kind="action_added", actor=created_by,
+                      text=f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): {title}")
+    return item
+
+
+def set_status(session: Session, action_id: int, status: str, *, actor: str | None = None,
+               source: str = "cli", at: datetime | None = None) -> ActionItem:
+    """Change an action's status; ``closed_at`` is set by done/wont_do and cleared by reopening."""
+    new = capa.validate_status(status)
+    stmt = select(ActionItem).where(ActionItem.id == action_id).with_for_update()  # type: ignore[arg-type]
+    item = session.execute(stmt).scalar_one_or_none()
+    if item is None:
+        raise LookupError(f"no action item #{action_id}")
+    if item.status == new:
+        return item
+    when = at or utcnow()
+    before, item.status = item.status, new
+    item.closed_at = when if new in capa.CLOSED_STATUSES else None
+    session.add(item)
+    repo.add_timeline(session, incident_id=item.incident_id, occurred_at=when, source=source,
+                      kind="action_status", actor=actor,
+                      text=f"CAPA action #{item.id} {before} → {new}: {item.title}")
+    return item
+
+
+def list_actions(
+    session: Session,
+    *,
+    open_only: bool = False,
+    overdue: bool = False,
+    owner: str | None = None,
+    incident_ref: str | None = None,
+    today: date | None = None,
+) -> list[ActionListing]:
+    """Actions with their incident, by priority then due date. ``today`` (team zone) marks overdue ones."""
+    if overdue and today is None:
+        raise ValueError("listing overdue actions needs today's date in the team's time zone")
+    stmt = select(ActionItem, Incident.ref).join(Incident, Incident.id == ActionItem.incident_id)  # type: ignore[arg-type]
+    if open_only or overdue:
+        stmt = stmt.where(ActionItem.status.in_(capa.OPEN_STATUSES))  # type: ignore[attr-defined]
+    if overdue:
+        stmt = stmt.where(ActionItem.due_date.is_not(None), ActionItem.due_date < today)  # type: ignore[union-attr,operator]
+    if owner:
+        stmt = stmt.where(ActionItem.owner_id == normalise_owner(owner))  # type: ignore[arg-type]
+    if incident_ref:
+        stmt = stmt.where(func.upper(Incident.ref) == incident_ref.strip().upper())
+    rows = [
+        ActionListing(item, ref, bool(today and capa.is_overdue(item.status, item.due_date, today)))
+        for item, ref in session.execute(stmt).all()
+    ]
+    rows.sort(key=lambda r: capa.action_sort_key(r.item.priority, r.item.due_date, r.item.id))
+    return rows
+
+
+def action_dict(row: ActionListing) -> dict[str, Any]:
+    """The stable JSON shape of ``actions list --format json``."""
+    a = row.item
+    return {
+        "id": a.id, "incident": row.incident_ref, "title": a.title, "type": a.type, "priority": a.priority,
+        "owner": a.owner_id, "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
+        "overdue": row.overdue, "ticket_url": a.ticket_url, "created_by": a.created_by,
+        "created_at": iso(a.created_at), "closed_at": iso(a.closed_at),
+    }
+
+
+def open_corrective_ids(session: Session, incident_id: int) -> list[int]:
+    stmt = select(ActionItem.id).where(
+        ActionItem.incident_id == incident_id, ActionItem.type == "corrective",  # type: ignore[arg-type]
+        ActionItem.status.in_(capa.OPEN_STATUSES),  # type: ignore[attr-defined]
+    ).order_by(ActionItem.id)  # type: ignore[arg-type]
+    return [int(i) for i in session.execute(stmt).scalars()]
+
+
+def open_corrective_count(session: Session, incident_id: int) -> int:
+    return len(open_corrective_ids(session, incident_id))
+
+
+def close_incident(session: Session, incident: Incident, *, actor: str | None, at: datetime,
+                   override_reason: str | None = None, source: str = "slack") -> CloseOutcome:
+    """Close a resolved incident; refused while corrective actions are open, unless the commander
+    gives a reason, which is stored on the incident and in the timeline for the record."""
+    assert incident.id is not None
+    inc = repo.lock_incident(session, incident.id) or incident
+    open_ids = open_corrective_ids(session, incident.id)
+    reason = " ".join((override_reason or "").split()) or None
+    if open_ids and not reason:
+        listed = ", ".join(f"#{i}" for i in open_ids)
+        return CloseOutcome(False, refused=(
+            f"{inc.ref} has {len(open_ids)} open corrective action(s) ({listed}): finish them, or close "
+            "with an override reason"), open_corrective=open_ids)
+    tr = apply_signals(session, inc, [Signal(kind="close", at=at)], strict=True, source=source, actor=actor)
+    if tr.refused:
+        return CloseOutcome(False, refused=tr.refused, open_corrective=open_ids, transition=tr)
+    repo.add_timeline(session, incident_id=incident.id, occurred_at=at, source=source, kind="closed",
+                      actor=actor, text="Closed", milestone=milestone_for("closed", tr.changed))
+    if open_ids:
+        inc.close_override_reason = reason
+        repo.add_timeline(session, incident_id=incident.id, occurred_at=at, source=source,
+                          kind="close_override", actor=actor,
+                          text=f"Closed with open corrective action(s) {', '.join(f'#{i}' for i in open_ids)}; "
+                               f"reason: {reason}")
+    else:
+        inc.close_override_reason = None
+    session.add(inc)
+    return CloseOutcome(True, open_corrective=open_ids, transition=tr)
+
+
+# -- reminders ---------------------------------------------------------------------------------------
+
+def _zone_label(zone: tzinfo | str | None, today: date) -> str:
+    if zone is None:
+        return ""
+    if isinstance(zone, str):
+        return zone
+    return getattr(zone, "key", None) or datetime(today.year, today.month, today.day, 12, tzinfo=zone).tzname() or ""
+
+
+def reminder_message(owner: str, rows: list[tuple[ActionItem, str, str]], *, today: date,
+                     zone_label: str) -> dict[str, Any]:
+    """One DM listing every overdue action of one owner; every outside value is mrkdwn-escaped."""
+    n = len(rows)
+    when = f"{today.isoformat()}" + (f" ({escape(zone_label)})" if zone_label else "")
+    blocks: list[Any] = [messages.section(
+        f":alarm_clock: You own {n} overdue CAPA action{'s' if n != 1 else ''} as of {when}:")]
+    for item, ref, title in rows[:REMINDER_MAX_ITEMS]:
+        days = capa.days_overdue(item.due_date, today)
+        parts = [f"*#{item.id}* {escape(item.title)}",
+                 f"{escape(ref)} · {escape(title)}",
+                 f"due {item.due_date.isoformat() if item.due_date else '?'} ({days} day{'s' if days != 1 else ''} "
+                 f"overdue) · {item.priority} · {item.type} · {item.status}"]
+        if item.ticket_url:
+            parts[-1] += " · " + link(safe_url(item.ticket_url), "ticket")
+        blocks.append(messages.section("\n".join(parts)))
+    if n > REMINDER_MAX_ITEMS:
+        blocks.append(messages.section(f"…and {n - REMINDER_MAX_ITEMS} more: "
+                                       f"`incident-bot actions list --overdue --owner {owner}`"))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(
+        text="Done or no longer needed? `/incident actions` in the incident channel, or "
+             "`incident-bot actions set ID --status done` (or `wont_do`).")]))
+    return messages.message(f"You own {n} overdue CAPA action{'s' if n != 1 else ''}", blocks)
+
+
+def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str | None = None) -> int:
+    """Queue one DM per owner with all of their overdue open actions; returns how many were queued.
+
+    The dedup key (owner, day) makes this safe to call from every replica and more than once a day:
+    the first call of the day queues the DM, later ones find the key taken and queue nothing.
+    """
+    stmt = (
+        select(ActionItem, Incident.ref, Incident.title)
+        .join(Incident, Incident.id == ActionItem.incident_id)  # type: ignore[arg-type]
+        .where(ActionItem.status.in_(capa.OPEN_STATUSES),  # type: ignore[attr-defined]
+               ActionItem.owner_id.is_not(None),  # type: ignore[union-attr]
+               ActionItem.due_date.is_not(None), ActionItem.due_date < today)  # type: ignore[union-attr,operator]
+    )
+    by_owner: dict[str, list[tuple[ActionItem, str, str]]] = defaultdict(list)
+    for item, ref, title in session.execute(stmt).all():
+        by_owner[str(item.owner_id)].append((item, ref, title))
+    label = _zone_label(tz, today)
+    queued = 0
+    for owner in sorted(by_owner):
+        rows = sorted(by_owner[owner], key=lambda r: capa.action_sort_key(r[0].priority, r[0].due_date, r[0].id))
+        payload = {"channel": owner, **reminder_message(owner, rows, today=today, zone_label=label)}
+        if repo.enqueue(session, order_key=f"dm:{owner}", method="chat.postMessage", payload=payload,
+                        dedup_key=f"capa-reminder:{owner}:{today.isoformat()}"):
+            queued += 1
+    return queued

@@ -1,0 +1,260 @@
+"""The weekly SEV digest: gather the figures with SQL, let the core decide the content, post it once.
+
+Membership is the one of ``incident-bot metrics`` (issue 4), by calling the same
+:func:`incident_bot.services.metrics.period_metrics`: counts over incidents *detected* in
+``[since, until)``, MTTx over incidents *resolved* in it. The rest of the digest follows suit:
+- major incidents and response targets: incidents of that severity detected in the period;
+- top services: incidents detected in the period, by service (incidents without one are left out);
+- missing RCA: resolved or closed incidents, resolved in the 8 weeks that end at ``until``, whose RCA
+  lacks a summary or root causes (older ones are a backlog for ``incident-bot rca``, not news);
+- CAPA: opened = created in the period, done = closed as done in it, overdue = open at
+  ``as_of = min(until, now)`` with a due day before ``as_of``'s day in ``TIMEZONE``.
+
+Posting is exactly once per period: :func:`post_digest` inserts the period's :class:`DigestRun` row
+(unique ``period_key``, insert-or-nothing) and queues the Slack message in the caller's transaction.
+Both commit together or not at all, so a replica that dies half-way leaves nothing behind and the
+next one posts; one that dies after the commit leaves the message to the outbox, which delivers it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlmodel import Session
+
+from incident_bot.config import ConfigError, Settings
+from incident_bot.core import digest as core
+from incident_bot.core import schedule
+from incident_bot.core.capa import CLOSED_STATUSES
+from incident_bot.services.metrics import period_metrics
+from storage import repo
+from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, OutboxMessage, SlackUser, utcnow
+
+TREND_WEEKS = 8
+MISSING_RCA_WEEKS = 8
+TOP_SERVICES = 5
+FORMATS = ("md", "html", "json")
+
+
+def targets_from(settings: Settings) -> dict[str, core.Target]:
+    try:
+        return core.parse_targets(settings.response_targets)
+    except ValueError as exc:
+        raise ConfigError(f"RESPONSE_TARGETS is malformed: {exc}") from None
+
+
+def command_hint(since: datetime, until: datetime, settings: Settings) -> str:
+    """The CLI call that makes this same digest (shown where the Slack message is cut short)."""
+    zone = settings.tzinfo
+    if schedule.is_iso_week(since, until, zone):
+        return f"incident-bot digest --week {schedule.week_label(since, zone)}"
+    first, end = schedule.local_date(since, zone), schedule.local_date(until, zone)
+    return f"incident-bot digest --since {first} --until {end}"
+
+
+@dataclass
+class _Metrics:
+    """period_metrics with a cache: the current week is also the last week of the trend."""
+
+    session: Session
+    cache: dict[tuple[datetime, datetime], dict[str, Any]]
+
+    def __call__(self, since: datetime, until: datetime) -> dict[str, Any]:
+        key = (since, until)
+        if key not in self.cache:
+            self.cache[key] = period_metrics(self.session, since=since, until=until)
+        return self.cache[key]
+
+
+def _incidents(session: Session, since: datetime, until: datetime, severities: set[str]
+               ) -> list[core.IncidentRow]:
+    i, m = Incident, IncidentMetrics
+    stmt = (
+        select(i.ref, i.title, i.severity, i.status, i.detected_at, i.impact_started_at, i.resolved_at,
+               m.ttd_s, m.ttr_s, i.commander_id, i.slack_channel_id, i.slack_channel_name, i.service)
+        .join(m, m.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
+        .where(i.detected_at >= since, i.detected_at < until,  # type: ignore[operator]
+               i.severity.in_(sorted(severities)))  # type: ignore[attr-defined]
+        .order_by(i.detected_at, i.number)  # type: ignore[arg-type]
+    )
+    return [core.IncidentRow(ref=r[0], title=r[1], severity=r[2], status=r[3], detected_at=r[4],
+                             impact_started_at=r[5], resolved_at=r[6], ttd_s=r[7], ttr_s=r[8],
+                             commander_id=r[9], channel_id=r[10], channel_name=r[11], service=r[12])
+            for r in session.execute(stmt)]
+
+
+def _trend(session: Session, metrics: _Metrics, until: datetime, settings: Settings,
+           severities: set[str]) -> list[core.TrendWeek]:
+    zone = settings.tzinfo
+    weeks = schedule.weeks_ending(until, zone, TREND_WEEKS)
+    samples: dict[int, list[core.TargetSample]] = {n: [] for n in range(len(weeks))}
+    if severities:
+        m = IncidentMetrics
+        stmt = select(m.severity, m.detected_at, m.ttd_s, m.ttr_s).where(
+            m.detected_at >= weeks[0][0], m.detected_at < weeks[-1][1],  # type: ignore[operator]
+            m.severity.in_(sorted(severities)))  # type: ignore[attr-defined]
+        starts = [w[0] for w in weeks]
+        for sev, detected, ttd, ttr in session.execute(stmt):
+            n = max(k for k, s in enumerate(starts) if s <= detected)
+            impact = detected - timedelta(seconds=ttd) if ttd is not None else detected
+            samples[n].append(core.TargetSample(severity=sev, impact_started_at=impact, ttd_s=ttd, ttr_s=ttr))
+    return [core.TrendWeek(since=s, until=u, label=schedule.week_label(s, zone), metrics=metrics(s, u),
+                           samples=tuple(samples[n])) for n, (s, u) in enumerate(weeks)]
+
+
+def _capa(session: Session, since: datetime, until: datetime, now: datetime, settings: Settings
+          ) -> core.CapaInput:
+    a = ActionItem
+    as_of = min(until, now)
+    as_of_day = schedule.local_date(as_of, settings.tzinfo)
+    opened = session.execute(select(func.count()).where(a.created_at >= since, a.created_at < until)  # type: ignore[operator]
+                             ).scalar_one()
+    done = session.execute(select(func.count()).where(
+        a.status == "done", a.closed_at >= since, a.closed_at < until)).scalar_one()  # type: ignore[operator]
+    overdue_stmt = (
+        select(a.id, a.title, a.owner_id, a.due_date, Incident.ref)
+        .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
+        .where(a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of,  # type: ignore[union-attr,operator]
+               or_(a.closed_at >= as_of,  # type: ignore[operator]
+                   (a.closed_at.is_(None)) & a.status.not_in(CLOSED_STATUSES)))  # type: ignore[union-attr,attr-defined]
+        .order_by(a.due_date, a.id)  # type: ignore[arg-type]
+    )
+    items = tuple(core.OverdueItem(id=r[0], title=r[1], owner_id=r[2], due=r[3], incident_ref=r[4])
+                  for r in session.execute(overdue_stmt))
+    return core.CapaInput(opened=int(opened), done=int(done), overdue_items=items, as_of=as_of_day)
+
+
+def _top_services(session: Session, since: datetime, until: datetime) -> list[tuple[str, int]]:
+    m = IncidentMetrics
+    n = func.count().label("n")
+    stmt = (select(m.service, n)
+            .where(m.detected_at >= since, m.detected_at < until, m.service.is_not(None))  # type: ignore[operator,union-attr]
+            .group_by(m.service).order_by(n.desc(), m.service).limit(TOP_SERVICES))
+    return [(str(s), int(c)) for s, c in session.execute(stmt)]
+
+
+def _missing_rca(session: Session, until: datetime, settings: Settings) -> list[str]:
+    start = schedule.weeks_ending(until, settings.tzinfo, MISSING_RCA_WEEKS)[0][0]
+    i = Incident
+    stmt = (select(i.ref, i.rca)
+            .where(i.status.in_(("resolved", "closed")), i.resolved_at >= start,  # type: ignore[attr-defined,operator]
+                   i.resolved_at < until)  # type: ignore[operator]
+            .order_by(i.number))
+    return [ref for ref, rca in session.execute(stmt) if not core.has_rca(rca)]
+
+
+def _names(session: Session, ids: set[str]) -> dict[str, str]:
+    ids.discard("")
+    if not ids:
+        return {}
+    stmt = select(SlackUser.user_id, SlackUser.name).where(SlackUser.user_id.in_(sorted(ids)))  # type: ignore[attr-defined]
+    return {uid: name for uid, name in session.execute(stmt) if name}
+
+
+def gather(session: Session, settings: Settings, since: datetime, until: datetime, *,
+           now: datetime | None = None) -> core.DigestInput:
+    """Everything the digest shows, read in the caller's transaction (a consistent snapshot)."""
+    if since.tzinfo is None or until.tzinfo is None or since >= until:
+        raise ValueError("since and until must be timezone-aware and since < until")
+    now = now or utcnow()
+    zone = settings.tzinfo
+    targets = targets_from(settings)
+    severities = set(core.MAJOR_SEVERITIES) | set(targets)
+    metrics = _Metrics(session, {})
+    trend = _trend(session, metrics, until, settings, set(targets))
+    incidents = _incidents(session, since, until, severities)
+    capa = _capa(session, since, until, now, settings)
+    ids = {i.commander_id or "" for i in incidents} | {a.owner_id or "" for a in capa.overdue_items}
+    return core.DigestInput(
+        since=since, until=until, timezone=settings.timezone, zone=zone, now=now,
+        label=schedule.period_key(since, until, zone),
+        current=metrics(since, until), previous=metrics(*schedule.previous_period(since, until, zone)),
+        incidents=incidents, capa=capa, top_services=_top_services(session, since, until),
+        missing_rca=_missing_rca(session, until, settings), targets=targets, trend=trend,
+        names=_names(session, ids),
+    )
+
+
+def build_digest(session: Session, settings: Settings, since: datetime, until: datetime, *,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """The ``--format json`` document (keys of issue 5)."""
+    return core.build_json(gather(session, settings, since, until, now=now))
+
+
+def digest_view(session: Session, settings: Settings, since: datetime, until: datetime, *,
+                now: datetime | None = None) -> dict[str, Any]:
+    """The template context: the JSON document plus trend, changes and texts."""
+    view = core.build_view(gather(session, settings, since, until, now=now))
+    view["command"] = command_hint(since, until, settings)
+    return view
+
+
+def render_view(view: dict[str, Any], fmt: str, settings: Settings) -> str:
+    """``md`` / ``html`` through the templates in ``rca_templates`` (or RCA_TEMPLATES_DIR); ``json``."""
+    if fmt == "json":
+        return json.dumps(view["doc"], indent=2, ensure_ascii=False) + "\n"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    from incident_bot.rendering import render
+
+    context = dict(view)
+    if fmt == "html":
+        from incident_bot.services.digest_chart import trend_charts
+
+        context["charts"] = trend_charts(view)
+    result = render(f"digest.{fmt}.j2", context, templates_dir=settings.rca_templates_dir)
+    return result.text
+
+
+def render_digest(session: Session, settings: Settings, since: datetime, until: datetime, fmt: str, *,
+                  now: datetime | None = None) -> str:
+    return render_view(digest_view(session, settings, since, until, now=now), fmt, settings)
+
+
+def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime) -> str:
+    """The Markdown digest of ``[since, until)``; ``incident-bot demo`` prints it at the end."""
+    return render_digest(session, settings, since, until, "md")
+
+
+def already_posted(session: Session, key: str) -> DigestRun | None:
+    return session.execute(select(DigestRun).where(DigestRun.period_key == key)).scalar_one_or_none()
+
+
+def post_digest(session: Session, settings: Settings, period: tuple[datetime, datetime], *,
+                now: datetime | None = None, claimed_by: str | None = None) -> bool:
+    """Claim the period and queue its Slack message, in the caller's transaction. False if it was
+    already claimed (by this or another replica, now or earlier): nothing is queued then.
+
+    The caller commits (``session_scope``). Two callers racing on the same period: the second's
+    insert waits for the first transaction and then sees the conflict (PostgreSQL), or waits for the
+    write lock (SQLite); either way one message is queued.
+    """
+    from incident_bot.slack.digest_blocks import digest_message
+
+    channel = settings.digest_channel
+    if not channel:
+        raise ConfigError("DIGEST_CHANNEL is required to post the digest")
+    since, until = period
+    now = now or utcnow()
+    key = schedule.period_key(since, until, settings.tzinfo)
+    if already_posted(session, key) is not None:
+        return False  # cheap check first: no need to build a digest that will not be sent
+    view = digest_view(session, settings, since, until, now=now)
+    message = digest_message(view)
+    claimed = repo.insert_ignore(session, DigestRun, {
+        "period_key": key, "since": since, "until": until, "status": "claimed", "claimed_by": claimed_by,
+        "claimed_at": now,
+    }, ["period_key"])
+    if not claimed:
+        return False
+    dedup = f"digest:{key}"
+    queued = repo.enqueue(session, order_key=f"digest:{channel}", method="chat.postMessage",
+                          payload={"channel": channel, **message}, dedup_key=dedup)
+    outbox_id = session.execute(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup)).scalar_one()
+    session.execute(update(DigestRun).where(DigestRun.period_key == key)  # type: ignore[arg-type]
+                    .values(status="enqueued", outbox_id=outbox_id))
+    return queued

@@ -1,0 +1,71 @@
+"""The 8-week trend as inline SVG for the HTML digest, drawn by pygal.
+
+Why pygal: it is a maintained, pure-Python SVG charting library with no runtime dependencies of
+consequence, and it writes the SVG itself (no browser, no image backend). Configured with ``js=[]``
+the SVG loads nothing from outside, so the HTML file works offline and in a mail client; the only
+script pygal still writes is a config object for its (absent) tooltip library, which is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pygal
+from pygal.style import Style
+
+SEV_COLOURS = {"SEV1": "#d7263d", "SEV2": "#f46036", "SEV3": "#e2b53a", "SEV4": "#2e86ab"}
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL | re.IGNORECASE)
+
+
+def _style(colours: tuple[str, ...]) -> Style:
+    return Style(background="transparent", plot_background="#ffffff", foreground="#333333",
+                 foreground_strong="#111111", foreground_subtle="#999999", opacity=".9",
+                 opacity_hover="1", colors=colours, font_family="system-ui, sans-serif",
+                 label_font_size=11, major_label_font_size=11, legend_font_size=11, title_font_size=13)
+
+
+def _render(chart: Any) -> str:
+    svg = chart.render(is_unicode=True)
+    return _SCRIPT.sub("", svg)
+
+
+def _base(cls: Any, title: str, labels: list[str], colours: tuple[str, ...], **extra: Any) -> Any:
+    chart = cls(js=[], disable_xml_declaration=True, explicit_size=False, width=720, height=280,
+                style=_style(colours), legend_at_bottom=True, legend_at_bottom_columns=4,
+                print_values=False, show_y_guides=True, x_label_rotation=0, truncate_legend=-1,
+                margin=8, **extra)
+    chart.title = title
+    chart.x_labels = labels
+    return chart
+
+
+def incidents_chart(trend: list[dict[str, Any]]) -> str:
+    """Incidents detected per week, stacked by severity."""
+    labels = [p["label"] for p in trend]
+    chart = _base(pygal.StackedBar, "Incidents per week (detected)", labels,
+                  tuple(SEV_COLOURS.values()), min_scale=1, max_scale=6)
+    for sev in SEV_COLOURS:
+        chart.add(sev, [int(p["by_severity"].get(sev, 0)) for p in trend])
+    return _render(chart)
+
+
+def mttr_chart(trend: list[dict[str, Any]]) -> str:
+    """MTTR mean and p90 in minutes (resolved per week), with the share within target on the right."""
+    labels = [p["label"] for p in trend]
+
+    def minutes(v: int | None) -> float | None:
+        return None if v is None else round(v / 60, 1)
+
+    chart = _base(pygal.Line, "MTTR (minutes) and % within response target", labels,
+                  ("#2e86ab", "#7fb7d6", "#3c9d5d"), range=None, secondary_range=(0, 100),
+                  allow_interruptions=True, dots_size=3)
+    chart.add("MTTR mean", [minutes(p["mttr_mean"]) for p in trend])
+    chart.add("MTTR p90", [minutes(p["mttr_p90"]) for p in trend])
+    chart.add("% within target", [p["share"] for p in trend], secondary=True)
+    return _render(chart)
+
+
+def trend_charts(view: dict[str, Any]) -> dict[str, str]:
+    """``{"incidents": svg, "mttr": svg}`` for the HTML template (inserted with ``|safe``)."""
+    return {"incidents": incidents_chart(view["trend"]), "mttr": mttr_chart(view["trend"])}
