@@ -55,12 +55,14 @@ class Settings(BaseSettings):
     digest_schedule: str = "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
     response_targets: str = "SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"
     capa_reminder_schedule: str = "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
+    scheduler_enabled: bool = True
     scheduler_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_tick_seconds: float = Field(default=10.0, gt=0, le=600)
     severity_map: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
     )
     rca_templates_dir: str | None = None
+    blameless_words_file: str | None = None
     public_url: str | None = Field(default=None, validation_alias=AliasChoices("PUBLIC_URL", "public_url"))
 
     outbox_workers: int = Field(default=2, ge=1, le=64)

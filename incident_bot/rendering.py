@@ -29,7 +29,6 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
-    TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
     select_autoescape,
@@ -173,7 +172,7 @@ def _render_with(env: SandboxedEnvironment, name: str, context: dict[str, Any]) 
 
 
 def render(template_name: str, context: dict[str, Any], *, templates_dir: str | None = None) -> RenderResult:
-    """Render ``template_name``; a failing team template falls back to the packaged default, with a warning."""
+    """Render ``template_name``; a failing team template falls back to the packaged default (warned)."""
     warnings: list[str] = []
     if templates_dir and not Path(templates_dir).is_dir():
         warnings.append(f"RCA_TEMPLATES_DIR {templates_dir} is not a directory; using the default templates")

@@ -27,8 +27,8 @@ CHECKED_FIELDS: tuple[str, ...] = (
 )
 _MENTIONS = r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>|(?<![\w.])@[A-Za-z0-9][\w.-]*"
 _ROLES = (
-    r"(?:the |an? |our |one )?(?:engineer|developer|dev|operator|on-?call(?: engineer)?|sre|admin(?:istrator)?"
-    r"|dba|reviewer|committer|intern|new hire|contractor)|someone|somebody|he|she"
+    r"(?:the |an? |our |one )?(?:engineer|developer|dev|operator|on-?call(?: engineer)?|sre"
+    r"|admin(?:istrator)?|dba|reviewer|committer|intern|new hire|contractor)|someone|somebody|he|she"
 )
 _SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 

@@ -29,7 +29,8 @@ class CapaError(ValueError):
     """Input a person can fix: the message says what is accepted."""
 
 
-def _pick(value: str | None, allowed: tuple[str, ...], what: str, aliases: dict[str, str] | None = None) -> str:
+def _pick(value: str | None, allowed: tuple[str, ...], what: str,
+          aliases: dict[str, str] | None = None) -> str:
     v = (value or "").strip().lower().replace(" ", "_")
     v = (aliases or {}).get(v, v)
     if v not in allowed:

@@ -294,7 +294,8 @@ def derived_facts(facts: IncidentFacts, ms: Mapping[str, datetime | None], dur: 
     if facts.commander:
         response.append(f"Incident commander: {who(facts.commander)}.")
     recovery = []
-    for m, metric, verb in (("mitigated_at", "ttm_s", "Impact mitigated"), ("resolved_at", "ttr_s", "Resolved")):
+    steps = (("mitigated_at", "ttm_s", "Impact mitigated"), ("resolved_at", "ttr_s", "Resolved"))
+    for m, metric, verb in steps:
         if ms.get(m):
             recovery.append(f"{verb} at {utc_text(ms[m])} UTC, {format_duration(dur.get(metric))} after "
                             f"impact started ({metric[:3].upper()}).")
@@ -389,7 +390,8 @@ def build_rca(
                        generated_at=gen.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
 
-def _links_section(facts: IncidentFacts, actions: Sequence[ActionRow], narrative: Mapping[str, Any]) -> Section:
+def _links_section(facts: IncidentFacts, actions: Sequence[ActionRow],
+                   narrative: Mapping[str, Any]) -> Section:
     links = _links(facts, actions, narrative)
     return Section(key="links", title="Supporting information", kind="links", rows=tuple(links),
                    prompt=None if links else PROMPTS["links"])

@@ -187,8 +187,8 @@ def close_incident(session: Session, incident: Incident, *, actor: str | None, a
         inc.close_override_reason = reason
         repo.add_timeline(session, incident_id=incident.id, occurred_at=at, source=source,
                           kind="close_override", actor=actor,
-                          text=f"Closed with open corrective action(s) {', '.join(f'#{i}' for i in open_ids)}; "
-                               f"reason: {reason}")
+                          text=f"Closed with open corrective action(s) "
+                               f"{', '.join(f'#{i}' for i in open_ids)}; reason: {reason}")
     else:
         inc.close_override_reason = None
     session.add(inc)
@@ -202,7 +202,8 @@ def _zone_label(zone: tzinfo | str | None, today: date) -> str:
         return ""
     if isinstance(zone, str):
         return zone
-    return getattr(zone, "key", None) or datetime(today.year, today.month, today.day, 12, tzinfo=zone).tzname() or ""
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=zone)
+    return getattr(zone, "key", None) or noon.tzname() or ""
 
 
 def reminder_message(owner: str, rows: list[tuple[ActionItem, str, str]], *, today: date,
@@ -214,10 +215,11 @@ def reminder_message(owner: str, rows: list[tuple[ActionItem, str, str]], *, tod
         f":alarm_clock: You own {n} overdue CAPA action{'s' if n != 1 else ''} as of {when}:")]
     for item, ref, title in rows[:REMINDER_MAX_ITEMS]:
         days = capa.days_overdue(item.due_date, today)
+        due = item.due_date.isoformat() if item.due_date else "?"
         parts = [f"*#{item.id}* {escape(item.title)}",
                  f"{escape(ref)} · {escape(title)}",
-                 f"due {item.due_date.isoformat() if item.due_date else '?'} ({days} day{'s' if days != 1 else ''} "
-                 f"overdue) · {item.priority} · {item.type} · {item.status}"]
+                 f"due {due} ({days} day{'s' if days != 1 else ''} overdue) · {item.priority} · {item.type}"
+                 f" · {item.status}"]
         if item.ticket_url:
             parts[-1] += " · " + link(safe_url(item.ticket_url), "ticket")
         blocks.append(messages.section("\n".join(parts)))
@@ -249,7 +251,8 @@ def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str
     label = _zone_label(tz, today)
     queued = 0
     for owner in sorted(by_owner):
-        rows = sorted(by_owner[owner], key=lambda r: capa.action_sort_key(r[0].priority, r[0].due_date, r[0].id))
+        rows = sorted(by_owner[owner],
+                      key=lambda r: capa.action_sort_key(r[0].priority, r[0].due_date, r[0].id))
         payload = {"channel": owner, **reminder_message(owner, rows, today=today, zone_label=label)}
         if repo.enqueue(session, order_key=f"dm:{owner}", method="chat.postMessage", payload=payload,
                         dedup_key=f"capa-reminder:{owner}:{today.isoformat()}"):

@@ -5,8 +5,9 @@ Membership is the one of ``incident-bot metrics`` (issue 4), by calling the same
 ``[since, until)``, MTTx over incidents *resolved* in it. The rest of the digest follows suit:
 - major incidents and response targets: incidents of that severity detected in the period;
 - top services: incidents detected in the period, by service (incidents without one are left out);
-- missing RCA: resolved or closed incidents, resolved in the 8 weeks that end at ``until``, whose RCA
-  lacks a summary or root causes (older ones are a backlog for ``incident-bot rca``, not news);
+- missing RCA: resolved or closed SEV1/SEV2 incidents, resolved in the 8 weeks that end at ``until``,
+  whose RCA lacks a summary or root causes. Minor incidents rarely get a written RCA, and listing
+  every SEV4 of two months would bury the few that matter; older ones are a backlog, not news;
 - CAPA: opened = created in the period, done = closed as done in it, overdue = open at
   ``as_of = min(until, now)`` with a due day before ``as_of``'s day in ``TIMEZONE``.
 
@@ -142,7 +143,8 @@ def _missing_rca(session: Session, until: datetime, settings: Settings) -> list[
     i = Incident
     stmt = (select(i.ref, i.rca)
             .where(i.status.in_(("resolved", "closed")), i.resolved_at >= start,  # type: ignore[attr-defined,operator]
-                   i.resolved_at < until)  # type: ignore[operator]
+                   i.resolved_at < until,  # type: ignore[operator]
+                   i.severity.in_(core.MAJOR_SEVERITIES))  # type: ignore[attr-defined]
             .order_by(i.number))
     return [ref for ref, rca in session.execute(stmt) if not core.has_rca(rca)]
 
@@ -190,13 +192,23 @@ def digest_view(session: Session, settings: Settings, since: datetime, until: da
     """The template context: the JSON document plus trend, changes and texts."""
     view = core.build_view(gather(session, settings, since, until, now=now))
     view["command"] = command_hint(since, until, settings)
+    for m in view["major"]:
+        m["channel_url"] = channel_url(m["channel_id"])
     return view
 
 
-def render_view(view: dict[str, Any], fmt: str, settings: Settings) -> str:
-    """``md`` / ``html`` through the templates in ``rca_templates`` (or RCA_TEMPLATES_DIR); ``json``."""
+def channel_url(channel_id: str | None) -> str | None:
+    """A link that opens the channel in Slack from a browser or a mail (Markdown and HTML digests)."""
+    if not channel_id or not channel_id.isalnum():
+        return None
+    return f"https://slack.com/app_redirect?channel={channel_id}"
+
+
+def render_view(view: dict[str, Any], fmt: str, settings: Settings) -> tuple[str, list[str]]:
+    """``(text, warnings)``: ``md`` / ``html`` through the templates in ``rca_templates`` (a team's
+    RCA_TEMPLATES_DIR first), ``json`` as the stable document."""
     if fmt == "json":
-        return json.dumps(view["doc"], indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(view["doc"], indent=2, ensure_ascii=False) + "\n", []
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     from incident_bot.rendering import render
@@ -207,12 +219,12 @@ def render_view(view: dict[str, Any], fmt: str, settings: Settings) -> str:
 
         context["charts"] = trend_charts(view)
     result = render(f"digest.{fmt}.j2", context, templates_dir=settings.rca_templates_dir)
-    return result.text
+    return result.text, list(result.warnings)
 
 
 def render_digest(session: Session, settings: Settings, since: datetime, until: datetime, fmt: str, *,
                   now: datetime | None = None) -> str:
-    return render_view(digest_view(session, settings, since, until, now=now), fmt, settings)
+    return render_view(digest_view(session, settings, since, until, now=now), fmt, settings)[0]
 
 
 def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime) -> str:

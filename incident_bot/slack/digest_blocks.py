@@ -103,8 +103,9 @@ def _targets(view: dict[str, Any]) -> str:
     lines = [f"*Response targets*: {pct} within target ({share['met']} met, {share['missed']} missed) "
              f"{share['change']['text']} · last 8 weeks `{view['spark']['share']}`"]
     for t in view["targets"]:
+        still_open = f", {t['pending']} open" if t["pending"] else ""
         lines.append(f"{t['severity']} (TTR ≤ {t['ttr_text']}, TTD ≤ {t['ttd_text']}): "
-                     f"{t['met']} met, {t['missed']} missed" + (f", {t['pending']} open" if t["pending"] else ""))
+                     f"{t['met']} met, {t['missed']} missed{still_open}")
     return "\n".join(lines)
 
 

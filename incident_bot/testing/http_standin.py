@@ -363,9 +363,10 @@ class StandInServer:
         try:
             reply = self._fault_reply(fault) if fault else self._answer(request, key, params)
         except Exception:  # a bug in the stand-in: answer it visibly rather than dropping the connection
+            crash = traceback.format_exc()
             with self._lock:
-                self._crashes.append(traceback.format_exc())
-            reply = Reply(500, self._crashes[-1].encode(), content_type="text/plain; charset=utf-8")
+                self._crashes.append(crash)
+            reply = Reply(500, crash.encode(), content_type="text/plain; charset=utf-8")
         with self._lock:
             self._calls.append(Call(key, params, dict(request.headers), arrived, reply.status))
         if (pause := self._delay_for(self._delays_after, key)) > 0:

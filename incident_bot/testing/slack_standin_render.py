@@ -74,8 +74,10 @@ def _blocks_text(ws: Workspace, blocks: list[dict[str, Any]]) -> list[str]:
             out.append(f"# {_text(ws, block.get('text'))}")
         elif kind == "section":
             line = _text(ws, block.get("text"))
-            if block.get("fields"):
-                line = "\n".join(filter(None, [line, " | ".join(_text(ws, f) for f in block["fields"])]))
+            if block.get("fields"):  # Slack lays fields out two to a row; a field's own lines read as one
+                cells = [" ".join(_text(ws, f).split("\n")) for f in block["fields"]]
+                rows = ["  |  ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)]
+                line = "\n".join(filter(None, [line, *rows]))
             if block.get("accessory"):
                 line = f"{line} {_element(ws, block['accessory'])}".strip()
             out.append(line)

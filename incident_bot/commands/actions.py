@@ -1,0 +1,147 @@
+"""``incident-bot actions list|add|set``: the CAPA tracker from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, date, datetime
+
+from sqlmodel import Session
+
+from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.config import Settings
+from incident_bot.core import capa
+from incident_bot.services import actions as svc
+from incident_bot.services.rca import RcaError, get_incident
+from storage.db import session_scope
+from storage.models import Incident
+
+LIST_EPILOG = """\
+examples:
+  incident-bot actions list --open                  every open or in-progress action
+  incident-bot actions list --overdue --owner U0123ABC
+  incident-bot actions list --incident INC-42 --format json
+
+Overdue: open or in progress, and the due date has passed in TIMEZONE (the team's time zone).
+Listed by priority (high, medium, low), then due date.
+"""
+ADD_EPILOG = """\
+examples:
+  incident-bot actions add INC-42 "Alert on checkout 5xx rate" --type preventive --priority high \\
+      --owner U0123ABC --due 2026-12-15 --ticket https://jira.example.com/browse/OPS-7
+  incident-bot actions add INC-42 "Roll back the pool-size change" --due friday
+
+Due dates: 2026-12-15, today, tomorrow, friday, "next week", "in 2 weeks", "dec 15".
+"""
+SET_EPILOG = """\
+examples:
+  incident-bot actions set 7 --status in_progress
+  incident-bot actions set 7 --status done
+  incident-bot actions set 7 --status wont_do
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("actions", help="CAPA action items: list, add, change status",
+                       description="Corrective and preventive actions that follow incidents.")
+    asub = p.add_subparsers(dest="actions_command", metavar="ACTION", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    ls = asub.add_parser("list", help="list action items", epilog=LIST_EPILOG, formatter_class=raw)
+    ls.add_argument("--open", action="store_true", help="only open and in-progress actions")
+    ls.add_argument("--overdue", action="store_true", help="only overdue actions (implies --open)")
+    ls.add_argument("--owner", metavar="U", help="only actions owned by this Slack user id")
+    ls.add_argument("--incident", metavar="REF", help="only actions of this incident")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.set_defaults(func=_list)
+
+    add = asub.add_parser("add", help="add an action item to an incident", epilog=ADD_EPILOG,
+                          formatter_class=raw)
+    add.add_argument("ref", metavar="REF", help="incident reference, e.g. INC-42")
+    add.add_argument("title", help="what will be done")
+    add.add_argument("--type", choices=capa.TYPES, default="corrective", help="default: corrective")
+    add.add_argument("--priority", choices=capa.PRIORITIES, default="medium", help="default: medium")
+    add.add_argument("--owner", metavar="U", help="owner's Slack user id (gets the overdue reminders)")
+    add.add_argument("--due", metavar="DATE", help="due date (in the team's time zone)")
+    add.add_argument("--ticket", metavar="URL", help="tracking ticket URL")
+    add.add_argument("--format", choices=("text", "json"), default="text")
+    add.set_defaults(func=_add)
+
+    st = asub.add_parser("set", help="change an action's status", epilog=SET_EPILOG, formatter_class=raw)
+    st.add_argument("id", metavar="ID", type=int, help="action id (see 'actions list')")
+    st.add_argument("--status", required=True, choices=capa.STATUSES)
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    st.set_defaults(func=_set)
+
+
+def _today(settings: Settings) -> date:
+    return capa.today_in(settings.tzinfo, datetime.now(UTC))
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = settings_for(command="actions list")
+    today = _today(settings)
+    try:
+        with session_scope(database(settings)) as s:
+            rows = svc.list_actions(s, open_only=args.open, overdue=args.overdue, owner=args.owner,
+                                    incident_ref=args.incident, today=today)
+            docs = [svc.action_dict(r) for r in rows]
+    except capa.CapaError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print_json(docs)
+        return 0
+    if not docs:
+        print("no action items")
+        return 0
+    print(table(
+        [[str(d["id"]), d["incident"], d["priority"], d["type"],
+          d["status"] + (" OVERDUE" if d["overdue"] else ""), d["due_date"] or "-", d["owner"] or "-",
+          d["title"][:60]] for d in docs],
+        ["ID", "INCIDENT", "PRIORITY", "TYPE", "STATUS", "DUE", "OWNER", "TITLE"],
+    ))
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    settings = settings_for(command="actions add")
+    try:
+        due = capa.parse_due(args.due, _today(settings)) if args.due else None
+        with session_scope(database(settings)) as s:
+            inc = get_incident(s, args.ref)
+            item = svc.add_action(s, inc, args.title, args.type, args.priority, args.owner, due, args.ticket,
+                                  None, source="cli")
+            doc = svc.action_dict(svc.ActionListing(item, inc.ref, False))
+    except (capa.CapaError, RcaError) as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, capa.CapaError) else 1
+    if args.format == "json":
+        print_json(doc)
+    else:
+        print(f"added action #{doc['id']} to {doc['incident']}: {doc['title']} ({doc['type']}, "
+              f"{doc['priority']}, due {doc['due_date'] or '-'}, owner {doc['owner'] or '-'})")
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    settings = settings_for(command="actions set")
+    try:
+        with session_scope(database(settings)) as s:
+            item = svc.set_status(s, args.id, args.status, source="cli")
+            inc_ref = get_incident_ref(s, item.incident_id)
+            doc = svc.action_dict(svc.ActionListing(item, inc_ref, capa.is_overdue(
+                item.status, item.due_date, _today(settings))))
+    except LookupError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print_json(doc)
+    else:
+        print(f"action #{doc['id']} ({doc['incident']}) is now {doc['status']}: {doc['title']}")
+    return 0
+
+
+def get_incident_ref(session: Session, incident_id: int) -> str:
+    inc = session.get(Incident, incident_id)
+    return inc.ref if inc else f"#{incident_id}"

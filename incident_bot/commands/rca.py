@@ -1,0 +1,111 @@
+"""``incident-bot rca REF``: export a blameless RCA, and edit its narrative fields."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from incident_bot.commands.common import database, settings_for
+from incident_bot.core.capa import today_in
+from incident_bot.core.rca import NARRATIVE_KEYS
+from incident_bot.rendering import RenderError
+from incident_bot.services import rca
+from storage.db import session_scope
+
+EPILOG = f"""\
+narrative fields: {", ".join(NARRATIVE_KEYS)}
+
+examples:
+  incident-bot rca INC-42                                  Markdown to stdout
+  incident-bot rca INC-42 --format html -o INC-42.html     standalone, printable HTML page
+  incident-bot rca INC-42 --set summary="Checkout returned 500s for 38 minutes." \\
+                          --set trigger="Config push at 14:02 UTC" --set-file root_causes=why.md
+  incident-bot rca INC-42 --set lucky=                     clear a field
+
+Empty sections are rendered as prompts to fill. Blameful phrasing in the narrative (people named as
+the cause, "human error", "should have"...) is reported on stderr; it never stops the export. Team
+templates: RCA_TEMPLATES_DIR (rca.md.j2, rca.html.j2). Extra blameless rules: BLAMELESS_WORDS_FILE.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rca", help="export a blameless RCA (Markdown or HTML) and edit its narrative",
+        description="Render the RCA of an incident: header, summary, impact, UTC timeline with milestones, "
+                    "detection, response, recovery, root causes, trigger, lessons, CAPA actions, links.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("ref", metavar="REF", help="incident reference, e.g. INC-42")
+    p.add_argument("--format", choices=("md", "html"), default="md", help="output format (default: md)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=TEXT", dest="sets",
+                   help="set a narrative field before exporting (repeatable; empty TEXT clears it)")
+    p.add_argument("--set-file", action="append", default=[], metavar="FIELD=PATH", dest="set_files",
+                   help="set a narrative field from a file (repeatable; '-' reads stdin)")
+    p.add_argument("--no-check", action="store_true", help="skip the blameless-language check")
+    p.add_argument("--quiet", action="store_true", help="only write the document (no summary on stderr)")
+    p.set_defaults(func=run)
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} expects FIELD=VALUE, got {item!r}")
+        out.append((key.strip(), value))
+    return out
+
+
+def collect_updates(sets: list[str], set_files: list[str]) -> dict[str, str]:
+    updates = dict(_pairs(sets, "--set"))
+    for key, path in _pairs(set_files, "--set-file"):
+        try:
+            source = sys.stdin if path == "-" else None
+            updates[key] = source.read() if source else Path(path).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--set-file {key}: cannot read {path}: {exc.strerror or exc}") from None
+    return updates
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_for(command="rca")
+    try:
+        updates = collect_updates(args.sets, args.set_files)
+    except ValueError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 2
+    engine = database(settings)
+    today = today_in(settings.tzinfo, datetime.now(UTC))
+    try:
+        if updates:
+            with session_scope(engine) as s:
+                changed = rca.set_narrative(s, args.ref, updates)
+            if not args.quiet:
+                print(f"{args.ref}: updated {', '.join(changed) or 'nothing (no change)'}", file=sys.stderr)
+        with session_scope(engine) as s:
+            result = rca.export_rca(s, args.ref, args.format, settings.rca_templates_dir, today=today)
+            findings, problems = ([], []) if args.no_check else rca.check_language(
+                s, args.ref, words_file=settings.blameless_words_file)
+    except rca.RcaError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
+    except RenderError as exc:
+        print(f"incident-bot: cannot render the RCA: {exc}", file=sys.stderr)
+        return 1
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for problem in problems:
+        print(f"warning: blameless rules: {problem}", file=sys.stderr)
+    for f in findings:
+        print(f"blameless: {f.format()}", file=sys.stderr)
+    if args.output:
+        Path(args.output).expanduser().write_text(result.text, encoding="utf-8")
+        if not args.quiet:
+            print(f"wrote {args.output} ({args.format}, {len(result.text)} characters"
+                  + (f", {len(findings)} blameless warning(s)" if findings else "") + ")", file=sys.stderr)
+    else:
+        sys.stdout.write(result.text)
+    return 0
