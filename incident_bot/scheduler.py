@@ -16,8 +16,12 @@ Two layers make "exactly once" hold with any number of replicas:
 
 Catch-up: the last occurrence of ``DIGEST_SCHEDULE`` at or before now is due whenever its period has
 no ``digest_runs`` row, so a run missed while every replica was down is posted when one comes back:
-once, and only for the most recent period. Reminders follow ``CAPA_REMINDER_SCHEDULE`` (09:00 daily)
-the same way.
+once, and only for the most recent period. One exception: a deployment that has never posted a digest
+(a fresh install, or DIGEST_CHANNEL just set) does not post late: on a Wednesday it would otherwise
+announce the week before the bot existed. It posts on time from the next occurrence on ("on time" =
+within :attr:`Scheduler.grace` of it, two leases and two ticks, enough for a failover). Reminders
+follow ``CAPA_REMINDER_SCHEDULE`` (09:00 daily) and are caught up on start unconditionally (the
+(owner, day) dedup key keeps that to one DM a day).
 
 Time comes from an injectable ``clock`` and leases compare the replicas' clocks: keep them in NTP
 sync (a skew larger than the lease would let two replicas lead, which layer 2 makes harmless).
@@ -53,13 +57,14 @@ class TickResult:
     at: str
     leader: bool
     digest: str | None = None  # the period key looked at
+    skipped: str | None = None  # why a due digest was not posted
     posted: bool | None = None  # True: queued now; False: it had been posted before
     reminders: int | None = None  # DMs queued (None: not due)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "leader": self.leader, "digest": self.digest, "posted": self.posted,
-                "reminders": self.reminders, "errors": self.errors}
+                "skipped": self.skipped, "reminders": self.reminders, "errors": self.errors}
 
 
 def validate(settings: Settings) -> None:
@@ -82,6 +87,7 @@ class Scheduler:
         self.engine, self.settings, self.instance_id, self.clock = engine, settings, instance_id, clock
         self.lease = timedelta(seconds=lease_seconds or settings.scheduler_lease_seconds)
         self.tick_seconds = tick_seconds or settings.scheduler_tick_seconds
+        self.grace = 2 * self.lease + timedelta(seconds=2 * self.tick_seconds)
         self.on_enqueued = on_enqueued
         self.zone = settings.tzinfo
         # Occurrences this process has dealt with; the database, not these, decides what is posted.
@@ -118,15 +124,19 @@ class Scheduler:
                 log.warning("DIGEST_CHANNEL is not set: the weekly digest is not posted")
                 self._warned_no_channel = True
             return
-        from incident_bot.services.digest import post_digest
+        from incident_bot.services.digest import post_digest, posted_before
 
         rule = self.settings.digest_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.digest_done_for, now):
             since, until = schedule.digest_period(rule, self.zone, occurrence)
             result.digest = schedule.period_key(since, until, self.zone)
             with session_scope(self.engine) as s:
-                result.posted = post_digest(s, self.settings, (since, until), now=now,
-                                            claimed_by=self.instance_id)
+                if now - occurrence > self.grace and not posted_before(s, since):
+                    result.skipped = "late, and no digest was ever posted here: waiting for the next run"
+                    log.info("digest %s: %s", result.digest, result.skipped)
+                else:
+                    result.posted = post_digest(s, self.settings, (since, until), now=now,
+                                                claimed_by=self.instance_id)
             self.digest_done_for = occurrence
             if result.posted:
                 log.info("digest %s queued for %s", result.digest, self.settings.digest_channel)

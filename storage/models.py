@@ -234,6 +234,19 @@ class JobLease(SQLModel, table=True):
     expires_at: datetime
 
 
+class ChannelMember(SQLModel, table=True):
+    """Who is in an incident channel, as far as Slack has told us (joins, leaves, our own invites).
+
+    Lets a state-changing command be refused for non-members without a Web API call before the ack.
+    """
+
+    __tablename__ = "channel_members"
+
+    channel_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class SlackUser(SQLModel, table=True):
     """Display cache of Slack users. Ids are the keys everywhere; names are only shown."""
 

@@ -79,14 +79,18 @@ def test_known_people_are_recognised_even_lowercase() -> None:
 
 def test_team_file_extends_the_defaults(tmp_path: Path) -> None:
     extra = tmp_path / "words.txt"
-    extra.write_text("# our words\ncowboy(?:ed)?\tDescribe the missing review step.\n"
-                     "bad[pattern\tbroken rule\nno tab here\n!notperson Bob\n")
+    extra.write_text(
+        "# our words\ncowboy(?:ed)?\tDescribe the missing review step.\n"
+        "bad[pattern\tbroken rule\nno tab here\n!notperson Bob\n"
+    )
     rules = load_rules(str(extra))
     assert any("words.txt:3: bad pattern" in p for p in rules.problems)
     assert any("words.txt:4: expected PATTERN<TAB>SUGGESTION" in p for p in rules.problems)
     found = check({"summary": "The change was cowboyed into prod. Human error, again."}, rules=rules)
-    assert [(f.phrase, f.suggestion) for f in found][0] == ("cowboyed", "Describe the missing review step.")
-    assert [f.phrase for f in found][1] == "Human error"  # the defaults still apply
+    assert [(f.phrase, f.suggestion) for f in found] == [
+        ("cowboyed", "Describe the missing review step."),
+        ("Human error", found[1].suggestion),  # the defaults still apply
+    ]
     assert check({"summary": "It was caused by Bob."}, rules=rules) == []  # the team said Bob is a system
     missing = load_rules(str(tmp_path / "missing.txt"))
     assert missing.problems and "BLAMELESS_WORDS_FILE" in missing.problems[0] and missing.rules
@@ -100,13 +104,28 @@ def test_parse_rules_format() -> None:
 
 def test_check_language_uses_the_incident_people(engine: Engine) -> None:
     with session_scope(engine) as s:
-        inc = open_incident(s, NewIncident(title="Login errors", detected_at=datetime(2026, 11, 26, tzinfo=UTC),
-                                           severity="SEV2", origin="slack", reporter_id="U0JDOE"),
-                            announce_channel=None, invite_oncall=False)
+        inc = open_incident(
+            s,
+            NewIncident(
+                title="Login errors",
+                detected_at=datetime(2026, 11, 26, tzinfo=UTC),
+                severity="SEV2",
+                origin="slack",
+                reporter_id="U0JDOE",
+            ),
+            announce_channel=None,
+            invite_oncall=False,
+        )
         s.add(SlackUser(user_id="U0JDOE", name="jdoe"))
         ref = inc.ref
-        rca.set_narrative(s, ref, {"trigger": "It started because jdoe pushed the config.",
-                                   "summary": "Login failed for 20 minutes."})
+        rca.set_narrative(
+            s,
+            ref,
+            {
+                "trigger": "It started because jdoe pushed the config.",
+                "summary": "Login failed for 20 minutes.",
+            },
+        )
     with session_scope(engine) as s:
         findings, problems = rca.check_language(s, ref)
     assert problems == []

@@ -20,9 +20,9 @@ from the data), ``parts`` (sub-sections of lessons), ``rows`` (timeline entries,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from incident_bot.core.capa import action_sort_key
 from incident_bot.core.durations import DEFINITIONS, durations
@@ -90,8 +90,9 @@ class IncidentFacts:
     close_override_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class TimelineRow:
+class TimelineRow(NamedTuple):
+    """One stored timeline row. A NamedTuple, like :class:`TimelineEntry`: an RCA may hold thousands."""
+
     occurred_at: datetime
     source: str
     kind: str
@@ -125,8 +126,7 @@ class Field:
     value: str
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
+class TimelineEntry(NamedTuple):
     time: str  # "2026-11-26 14:54:12", always UTC
     iso: str
     since_impact: str  # "+4m12s" from the start of impact, "" before it or when unknown
@@ -251,18 +251,19 @@ def timeline_entries(rows: Iterable[TimelineRow], milestones: Mapping[str, datet
     rows.sort(key=lambda r: (r.occurred_at, MILESTONES.index(r.milestone) if r.milestone in MILESTONES
                              else len(MILESTONES)))
     start = milestones.get("impact_started_at")
-    return [
-        TimelineEntry(
-            time=utc_text(r.occurred_at),
-            iso=r.occurred_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    out = []
+    for r in rows:
+        stamp = r.occurred_at.astimezone(UTC).isoformat(timespec="seconds")  # one call: both forms
+        out.append(TimelineEntry(
+            time=f"{stamp[:10]} {stamp[11:19]}",
+            iso=f"{stamp[:19]}Z",
             since_impact=_since(start, r.occurred_at),
-            milestone=MILESTONE_LABELS.get(r.milestone or ""),
+            milestone=MILESTONE_LABELS.get(r.milestone) if r.milestone else None,
             text=r.text or r.kind,
             source=r.source,
-            actor=names.get(r.actor or "", r.actor or ""),
-        )
-        for r in rows
-    ]
+            actor=names.get(r.actor, r.actor) if r.actor else "",
+        ))
+    return out
 
 
 def _first_actor(rows: Sequence[TimelineRow], milestone: str) -> str | None:
@@ -397,28 +398,20 @@ def _links_section(facts: IncidentFacts, actions: Sequence[ActionRow],
                    prompt=None if links else PROMPTS["links"])
 
 
-@dataclass
-class NarrativeUpdate:
-    """The result of validating a narrative edit: the new dict and the keys that changed."""
-
-    narrative: dict[str, Any]
-    changed: list[str] = field(default_factory=list)
-
-
-def apply_narrative(current: Mapping[str, Any], updates: Mapping[str, Any]) -> NarrativeUpdate:
-    """Merge edits into the stored narrative; blank removes a field. Unknown keys raise ValueError."""
+def apply_narrative(current: Mapping[str, Any],
+                    updates: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Merge edits into the stored narrative: (new narrative, changed keys). Blank removes a field;
+    an unknown key raises ValueError naming the accepted ones."""
     unknown = sorted(set(updates) - set(NARRATIVE_KEYS))
     if unknown:
         raise ValueError(f"unknown RCA field(s) {', '.join(unknown)}; use {', '.join(NARRATIVE_KEYS)}")
-    new = dict(current)
-    changed = []
+    new, changed = dict(current), []
     for key, value in updates.items():
         text = _text(value)
-        if text is None:
-            if key in new:
-                del new[key]
-                changed.append(key)
-        elif new.get(key) != text:
+        if text is None and key in new:
+            del new[key]
+            changed.append(key)
+        elif text is not None and new.get(key) != text:
             new[key] = text
             changed.append(key)
-    return NarrativeUpdate(narrative=new, changed=changed)
+    return new, changed

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
 
 from dateutil import tz as dtz
 from dateutil.rrule import rrule, rrulestr
@@ -38,8 +37,23 @@ def _wall(ts: datetime, zone: tzinfo) -> datetime:
     return dtz.resolve_imaginary(ts.replace(tzinfo=zone))
 
 
-@lru_cache(maxsize=32)
+_CACHE: dict[tuple[str, int], tuple[tzinfo, rrule]] = {}
+
+
 def _parse(rule: str, zone: tzinfo) -> rrule:
+    """Parsed rules are cached (a scheduler asks every few seconds); dateutil zones are not hashable,
+    so the key is the zone's identity, checked on the way out."""
+    hit = _CACHE.get((rule, id(zone)))
+    if hit is not None and hit[0] is zone:
+        return hit[1]
+    parsed = _parse_uncached(rule, zone)
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[(rule, id(zone))] = (zone, parsed)
+    return parsed
+
+
+def _parse_uncached(rule: str, zone: tzinfo) -> rrule:
     text = rule.strip()
     if not text:
         raise ValueError("empty schedule")

@@ -42,6 +42,7 @@ class PagerDutyEvent:
     event_type: str
     occurred_at: datetime | None
     agent: str | None
+    agent_id: str | None
     incident_id: str | None
     incident: PagerDutyIncident | None  # full incident data (most incident.* events carry it)
     note: str | None  # incident.annotated, status_update_published
@@ -154,6 +155,7 @@ def parse_delivery(body: bytes) -> PagerDutyEvent:
         event_type=event_type,
         occurred_at=occurred_at,
         agent=_str(agent.get("summary"), 255),
+        agent_id=_str(agent.get("id"), 64) if agent.get("type") == "user_reference" else None,
         incident_id=incident_id,
         incident=incident,
         note=note,

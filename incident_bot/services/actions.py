@@ -122,7 +122,8 @@ def list_actions(
     incident_ref: str | None = None,
     today: date | None = None,
 ) -> list[ActionListing]:
-    """Actions with their incident, by priority then due date. ``today`` (team zone) marks overdue ones."""
+    """Actions with their incident: open ones first, each group by priority then due date.
+    ``today`` (the team's calendar day) marks overdue ones and is required for ``overdue=True``."""
     if overdue and today is None:
         raise ValueError("listing overdue actions needs today's date in the team's time zone")
     stmt = select(ActionItem, Incident.ref).join(Incident, Incident.id == ActionItem.incident_id)  # type: ignore[arg-type]
@@ -138,7 +139,9 @@ def list_actions(
         ActionListing(item, ref, bool(today and capa.is_overdue(item.status, item.due_date, today)))
         for item, ref in session.execute(stmt).all()
     ]
-    rows.sort(key=lambda r: capa.action_sort_key(r.item.priority, r.item.due_date, r.item.id))
+    # Open work first (that is what a list is read for), then by priority and due date.
+    rows.sort(key=lambda r: (not capa.is_open(r.item.status),
+                             *capa.action_sort_key(r.item.priority, r.item.due_date, r.item.id)))
     return rows
 
 

@@ -236,6 +236,12 @@ def already_posted(session: Session, key: str) -> DigestRun | None:
     return session.execute(select(DigestRun).where(DigestRun.period_key == key)).scalar_one_or_none()
 
 
+def posted_before(session: Session, since: datetime) -> bool:
+    """Has a digest of an earlier period been posted here? (The scheduler catches up only then.)"""
+    stmt = select(DigestRun.id).where(DigestRun.until <= since).limit(1)  # type: ignore[arg-type,operator]
+    return session.execute(stmt).first() is not None
+
+
 def post_digest(session: Session, settings: Settings, period: tuple[datetime, datetime], *,
                 now: datetime | None = None, claimed_by: str | None = None) -> bool:
     """Claim the period and queue its Slack message, in the caller's transaction. False if it was

@@ -119,13 +119,18 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
         session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
         actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=ev.event_id,
     )
+    if ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled:
+        # Responders are invited to the channel as they acknowledge (paged services included).
+        repo.enqueue(session, order_key=f"incident:{inc.id}", method="incident.invite_pd_user",
+                     incident_id=inc.id, payload={"pd_user_id": ev.agent_id},
+                     dedup_key=f"invite-pd:{inc.id}:{ev.agent_id}")
     if not announce:
         return
-    late = tr_in.channel_md is not None and not tr.changed and tr_in.kind in (
-        "acknowledged", "resolved", "reopened") and not tr.status_changed
-    if tr_in.channel_md:
-        note = " _(arrived late; the incident's state is unchanged)_" if late else ""
-        post(session, inc, messages.update(inc, icon=tr_in.icon, text_md=tr_in.channel_md + note,
+    # An ack/resolve/reopen that changes nothing (late, or the echo of a resolve done from Slack) is
+    # recorded on the timeline but not announced again.
+    echo = tr_in.kind in ("acknowledged", "resolved", "reopened") and not tr.changed and not tr.status_changed
+    if tr_in.channel_md and not echo:
+        post(session, inc, messages.update(inc, icon=tr_in.icon, text_md=tr_in.channel_md,
                                            fallback=f"{inc.ref}: {tr_in.text}"))
     if inc.severity != before_sev or inc.status != before_status:
         repo.enqueue(session, order_key=f"incident:{inc.id}", method="conversations.setTopic",

@@ -115,14 +115,14 @@ def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[s
     """Edit narrative fields (blank clears one); returns the fields that changed. Unknown keys raise."""
     inc = get_incident(session, ref, lock=True)
     try:
-        result = apply_narrative(inc.rca or {}, updates)
+        narrative, changed = apply_narrative(inc.rca or {}, updates)
     except ValueError as exc:
         raise RcaError(str(exc)) from None
-    if result.changed:
-        inc.rca = result.narrative  # reassigned, so the JSON column is saved on both databases
+    if changed:
+        inc.rca = narrative  # reassigned, so the JSON column is saved on both databases
         inc.updated_at = utcnow()
         session.add(inc)
-    return result.changed
+    return changed
 
 
 def check_language(session: Session, ref: str, *, words_file: str | None = None

@@ -1,30 +1,49 @@
 """The Bolt app (AsyncApp): signature verification, url_verification and the listeners.
 
-Listeners ack first and do the work after; every Slack write goes through the outbox.
+Listeners commit first (milliseconds), ack, then wake the outbox: every Slack write goes out after the
+ack. Authorization is static (one workspace, one bot token), so Bolt never calls ``auth.test`` on a
+request path.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from incident_bot.runtime import Runtime
-from incident_bot.slack import commands
+from incident_bot.slack import commands, events, interactions
 
 
 def create_bolt_app(rt: Runtime) -> AsyncApp:
     s = rt.settings
     assert s.slack_bot_token and s.slack_signing_secret
     client = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url, timeout=int(s.slack_timeout))
+    bot_user_id = rt.worker.ctx.bot_user_id if rt.worker else None
+
+    async def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=s.slack_bot_token,
+                               bot_user_id=bot_user_id)
+
     app = AsyncApp(
         signing_secret=s.slack_signing_secret,
         client=client,
-        # Bolt would otherwise answer some requests only after listeners finish.
+        authorize=authorize,
         process_before_response=False,
         raise_error_for_unhandled_request=False,
+        ignoring_self_events_enabled=bool(bot_user_id),
     )
-    commands.register(app, rt)
+
+    def on_committed() -> None:
+        if rt.worker:
+            rt.worker.notify()
+
+    commands.register(app, rt, on_committed)
+    events.register(app, rt, on_committed)
+    interactions.register(app, rt, on_committed)
     return app
 
 

@@ -1,34 +1,205 @@
-"""``/incident`` sub-commands. The spine has ``help``; the rest arrive with the Slack commands issue."""
+"""``/incident`` (name configurable): parse the sub-command, run it in one transaction, ack with the answer.
+
+The ack carries the ephemeral answer and is sent as soon as the transaction commits (milliseconds);
+every Slack write the command causes is in the outbox and goes out after the ack.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from dateutil import tz as dtz
 from slack_bolt.async_app import AsyncApp
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
+from incident_bot.core.severity import normalise_severity
 from incident_bot.runtime import Runtime
+from incident_bot.services import commands as svc
+from incident_bot.slack import blocks
+from incident_bot.slack.mrkdwn import escape
+from storage import repo
+from storage.db import session_scope
+from storage.models import Incident, utcnow
 
-HELP = [
+log = logging.getLogger(__name__)
+USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+COMMANDS: list[tuple[str, str]] = [
     ("declare [title]", "open an incident (no title: a form)"),
     ("status", "severity, status, roles, milestones, elapsed time"),
+    ("sev <1-4>", "change the severity"),
+    ("role commander|comms|scribe @user", "assign a role (the assignee gets a DM)"),
+    ("ack", "acknowledge"),
+    ("mitigated [note]", "user impact has ended"),
+    ("resolve [summary]", "resolve (also resolves linked PagerDuty incidents)"),
+    ("reopen", "reopen a resolved incident"),
+    ("started <time>", "move the impact start earlier: 14:54, 2026-11-26 14:54, 25m ago"),
+    ("update <text>", "status update to the channel and the announcement thread"),
+    ("note <text>", "add a note to the timeline"),
+    ("timeline [page]", "the timeline so far"),
+    ("page <PagerDuty service>", "page that service's on-call"),
     ("help", "this list"),
 ]
+# Sub-commands that change state: only for members of the incident channel.
+CHANGES_STATE = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "started", "update", "note", "page"}
+ANYWHERE = {"declare", "help", ""}
 
 
-def help_text(command: str) -> str:
-    lines = [f"*{command}* commands:"] + [f"• `{command} {usage}` — {what}" for usage, what in HELP]
-    return "\n".join(lines)
+@dataclass
+class Invocation:
+    rt: Runtime
+    user_id: str
+    channel_id: str
+    sub: str
+    args: str
+    command: str
+    trigger_id: str | None = None
 
 
-def register(app: AsyncApp, rt: Runtime) -> None:
+Handler = Callable[[Session, Invocation, Incident], "svc.Reply | dict[str, Any]"]
+HANDLERS: dict[str, Handler] = {}
+EXTRA_COMMANDS: list[tuple[str, str]] = []  # other command families add their usage lines here
+
+
+def handler(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+    return deco
+
+
+def all_commands() -> list[tuple[str, str]]:
+    return COMMANDS[:-1] + EXTRA_COMMANDS + COMMANDS[-1:]
+
+
+@handler("status")
+def _status(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+    return {"text": f"{inc.ref} status", "blocks": blocks.status_card(inc, utcnow())}
+
+
+@handler("ack", "mitigated", "resolve", "reopen")
+def _milestone(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    return svc.milestone(s, inv.rt.settings, inc, user_id=inv.user_id, command=inv.sub, note=inv.args)
+
+
+@handler("sev")
+def _sev(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    sev = normalise_severity(inv.args.removeprefix("SEV").removeprefix("sev")) if inv.args else None
+    if sev is None:
+        return svc.Reply(f"Give a severity from 1 to 4, e.g. `{inv.command} sev 2`.", ok=False)
+    return svc.severity(s, inv.rt.settings, inc, user_id=inv.user_id, sev=sev)
+
+
+@handler("role")
+def _role(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    parts = inv.args.split()
+    if len(parts) != 2 or parts[0].lower() not in svc.ROLES or not USER_MENTION.match(parts[1]):
+        return svc.Reply(f"Usage: `{inv.command} role commander|comms|scribe @user`.", ok=False)
+    assignee = USER_MENTION.match(parts[1]).group(1)  # type: ignore[union-attr]
+    return svc.assign_role(s, inc, user_id=inv.user_id, role=parts[0].lower(), assignee=assignee)
+
+
+@handler("started")
+def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    from incident_bot.core.timeparse import TimeParseError, describe, parse_user_time
+
+    zone_name = svc.user_tz_name(s, inv.user_id)
+    zone = (dtz.gettz(zone_name) if zone_name else None) or inv.rt.settings.tzinfo
+    try:
+        when = parse_user_time(inv.args, now=utcnow(), tz=zone)
+    except TimeParseError as exc:
+        return svc.Reply(str(exc), ok=False)
+    return svc.impact_started(s, inc, user_id=inv.user_id, when=when, shown=describe(when, zone))
+
+
+@handler("update", "note")
+def _text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    if not inv.args:
+        return svc.Reply(f"Usage: `{inv.command} {inv.sub} <text>`.", ok=False)
+    fn = svc.status_update if inv.sub == "update" else svc.note
+    return fn(s, inc, user_id=inv.user_id, text=inv.args[:3000])
+
+
+@handler("timeline")
+def _timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+    page = int(inv.args) if inv.args.isdigit() else 1
+    text, bl = blocks.timeline_page(inc, repo.timeline(s, inc.id or 0), page, inv.command)
+    return {"text": text, "blocks": bl}
+
+
+@handler("page")
+def _page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    if not inv.args:
+        return svc.Reply(f"Usage: `{inv.command} page <PagerDuty service>`.", ok=False)
+    return svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.args[:200])
+
+
+def run_in_incident(inv: Invocation) -> dict[str, Any]:
+    """One transaction: find the channel's incident, check membership, run the handler."""
+    with session_scope(inv.rt.engine) as s:
+        inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in CHANGES_STATE)
+        if inc is None:
+            return {"text": f"`{inv.command} {inv.sub}` works inside an incident channel. "
+                            f"Declare one with `{inv.command} declare <title>`, or `{inv.command} help`."}
+        if inv.sub in CHANGES_STATE and not svc.is_member(s, inv.channel_id, inv.user_id):
+            return {"text": f"Only members of this channel can change {inc.ref}. Join the channel first "
+                            "(if you just joined, try again in a few seconds)."}
+        svc.remember_user(s, inv.user_id)
+        out = HANDLERS[inv.sub](s, inv, inc)
+        if isinstance(out, svc.Reply):
+            if not out.ok:
+                s.rollback()  # a refused command writes nothing
+            return {"text": out.text}
+        return out
+
+
+def declare_from_text(inv: Invocation) -> dict[str, Any]:
+    with session_scope(inv.rt.engine) as s:
+        inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=inv.args)
+        ref = inc.ref
+    return {"text": f"Declared *{ref}*: {escape(inv.args)}. Its channel is being created and you are "
+                    "invited; the announcement goes to the incidents channel."}
+
+
+def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> None:
     name = rt.settings.slack_command
 
-    async def on_command(ack: Any, command: dict[str, Any]) -> None:
+    async def on_command(ack: Callable[..., Awaitable[None]], command: dict[str, Any], client: Any) -> None:
         text = (command.get("text") or "").strip()
-        sub = text.split(maxsplit=1)[0].lower() if text else "help"
-        if sub == "help":
-            await ack(text=help_text(name))
+        sub, _, args = text.partition(" ")
+        sub = sub.lower()
+        inv = Invocation(rt, command.get("user_id", ""), command.get("channel_id", ""), sub, args.strip(),
+                         name, command.get("trigger_id"))
+        if sub in ("", "help"):
+            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, all_commands()), response_type="ephemeral")
             return
-        await ack(text=f"Unknown command `{sub}`. " + help_text(name))
+        try:
+            if sub == "declare" and not inv.args:
+                # The modal needs trigger_id within 3 s of the command: open it right after the ack.
+                await ack()
+                await client.views_open(trigger_id=inv.trigger_id, view=blocks.declare_modal())
+                return
+            if sub == "declare":
+                reply = await run_in_threadpool(declare_from_text, inv)
+            elif sub in HANDLERS:
+                reply = await run_in_threadpool(run_in_incident, inv)
+            else:
+                await ack(text=f"I don't know `{escape(sub)}`. Try `{name} help`.", response_type="ephemeral")
+                return
+        except OperationalError:
+            log.warning("slack command %s: database unavailable", sub)
+            await ack(text="The incident database is unavailable right now; try again in a moment.",
+                      response_type="ephemeral")
+            return
+        # JSON with response_type, so the answer is ephemeral and shaped the same for every command.
+        await ack(response_type="ephemeral", **reply)
+        on_committed()
 
     app.command(name)(on_command)

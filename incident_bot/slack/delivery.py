@@ -11,6 +11,7 @@ Exactly-once after a crash or a timeout: every message carries the outbox id in 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,9 +36,13 @@ class Permanent(Exception):
 
 @dataclass
 class Delivered:
+    """What a call produced, stored in the transaction that marks the row done."""
+
     result: dict[str, Any] = field(default_factory=dict)
     incident_updates: dict[str, Any] = field(default_factory=dict)
     timeline_note: str | None = None
+    members: tuple[str, list[str]] | None = None  # (channel id, user ids now in it)
+    store: Callable[[Session], None] | None = None
 
 
 @dataclass
@@ -135,6 +140,7 @@ def create_channel(ctx: Context, row: OutboxMessage, inc: Incident | None, uncer
             resp = ctx.slack.conversations_create(name=name, is_private=bool(row.payload.get("is_private")))
             ch = resp["channel"]
             return Delivered(result={"channel": ch["id"], "name": ch["name"]},
+                             members=(ch["id"], [u for u in [ctx.bot_user_id] if u]),
                              incident_updates={"slack_channel_id": ch["id"], "slack_channel_name": ch["name"]})
         except SlackApiError as exc:
             if exc.response.get("error") != "name_taken":
@@ -181,7 +187,7 @@ def invite(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bo
     except SlackApiError as exc:
         if exc.response.get("error") not in ("already_in_channel", "cant_invite_self"):
             raise
-    return Delivered(result={"invited": users})
+    return Delivered(result={"invited": users}, members=(channel, users))
 
 
 def invite_oncall(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
@@ -216,7 +222,7 @@ def invite_oncall(ctx: Context, row: OutboxMessage, inc: Incident | None, uncert
     note = f"Invited {len(found)} on-call responder(s) from PagerDuty"
     if missing:
         note += f"; not found in Slack: {', '.join(missing)}"
-    return Delivered(result={"invited": found, "missing": missing}, timeline_note=note)
+    return Delivered(result={"invited": found, "missing": missing}, timeline_note=note, members=(channel, found))
 
 
 def generic(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
@@ -242,6 +248,12 @@ def apply_delivered(session: Session, row: OutboxMessage, inc: Incident | None, 
         for key, value in out.incident_updates.items():
             setattr(inc, key, value)
         session.add(inc)
+    if out.members:
+        from incident_bot.services.commands import set_members
+
+        set_members(session, out.members[0], added=out.members[1])
+    if out.store is not None:
+        out.store(session)
     if inc is not None and out.timeline_note:
         repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="bot",
                           kind="responders", text=out.timeline_note, source_event_id=f"outbox:{row.id}")

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -37,8 +39,11 @@ def when(ts: datetime | None) -> str:
 
 
 def message(text: str, blocks: list[Any]) -> dict[str, Any]:
-    """``text`` is the notification fallback (plain), ``blocks`` are validated now, not at Slack."""
-    return {"text": truncate(text, 3000), "blocks": [b.to_dict() for b in blocks]}
+    """``text`` is the notification fallback, ``blocks`` are validated now, not at Slack.
+
+    Slack parses the fallback as mrkdwn (it is what notifications show), so it is escaped here.
+    """
+    return {"text": truncate(escape(text), 3000), "blocks": [b.to_dict() for b in blocks]}
 
 
 def section(md: str) -> SectionBlock:
@@ -77,14 +82,21 @@ def _facts(inc: Any) -> SectionBlock:
 
 def channel_intro(inc: Any, *, fired_by: str) -> dict[str, Any]:
     """The first message in the incident channel: what fired, on which service, since when."""
+    by = f" by {user(inc.reporter_id)}" if inc.reporter_id else ""
     what = (
-        f"*{escape(inc.title)}*\n{escape(fired_by)} on *{escape(inc.service or 'an unknown service')}* "
+        f"*{escape(inc.title)}*\n{escape(fired_by)}{by} on *{escape(inc.service or 'an unknown service')}* "
         f"since {when(inc.impact_started_at or inc.detected_at)}."
     )
     blocks = [_header(headline(inc)), section(what), _facts(inc)]
     if inc.description:
         blocks.append(section(f"*Description*\n{escape(inc.description)}"))
     blocks += [
+        ActionsBlock(block_id="incident_actions", elements=[
+            ButtonElement(text="Acknowledge", action_id="incident_ack", value="ack"),
+            ButtonElement(text="Mitigated", action_id="incident_mitigated", value="mitigated"),
+            ButtonElement(text="Resolve", action_id="incident_resolve", value="resolve", style="primary"),
+            ButtonElement(text="Status", action_id="incident_status", value="status"),
+        ]),
         DividerBlock(),
         ContextBlock(elements=[MarkdownTextObject(
             text="Type `/incident help` for commands. React with :pushpin: to add a message to the timeline."
@@ -118,3 +130,7 @@ def update(inc: Any, *, icon: str, text_md: str, fallback: str) -> dict[str, Any
 
 def plain(text_md: str, fallback: str) -> dict[str, Any]:
     return message(fallback, [section(text_md)])
+
+
+def channel_ref(inc: Any) -> str:
+    return channel(inc.slack_channel_id, f"#{inc.slack_channel_name or inc.ref}")

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from incident_bot.observability import OUTBOX_DELIVERIES
+from incident_bot.slack import delivery_jobs  # noqa: F401  (registers the multi-call jobs)
 from incident_bot.slack.delivery import DELIVERERS, Context, Permanent, apply_delivered, generic
 from incident_bot.slack.rate_limits import RateGate
 from storage import outbox as q

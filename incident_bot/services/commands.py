@@ -1,0 +1,214 @@
+"""What the Slack commands do to an incident: one transaction each, Slack writes queued in the outbox.
+
+Functions return a :class:`Reply` (the ephemeral text for the ack) and never call Slack themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlmodel import Session
+
+from incident_bot.config import Settings
+from incident_bot.core.lifecycle import Signal
+from incident_bot.services.incidents import (
+    NewIncident,
+    apply_signals,
+    milestone_for,
+    open_incident,
+    order_key,
+    post,
+)
+from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, user
+from storage import repo
+from storage.models import ChannelMember, Incident, PagerDutyLink, SlackUser, utcnow
+
+ROLES = {
+    "commander": "Incident commander: you run the response. Keep the team focused, decide, delegate, "
+                 "and call mitigation and resolution. `/incident status` shows where things stand.",
+    "comms": "Communications lead: you keep stakeholders informed. Post regular status updates with "
+             "`/incident update <text>` (they go to the channel and the announcement thread).",
+    "scribe": "Scribe: you keep the record. Pin key messages with :pushpin: and add notes with "
+              "`/incident note <text>`; the timeline feeds the RCA.",
+}
+MILESTONE_COMMANDS = {"ack": "acknowledge", "mitigated": "mitigate", "resolve": "resolve", "reopen": "reopen"}
+DONE_WORDS = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved",
+              "reopen": "reopened"}
+ICONS = {"acknowledge": "👀", "mitigate": "🩹", "resolve": "✅", "reopen": "🔁"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    ok: bool = True
+    ref: str | None = None
+
+
+def is_member(session: Session, channel_id: str, user_id: str) -> bool:
+    return session.get(ChannelMember, (channel_id, user_id)) is not None
+
+
+def set_members(session: Session, channel_id: str, added: list[str] = (), removed: list[str] = ()) -> None:  # type: ignore[assignment]
+    for uid in added:
+        if session.get(ChannelMember, (channel_id, uid)) is None:
+            session.add(ChannelMember(channel_id=channel_id, user_id=uid))
+    for uid in removed:
+        session.execute(delete(ChannelMember).where(ChannelMember.channel_id == channel_id,  # type: ignore[arg-type]
+                                                     ChannelMember.user_id == uid))  # type: ignore[arg-type]
+
+
+def user_tz_name(session: Session, user_id: str) -> str | None:
+    row = session.get(SlackUser, user_id)
+    return row.tz if row else None
+
+
+def remember_user(session: Session, user_id: str) -> None:
+    """Queue a users.info lookup for display names and time zones, once per user."""
+    if session.get(SlackUser, user_id) is None:
+        repo.enqueue(session, order_key=f"user:{user_id}", method="users.info", payload={"user": user_id},
+                     dedup_key=f"users.info:{user_id}")
+
+
+def declare(session: Session, settings: Settings, *, reporter: str, title: str, severity: str = "SEV3",
+            service: str | None = None, description: str | None = None,
+            impact_started_at: datetime | None = None, detected_at: datetime | None = None) -> Incident:
+    now = utcnow()
+    inc = open_incident(
+        session,
+        NewIncident(title=title.strip()[:1024], detected_at=detected_at or now, severity=severity,
+                    origin="slack", service=service, description=description,
+                    impact_started_at=impact_started_at, reporter_id=reporter,
+                    fired_by="Declared", opened_kind="declared"),
+        announce_channel=settings.incident_announce_channel,
+        invite_oncall=False,
+    )
+    inc.commander_id = reporter  # the declarer leads until someone else is named
+    session.add(inc)
+    remember_user(session, reporter)
+    return inc
+
+
+def milestone(session: Session, settings: Settings, inc: Incident, *, user_id: str, command: str,
+              note: str = "") -> Reply:
+    kind = MILESTONE_COMMANDS[command]
+    now = utcnow()
+    tr = apply_signals(session, inc, [Signal(kind, at=now)], strict=True, source="slack", actor=user_id)  # type: ignore[arg-type]
+    if tr.refused:
+        return Reply(f"Can't mark {inc.ref} {DONE_WORDS[kind]}: {tr.refused}.", ok=False)
+    word = DONE_WORDS[kind]
+    text = f"{word.capitalize()} by {user(user_id)}" + (f": {escape(note)}" if note else "")
+    assert inc.id is not None
+    repo.add_timeline(session, incident_id=inc.id, occurred_at=now, source="slack", kind=word,
+                      actor=user_id, text=f"{word.capitalize()}" + (f": {note}" if note else ""),
+                      milestone=milestone_for(word, tr.changed))
+    post(session, inc, messages.update(inc, icon=ICONS[kind], text_md=f"*{text}*", fallback=f"{inc.ref} {word}"))
+    _topic(session, inc)
+    if kind == "resolve" and settings.resolve_linked_pagerduty:
+        _resolve_pagerduty(session, inc)
+    return Reply(f"{inc.ref} is {inc.status}.", ref=inc.ref)
+
+
+def _resolve_pagerduty(session: Session, inc: Incident) -> None:
+    links = session.execute(select(PagerDutyLink).where(PagerDutyLink.incident_id == inc.id)).scalars()  # type: ignore[arg-type]
+    for link in links:
+        # PagerDuty's own "resolved" webhook comes back later; it finds the incident resolved: no loop.
+        repo.enqueue(session, order_key=f"pagerduty:{link.pagerduty_incident_id}", method="pagerduty.resolve",
+                     payload={"incident_id": link.pagerduty_incident_id}, incident_id=inc.id)
+
+
+def _topic(session: Session, inc: Incident) -> None:
+    repo.enqueue(session, order_key=order_key(inc.id or 0), method="conversations.setTopic",
+                 incident_id=inc.id, payload={"channel": "$incident", "topic": messages.topic(inc)})
+
+
+def severity(session: Session, settings: Settings, inc: Incident, *, user_id: str, sev: str) -> Reply:
+    before = inc.severity
+    now = utcnow()
+    tr = apply_signals(session, inc, [Signal("severity", at=now, value=sev)], strict=True, source="slack",
+                       actor=user_id)
+    if tr.refused:
+        return Reply(f"Severity unchanged: {tr.refused}.", ok=False)
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="severity",
+                      actor=user_id, text=f"Severity {before} → {sev}")
+    post(session, inc, messages.update(inc, icon="🎚️", text_md=f"*Severity* {before} → *{sev}* by {user(user_id)}",
+                                       fallback=f"{inc.ref} is now {sev}"))
+    _topic(session, inc)
+    raised = sev < before and sev in ("SEV1", "SEV2")
+    if raised and settings.incident_announce_channel:
+        repo.enqueue(session, order_key=order_key(inc.id or 0), method="chat.postMessage", incident_id=inc.id,
+                     payload={"channel": settings.incident_announce_channel, "render": "announcement"})
+    return Reply(f"{inc.ref} is now {sev}.", ref=inc.ref)
+
+
+def assign_role(session: Session, inc: Incident, *, user_id: str, role: str, assignee: str) -> Reply:
+    setattr(inc, f"{role}_id", assignee)
+    session.add(inc)
+    now = utcnow()
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="role",
+                      actor=user_id, text=f"{role.capitalize()}: {assignee}")
+    key = order_key(inc.id or 0)
+    repo.enqueue(session, order_key=key, method="conversations.invite", incident_id=inc.id,
+                 payload={"channel": "$incident", "users": assignee})
+    post(session, inc, messages.plain(f"🎖️ {user(assignee)} is now *{role}* (set by {user(user_id)})",
+                                      fallback=f"{inc.ref}: new {role}"))
+    dm = messages.plain(
+        f"You are the *{role}* of {inc.ref} ({escape(inc.title)}) in {messages.channel_ref(inc)}.\n{ROLES[role]}",
+        fallback=f"You are the {role} of {inc.ref}")
+    repo.enqueue(session, order_key=f"dm:{assignee}", method="chat.postMessage", incident_id=inc.id,
+                 payload={"channel": assignee, **dm})
+    remember_user(session, assignee)
+    return Reply(f"{user(assignee)} is now {role} of {inc.ref}.", ref=inc.ref)
+
+
+def impact_started(session: Session, inc: Incident, *, user_id: str, when: datetime, shown: str) -> Reply:
+    now = utcnow()
+    tr = apply_signals(session, inc, [Signal("impact_started", at=now, when=when)], strict=True,
+                       source="slack", actor=user_id)
+    if tr.refused:
+        return Reply(f"Impact start unchanged: {tr.refused}.", ok=False)
+    post(session, inc, messages.update(inc, icon="⏱️", text_md=f"*Impact started* at {messages.when(when)} "
+                                                               f"(set by {user(user_id)})",
+                                       fallback=f"{inc.ref}: impact started at {shown}"))
+    return Reply(f"Impact start of {inc.ref} set to {shown}.", ref=inc.ref)
+
+
+def status_update(session: Session, inc: Incident, *, user_id: str, text: str) -> Reply:
+    now = utcnow()
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="status_update",
+                      actor=user_id, text=text)
+    md = f"📢 *Status update* from {user(user_id)}:\n{escape(text)}"
+    post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"))
+    if inc.announce_ts or inc.id:
+        post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"), thread_announce=True)
+    return Reply("Status update posted to the channel and the announcement thread.", ref=inc.ref)
+
+
+def note(session: Session, inc: Incident, *, user_id: str, text: str, at: datetime | None = None,
+         source_event_id: str | None = None) -> Reply:
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=at or utcnow(), source="slack",
+                      kind="note", actor=user_id, text=text, source_event_id=source_event_id)
+    return Reply(f"Added to the {inc.ref} timeline.", ref=inc.ref)
+
+
+def page(session: Session, settings: Settings, inc: Incident, *, user_id: str, service: str) -> Reply:
+    if not settings.pagerduty_rest_enabled:
+        return Reply("PagerDuty is not configured here (set PAGERDUTY_API_TOKEN and PAGERDUTY_FROM_EMAIL), "
+                     "so I can't page anyone. Page them from PagerDuty directly.", ok=False)
+    repo.enqueue(session, order_key=f"page:{inc.id}", method="pagerduty.page", incident_id=inc.id,
+                 payload={"service": service, "requested_by": user_id})
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="page",
+                      actor=user_id, text=f"Paging on-call of {service}")
+    return Reply(f"Paging the on-call of *{escape(service)}* through PagerDuty; responders are invited here "
+                 "as they acknowledge.", ref=inc.ref)
+
+
+def pin(session: Session, inc: Incident, *, channel_id: str, ts: str, reactor: str,
+        author: str | None) -> Reply:
+    """A :pushpin: reaction: fetch the message (outbox, a Web API read) and add it at its own ts, once."""
+    repo.enqueue(session, order_key=f"pin:{inc.id}", method="timeline.pin", incident_id=inc.id,
+                 payload={"channel": channel_id, "ts": ts, "reactor": reactor, "author": author},
+                 dedup_key=f"pin:{channel_id}:{ts}")
+    return Reply("pinned", ref=inc.ref)
