@@ -10,10 +10,28 @@ from collections.abc import Sequence
 
 from incident_bot.config import ConfigError
 
-COMMANDS = ("serve", "db", "incidents", "metrics", "rca", "actions", "digest", "demo")
+# name -> one-line help. Only the module of the command being run is imported (start-up time matters
+# for a CLI that people run in a loop or from cron).
+COMMANDS = {
+    "serve": "run the bot (HTTP endpoints, outbox worker, scheduler)",
+    "db": "database migrations",
+    "incidents": "list and show incidents",
+    "metrics": "MTTD / MTTA / MTTM / MTTR for a period",
+    "rca": "export or edit an incident's blameless RCA",
+    "actions": "CAPA action items",
+    "digest": "the weekly SEV digest",
+    "demo": "run one incident end to end with no credentials",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incident-bot",
         description="Incident response for Slack and PagerDuty: incident channels, one timeline, "
@@ -21,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from the environment or a .env file; see README.md.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    wanted = _wanted(argv) if argv is not None else None
+    for name, summary in COMMANDS.items():
+        if wanted is not None and name != wanted:
+            sub.add_parser(name, help=summary)
+            continue
         try:
             module = importlib.import_module(f"incident_bot.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -33,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

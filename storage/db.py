@@ -7,9 +7,9 @@ writers queue on the lock instead of failing with "database is locked" when a re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, event, text
@@ -61,17 +61,29 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
+        max_overflow=int(os.environ.get("DB_POOL_OVERFLOW", "10")),
         pool_timeout=5,
         # Fail fast when PostgreSQL is down so the server answers 503 instead of hanging.
         connect_args={"connect_timeout": 3},
     )
 
 
-@lru_cache(maxsize=8)
+_ENGINES: dict[str, Engine] = {}
+
+
 def get_engine(url: str) -> Engine:
-    return make_engine(url)
+    """One engine (one pool) per database URL in this process."""
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url)
+    return _ENGINES[url]
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, and process shutdown)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
 
 
 @contextmanager

@@ -54,9 +54,9 @@ def pg_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        from storage.db import get_engine
+        from storage.db import dispose_all
 
-        get_engine.cache_clear()
+        dispose_all()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -173,6 +173,7 @@ def bot(db_url: str, slack):  # type: ignore[no-untyped-def]
     finally:
         b.http.close()
         b.server.stop()
+        b.rt.engine.dispose()
 
 
 # -- real server processes (kill -9, several replicas) ------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from incident_bot.config import Settings, load_settings
-from incident_bot.runtime import prepare_database
 
 
 def settings_for(*required: str, command: str) -> Settings:
@@ -17,6 +16,8 @@ def settings_for(*required: str, command: str) -> Settings:
 
 
 def database(settings: Settings) -> Engine:
+    from incident_bot.runtime import prepare_database  # lazy: it pulls in the Slack and PagerDuty clients
+
     return prepare_database(settings)
 
 
