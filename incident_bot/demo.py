@@ -104,6 +104,28 @@ class Demo:
             time.sleep(0.05)
         raise RuntimeError("the outbox did not drain")
 
+    def slack_command(self, text: str, *, user: str, channel: str) -> str:
+        from incident_bot.testing.slack_requests import FORM, slash_body
+
+        return self._slack(slash_body(text, user=user, channel=channel), FORM)
+
+    def slack_event(self, event: dict[str, Any]) -> str:
+        from incident_bot.testing.slack_requests import event_body
+
+        return self._slack(event_body(event), "application/json")
+
+    def _slack(self, body: str, content_type: str) -> str:
+        from incident_bot.testing.slack_requests import signed
+
+        assert self.server
+        raw, headers = signed(body, self.signing_secret)
+        r = self.http.post(f"{self.server.url}/slack/events", content=raw,
+                           headers={**headers, "Content-Type": content_type})
+        try:
+            return str(r.json().get("text", ""))
+        except ValueError:
+            return r.text
+
     @property
     def engine(self) -> Any:
         assert self.server
@@ -151,7 +173,38 @@ def stage_show(demo: Demo) -> None:
             demo.say(render_text(incident_detail(s, repo.incident_by_ref(s, inc.ref))))  # type: ignore[arg-type]
 
 
-STAGES: list[Callable[[Demo], None]] = [stage_pagerduty]
+def stage_slack(demo: Demo) -> None:
+    """An engineer declares an incident no alert caught, pins a message, and hands over command."""
+    from storage import repo
+
+    demo.say("\n== An on-call engineer declares an incident from Slack ==")
+    say = lambda cmd, out: demo.say(f"  {cmd}\n    -> {out}")  # noqa: E731
+    general = demo.state["announce"]
+    say("/incident declare Search results empty for some users",
+        demo.slack_command("declare Search results empty for some users", user="U0CAT", channel=general))
+    demo.wait_for_outbox()
+    with session_scope(demo.engine) as s:
+        inc = repo.incident_by_ref(s, "INC-2")
+        assert inc is not None and inc.slack_channel_id
+        channel = inc.slack_channel_id
+    for text in ("started 20m ago", "ack", "role commander <@U0ADA|ada>", "sev 2",
+                 "update Index rebuild running; next update in 15 minutes"):
+        say(f"/incident {text}", demo.slack_command(text, user="U0CAT", channel=channel))
+    demo.wait_for_outbox()
+    with demo.slack.ws.lock:
+        ws = demo.slack.ws
+        ws.channels[channel].members.append("U0BOB")
+        msg = ws.append_message(ws.channels[channel], {"user": "U0BOB", "text":
+                                "Root cause found: the index alias points at an empty index since 12:02."})
+    demo.say("  bob reacts with :pushpin: on his message")
+    demo.slack_event({"type": "reaction_added", "user": "U0BOB", "reaction": "pushpin", "item_user": "U0BOB",
+                      "item": {"type": "message", "channel": channel, "ts": msg["ts"]}, "event_ts": msg["ts"]})
+    for text in ("mitigated alias switched back", "resolve search healthy for 15 minutes"):
+        say(f"/incident {text}", demo.slack_command(text, user="U0ADA", channel=channel))
+    demo.wait_for_outbox()
+
+
+STAGES: list[Callable[[Demo], None]] = [stage_pagerduty, stage_slack]
 
 
 def run(out_dir: Path, say: Callable[[str], None] = print) -> int:

@@ -78,6 +78,7 @@ class Incident(SQLModel, table=True):
     first_ack_at: datetime | None = None
     first_mitigated_at: datetime | None = None
     last_resolved_at: datetime | None = None
+    resolve_times: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     last_reopened_at: datetime | None = None
     ack_state: str | None = Field(default=None, max_length=8)  # "ack" | "unack"
     ack_state_at: datetime | None = None

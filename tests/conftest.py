@@ -121,10 +121,10 @@ class Bot:
         return self.http.post(f"{self.url}/pagerduty/webhook", content=body, headers=h)
 
     def drain(self, timeout: float = 20.0) -> None:
+        import time
+
         from storage import outbox as q
         from storage.db import session_scope
-
-        import time
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -257,44 +257,27 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
 
 def slack_post(bot, body: str | bytes, content_type: str, *, secret: str = SLACK_SECRET,  # type: ignore[no-untyped-def]
                timestamp: int | None = None, headers: dict | None = None):
-    import time as _time
+    from incident_bot.testing.slack_requests import signed
 
-    from slack_sdk.signature import SignatureVerifier
-
-    raw = body.encode() if isinstance(body, str) else body
-    ts = str(timestamp if timestamp is not None else int(_time.time()))
-    sig = SignatureVerifier(secret).generate_signature(timestamp=ts, body=raw)
-    h = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig}
+    raw, h = signed(body, secret, timestamp=timestamp)
+    h["Content-Type"] = content_type
     h.update(headers or {})
     return bot.http.post(f"{bot.url}/slack/events", content=raw, headers=h)
 
 
 def slash(bot, text: str, *, user: str = "U0ADA", channel: str = "C0GENERAL", **kw):  # type: ignore[no-untyped-def]
-    from urllib.parse import urlencode
+    from incident_bot.testing.slack_requests import FORM, slash_body
 
-    body = urlencode({
-        "token": "legacy", "team_id": "T0STANDIN", "team_domain": "acme", "channel_id": channel,
-        "channel_name": "x", "user_id": user, "user_name": user.lower(), "command": "/incident",
-        "text": text, "api_app_id": "A0STANDIN", "trigger_id": "1337.42.abcd",
-        "response_url": "https://hooks.slack.com/commands/T0/1/x",
-    })
-    return slack_post(bot, body, "application/x-www-form-urlencoded", **kw)
+    return slack_post(bot, slash_body(text, user=user, channel=channel), FORM, **kw)
 
 
 def slack_event(bot, event: dict, *, event_id: str | None = None, **kw):  # type: ignore[no-untyped-def]
-    import json as _json
-    import uuid as _uuid
+    from incident_bot.testing.slack_requests import event_body
 
-    body = _json.dumps({
-        "token": "legacy", "team_id": "T0STANDIN", "api_app_id": "A0STANDIN", "type": "event_callback",
-        "event_id": event_id or f"Ev{_uuid.uuid4().hex[:10].upper()}", "event_time": 1795680000,
-        "event": event,
-    })
-    return slack_post(bot, body, "application/json", **kw)
+    return slack_post(bot, event_body(event, event_id=event_id), "application/json", **kw)
 
 
 def slack_interaction(bot, payload: dict, **kw):  # type: ignore[no-untyped-def]
-    import json as _json
-    from urllib.parse import urlencode
+    from incident_bot.testing.slack_requests import FORM, interaction_body
 
-    return slack_post(bot, urlencode({"payload": _json.dumps(payload)}), "application/x-www-form-urlencoded", **kw)
+    return slack_post(bot, interaction_body(payload), FORM, **kw)

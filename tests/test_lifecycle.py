@@ -133,3 +133,15 @@ def test_milestones_keep_their_order(signals) -> None:  # type: ignore[no-untype
             assert m >= s.impact_started_at
     if s.closed_at:
         assert s.resolved_at is not None
+
+
+def test_resolved_at_is_first_resolve_after_last_reopen_in_any_order() -> None:
+    sigs = [Signal("resolve", at(10)), Signal("resolve", at(30)), Signal("reopen", at(20))]
+    import itertools
+
+    for order in itertools.permutations(sigs):
+        s = fold(list(order))
+        assert s.resolved_at == at(30) and s.status == "resolved"
+    # An echo of a resolve we already know of (a later time) does not move resolved_at.
+    s = fold([Signal("resolve", at(10)), Signal("resolve", at(11))])
+    assert s.resolved_at == at(10)

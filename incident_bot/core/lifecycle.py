@@ -50,6 +50,9 @@ class IncidentState:
     ack_state_at: datetime | None = None
     last_mitigated_at: datetime | None = None
     last_resolved_at: datetime | None = None
+    # Every resolve we were told of: resolved_at is the first resolve after the last reopen, which a
+    # single register cannot give when deliveries are shuffled (resolve 10, resolve 30, reopen 20).
+    resolve_times: tuple[datetime, ...] = ()
     last_reopened_at: datetime | None = None
     last_closed_at: datetime | None = None
     severity_at: datetime | None = None
@@ -112,9 +115,8 @@ def derive(s: IncidentState) -> IncidentState:
         # Clock skew between PagerDuty's created_at and an ack: an ack cannot precede detection.
         ack = s.detected_at
     # Ties between a resolve and a reopen at the same instant resolve, so the result is order-free.
-    resolved = s.last_resolved_at
-    if resolved is not None and s.last_reopened_at is not None and s.last_reopened_at > resolved:
-        resolved = None
+    after_reopen = [t for t in s.resolve_times if s.last_reopened_at is None or t >= s.last_reopened_at]
+    resolved = min(after_reopen) if after_reopen else None
     # An incident that was resolved without an explicit mitigation was mitigated by then at the latest.
     mitigated = s.first_mitigated_at
     if mitigated is None and resolved is not None:
@@ -210,7 +212,8 @@ def apply(state: IncidentState, sig: Signal, *, strict: bool = False) -> Transit
         s = replace(s, first_mitigated_at=_min(s.first_mitigated_at, at),
                     last_mitigated_at=_max(s.last_mitigated_at, at))
     elif k == "resolve":
-        s = replace(s, last_resolved_at=_max(s.last_resolved_at, at))
+        times = tuple(sorted(set(s.resolve_times) | {at}))
+        s = replace(s, last_resolved_at=_max(s.last_resolved_at, at), resolve_times=times)
     elif k == "reopen":
         s = replace(s, last_reopened_at=_max(s.last_reopened_at, at))
     elif k == "close":

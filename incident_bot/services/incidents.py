@@ -36,12 +36,17 @@ def order_key(incident_id: int) -> str:
 
 def state_of(inc: Incident) -> IncidentState:
     assert inc.detected_at is not None
-    return IncidentState(**{name: getattr(inc, name) for name in _STATE_FIELDS})
+    values = {name: getattr(inc, name) for name in _STATE_FIELDS}
+    values["resolve_times"] = tuple(datetime.fromisoformat(t) for t in inc.resolve_times or ())
+    return IncidentState(**values)
 
 
 def store_state(inc: Incident, state: IncidentState) -> None:
     for name in _STATE_FIELDS:
-        setattr(inc, name, getattr(state, name))
+        if name == "resolve_times":
+            inc.resolve_times = [t.isoformat() for t in state.resolve_times]  # a new list: JSON is saved
+        else:
+            setattr(inc, name, getattr(state, name))
     inc.updated_at = utcnow()
 
 

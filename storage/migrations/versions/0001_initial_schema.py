@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 10:12:13.099291
+Create Date: 2026-11-26 10:17:56.316745
 """
 from collections.abc import Sequence
 
@@ -92,6 +92,7 @@ def upgrade() -> None:
     sa.Column('first_ack_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('first_mitigated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('last_resolved_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('resolve_times', sa.JSON(), nullable=False),
     sa.Column('last_reopened_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('ack_state', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
     sa.Column('ack_state_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
