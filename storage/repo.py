@@ -11,14 +11,16 @@ Concurrency rules that make replicas safe:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from storage.models import (
+    ChannelMember,
     Counter,
     InboxDelivery,
     Incident,
@@ -160,3 +162,13 @@ def timeline(session: Session, incident_id: int) -> list[TimelineEvent]:
         .order_by(TimelineEvent.occurred_at, TimelineEvent.id)  # type: ignore[arg-type]
     )
     return list(session.execute(stmt).scalars())
+
+
+def set_members(session: Session, channel_id: str, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
+    """Record who is in a channel, as Slack told us (joins, leaves, our own invites)."""
+    for uid in added:
+        insert_ignore(session, ChannelMember, {"channel_id": channel_id, "user_id": uid, "updated_at": utcnow()},
+                      ["channel_id", "user_id"])
+    for uid in removed:
+        session.execute(delete(ChannelMember).where(ChannelMember.channel_id == channel_id,  # type: ignore[arg-type]
+                                                     ChannelMember.user_id == uid))  # type: ignore[arg-type]

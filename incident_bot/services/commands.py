@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
@@ -51,13 +51,7 @@ def is_member(session: Session, channel_id: str, user_id: str) -> bool:
     return session.get(ChannelMember, (channel_id, user_id)) is not None
 
 
-def set_members(session: Session, channel_id: str, added: list[str] = (), removed: list[str] = ()) -> None:  # type: ignore[assignment]
-    for uid in added:
-        if session.get(ChannelMember, (channel_id, uid)) is None:
-            session.add(ChannelMember(channel_id=channel_id, user_id=uid))
-    for uid in removed:
-        session.execute(delete(ChannelMember).where(ChannelMember.channel_id == channel_id,  # type: ignore[arg-type]
-                                                     ChannelMember.user_id == uid))  # type: ignore[arg-type]
+set_members = repo.set_members
 
 
 def user_tz_name(session: Session, user_id: str) -> str | None:

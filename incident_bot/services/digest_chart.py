@@ -51,21 +51,30 @@ def incidents_chart(trend: list[dict[str, Any]]) -> str:
 
 
 def mttr_chart(trend: list[dict[str, Any]]) -> str:
-    """MTTR mean and p90 in minutes (resolved per week), with the share within target on the right."""
+    """MTTR mean and p90 in minutes, over the incidents resolved each week; the y axis starts at 0."""
     labels = [p["label"] for p in trend]
 
     def minutes(v: int | None) -> float | None:
         return None if v is None else round(v / 60, 1)
 
-    chart = _base(pygal.Line, "MTTR (minutes) and % within response target", labels,
-                  ("#2e86ab", "#7fb7d6", "#3c9d5d"), range=None, secondary_range=(0, 100),
-                  allow_interruptions=True, dots_size=3)
-    chart.add("MTTR mean", [minutes(p["mttr_mean"]) for p in trend])
-    chart.add("MTTR p90", [minutes(p["mttr_p90"]) for p in trend])
-    chart.add("% within target", [p["share"] for p in trend], secondary=True)
+    chart = _base(pygal.Line, "MTTR (minutes, incidents resolved that week)", labels, ("#2e86ab", "#9ecae1"),
+                  include_x_axis=True, allow_interruptions=True, dots_size=3, margin_right=36,
+                  margin_bottom=16)
+    chart.add("mean", [minutes(p["mttr_mean"]) for p in trend])
+    chart.add("p90", [minutes(p["mttr_p90"]) for p in trend])
+    return _render(chart)
+
+
+def target_chart(trend: list[dict[str, Any]]) -> str:
+    """Share of the week's targeted incidents that met their response targets (0-100 %)."""
+    labels = [p["label"] for p in trend]
+    chart = _base(pygal.Bar, "% within response target", labels, ("#3c9d5d",), range=(0, 100),
+                  y_labels=[0, 25, 50, 75, 100], show_legend=False)
+    chart.add("within target", [p["share"] for p in trend])
     return _render(chart)
 
 
 def trend_charts(view: dict[str, Any]) -> dict[str, str]:
-    """``{"incidents": svg, "mttr": svg}`` for the HTML template (inserted with ``|safe``)."""
-    return {"incidents": incidents_chart(view["trend"]), "mttr": mttr_chart(view["trend"])}
+    """``{"incidents", "mttr", "targets"}`` SVG strings for the HTML template (inserted with ``|safe``)."""
+    trend = view["trend"]
+    return {"incidents": incidents_chart(trend), "mttr": mttr_chart(trend), "targets": target_chart(trend)}

@@ -249,9 +249,7 @@ def apply_delivered(session: Session, row: OutboxMessage, inc: Incident | None, 
             setattr(inc, key, value)
         session.add(inc)
     if out.members:
-        from incident_bot.services.commands import set_members
-
-        set_members(session, out.members[0], added=out.members[1])
+        repo.set_members(session, out.members[0], added=out.members[1])
     if out.store is not None:
         out.store(session)
     if inc is not None and out.timeline_note:

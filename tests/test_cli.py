@@ -1,0 +1,118 @@
+"""The console script as users run it: configuration errors, incidents list/show, db upgrade, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from incident_bot.config import ConfigError, load_settings
+from incident_bot.core.lifecycle import Signal
+from incident_bot.core.severity import parse_severity_map, severity_for
+from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from storage.db import make_engine, session_scope
+
+T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+
+
+def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_"))}
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "incident_bot", *args], env=base, cwd=cwd, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_serve_without_secrets_names_the_setting(tmp_path: Path) -> None:
+    r = run(["serve"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["incident-bot: configuration error: SLACK_BOT_TOKEN is required for 'serve'"]
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"TIMEZONE": "Mars/Olympus"}, "TIMEZONE"),
+    ({"SEVERITY_MAP": "P1=SEV9"}, "SEVERITY_MAP"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"OUTBOX_WORKERS": "zero"}, "OUTBOX_WORKERS"),
+])
+def test_malformed_settings_stop_with_one_line(tmp_path: Path, env: dict[str, str], name: str) -> None:
+    r = run(["incidents", "list"], env=env, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in r.stderr
+
+
+def test_malformed_bot_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(_env_file=None, slack_bot_token="xoxp-user", slack_signing_secret="x",
+                      pagerduty_webhook_secrets="y")
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is malformed"):
+        s.require("slack_bot_token", why="for 'serve'")
+
+
+def test_severity_map_defaults_and_override() -> None:
+    default = parse_severity_map("")
+    assert severity_for("P1", "high", default) == "SEV1"
+    assert severity_for(None, "high", default) == "SEV2"
+    assert severity_for(None, "low", default) == "SEV4"
+    assert severity_for("P5", None, default) == "SEV4"
+    custom = parse_severity_map("P2=SEV1, low=SEV3")
+    assert severity_for("P2", "high", custom) == "SEV1" and severity_for(None, "low", custom) == "SEV3"
+    with pytest.raises(ValueError):
+        parse_severity_map("P1")
+
+
+def test_incidents_list_and_show_json(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        inc = open_incident(s, NewIncident(title="Disk full", detected_at=T0, severity="SEV2", origin="cli",
+                                           service="db"), announce_channel=None, invite_oncall=False)
+        apply_signals(s, inc, [Signal("impact_started", at=T0, when=T0 - timedelta(minutes=5)),
+                               Signal("acknowledge", at=T0 + timedelta(minutes=2)),
+                               Signal("resolve", at=T0 + timedelta(minutes=30))], strict=False, source="cli")
+    engine.dispose()
+    env = {"DATABASE_URL": db_url}
+    shown = json.loads(run(["incidents", "show", "INC-1", "--format", "json"], env, tmp_path).stdout)
+    assert set(shown) == {"ref", "title", "status", "severity", "service", "pagerduty", "slack", "milestones",
+                          "metrics", "timeline"}
+    assert shown["milestones"] == {
+        "impact_started_at": "2026-11-26T13:55:00Z", "detected_at": "2026-11-26T14:00:00Z",
+        "acknowledged_at": "2026-11-26T14:02:00Z", "mitigated_at": "2026-11-26T14:30:00Z",
+        "resolved_at": "2026-11-26T14:30:00Z", "closed_at": None}
+    assert shown["metrics"] == {"ttd_s": 300, "tta_s": 120, "ttm_s": 2100, "ttr_s": 2100}
+    assert shown["timeline"][0] == {"occurred_at": "2026-11-26T13:55:00Z", "source": "cli", "kind": "impact_started",
+                                    "actor": None, "text": "Impact started"}
+    listed = json.loads(run(["incidents", "list", "--status", "all", "--format", "json"], env, tmp_path).stdout)
+    assert [d["ref"] for d in listed] == ["INC-1"] and "timeline" not in listed[0]
+    assert json.loads(run(["incidents", "list", "--format", "json"], env, tmp_path).stdout) == []
+    text = run(["incidents", "show", "INC-1"], env, tmp_path).stdout
+    assert "TTD=5m00s" in text and "resolved" in text
+    missing = run(["incidents", "show", "INC-9"], env, tmp_path)
+    assert missing.returncode == 1 and "no incident INC-9" in missing.stderr
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db"}
+    first, second = run(["db", "upgrade"], env, tmp_path), run(["db", "upgrade"], env, tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert "database at 0001" in second.stdout
+
+
+def test_every_command_has_help() -> None:
+    for cmd in (["serve"], ["db", "upgrade"], ["incidents", "list"], ["incidents", "show"], ["demo"]):
+        r = run([*cmd, "--help"])
+        assert r.returncode == 0 and "usage: incident-bot" in r.stdout and len(r.stdout) > 150, cmd
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    r = run(["demo", "-o", str(tmp_path / "out")], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    assert "incident.triggered" in out and "-> 202" in out
+    assert "#inc-1-checkout-api-5xx-rate-above-5" in out and "#inc-2-search-results-empty-for-some-users" in out
+    assert "TTA=4m10s" in out, "milestones and metrics are printed"
+    assert "Root cause found" in out, "the pinned message is on the timeline"
+    assert "is now commander" in out
