@@ -31,6 +31,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "views.publish": set(),
     "files.getUploadURLExternal": {"files:write"},
     "files.completeUploadExternal": {"files:write"},
+    "files.upload_v2": {"files:write"},  # the outbox job name for slack_sdk's files_upload_v2
 }
 EVENT_SCOPES = {
     "reaction_added": {"reactions:read"}, "reaction_removed": {"reactions:read"},

@@ -15,7 +15,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from incident_bot.runtime import Runtime
-from incident_bot.slack import commands, events, interactions
+from incident_bot.slack import commands, events, followup, interactions
 
 
 def create_bolt_app(rt: Runtime) -> AsyncApp:
@@ -44,6 +44,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
     commands.register(app, rt, on_committed)
     events.register(app, rt, on_committed)
     interactions.register(app, rt, on_committed)
+    followup.register(app, rt, on_committed)
     return app
 
 

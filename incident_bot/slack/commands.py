@@ -198,8 +198,11 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
             await ack(text="The incident database is unavailable right now; try again in a moment.",
                       response_type="ephemeral")
             return
+        view = reply.pop("_open_view", None)
         # JSON with response_type, so the answer is ephemeral and shaped the same for every command.
         await ack(response_type="ephemeral", **reply)
         on_committed()
+        if view is not None:
+            await client.views_open(trigger_id=inv.trigger_id, view=view)
 
     app.command(name)(on_command)

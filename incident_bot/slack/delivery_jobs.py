@@ -138,7 +138,17 @@ def _tell(inc: Incident, md: str) -> Any:
     return store
 
 
+def upload_file(ctx: Context, row: Any, inc: Incident | None, uncertain: bool) -> Delivered:
+    """files.upload_v2 (getUploadURLExternal + upload + completeUploadExternal), e.g. the RCA."""
+    p = row.payload
+    channel = _resolve(p["channel"], inc, "files.upload_v2")
+    resp = ctx.slack.files_upload_v2(channel=channel, content=p["content"], filename=p["filename"],
+                                     title=p.get("title"), initial_comment=p.get("initial_comment"))
+    return Delivered(result={"file": (resp.get("file") or {}).get("id")})
+
+
 DELIVERERS.update({
+    "files.upload_v2": upload_file,
     "timeline.pin": pin_to_timeline,
     "users.info": user_info,
     "pagerduty.resolve": pagerduty_resolve,
