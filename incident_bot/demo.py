@@ -199,9 +199,14 @@ def stage_slack(demo: Demo) -> None:
     demo.say("  bob reacts with :pushpin: on his message")
     demo.slack_event({"type": "reaction_added", "user": "U0BOB", "reaction": "pushpin", "item_user": "U0BOB",
                       "item": {"type": "message", "channel": channel, "ts": msg["ts"]}, "event_ts": msg["ts"]})
-    for text in ("mitigated alias switched back", "resolve search healthy for 15 minutes"):
+    for text in ("mitigated alias switched back", "resolve search healthy for 15 minutes",
+                 "action Alert when the search alias points at an empty index <@U0BOB> due in 1 week preventive",
+                 "action Make the reindex job swap the alias only after a document count check <@U0ADA> "
+                 "due tomorrow corrective priority:high",
+                 "action Write a runbook for alias rollback <@U0CAT> due in 2 weeks process priority:low"):
         say(f"/incident {text}", demo.slack_command(text, user="U0ADA", channel=channel))
     demo.wait_for_outbox()
+    demo.state["slack_channel"] = channel
 
 
 STAGES: list[Callable[[Demo], None]] = [stage_pagerduty, stage_slack]
@@ -222,4 +227,62 @@ def run(out_dir: Path, say: Callable[[str], None] = print) -> int:
     return 0
 
 
-LATE_STAGES: list[Callable[[Demo], None]] = []
+def stage_rca(demo: Demo) -> None:
+    """The commander fills in the narrative, then exports the RCA (Markdown and HTML) and the CAPA list."""
+    from incident_bot.core import capa
+    from incident_bot.services import actions as capa_svc
+    from incident_bot.services import rca as rca_svc
+
+    narrative = {
+        "summary": "Search returned empty results for about 40% of queries for 35 minutes after a reindex "
+                   "job switched the search alias to an index that was still empty.",
+        "impact": "About 40% of search queries returned no results; checkout conversion from search fell by "
+                  "a third while it lasted.",
+        "root_causes": "The reindex job swaps the alias as soon as the new index exists, without checking "
+                       "that it holds documents. The job had been changed the day before to run in parallel.",
+        "trigger": "The nightly reindex ran late, during traffic, after the parallelism change.",
+        "went_well": "Bob found the alias change from the index audit log within minutes.",
+        "went_wrong": "No alert fired: we alert on errors, and empty results are not errors.",
+        "lucky": "The previous index had not been deleted yet, so switching back was instant.",
+    }
+    demo.say("\n== The RCA: `incident-bot rca INC-2 --format md|html` ==")
+    assert demo.settings
+    with session_scope(demo.engine) as s:
+        rca_svc.set_narrative(s, "INC-2", narrative)
+    with session_scope(demo.engine) as s:
+        for fmt in ("md", "html"):
+            result = rca_svc.export_rca(s, "INC-2", fmt, demo.settings.rca_templates_dir)
+            path = demo.out_dir / f"INC-2-rca.{fmt}"
+            path.write_text(result.text, encoding="utf-8")
+            demo.say(f"  wrote {path} ({len(result.text):,} characters)")
+        findings, _ = rca_svc.check_language(s, "INC-2")
+        demo.say(f"  blameless language check: {len(findings)} warning(s)")
+        md = (demo.out_dir / "INC-2-rca.md").read_text(encoding="utf-8").splitlines()
+        demo.say("  --- first lines of the Markdown ---")
+        for line in md[:24]:
+            demo.say(f"  {line}")
+        demo.say("\n== CAPA actions: `incident-bot actions list` ==")
+        today = capa.today_in(demo.settings.tzinfo, datetime.now(UTC))
+        for row in capa_svc.list_actions(s, today=today):
+            a = row.item
+            demo.say(f"  #{a.id} {row.incident_ref} {a.priority:<6} {a.type:<10} {a.status:<11} "
+                     f"owner {a.owner_id or '-':<6} due {a.due_date or '-'}  {a.title}")
+
+
+def stage_digest(demo: Demo) -> None:
+    from incident_bot.core.schedule import week_containing
+    from incident_bot.services.digest import demo_digest_text
+
+    assert demo.settings
+    since, until = week_containing(datetime.now(UTC), demo.settings.tzinfo)
+    demo.say("\n== The weekly SEV digest of this week: `incident-bot digest` ==")
+    with session_scope(demo.engine) as s:
+        text = demo_digest_text(s, demo.settings, since, until)
+    path = demo.out_dir / "digest.md"
+    path.write_text(text, encoding="utf-8")
+    for line in text.splitlines():
+        demo.say(f"  {line}")
+    demo.say(f"  (also written to {path})")
+
+
+LATE_STAGES: list[Callable[[Demo], None]] = [stage_rca, stage_digest]

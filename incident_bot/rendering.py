@@ -222,7 +222,7 @@ def render(template_name: str, context: dict[str, Any], *, templates_dir: str | 
     warnings: list[str] = []
     if templates_dir and not Path(templates_dir).is_dir():
         warnings.append(f"RCA_TEMPLATES_DIR {templates_dir} is not a directory; using the default templates")
-        log.warning(warnings[-1])
+        log.warning("%s", warnings[-1])
         templates_dir = None
     if templates_dir:
         try:
@@ -232,7 +232,7 @@ def render(template_name: str, context: dict[str, Any], *, templates_dir: str | 
         except TemplateNotFound as exc:
             if exc.name != template_name:  # a missing include/import inside a team template
                 warnings.append(describe_error(template_name, exc, templates_dir) + "; used the default")
-                log.warning(warnings[-1])
+                log.warning("%s", warnings[-1])
             else:
                 raise RenderError(f"no template {template_name!r} in {templates_dir} or the package") from exc
         except Exception as exc:  # a team template can fail in any way at run time

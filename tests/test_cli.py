@@ -116,3 +116,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "TTA=4m10s" in out, "milestones and metrics are printed"
     assert "Root cause found" in out, "the pinned message is on the timeline"
     assert "is now commander" in out
+    out_dir = tmp_path / "out"
+    md = (out_dir / "INC-2-rca.md").read_text()
+    assert md.index("## Summary") < md.index("## Timeline") < md.index("## Root causes")
+    assert (out_dir / "INC-2-rca.html").read_text().lstrip().lower().startswith("<!doctype html>")
+    assert "Make the reindex job swap the alias" in out, "the CAPA list is printed"
+    assert "SEV digest" in out and (out_dir / "digest.md").exists()

@@ -141,7 +141,7 @@ def outcome(url: str) -> tuple[list[tuple[str, str | None]], list[str | None]]:
 def test_two_replicas_at_the_due_time_post_once(pg_url: str, replicas: list[Replica]) -> None:
     seed_posted(pg_url, "2026-W46")
     start = DUE - timedelta(seconds=2.5)  # both are up and ticking before 09:00 strikes
-    replicas += [Replica(pg_url, "loop", name, clock_at=start, arg=6.5) for name in ("A", "B")]
+    replicas += [Replica(pg_url, "loop", name, clock_at=start, arg=5) for name in ("A", "B")]
     lines = {r.name: r.finish() for r in replicas}
     runs, keys = outcome(pg_url)
     assert keys == ["digest:2026-W47"]
@@ -166,7 +166,7 @@ def test_leader_killed_after_taking_the_lease_is_replaced_once_the_lease_expires
     leased = a.read_one()
     assert leased["leased"] is True
     a.kill()  # SIGKILL: it led, it posted nothing, and it cannot give the lease back
-    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1.5), arg=2 * LEASE + 3)
+    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1.5), arg=LEASE + 2.5)
     replicas.append(b)
     lines = b.finish()
     assert lines[0]["leader"] is False, "B waits while A's lease is current"
@@ -184,9 +184,9 @@ def test_replica_killed_inside_the_claiming_transaction_leaves_nothing(
     a = Replica(pg_url, "claim-then-hang", "A", clock_at=DUE + timedelta(seconds=1))
     replicas.append(a)
     assert a.read_one() == {"claimed": True}  # claimed and queued, not committed
-    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1), arg=6)
+    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1), arg=4.5)
     replicas.append(b)
-    time.sleep(2.5)  # B is up and waiting on A's uncommitted claim
+    time.sleep(2.0)  # B is up and waiting on A's uncommitted claim
     runs, _ = outcome(pg_url)
     assert [k for k, _ in runs] == ["2026-W46"], "nothing of A's transaction is visible"
     a.kill()
@@ -199,7 +199,7 @@ def test_replica_killed_inside_the_claiming_transaction_leaves_nothing(
 @pytest.mark.postgres
 def test_two_posts_of_one_period_at_the_same_instant(pg_url: str, replicas: list[Replica]) -> None:
     """No lease at all (two CLI runs, or a leader that overslept its lease): the unique key decides."""
-    at = time.time() + 3.0
+    at = time.time() + 2.5
     replicas += [Replica(pg_url, "post-at", name, clock_at=DUE, arg=at) for name in ("A", "B")]
     results = sorted(r.finish()[0]["posted"] for r in replicas)
     assert results == [False, True]
