@@ -8,6 +8,7 @@ The catch-up and reminder rules run in-process on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -60,7 +61,7 @@ if mode == "loop":                      # the scheduler loop of `serve`, for `ar
     threading.Timer(float(arg), stop.set).start()
     sched.run(stop, on_tick=lambda r: emit(r.as_dict()))
 elif mode == "lease-then-hang":         # become leader, then hang until killed
-    emit({"leased": sched.acquire_lease(), "expires_at": (clock() + timedelta(seconds=lease)).isoformat()})
+    emit({"leased": sched.acquire_lease()})
     time.sleep(120)
 elif mode == "claim-then-hang":         # claim the period inside an open transaction, then hang
     with Session(engine) as s:
@@ -74,13 +75,18 @@ elif mode == "post-at":                 # post the same period at the same wall-
 """
 
 
+def offset_to(at: datetime) -> float:
+    """Seconds to add to the real clock so that it reads ``at`` now. Replicas of one test share it."""
+    return (at - datetime.now(UTC)).total_seconds()
+
+
 class Replica:
-    def __init__(self, url: str, mode: str, name: str, *, clock_at: datetime, arg: float = 0) -> None:
-        offset = (clock_at - datetime.now(UTC)).total_seconds()
+    def __init__(self, url: str, mode: str, name: str, *, offset: float, arg: float = 0,
+                 lease: float = LEASE) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, url, mode, name, str(offset), str(LEASE), str(arg)],
+            [sys.executable, "-c", SCRIPT, url, mode, name, str(offset), str(lease), str(arg)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT / "tests"),
         )
         self.lines: list[dict[str, Any]] = []
@@ -140,8 +146,9 @@ def outcome(url: str) -> tuple[list[tuple[str, str | None]], list[str | None]]:
 @pytest.mark.postgres
 def test_two_replicas_at_the_due_time_post_once(pg_url: str, replicas: list[Replica]) -> None:
     seed_posted(pg_url, "2026-W46")
-    start = DUE - timedelta(seconds=2.5)  # both are up and ticking before 09:00 strikes
-    replicas += [Replica(pg_url, "loop", name, clock_at=start, arg=5) for name in ("A", "B")]
+    start = DUE - timedelta(seconds=1.5)  # both are up and ticking before 09:00 strikes
+    offset = offset_to(start)
+    replicas += [Replica(pg_url, "loop", name, offset=offset, arg=3.5) for name in ("A", "B")]
     lines = {r.name: r.finish() for r in replicas}
     runs, keys = outcome(pg_url)
     assert keys == ["digest:2026-W47"]
@@ -154,25 +161,31 @@ def test_two_replicas_at_the_due_time_post_once(pg_url: str, replicas: list[Repl
     assert all(lines[n] for n in ("A", "B"))
     led = [n for _, n in sorted((x["at"], n) for n, ls in lines.items() for x in ls if x["leader"])]
     assert led[0] == posts[0][0]
-    assert sum(1 for a, b in zip(led, led[1:], strict=False) if a != b) <= 1
+    assert sum(1 for a, b in itertools.pairwise(led) if a != b) <= 1
 
 
 @pytest.mark.postgres
 def test_leader_killed_after_taking_the_lease_is_replaced_once_the_lease_expires(
         pg_url: str, replicas: list[Replica]) -> None:
     seed_posted(pg_url, "2026-W46")
-    a = Replica(pg_url, "lease-then-hang", "A", clock_at=DUE + timedelta(seconds=1))
+    offset = offset_to(DUE)
+    # A lease longer than B's start-up, so that B is seen waiting for it.
+    a = Replica(pg_url, "lease-then-hang", "A", offset=offset, lease=1.5 * LEASE)
     replicas.append(a)
-    leased = a.read_one()
-    assert leased["leased"] is True
+    assert a.read_one()["leased"] is True
     a.kill()  # SIGKILL: it led, it posted nothing, and it cannot give the lease back
-    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1.5), arg=LEASE + 2.5)
+    engine = make_engine(pg_url)
+    with Session(engine) as s:
+        lease = s.get(JobLease, LEASE_NAME)
+    engine.dispose()
+    assert lease is not None and lease.holder == "A"
+    b = Replica(pg_url, "loop", "B", offset=offset, arg=1.5 * LEASE + 1)
     replicas.append(b)
     lines = b.finish()
     assert lines[0]["leader"] is False, "B waits while A's lease is current"
     posted = [x for x in lines if x["posted"]]
     assert len(posted) == 1
-    assert datetime.fromisoformat(posted[0]["at"]) >= datetime.fromisoformat(leased["expires_at"])
+    assert datetime.fromisoformat(posted[0]["at"]) > lease.expires_at, "not before A's lease ran out"
     runs, keys = outcome(pg_url)
     assert keys == ["digest:2026-W47"] and runs[-1] == ("2026-W47", "B")
 
@@ -181,12 +194,13 @@ def test_leader_killed_after_taking_the_lease_is_replaced_once_the_lease_expires
 def test_replica_killed_inside_the_claiming_transaction_leaves_nothing(
         pg_url: str, replicas: list[Replica]) -> None:
     seed_posted(pg_url, "2026-W46")
-    a = Replica(pg_url, "claim-then-hang", "A", clock_at=DUE + timedelta(seconds=1))
+    offset = offset_to(DUE)
+    a = Replica(pg_url, "claim-then-hang", "A", offset=offset)
     replicas.append(a)
     assert a.read_one() == {"claimed": True}  # claimed and queued, not committed
-    b = Replica(pg_url, "loop", "B", clock_at=DUE + timedelta(seconds=1), arg=4.5)
+    b = Replica(pg_url, "loop", "B", offset=offset, arg=3.5)
     replicas.append(b)
-    time.sleep(2.0)  # B is up and waiting on A's uncommitted claim
+    time.sleep(1.5)  # B is up and waiting on A's uncommitted claim
     runs, _ = outcome(pg_url)
     assert [k for k, _ in runs] == ["2026-W46"], "nothing of A's transaction is visible"
     a.kill()
@@ -199,8 +213,9 @@ def test_replica_killed_inside_the_claiming_transaction_leaves_nothing(
 @pytest.mark.postgres
 def test_two_posts_of_one_period_at_the_same_instant(pg_url: str, replicas: list[Replica]) -> None:
     """No lease at all (two CLI runs, or a leader that overslept its lease): the unique key decides."""
-    at = time.time() + 2.5
-    replicas += [Replica(pg_url, "post-at", name, clock_at=DUE, arg=at) for name in ("A", "B")]
+    at = time.time() + 2.0
+    offset = offset_to(DUE)
+    replicas += [Replica(pg_url, "post-at", name, offset=offset, arg=at) for name in ("A", "B")]
     results = sorted(r.finish()[0]["posted"] for r in replicas)
     assert results == [False, True]
     assert outcome(pg_url)[1] == ["digest:2026-W47"]
