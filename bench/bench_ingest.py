@@ -216,60 +216,96 @@ def cpu_seconds(pid: int) -> float:
 
 # -- profile reading --------------------------------------------------------------------------------
 
-def top_frames(raw: Path, n: int = 18) -> list[tuple[str, float, float]]:
-    """From py-spy's raw (collapsed) output: (function, % of samples inside it, % on top of stack).
+LAYERS = (  # leaf frame's file -> layer, first match wins
+    ("sqlalchemy/", "SQLAlchemy (ORM, Core, pool)"), ("sqlmodel/", "SQLAlchemy (ORM, Core, pool)"),
+    ("psycopg/", "database driver"), ("sqlite3/", "database driver"),
+    ("slack_sdk/", "Block Kit builders (slack_sdk.models)"),
+    ("uvicorn/", "HTTP stack (uvicorn, Starlette, FastAPI, anyio, asyncio)"),
+    ("starlette/", "HTTP stack (uvicorn, Starlette, FastAPI, anyio, asyncio)"),
+    ("fastapi/", "HTTP stack (uvicorn, Starlette, FastAPI, anyio, asyncio)"),
+    ("anyio/", "HTTP stack (uvicorn, Starlette, FastAPI, anyio, asyncio)"),
+    ("asyncio/", "HTTP stack (uvicorn, Starlette, FastAPI, anyio, asyncio)"),
+    ("logging/", "logging"), ("incident_bot/observability", "logging"),
+    ("incident_bot/", "our code (incident_bot, storage)"), ("storage/", "our code (incident_bot, storage)"),
+    ("pydantic", "pydantic"), ("dateutil/", "dateutil"), ("json/", "json"), ("threading", "threads, locks"),
+    ("queue.py", "threads, locks"),
+)
+ROLES = (  # any frame of the stack -> what the thread was doing, first match wins
+    ("pagerduty_ingest.py", "ingest transaction (worker threads)"),
+    ("slack/outbox.py", "outbox worker"), ("scheduler.py", "scheduler"),
+    ("uvicorn/", "event loop: HTTP parsing, routing, responses"),
+)
 
-    Only samples of the server's threads that were running Python are counted (idle threads waiting
-    on a lock or a socket show up as ``--nonblocking`` samples of their wait frame).
+
+def profile_summary(raw: Path, seconds: float, rate: int = 250) -> dict[str, Any]:
+    """py-spy ``--gil`` raw output -> where the interpreter's time went (start-up imports left out).
+
+    With ``--gil`` only the thread holding the GIL is sampled, so the counts are the process's Python
+    CPU time; ``gil_busy`` is the share of wall time some thread held it (1.0 = one core saturated).
     """
-    inclusive: collections.Counter[str] = collections.Counter()
-    self_: collections.Counter[str] = collections.Counter()
+    layers: collections.Counter[str] = collections.Counter()
+    roles: collections.Counter[str] = collections.Counter()
+    ours_inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = [re.sub(r" \(/.*?/(site-packages|incident_bot|storage)/", r" (\1/", f)
-                  for f in stack.split(";")[1:]]  # first frame is the thread
+        frames = stack.split(";")[1:]
+        if not frames or any("_find_and_load" in f for f in frames):
+            continue
         c = int(count)
         total += c
-        for f in set(frames):
-            inclusive[f] += c
-        if frames:
-            self_[frames[-1]] += c
+        leaf = frames[-1]
+        layers[next((name for key, name in LAYERS if key in leaf), "other")] += c
+        roles[next((name for key, name in ROLES if any(key in f for f in frames)), "other")] += c
+        for name in {re.sub(r":\d+\)$", ")", f) for f in frames if "incident_bot/" in f or "storage/" in f}:
+            ours_inclusive[name] += c
     if not total:
-        return []
-    return [(f, 100 * c / total, 100 * self_[f] / total) for f, c in inclusive.most_common(n)]
+        return {}
+
+    def pcts(counter: collections.Counter[str], n: int = 12) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)]
+
+    return {"samples": total, "gil_busy": round(total / (rate * seconds), 2), "layers": pcts(layers),
+            "roles": pcts(roles), "ours": pcts(ours_inclusive, 14)}
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
-PHASES = ("closed", "open")
+def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Namespace, slack: SlackStandIn, *,
+              rate: float | None = None, replicas: int = 1, profile: Path | None = None) -> dict[str, Any]:
+    """One measurement on a fresh database and fresh server process(es)."""
+    label = app if replicas == 1 else f"{app} x{replicas}"
+    name = f"{app}{replicas}_{backend}_{mode}{int(rate or 0)}" + ("_profiled" if profile else "")
+    with database(backend, tmp, name, migrate=app == "ours") as url, contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ours(url, slack, tmp, f"{name}_{i}", profile=profile) if app == "ours"
+                                       else reference(url, tmp, name)) for i in range(replicas)]
+        urls = ",".join(srv.url for srv in servers)
+        cpu0 = sum(cpu_seconds(srv.pid) for srv in servers)
+        if mode == "closed":
+            doc = loadgen(urls, workload="pd-mix", mode="closed", concurrency=args.concurrency,
+                          duration=args.duration, warmup=2, secret=PD_SECRET, prefix="PC", seed=1)
+        else:
+            doc = loadgen(urls, workload="pd-mix", mode="open", rate=rate, duration=args.duration, warmup=1,
+                          secret=PD_SECRET, prefix="PO", seed=2)
+        # under py-spy the pid is py-spy's: its CPU is not the server's
+        doc["server_cpu_s"] = None if profile else round(sum(cpu_seconds(s.pid) for s in servers) - cpu0, 2)
+    return {"app": label, "backend": backend, "mode": mode, "rate": rate, **doc}
 
 
-def run_phase(app: str, backend: str, phase: str, tmp: Path, args: argparse.Namespace, slack: SlackStandIn,
-              profile: Path | None = None) -> dict[str, Any]:
-    """One measurement on a fresh database and a fresh server process."""
-    name = f"{app}_{backend}_{phase}" + ("_profiled" if profile else "")
-    with database(backend, tmp, name, migrate=app == "ours") as url:
-        server = ours(url, slack, tmp, name, profile=profile) if app == "ours" else reference(url, tmp, name)
-        with server:
-            cpu0 = cpu_seconds(server.pid)
-            if phase == "closed":
-                doc = loadgen(server.url, workload="pd-mix", mode="closed", concurrency=args.concurrency,
-                              duration=args.duration, warmup=2, secret=PD_SECRET, prefix=f"P{phase[0]}",
-                              seed=1)
-            else:
-                doc = loadgen(server.url, workload="pd-mix", mode="open", rate=args.rate,
-                              duration=args.duration, warmup=1, secret=PD_SECRET, prefix=f"P{phase[0]}", seed=2)
-            # py-spy is the parent when profiling: its own CPU is not the server's
-            doc["server_cpu_s"] = None if profile else round(cpu_seconds(server.pid) - cpu0, 2)
-    return doc
-
-
-def run_app(app: str, backend: str, tmp: Path, args: argparse.Namespace, slack: SlackStandIn) -> dict[str, Any]:
-    return {"app": app, "backend": backend,
-            **{phase: run_phase(app, backend, phase, tmp, args, slack) for phase in PHASES}}
+def plan(args: argparse.Namespace) -> list[tuple[str, str, str, float | None, int]]:
+    """(backend, app, mode, rate, replicas) in the order they run: the two apps back to back."""
+    runs: list[tuple[str, str, str, float | None, int]] = []
+    for backend in args.backends.split(","):
+        for app in args.apps.split(","):
+            runs += [(backend, app, "closed", None, 1), (backend, app, "open", args.rate, 1)]
+            if app == "ours" and args.low_rate:
+                runs.append((backend, app, "open", args.low_rate, 1))
+            if app == "ours" and backend == "postgres" and args.replicas > 1:
+                runs += [(backend, app, "closed", None, args.replicas),
+                         (backend, app, "open", args.rate, args.replicas)]
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,26 +314,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--apps", default="reference,ours")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--rate", type=float, default=200.0)
-    p.add_argument("--profile", action="store_true", help="also run ours under py-spy and print the hot spots")
+    p.add_argument("--rate", type=float, default=200.0, help="open-loop rate of the goal")
+    p.add_argument("--low-rate", type=float, default=50.0,
+                   help="a second open-loop rate for ours, within one process's capacity (0: skip)")
+    p.add_argument("--replicas", type=int, default=2, help="also run ours as N replicas on PostgreSQL (1: skip)")
+    p.add_argument("--profile", action="store_true", help="also run ours under py-spy (closed loop)")
     p.add_argument("--json", type=Path, help="write the figures here (for bench/run)")
     args = p.parse_args(argv)
     results: list[dict[str, Any]] = []
-    profiles: dict[str, list[tuple[str, float, float]]] = {}
+    profiles: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
         tmp = Path(tmpdir)
         slack = slack_standin()
         try:
-            for backend in args.backends.split(","):
-                for app in args.apps.split(","):
-                    print(f"  ingest: {app} on {backend} ...", flush=True)
-                    results.append(run_app(app, backend, tmp, args, slack))
-                if args.profile and "ours" in args.apps:
-                    for phase in PHASES:
-                        raw = tmp / f"profile_{backend}_{phase}.txt"
-                        print(f"  ingest: ours on {backend}, {phase} loop, under py-spy ...", flush=True)
-                        run_phase("ours", backend, phase, tmp, args, slack, profile=raw)
-                        profiles[f"{backend} {phase} loop"] = top_frames(raw)
+            for backend, app, mode, rate, replicas in plan(args):
+                what = f"{app}{f' x{replicas}' if replicas > 1 else ''} on {backend}, {mode} loop"
+                print(f"  ingest: {what}{f' at {rate:.0f}/s' if rate else ''} ...", flush=True)
+                results.append(run_phase(app, backend, mode, tmp, args, slack, rate=rate, replicas=replicas))
+            if args.profile and "ours" in args.apps:
+                for backend in args.backends.split(","):
+                    raw = tmp / f"profile_{backend}.txt"
+                    print(f"  ingest: ours on {backend}, closed loop, under py-spy --gil ...", flush=True)
+                    t0 = time.monotonic()
+                    run_phase("ours", backend, "closed", tmp, args, slack, profile=raw)
+                    profiles[backend] = profile_summary(raw, time.monotonic() - t0)
         finally:
             slack.stop()
     doc = {"results": results, "ratios": ratios(results), "profiles": profiles,
@@ -308,39 +348,50 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
-    by = {(r["app"], r["backend"]): r for r in results}
-    out: dict[str, float | None] = {}
-    for backend in sorted({r["backend"] for r in results}):
-        a, b = by.get(("ours", backend)), by.get(("reference", backend))
-        if a and b and b["closed"]["ok_per_s"]:
-            out[backend] = round(a["closed"]["ok_per_s"] / b["closed"]["ok_per_s"], 2)
+def find(results: list[dict[str, Any]], backend: str, app: str, mode: str, rate: float | None = None
+         ) -> dict[str, Any] | None:
+    return next((r for r in results if (r["backend"], r["app"], r["mode"]) == (backend, app, mode)
+                 and (rate is None or r["rate"] == rate)), None)
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Closed-loop throughput of each of our variants over the reference on the same database."""
+    out: dict[str, dict[str, float]] = {}
+    for r in results:
+        ref = find(results, r["backend"], "reference", "closed")
+        if r["mode"] == "closed" and r["app"] != "reference" and ref and ref["ok_per_s"]:
+            out.setdefault(r["backend"], {})[r["app"]] = round(r["ok_per_s"] / ref["ok_per_s"], 2)
     return out
 
 
 def print_report(doc: dict[str, Any]) -> None:
     prm = doc["params"]
     print(f"\nWebhook ingest: closed loop {prm['concurrency']} connections x {prm['duration']:.0f} s; "
-          f"open loop {prm['rate']:.0f}/s x {prm['duration']:.0f} s (latency from the scheduled send)")
-    print("| backend | app | max deliveries/s | server CPU s/1k | non-2xx | p50 @rate | p99 @rate | max @rate "
-          "| non-2xx @rate |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"open loop x {prm['duration']:.0f} s, latency from the scheduled send")
+    print("| backend | app | load | deliveries/s answered | p50 | p99 | max | non-2xx | server CPU ms/delivery |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in doc["results"]:
-        c, o = r["closed"], r["open"]
-        cpu = f"{1000 * c['server_cpu_s'] / max(1, c['sent']):.2f}" if c.get("server_cpu_s") else "-"
-        print(f"| {r['backend']} | {r['app']} | {c['ok_per_s']:.0f} | {cpu} | {c['requests'] - c['ok']} "
-              f"| {o['p50_ms']} ms | {o['p99_ms']} ms | {o['max_ms']} ms | {o['requests'] - o['ok']} |")
-    for backend, ratio in doc["ratios"].items():
-        ours_p99 = next((r["open"]["p99_ms"] for r in doc["results"]
-                         if r["backend"] == backend and r["app"] == "ours"), None)
-        print(f"{backend}: throughput ours/reference = {ratio:.2f} (goal >= {GOAL_RATIO}: "
-              f"{'met' if ratio >= GOAL_RATIO else 'MISSED'}); ours p99 at {prm['rate']:.0f}/s = {ours_p99} ms "
-              f"(goal < {GOAL_P99_MS:.0f} ms: {'met' if ours_p99 is not None and ours_p99 < GOAL_P99_MS else 'MISSED'})")
-    for backend, frames in doc.get("profiles", {}).items():
-        print(f"\npy-spy, ours on {backend} (closed + open loop; % of all samples of running threads):")
-        print("| function | inclusive | self |\n|---|---:|---:|")
-        for f, inc, own in frames:
-            print(f"| `{f}` | {inc:.1f}% | {own:.1f}% |")
+        load = f"closed, {prm['concurrency']} conn" if r["mode"] == "closed" else f"open, {r['rate']:.0f}/s"
+        cpu = f"{1000 * r['server_cpu_s'] / max(1, r['sent']):.2f}" if r.get("server_cpu_s") else "-"
+        print(f"| {r['backend']} | {r['app']} | {load} | {r['ok_per_s']:.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms "
+              f"| {r['max_ms']} ms | {r['requests'] - r['ok']} | {cpu} |")
+    for backend, by_app in doc["ratios"].items():
+        for app, ratio in by_app.items():
+            at = find(doc["results"], backend, app, "open", prm["rate"])
+            p99 = at["p99_ms"] if at else None
+            print(f"{backend}, {app}: throughput ours/reference = {ratio:.2f} (goal >= {GOAL_RATIO}: "
+                  f"{'met' if ratio >= GOAL_RATIO else 'MISSED'}); p99 at {prm['rate']:.0f}/s = {p99} ms "
+                  f"(goal < {GOAL_P99_MS:.0f} ms: {'met' if p99 is not None and p99 < GOAL_P99_MS else 'MISSED'})")
+    for backend, prof in doc.get("profiles", {}).items():
+        if not prof:
+            continue
+        print(f"\npy-spy --gil, ours on {backend}, closed loop: {prof['samples']} samples, GIL held "
+              f"{100 * prof['gil_busy']:.0f}% of the time")
+        for title, key in (("thread doing", "roles"), ("leaf frame in", "layers"),
+                           ("our function (inclusive)", "ours")):
+            print(f"| {title} | % of Python CPU |\n|---|---:|")
+            for name, pc in prof[key]:
+                print(f"| {name.replace('|', '/')} | {pc} |")
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ async def _send(session: aiohttp.ClientSession, url: str, req: Req, start: float
     out.append(Sample(start, loop.time() - start, status, req.kind))
 
 
-async def run(url: str, reqs: list[Req], *, mode: str, concurrency: int, rate: float, duration: float,
+async def run(urls: list[str], reqs: list[Req], *, mode: str, concurrency: int, rate: float, duration: float,
               every: float, timeout: float) -> tuple[list[Sample], float, float]:
     """Returns the samples, the loop time the run started and its wall duration."""
     loop = asyncio.get_running_loop()
@@ -153,20 +153,21 @@ async def run(url: str, reqs: list[Req], *, mode: str, concurrency: int, rate: f
     samples: list[Sample] = []
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as s:
         # Open the connections before the clock starts (a real PagerDuty/Slack keeps them warm too).
-        await asyncio.gather(*(s.get(url + "/healthz") for _ in range(min(max(limit, 8), 64))),
+        warm = min(max(limit, 8), 64)
+        await asyncio.gather(*(s.get(urls[i % len(urls)] + "/healthz") for i in range(warm)),
                              return_exceptions=True)
         t0 = loop.time() + 0.05
         end = t0 + duration
         queue = iter(reqs)
         if mode == "closed":
-            async def worker() -> None:
+            async def worker(url: str) -> None:  # a connection sticks to one server, as behind a balancer
                 while loop.time() < end:
                     req = next(queue, None)
                     if req is None:
                         return
                     await _send(s, url, req, loop.time(), samples)
             await asyncio.sleep(max(0.0, t0 - loop.time()))
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(urls[w % len(urls)]) for w in range(concurrency)))
         else:
             tasks = []
             if mode == "open":
@@ -174,11 +175,11 @@ async def run(url: str, reqs: list[Req], *, mode: str, concurrency: int, rate: f
             else:
                 waves = max(1, math.ceil(duration / every))
                 schedule = [t0 + w * every for w in range(waves) for _ in range(concurrency)]
-            for at, req in zip(schedule, queue, strict=False):
+            for i, (at, req) in enumerate(zip(schedule, queue, strict=False)):
                 delay = at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(_send(s, url, req, at, samples)))
+                tasks.append(asyncio.create_task(_send(s, urls[i % len(urls)], req, at, samples)))
             await asyncio.gather(*tasks)
         return samples, t0, loop.time() - t0
 
@@ -213,7 +214,8 @@ def _r(v: float | None) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True, help="base URL of the server, e.g. http://127.0.0.1:8080")
+    p.add_argument("--url", required=True,
+                   help="base URL of the server, e.g. http://127.0.0.1:8080; several, comma-separated: round robin")
     p.add_argument("--workload", choices=("pd-mix", "pd-triggers", "slack-note"), default="pd-mix")
     p.add_argument("--mode", choices=("closed", "open", "burst"), default="closed")
     p.add_argument("--concurrency", type=int, default=32, help="connections (closed) or requests a burst")
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         reqs = slack_notes(count, secret=args.secret, user=args.slack_user, channel=args.slack_channel)
     prep_s = time.perf_counter() - t_prep
 
-    samples, t0, wall = asyncio.run(run(args.url, reqs, mode=args.mode, concurrency=args.concurrency,
+    samples, t0, wall = asyncio.run(run(args.url.split(","), reqs, mode=args.mode, concurrency=args.concurrency,
                                         rate=args.rate, duration=args.duration, every=args.every,
                                         timeout=args.timeout))
     doc = summarise(samples, t0, wall, args.warmup)

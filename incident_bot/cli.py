@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
+
 from incident_bot.config import ConfigError
 
 # name -> one-line help. Only the module of the command being run is imported (start-up time matters
@@ -63,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"incident-bot: configuration error: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+        print(f"incident-bot: database unavailable: {reason}", file=sys.stderr)
+        return 3
+    except BrokenPipeError:  # `incident-bot incidents list | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         return 130
 

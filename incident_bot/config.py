@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from dateutil import tz
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from incident_bot.core.severity import DEFAULT_SEVERITY_MAP, parse_severity_map
@@ -63,7 +63,6 @@ class Settings(BaseSettings):
     )
     rca_templates_dir: str | None = None
     blameless_words_file: str | None = None
-    public_url: str | None = Field(default=None, validation_alias=AliasChoices("PUBLIC_URL", "public_url"))
 
     outbox_workers: int = Field(default=2, ge=1, le=64)
     outbox_max_attempts: int = Field(default=30, ge=1, le=1000)

@@ -53,6 +53,7 @@ class Demo:
         for uid, name, email in PEOPLE:
             self.slack.add_user(uid, name, email, tz="Europe/Berlin")
             self.pagerduty.add_user(f"P{uid[1:]}", name.capitalize(), email)
+        self.pagerduty.add_user("PUSER01", "Ada Oncall", "ada@example.com")  # the agent of the demo's events
         self.pagerduty.add_escalation_policy("PEP0001", ["P0ADA", "P0BOB"])
         self.pagerduty.add_service("PSVC001", "checkout-api", "PEP0001")
         announce = self.slack.add_channel("incidents", ["U0ADA", "U0BOB", "U0CAT"])

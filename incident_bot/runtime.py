@@ -33,9 +33,10 @@ def prepare_database(settings: Settings, *, auto_migrate: bool | None = None) ->
     """SQLite is migrated on start (zero set-up); PostgreSQL by ``incident-bot db upgrade`` unless asked."""
     if auto_migrate is None:
         auto_migrate = is_sqlite(settings.database_url)
+    engine = get_engine(settings.database_url)  # creates a SQLite file's directory
     if auto_migrate:
         migrate.upgrade(settings.database_url)
-    return get_engine(settings.database_url)
+    return engine
 
 
 def build_worker(settings: Settings, engine: Engine, **overrides: Any) -> OutboxWorker:

@@ -50,6 +50,7 @@ async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
 
 
 def _log(outcome: str, status: int, started: float, **fields: Any) -> None:
+    REQUEST_LATENCY.labels(route="pagerduty").observe(time.perf_counter() - started)
     fields.update(outcome=outcome, status=status, latency_ms=round((time.perf_counter() - started) * 1000, 2))
     log.info("pagerduty delivery %s", outcome, extra={"fields": fields})
 
@@ -77,7 +78,6 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
     @app.post("/pagerduty/webhook")
     async def pagerduty_webhook(request: Request) -> Response:
         started = time.perf_counter()
-        route = REQUEST_LATENCY.labels(route="pagerduty")
         try:
             body = await read_limited(request)
         except BodyTooLarge:
@@ -107,7 +107,6 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
         if rt.worker:
             rt.worker.notify()
         DELIVERIES.labels(source="pagerduty", outcome=result.outcome).inc()
-        route.observe(time.perf_counter() - started)
         _log(result.outcome, 202, started, event_id=ev.event_id, event_type=ev.event_type,
              incident=result.ref)
         return JSONResponse({"status": result.outcome, "incident": result.ref}, status_code=202)
@@ -119,10 +118,14 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
             declared = request.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > MAX_BODY:
                 return JSONResponse({"error": "body too large"}, status_code=413)
+            status = 500
             try:
-                return await slack_handler.handle(request)
+                response = await slack_handler.handle(request)
+                status = response.status_code
+                return response
             finally:
                 REQUEST_LATENCY.labels(route="slack").observe(time.perf_counter() - started)
+                DELIVERIES.labels(source="slack", outcome=str(status)).inc()
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -122,3 +122,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (out_dir / "INC-2-rca.html").read_text().lstrip().lower().startswith("<!doctype html>")
     assert "Make the reindex job swap the alias" in out, "the CAPA list is printed"
     assert "SEV digest" in out and (out_dir / "digest.md").exists()
+
+
+def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    r = run(["incidents", "list"], env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, cwd=tmp_path)
+    assert r.returncode == 3
+    assert r.stderr.startswith("incident-bot: database unavailable:") and "Traceback" not in r.stderr
+
+
+def test_sqlite_in_a_new_directory(tmp_path: Path) -> None:
+    r = run(["incidents", "list"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/bot.db"}, cwd=tmp_path)
+    assert r.returncode == 0 and "no incidents" in r.stdout

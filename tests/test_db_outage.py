@@ -235,6 +235,23 @@ def drained(bot, timeout: float) -> None:  # type: ignore[no-untyped-def]
             f"lease_until={r.lease_until} error={r.last_error}" for r in list(heads.values())[:6])) from None
 
 
+def test_a_slack_call_in_flight_when_the_database_drops_is_recorded_when_it_returns(app, slack) -> None:  # type: ignore[no-untyped-def]
+    """The worker posted to Slack, then could not mark the row done: it must not sit out the 120 s lease."""
+    slack.delay("chat.postMessage", 1.0)  # Slack applies the post, then answers a second later
+    assert app.send_pd(story(0)[0]).status_code == 202
+    slack.wait_for(lambda: slack.calls("chat.postMessage"), timeout=10)
+    app.proxy.down()  # the database goes away while the worker waits for Slack's answer
+    time.sleep(2.0)
+    slack.clear_faults()
+    app.proxy.up()
+    drained(app, 15)
+    with Session(app.rt.engine) as s:
+        inc = s.execute(select(Incident)).scalar_one()
+    assert len(slack.messages(inc.slack_channel_id)) == 1, "the intro, once"
+    assert len(slack.messages(app.announce)) == 1
+    assert slack.duplicate_messages() == []
+
+
 def slash_req(client: httpx.Client, url: str, text: str, channel: str, user: str = "U0ADA") -> httpx.Response:
     raw, headers = signed(slash_body(text, user=user, channel=channel), SLACK_SECRET)
     headers["Content-Type"] = FORM

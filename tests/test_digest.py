@@ -20,6 +20,7 @@ from sqlmodel import Session
 from incident_bot.cli import main
 from incident_bot.core import digest as core
 from incident_bot.core import schedule
+from incident_bot.core import targets as target_rules
 from incident_bot.services import digest as service
 from incident_bot.services.incidents import refresh_metrics
 from incident_bot.slack.digest_blocks import MAX_BLOCKS, digest_message
@@ -189,11 +190,23 @@ def test_the_dst_week_itself(seeded) -> None:  # type: ignore[no-untyped-def]
     assert doc["targets"]["SEV1"]["met"] == 1 and doc["targets"]["SEV2"]["missed"] == 1
 
 
+def test_a_period_that_is_not_a_week(seeded) -> None:  # type: ignore[no-untyped-def]
+    engine, settings = seeded
+    period = schedule.day_period(date(2026, 10, 1), date(2026, 11, 2), BERLIN)
+    with session_scope(engine) as s:
+        view = service.digest_view(s, settings, *period, now=NOW)
+    assert view["label"] == "2026-10-01..2026-11-02"
+    assert view["total"] == 8 and view["doc"]["mttr_s"]["n"] == 6  # all but INC-8 / all resolved by then
+    assert view["target_share"]["pct"] == 40  # INC-1, INC-4 met; INC-3, INC-5, INC-9 missed
+    assert view["target_share"]["change"]["text"] == "—", "no week-on-week change for a month"
+    assert view["command"] == "incident-bot digest --since 2026-10-01 --until 2026-11-02"
+
+
 def test_cli_formats_and_post_once(seeded, db_url, monkeypatch, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     engine, _ = seeded
     monkeypatch.chdir(tmp_path)
     for k, v in {"DATABASE_URL": db_url, "TIMEZONE": "Europe/Berlin", "DIGEST_CHANNEL": "C0DIGEST",
-                 "RCA_TEMPLATES_DIR": "", "RESPONSE_TARGETS": core.DEFAULT_TARGETS}.items():
+                 "RCA_TEMPLATES_DIR": "", "RESPONSE_TARGETS": target_rules.DEFAULT_TARGETS}.items():
         monkeypatch.setenv(k, v)
     assert main(["digest", "--week", "2026-W44", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -258,7 +271,7 @@ def _sixty_majors() -> dict:
                            label="2026-W44", current=metrics, previous={}, incidents=incidents,
                            capa=core.CapaInput(opened=40, overdue_items=overdue, as_of=date(2026, 11, 2)),
                            missing_rca=[f"INC-{n}" for n in range(1, 61)],
-                           targets=core.parse_targets(core.DEFAULT_TARGETS),
+                           targets=target_rules.parse_targets(target_rules.DEFAULT_TARGETS),
                            top_services=[("s" * 255, 60)])
     view = core.build_view(inp)
     view["command"] = "incident-bot digest --week 2026-W44"
@@ -287,10 +300,10 @@ def test_slack_message_stays_within_limits_with_60_major_incidents() -> None:
 
 
 def test_targets_setting() -> None:
-    assert core.parse_targets("SEV1:ttr=60m,ttd=10m;sev2:ttr=4h,ttd=15m;3:ttr=1d") == {
-        "SEV1": core.Target(ttr_s=3600, ttd_s=600), "SEV2": core.Target(ttr_s=14400, ttd_s=900),
-        "SEV3": core.Target(ttr_s=86400)}
-    assert core.parse_targets("") == {}
+    assert target_rules.parse_targets("SEV1:ttr=60m,ttd=10m;sev2:ttr=4h,ttd=15m;3:ttr=1d") == {
+        "SEV1": target_rules.Target(ttr_s=3600, ttd_s=600), "SEV2": target_rules.Target(ttr_s=14400, ttd_s=900),
+        "SEV3": target_rules.Target(ttr_s=86400)}
+    assert target_rules.parse_targets("") == {}
     for bad in ("SEV1:ttr=60", "SEV9:ttr=1h", "SEV1:tta=1h", "SEV1", "SEV1:ttr=1x"):
         with pytest.raises(ValueError):
-            core.parse_targets(bad)
+            target_rules.parse_targets(bad)

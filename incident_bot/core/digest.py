@@ -5,99 +5,26 @@ The service layer (:mod:`incident_bot.services.digest`) does the SQL and hands o
 met or missed, how a change is shown, what the trend looks like) is decided here, so the Slack
 message, the Markdown, the HTML and the JSON cannot disagree.
 
-Response targets (``RESPONSE_TARGETS``, e.g. ``SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m``) apply to the
-incidents of that severity detected in the period. An incident has *met* its targets when every
-configured one is met, *missed* when any is exceeded (an unresolved incident already older than its
-TTR target has missed it), and is *pending* otherwise (still open, still within target). The share
-within target is ``met / (met + missed)``: pending incidents are not counted either way yet.
+Response targets (:mod:`incident_bot.core.targets`) apply to the incidents of that severity detected in
+the period. The share within target is ``met / (met + missed)``: pending incidents (still open, still
+within target) are not counted either way yet.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from incident_bot.core.rca import format_duration
-from incident_bot.core.severity import SEVERITIES, normalise_severity
+from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.sparkline import sparkline
+from incident_bot.core.targets import Target, TargetResult, evaluate_target
 
 MAJOR_SEVERITIES: tuple[str, ...] = ("SEV1", "SEV2")
 METRIC_KEYS: tuple[str, ...] = ("mttd_s", "mtta_s", "mttm_s", "mttr_s")
 METRIC_LABELS: dict[str, str] = {"mttd_s": "MTTD", "mtta_s": "MTTA", "mttm_s": "MTTM", "mttr_s": "MTTR"}
-DEFAULT_TARGETS = "SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
-
-
-# -- response targets --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Target:
-    ttr_s: int | None = None
-    ttd_s: int | None = None
-
-
-def parse_duration(text: str) -> int:
-    """``90s``, ``10m``, ``4h``, ``1h30m``, ``2d`` -> seconds. A bare number is refused (which unit?)."""
-    t = text.strip().lower().replace(" ", "")
-    if not t or _DURATION.sub("", t):
-        raise ValueError(f"{text!r} is not a duration such as 10m, 4h or 1h30m")
-    return sum(int(n) * _UNIT_S[u] for n, u in _DURATION.findall(t))
-
-
-def parse_targets(text: str | None) -> dict[str, Target]:
-    """``"SEV1:ttr=60m,ttd=10m;SEV2:ttr=4h,ttd=15m"`` -> ``{"SEV1": Target(3600, 600), ...}``.
-
-    An empty string means no targets. Raises ValueError naming the bad part.
-    """
-    out: dict[str, Target] = {}
-    for chunk in filter(None, (c.strip() for c in (text or "").split(";"))):
-        sev_text, sep, spec = chunk.partition(":")
-        sev = normalise_severity(sev_text)
-        if not sep or sev is None:
-            raise ValueError(f"{chunk!r}: expected SEVn:ttr=DURATION,ttd=DURATION")
-        values: dict[str, int] = {}
-        for item in filter(None, (i.strip() for i in spec.split(","))):
-            key, eq, dur = item.partition("=")
-            key = key.strip().lower()
-            if not eq or key not in ("ttr", "ttd"):
-                raise ValueError(f"{chunk!r}: {item!r} should be ttr=DURATION or ttd=DURATION")
-            values[f"{key}_s"] = parse_duration(dur)
-        if not values:
-            raise ValueError(f"{chunk!r}: give ttr=... and/or ttd=...")
-        out[sev] = Target(**values)
-    return out
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    status: str  # met | missed | pending
-    missed: tuple[str, ...] = ()  # which of "ttd", "ttr"
-
-
-def evaluate_target(target: Target, *, ttd_s: int | None, ttr_s: int | None,
-                    impact_started_at: datetime | None, now: datetime) -> TargetResult:
-    missed: list[str] = []
-    pending = False
-    if target.ttd_s is not None:
-        if ttd_s is None:
-            pending = True
-        elif ttd_s > target.ttd_s:
-            missed.append("ttd")
-    if target.ttr_s is not None:
-        if ttr_s is not None:
-            if ttr_s > target.ttr_s:
-                missed.append("ttr")
-        elif impact_started_at is not None and (now - impact_started_at).total_seconds() > target.ttr_s:
-            missed.append("ttr")  # still open and already past the target: missed whatever happens next
-        else:
-            pending = True
-    status = "missed" if missed else ("pending" if pending else "met")
-    return TargetResult(status, tuple(missed))
-
 
 # -- input -------------------------------------------------------------------------------------------
 
@@ -355,7 +282,9 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
         target_rows.append({"severity": sev, "ttr_text": format_duration(t.ttr_s) if t.ttr_s else "—",
                             "ttd_text": format_duration(t.ttd_s) if t.ttd_s else "—", **c})
     trend = [_trend_point(w, inp.targets, inp.now) for w in inp.trend]
-    prev_week = trend[-2] if len(trend) >= 2 else None
+    # The share's change is against the week before, so only when the period is that trend's last week.
+    is_week = bool(inp.trend) and (inp.trend[-1].since, inp.trend[-1].until) == (inp.since, inp.until)
+    prev_week = trend[-2] if is_week and len(trend) >= 2 else None
     week_share = share(met_total, missed_total)
     local_since = inp.since.astimezone(zone)
     return {

@@ -100,7 +100,7 @@ def milestone(session: Session, settings: Settings, inc: Incident, *, user_id: s
                       milestone=milestone_for(word, tr.changed))
     post(session, inc, messages.update(inc, icon=ICONS[kind], text_md=f"*{text}*", fallback=f"{inc.ref} {word}"))
     _topic(session, inc)
-    if kind == "resolve" and settings.resolve_linked_pagerduty:
+    if kind == "resolve" and settings.resolve_linked_pagerduty and settings.pagerduty_rest_enabled:
         _resolve_pagerduty(session, inc)
     return Reply(f"{inc.ref} is {inc.status}.", ref=inc.ref)
 
@@ -169,14 +169,15 @@ def impact_started(session: Session, inc: Incident, *, user_id: str, when: datet
     return Reply(f"Impact start of {inc.ref} set to {shown}.", ref=inc.ref)
 
 
-def status_update(session: Session, inc: Incident, *, user_id: str, text: str) -> Reply:
+def status_update(session: Session, inc: Incident, *, user_id: str, text: str, announce: bool = True) -> Reply:
     now = utcnow()
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="status_update",
                       actor=user_id, text=text)
     md = f"📢 *Status update* from {user(user_id)}:\n{escape(text)}"
     post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"))
-    if inc.announce_ts or inc.id:
-        post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"), thread_announce=True)
+    if not announce:
+        return Reply("Status update posted to the channel.", ref=inc.ref)
+    post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"), thread_announce=True)
     return Reply("Status update posted to the channel and the announcement thread.", ref=inc.ref)
 
 

@@ -30,6 +30,7 @@ from sqlmodel import Session
 from incident_bot.config import ConfigError, Settings
 from incident_bot.core import digest as core
 from incident_bot.core import schedule
+from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
 from incident_bot.services.metrics import period_metrics
 from storage import repo
@@ -41,9 +42,9 @@ TOP_SERVICES = 5
 FORMATS = ("md", "html", "json")
 
 
-def targets_from(settings: Settings) -> dict[str, core.Target]:
+def targets_from(settings: Settings) -> dict[str, target_rules.Target]:
     try:
-        return core.parse_targets(settings.response_targets)
+        return target_rules.parse_targets(settings.response_targets)
     except ValueError as exc:
         raise ConfigError(f"RESPONSE_TARGETS is malformed: {exc}") from None
 

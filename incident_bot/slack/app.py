@@ -21,7 +21,7 @@ from incident_bot.slack import commands, events, followup, interactions
 def create_bolt_app(rt: Runtime) -> AsyncApp:
     s = rt.settings
     assert s.slack_bot_token and s.slack_signing_secret
-    client = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url, timeout=int(s.slack_timeout))
+    client = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url, timeout=max(1, int(s.slack_timeout)))
     bot_user_id = rt.worker.ctx.bot_user_id if rt.worker else None
 
     async def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:

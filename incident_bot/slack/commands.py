@@ -123,8 +123,10 @@ def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 def _text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if not inv.args:
         return svc.Reply(f"Usage: `{inv.command} {inv.sub} <text>`.", ok=False)
-    fn = svc.status_update if inv.sub == "update" else svc.note
-    return fn(s, inc, user_id=inv.user_id, text=inv.args[:3000])
+    if inv.sub == "update":
+        return svc.status_update(s, inc, user_id=inv.user_id, text=inv.args[:3000],
+                                 announce=bool(inv.rt.settings.incident_announce_channel))
+    return svc.note(s, inc, user_id=inv.user_id, text=inv.args[:3000])
 
 
 @handler("timeline")

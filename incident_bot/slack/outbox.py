@@ -24,6 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from incident_bot.observability import OUTBOX_DELIVERIES
 from incident_bot.slack import delivery_jobs  # noqa: F401  (registers the multi-call jobs)
@@ -154,10 +155,13 @@ class OutboxWorker:
             self._retry(row, f"{exc.__class__.__name__}: {exc}", uncertain=uncertain)
         else:
             now = self.clock()
-            with session_scope(self.engine) as s:
+
+            def done(s: Session) -> None:
                 fresh = s.get(Incident, row.incident_id) if row.incident_id else None
                 apply_delivered(s, row, fresh, out, now)
-                q.finish(s, row.id, result=out.result)
+                q.finish(s, row.id or 0, result=out.result)
+
+            self._record(row, done)
             OUTBOX_DELIVERIES.labels(method=row.method, outcome="done").inc()
             log.info("outbox %s: %s delivered in %.0f ms", row.id, row.method,
                      (time.monotonic() - started) * 1000)
@@ -170,10 +174,10 @@ class OutboxWorker:
             retry_after = _retry_after(exc)
             self.gate.penalise(row.method, retry_after)
             OUTBOX_DELIVERIES.labels(method=row.method, outcome="rate_limited").inc()
-            with session_scope(self.engine) as s:
-                q.retry_later(s, row.id or 0, at=self.clock() + timedelta(seconds=retry_after),
-                              error=f"429 Retry-After {retry_after}s", uncertain=bool(row.result.get("uncertain")),
-                              count_attempt=False)
+            at = self.clock() + timedelta(seconds=retry_after)
+            self._record(row, lambda s: q.retry_later(
+                s, row.id or 0, at=at, error=f"429 Retry-After {retry_after}s",
+                uncertain=bool(row.result.get("uncertain")), count_attempt=False))
             return
         if status >= 500 or error in TRANSIENT_ERRORS:
             self._retry(row, f"HTTP {status} {error}".strip(), uncertain=True)
@@ -189,16 +193,36 @@ class OutboxWorker:
         OUTBOX_DELIVERIES.labels(method=row.method, outcome="retry").inc()
         log.warning("outbox %s: %s failed (%s); attempt %d, next in %.1fs", row.id, row.method, error,
                     row.attempts, delay)
-        with session_scope(self.engine) as s:
-            q.retry_later(s, row.id or 0, at=self.clock() + timedelta(seconds=delay), error=error,
-                          uncertain=uncertain or bool(row.result.get("uncertain")))
+        at = self.clock() + timedelta(seconds=delay)
+        self._record(row, lambda s: q.retry_later(s, row.id or 0, at=at, error=error,
+                                                  uncertain=uncertain or bool(row.result.get("uncertain"))))
 
     def _dead(self, row: OutboxMessage, error: str) -> None:
         OUTBOX_DELIVERIES.labels(method=row.method, outcome="dead").inc()
         log.error("outbox %s: %s parked as dead: %s (incident id %s)", row.id, row.method, error,
                   row.incident_id)
-        with session_scope(self.engine) as s:
-            q.park_dead(s, row.id or 0, error=error)
+        self._record(row, lambda s: q.park_dead(s, row.id or 0, error=error))
+
+    def _record(self, row: OutboxMessage, store: Callable[[Session], None]) -> None:
+        """Store the outcome of a call that has happened. If the database is down at that moment, keep the
+        outcome and try again while this worker still holds the row's lease: otherwise the row would sit
+        in flight until the lease expires (2 minutes of silence in the channel, and everything queued
+        behind it), then be checked against Slack and handed out again."""
+        remaining = (row.lease_until - self.clock()).total_seconds() if row.lease_until else 0.0
+        deadline = time.monotonic() + remaining - 5.0
+        pause = 0.2
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    store(s)
+                return
+            except OperationalError as exc:
+                if self._stop.is_set() or time.monotonic() + pause >= deadline:
+                    raise  # the lease will run out and the row be handed out again, marked uncertain
+                log.warning("outbox %s: database unavailable (%s) recording the outcome of %s; retrying",
+                            row.id, exc.__class__.__name__, row.method)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
 
 
 def _retry_after(exc: SlackApiError) -> float:

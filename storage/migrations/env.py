@@ -22,15 +22,21 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # Two replicas starting together must not both run the same migration.
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            # Two replicas starting together must not both run the same migration: a session-level lock,
+            # taken and committed before the migration's own transaction, released after it committed.
             connection.exec_driver_sql("SELECT pg_advisory_lock(72610001)")
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SELECT pg_advisory_unlock(72610001)")
             connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            if postgres:
+                connection.exec_driver_sql("SELECT pg_advisory_unlock(72610001)")
+                connection.commit()
 
 
 if context.is_offline_mode():
