@@ -54,6 +54,19 @@ ZONE = "Europe/Berlin"
 RCA = json.dumps({"summary": "A deploy exhausted the pool.", "root_causes": "No pool limit in review."})
 
 
+def _with_resolve_times(make):  # type: ignore[no-untyped-def]
+    """gen_data predates ``incidents.resolve_times`` (NOT NULL): fill it the way the lifecycle does
+    (the resolve instants since the last reopen). A no-op once gen_data sets it itself."""
+    def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inc, rows = make(*args, **kwargs)
+        inc.setdefault("resolve_times", [inc["resolved_at"].isoformat()] if inc.get("resolved_at") else [])
+        return inc, rows
+    return wrapped
+
+
+gen_data.make_incident = _with_resolve_times(gen_data.make_incident)
+
+
 def sqlite_url(n: int) -> str:
     return f"sqlite:///{DATA / f'digest-{n}.db'}"
 

@@ -136,6 +136,8 @@ def _complete(table: Table, rows: list[dict[str, Any]], now: datetime) -> tuple[
             fill[c.name] = c.default.arg  # type: ignore[attr-defined]
         elif c.name == "rca" or c.name in ("payload", "result"):
             fill[c.name] = {}
+        elif c.name == "resolve_times":
+            fill[c.name] = []
         else:
             raise SystemExit(f"gen_data: no value for NOT NULL column {table.name}.{c.name}")
     names = [c.name for c in cols]

@@ -95,6 +95,8 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
         "digest_channel": "C0DIGEST",
         "timezone": "UTC",
         "outbox_poll_interval": 0.05,
+        # Scheduled jobs (digest, reminders) are tested on their own, with an injected clock.
+        "scheduler_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -247,6 +249,7 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
         "PAGERDUTY_WEBHOOK_SECRETS": PD_SECRET,
         "INCIDENT_ANNOUNCE_CHANNEL": announce,
         "OUTBOX_POLL_INTERVAL": "0.05",
+        "SCHEDULER_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
     })
     env.update(extra)

@@ -305,7 +305,7 @@ def test_capa_reminders_once_a_day_and_on_start_if_missed(engine: Engine, db_url
 def test_the_serve_hook_starts_a_thread_and_gives_the_lease_back(engine: Engine, db_url: str) -> None:
     import asyncio
 
-    settings = make_settings(db_url, timezone="Europe/Berlin", scheduler_tick_seconds=0.05)
+    settings = make_settings(db_url, timezone="Europe/Berlin", scheduler_tick_seconds=0.05, scheduler_enabled=True)
     hook = SchedulerHook(Runtime(settings=settings, engine=engine, instance_id="serve-1"))
 
     async def run() -> None:
@@ -318,3 +318,19 @@ def test_the_serve_hook_starts_a_thread_and_gives_the_lease_back(engine: Engine,
         lease = s.get(JobLease, LEASE_NAME)
     assert lease is not None and lease.holder == "serve-1"
     assert lease.expires_at <= datetime.now(UTC), "released on stop"
+
+
+def test_scheduler_enabled_off_runs_nothing(engine: Engine, db_url: str) -> None:
+    import asyncio
+
+    settings = make_settings(db_url, scheduler_enabled=False)
+    hook = SchedulerHook(Runtime(settings=settings, engine=engine, instance_id="serve-2"))
+
+    async def run() -> None:
+        await hook.start()
+        await asyncio.sleep(0.2)
+        await hook.stop()
+
+    asyncio.run(run())
+    with Session(engine) as s:
+        assert s.get(JobLease, LEASE_NAME) is None

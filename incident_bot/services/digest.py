@@ -160,7 +160,7 @@ def _names(session: Session, ids: set[str]) -> dict[str, str]:
 
 def gather(session: Session, settings: Settings, since: datetime, until: datetime, *,
            now: datetime | None = None) -> core.DigestInput:
-    """Everything the digest shows, read in the caller's transaction (a consistent snapshot)."""
+    """Everything the digest shows, read in the caller's transaction (a dozen indexed queries)."""
     if since.tzinfo is None or until.tzinfo is None or since >= until:
         raise ValueError("since and until must be timezone-aware and since < until")
     now = now or utcnow()
