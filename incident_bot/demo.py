@@ -9,7 +9,6 @@ Later stages (Slack commands, RCA, digest) are added by :data:`STAGES` as they e
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,15 +94,8 @@ class Demo:
         return r.status_code
 
     def wait_for_outbox(self, timeout: float = 30.0) -> None:
-        assert self.server
-        engine = self.server.server.config.app.state.runtime.engine
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(engine) as s:
-                if not outbox_q.has_work(s):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("the outbox did not drain")
+        if not outbox_q.wait_until_drained(self.engine, timeout):
+            raise RuntimeError("the outbox did not drain")
 
     def slack_command(self, text: str, *, user: str, channel: str) -> str:
         from incident_bot.testing.slack_requests import FORM, slash_body

@@ -112,3 +112,18 @@ def counts(session: Session) -> dict[str, int]:
 def has_work(session: Session) -> bool:
     q = select(OutboxMessage.id).where(OutboxMessage.status.in_((PENDING, INFLIGHT))).limit(1)  # type: ignore[attr-defined]
     return session.execute(q).first() is not None
+
+
+def wait_until_drained(engine: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Poll until nothing is pending or in flight (the demo, tests, benchmarks). True if it drained."""
+    import time
+
+    from storage.db import session_scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as s:
+            if not has_work(s):
+                return True
+        time.sleep(interval)
+    return False

@@ -123,18 +123,9 @@ class Bot:
         return self.http.post(f"{self.url}/pagerduty/webhook", content=body, headers=h)
 
     def drain(self, timeout: float = 20.0) -> None:
-        import time
+        from storage.outbox import wait_until_drained
 
-        from storage import outbox as q
-        from storage.db import session_scope
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(self.rt.engine) as s:
-                if not q.has_work(s):
-                    return
-            time.sleep(0.05)
-        raise AssertionError("the outbox did not drain in time")
+        assert wait_until_drained(self.rt.engine, timeout), "the outbox did not drain in time"
 
 
 @pytest.fixture

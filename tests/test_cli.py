@@ -30,7 +30,8 @@ def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = N
 def test_serve_without_secrets_names_the_setting(tmp_path: Path) -> None:
     r = run(["serve"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["incident-bot: configuration error: SLACK_BOT_TOKEN is required for 'serve'"]
+    expected = "incident-bot: configuration error: SLACK_BOT_TOKEN is required for 'serve'"
+    assert r.stderr.strip().splitlines() == [expected]
 
 
 @pytest.mark.parametrize(("env", "name"), [

@@ -48,7 +48,7 @@ def assert_exactly_once_in_order(bot, pd_id: str = "PDINC1") -> None:  # type: i
     ids = [m["metadata"]["event_payload"]["outbox_id"] for m in msgs]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     dups = bot.slack.duplicate_messages()
-    assert dups == [], [(d["channel"] if "channel" in d else "", d.get("text"), d.get("ts")) for d in dups]
+    assert dups == [], [(d.get("channel", ""), d.get("text"), d.get("ts")) for d in dups]
     with Session(bot.rt.engine) as s:
         assert s.execute(select(OutboxMessage).where(OutboxMessage.status != "done")).first() is None
 

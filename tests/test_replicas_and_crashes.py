@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from incident_bot.testing import pagerduty_payloads as pd
 from storage import outbox as q
-from storage.db import make_engine, session_scope
+from storage.db import make_engine
 from storage.models import InboxDelivery, Incident, OutboxMessage
 
 from .conftest import PD_SECRET, ServerProcess, server_env
@@ -37,13 +37,7 @@ def post(url: str, doc: dict) -> int:
 
 
 def wait_drained(engine, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope(engine) as s:
-            if not q.has_work(s):
-                return
-        time.sleep(0.1)
-    raise AssertionError("outbox did not drain")
+    assert q.wait_until_drained(engine, timeout, interval=0.1), "outbox did not drain"
 
 
 @pytest.mark.postgres

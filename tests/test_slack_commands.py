@@ -72,7 +72,7 @@ def test_declare_with_title_opens_channel_with_reporter(bot, people) -> None:  #
     assert len(people.messages(bot.announce)) == 1
     with Session(bot.rt.engine) as s:
         assert s.get(ChannelMember, (ch["id"], "U0ADA")) is not None
-    assert [e.kind for e in timeline(bot)][0] == "declared"
+    assert next(e.kind for e in timeline(bot)) == "declared"
 
 
 def test_declare_modal_and_submission(bot, people) -> None:  # type: ignore[no-untyped-def]

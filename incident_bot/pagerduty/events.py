@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dateutil import parser as dtparser
@@ -69,7 +69,9 @@ def _str(value: Any, limit: int = 512) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    # JSON escapes can carry NUL (PostgreSQL refuses it in text) and lone surrogates (not encodable as
+    # UTF-8, so no database stores them): both would fail the transaction of a valid delivery.
+    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
     return value[:limit] if value else None
 
 
@@ -87,7 +89,10 @@ def _time(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None  # PagerDuty always sends a zone; a naive time is not trustworthy
-    return parsed
+    try:
+        return parsed.astimezone(UTC)  # stored as UTC; 9999-12-31T23:59-01:00 has no UTC date
+    except (ValueError, OverflowError):
+        return None
 
 
 def _incident(data: dict[str, Any]) -> PagerDutyIncident | None:
@@ -117,7 +122,7 @@ def _incident(data: dict[str, Any]) -> PagerDutyIncident | None:
 def parse_delivery(body: bytes) -> PagerDutyEvent:
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also an integer over Python's 4300-digit limit
         raise MalformedDelivery(f"body is not JSON: {exc.__class__.__name__}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("event"), dict):
         raise MalformedDelivery("missing object 'event'")

@@ -26,5 +26,7 @@ def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> bool:
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         for candidate in offered:
             # compare_digest on every pair, no early exit: timing does not tell which secret matched.
-            ok |= hmac.compare_digest(expected, candidate)
+            # Bytes, not str: compare_digest raises TypeError on a non-ASCII str, and a header may carry
+            # any Latin-1 text (that was a 500 where a 401 is due).
+            ok |= hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "surrogateescape"))
     return ok

@@ -58,12 +58,17 @@ def _ingest(session: Session, settings: Settings, ev: PagerDutyEvent, body: byte
         return IngestResult("ignored")
 
     inc = repo.incident_for_pagerduty(session, ev.incident_id)
-    if inc is None:
-        if ev.incident is None:
-            # A note about an incident we have not opened yet (deliveries can overtake each other):
-            # keep it and apply it when the incident opens.
+    if inc is None and ev.incident is None:
+        # A note about an incident we have not opened yet (deliveries can overtake each other): keep it
+        # and apply it when the incident opens. Under the counter lock, which the opening transaction
+        # holds until it commits: otherwise a replica opening the incident right now would not see this
+        # deferred row (not committed yet when it looks) and the note would never be applied.
+        repo.lock_counter(session)
+        inc = repo.incident_for_pagerduty(session, ev.incident_id)
+        if inc is None:
             _defer(session, ev, body)
             return IngestResult("deferred")
+    if inc is None:
         inc = _open_from_pagerduty(session, settings, ev)
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
         _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
@@ -87,7 +92,9 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
     if again is not None:
         return again
     detected = pd.created_at or ev.occurred_at or utcnow()
-    what = "PagerDuty triggered" if ev.event_type == "incident.triggered" else "PagerDuty reported"
+    # Whichever delivery arrives first opens the incident; every PagerDuty incident was triggered at
+    # created_at, so the opening row is the trigger's row, the same whatever the arrival order.
+    what = "PagerDuty triggered"
     return open_incident(
         session,
         NewIncident(
@@ -97,8 +104,7 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
             pagerduty_priority=pd.priority, pagerduty_urgency=pd.urgency,
             # The trigger's own timeline row is the opening row (same source event id: added once).
-            opened_kind="triggered", source_event_id=ev.event_id if ev.event_type == "incident.triggered"
-            else f"{ev.event_id}:opened",
+            opened_kind="triggered", source_event_id=trigger_row_id(pd.id),
         ),
         announce_channel=settings.incident_announce_channel,
         invite_oncall=True,
@@ -115,9 +121,12 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
         _refresh_details(inc, ev, at)
         refresh_metrics(session, inc)
     assert inc.id is not None
+    # The trigger's row is the opening row (added when the incident opened, by whichever delivery came
+    # first): the same key makes this add a no-op.
+    row_id = trigger_row_id(ev.incident_id or "") if tr_in.kind == "triggered" else ev.event_id
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
-        actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=ev.event_id,
+        actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
     )
     if ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled:
         # Responders are invited to the channel as they acknowledge (paged services included).
@@ -135,6 +144,10 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     if inc.severity != before_sev or inc.status != before_status:
         repo.enqueue(session, order_key=f"incident:{inc.id}", method="conversations.setTopic",
                      incident_id=inc.id, payload={"channel": "$incident", "topic": messages.topic(inc)})
+
+
+def trigger_row_id(pd_incident_id: str) -> str:
+    return f"trigger:{pd_incident_id}"
 
 
 def _refresh_details(inc: Incident, ev: PagerDutyEvent, at) -> None:  # type: ignore[no-untyped-def]

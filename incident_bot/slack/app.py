@@ -7,15 +7,19 @@ request path.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from incident_bot.runtime import Runtime
 from incident_bot.slack import commands, events, followup, interactions
+
+MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError)
 
 
 def create_bolt_app(rt: Runtime) -> AsyncApp:
@@ -36,6 +40,18 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=bool(bot_user_id),
     )
+
+    @app.error
+    async def on_error(error: Exception, response: BoltResponse | None, logger: Any) -> BoltResponse | None:
+        """Bolt answers 500 whenever something raises. When Bolt's own routing and argument building choke
+        on a (signed) body of a shape Slack never sends, no frame of ours is involved: that is a 400.
+        Errors in our listeners stay 500 and are logged with their traceback."""
+        ours = any("incident_bot" in frame.filename for frame in traceback.extract_tb(error.__traceback__))
+        if not ours and response is not None and isinstance(error, MALFORMED):
+            logger.warning("slack request refused: %s: %s", error.__class__.__name__, error)
+            return BoltResponse(status=400, body={"error": "malformed request"})
+        logger.exception("slack: unhandled error: %s", error)
+        return None
 
     def on_committed() -> None:
         if rt.worker:

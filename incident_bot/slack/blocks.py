@@ -124,5 +124,6 @@ def home_view(open_incidents: list[Any], actions: list[Any], now: datetime) -> d
         blocks.append(section("Nothing assigned to you."))
     for a in actions[:40]:
         due = f"due {a.due_date:%Y-%m-%d}" if a.due_date else "no due date"
-        blocks.append(section(f"#{a.id} *{escape(truncate(a.title, 300))}* · {a.type} · {a.priority} · {due} · {a.status}"))
+        title = escape(truncate(a.title, 300))
+        blocks.append(section(f"#{a.id} *{title}* · {a.type} · {a.priority} · {due} · {a.status}"))
     return View(type="home", blocks=blocks).to_dict()

@@ -115,7 +115,7 @@ def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     try:
         when = parse_user_time(inv.args, now=utcnow(), tz=zone)
     except TimeParseError as exc:
-        return svc.Reply(str(exc), ok=False)
+        return svc.Reply(escape(str(exc)), ok=False)  # it quotes the user's text: no <!channel> echo
     return svc.impact_started(s, inc, user_id=inv.user_id, when=when, shown=describe(when, zone))
 
 
@@ -180,7 +180,8 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
         inv = Invocation(rt, command.get("user_id", ""), command.get("channel_id", ""), sub, args.strip(),
                          name, command.get("trigger_id"))
         if sub in ("", "help"):
-            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, all_commands()), response_type="ephemeral")
+            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, all_commands()),
+                      response_type="ephemeral")
             return
         try:
             if sub == "declare" and not inv.args:

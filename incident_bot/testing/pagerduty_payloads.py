@@ -89,7 +89,8 @@ def delivery(
 def note_data(pd_id: str, content: str, note_id: str = "PNOTE01") -> dict[str, Any]:
     return {
         "incident": {"html_url": f"{BASE}/incidents/{pd_id}", "id": pd_id,
-                     "self": f"https://api.pagerduty.com/incidents/{pd_id}", "summary": "", "type": "incident_reference"},
+                     "self": f"https://api.pagerduty.com/incidents/{pd_id}", "summary": "",
+                     "type": "incident_reference"},
         "id": note_id,
         "content": content,
         "type": "incident_note",

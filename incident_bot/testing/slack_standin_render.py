@@ -51,10 +51,8 @@ def render_transcript(ws: Workspace, channel_id: str) -> str:
 def _render_message(ws: Workspace, message: dict[str, Any], indent: str) -> list[str]:
     when = datetime.fromtimestamp(float(message["ts"]), UTC).strftime("%H:%M:%S")
     author = _user_name(ws, message.get("user", ""))
-    if message.get("blocks"):
-        body = _blocks_text(ws, message["blocks"])
-    else:
-        body = [_mrkdwn(ws, message.get("text", ""))]
+    blocks = message.get("blocks")
+    body = _blocks_text(ws, blocks) if blocks else [_mrkdwn(ws, message.get("text", ""))]
     body += [f"📎 {f.get('title') or f.get('name')}" for f in message.get("files", [])]
     if message.get("reactions"):
         body.append("  ".join(f":{r['name']}: {r['count']}" for r in message["reactions"]))
