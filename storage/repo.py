@@ -87,12 +87,12 @@ def lock_incident(session: Session, incident_id: int) -> Incident | None:
 
 
 def incident_for_pagerduty(session: Session, pd_incident_id: str, *, lock: bool = True) -> Incident | None:
-    link = session.get(PagerDutyLink, pd_incident_id)
-    if link is None:
-        return None
+    """Our incident for a PagerDuty incident id (the triggering one or one paged from Slack): one query."""
+    stmt = (select(Incident).join(PagerDutyLink, PagerDutyLink.incident_id == Incident.id)  # type: ignore[arg-type]
+            .where(PagerDutyLink.pagerduty_incident_id == pd_incident_id))  # type: ignore[arg-type]
     if lock:
-        return lock_incident(session, link.incident_id)
-    return session.get(Incident, link.incident_id)
+        stmt = stmt.with_for_update(of=Incident)  # type: ignore[arg-type]
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def incident_by_ref(session: Session, ref: str, *, lock: bool = False) -> Incident | None:

@@ -76,7 +76,7 @@ def _ingest(session: Session, settings: Settings, ev: PagerDutyEvent, body: byte
             _apply(session, settings, inc, deferred, announce=True)
     else:
         _apply(session, settings, inc, ev, announce=True)
-    repo.set_delivery_outcome(session, SOURCE, ev.event_id, "processed", inc.id)
+    # The inbox row was inserted as "processed": no second write on the hot path.
     return IngestResult("processed", inc.ref)
 
 
@@ -118,8 +118,10 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     tr = apply_signals(session, inc, tr_in.signals, strict=False, source=SOURCE, actor=ev.agent,
                        source_event_id=ev.event_id)
     if ev.incident and (inc.details_at is None or at >= inc.details_at):
+        service = inc.service
         _refresh_details(inc, ev, at)
-        refresh_metrics(session, inc)
+        if inc.service != service:  # metrics rows carry the service for grouping
+            refresh_metrics(session, inc)
     assert inc.id is not None
     # The trigger's row is the opening row (added when the incident opened, by whichever delivery came
     # first): the same key makes this add a no-op.

@@ -49,6 +49,7 @@ COMMANDS: list[tuple[str, str]] = [
 # Sub-commands that change state: only for members of the incident channel.
 CHANGES_STATE = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "started", "update", "note", "page"}
 ANYWHERE = {"declare", "help", ""}
+LOCKS_INCIDENT = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "started", "close", "rca"}
 
 
 @dataclass
@@ -146,7 +147,8 @@ def _page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 def run_in_incident(inv: Invocation) -> dict[str, Any]:
     """One transaction: find the channel's incident, check membership, run the handler."""
     with session_scope(inv.rt.engine) as s:
-        inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in CHANGES_STATE)
+        # Lock the incident row only for commands that change it (notes and updates just add rows).
+        inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in LOCKS_INCIDENT)
         if inc is None:
             return {"text": f"`{inv.command} {inv.sub}` works inside an incident channel. "
                             f"Declare one with `{inv.command} declare <title>`, or `{inv.command} help`."}
