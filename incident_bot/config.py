@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     outbox_backoff_base: float = Field(default=1.0, gt=0, le=600)
     outbox_backoff_cap: float = Field(default=300.0, gt=0, le=3600)
     slack_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
+    slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)
     log_level: str = "INFO"
 
     @field_validator("pagerduty_webhook_secrets", mode="before")

@@ -47,7 +47,11 @@ def build_worker(settings: Settings, engine: Engine, **overrides: Any) -> Outbox
         ctx.bot_user_id = slack.auth_test().get("user_id")
     except Exception as exc:  # Slack down at start-up: the worker retries calls; adoption just can't match
         log.warning("auth.test failed at start-up (%s); continuing", exc.__class__.__name__)
+    from incident_bot.slack.rate_limits import DEFAULT_BUDGETS, RateGate
+
+    budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute}
     kwargs: dict[str, Any] = {
+        "gate": RateGate(budgets),
         "max_attempts": settings.outbox_max_attempts,
         "poll_interval": settings.outbox_poll_interval,
         "threads": settings.outbox_workers,

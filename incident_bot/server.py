@@ -32,6 +32,7 @@ from storage.db import ping, session_scope
 
 log = logging.getLogger("incident_bot.server")
 MAX_BODY = 256 * 1024
+INGEST_DEADLINE = 4.0  # seconds; PagerDuty waits 5 s for an answer
 
 
 class BodyTooLarge(Exception):
@@ -99,9 +100,12 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
             _log("malformed", 400, started, reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            result = await run_in_threadpool(ingest, rt.engine, rt.settings, ev, body)
-        except (OperationalError, DBAPIError) as exc:
-            # Not committed, so not acknowledged: PagerDuty redelivers on 5xx. 503 says "try again".
+            result = await asyncio.wait_for(run_in_threadpool(ingest, rt.engine, rt.settings, ev, body),
+                                            timeout=INGEST_DEADLINE)
+        except (OperationalError, DBAPIError, TimeoutError) as exc:
+            # Not known to be committed, so not acknowledged: PagerDuty redelivers on 5xx, 503 says "try
+            # again". A deadline, because a database behind a network partition answers nothing at all
+            # (no refusal, no error): if the transaction commits after all, the redelivery is a duplicate.
             DELIVERIES.labels(source="pagerduty", outcome="unavailable").inc()
             _log("unavailable", 503, started, event_id=ev.event_id, event_type=ev.event_type,
                  error=exc.__class__.__name__)

@@ -97,6 +97,8 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
         "outbox_poll_interval": 0.05,
         # Scheduled jobs (digest, reminders) are tested on their own, with an injected clock.
         "scheduler_enabled": False,
+        # The stand-in has no Tier 2 limit unless a test sets one; don't pace channel creation in tests.
+        "slack_channel_create_per_minute": 6000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -241,6 +243,7 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
         "INCIDENT_ANNOUNCE_CHANNEL": announce,
         "OUTBOX_POLL_INTERVAL": "0.05",
         "SCHEDULER_ENABLED": "false",
+        "SLACK_CHANNEL_CREATE_PER_MINUTE": "6000",
         "LOG_LEVEL": "WARNING",
     })
     env.update(extra)

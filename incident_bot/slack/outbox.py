@@ -131,8 +131,15 @@ class OutboxWorker:
     def _deliver(self, row: OutboxMessage) -> None:
         assert row.id is not None
         uncertain = bool(row.result.get("uncertain"))
-        with session_scope(self.engine) as s:
-            inc = s.get(Incident, row.incident_id) if row.incident_id else None
+        try:
+            with session_scope(self.engine) as s:
+                inc = s.get(Incident, row.incident_id) if row.incident_id else None
+        except OperationalError:
+            # Claimed, then the database went away before the call: give the row back (when the database
+            # is back) rather than leave it in flight, and its channel silent, for the whole lease.
+            self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), uncertain=uncertain,
+                                                      error="database unavailable", count_attempt=False))
+            return
         fn = DELIVERERS.get(row.method, generic)
         started = time.monotonic()
         try:

@@ -21,7 +21,10 @@ class TcpProxy:
     """Forward ``127.0.0.1:<port>`` to ``target_host:target_port``, one pair of pump threads a connection.
 
     ``down()`` closes the listener (connections are refused, as by a server that is not running) and cuts
-    every live connection; ``up()`` re-binds the same port; ``stop()`` is ``down()`` for good.
+    every live connection; ``stall()`` is a network partition instead: connections stay open and bytes
+    vanish, new connections are accepted and never answered; ``deafen()`` loses only the answers;
+    ``up()`` heals any of these (stalled connections are cut, as TCP would eventually do) and serves on
+    the same port; ``stop()`` is ``down()`` for good.
     """
 
     def __init__(self, target_host: str, target_port: int, *, connect_timeout: float = 5.0) -> None:
@@ -31,6 +34,8 @@ class TcpProxy:
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
         self._listener: socket.socket | None = None
         self._accepting = threading.Event()
+        self._stalled = threading.Event()
+        self._deaf = threading.Event()
         self._thread: threading.Thread | None = None
         self._port = 0
         self.accepted = 0  # connections accepted over the proxy's life (tests check the app used it)
@@ -51,8 +56,21 @@ class TcpProxy:
             for sock in pair:
                 _shutdown(sock)  # wakes both pumps; the last one to finish closes the sockets
 
+    def deafen(self) -> None:
+        """Forward requests but swallow every answer: the server acts (a COMMIT commits), the client never
+        hears it. ``down()`` then gives the client its error, with the outcome on the server unknown to it."""
+        self._deaf.set()
+
+    def stall(self) -> None:
+        """Blackhole: nothing is forwarded or answered any more, and nothing is closed either."""
+        self._stalled.set()
+
     def up(self) -> None:
-        """Accept again on the same port."""
+        """Accept again on the same port (after a stall: cut the stalled connections first)."""
+        if self._stalled.is_set() or self._deaf.is_set():
+            self.down()
+            self._stalled.clear()
+            self._deaf.clear()
         if self._listener is None:
             self._listen(self._port)
 
@@ -120,6 +138,12 @@ class TcpProxy:
             threading.Thread(target=self._open, args=(client,), daemon=True).start()
 
     def _open(self, client: socket.socket) -> None:
+        if self._stalled.is_set():  # accepted, then never answered: what it sends is swallowed
+            pair = (client, client)
+            with self._lock:
+                self._pairs.add(pair)
+            threading.Thread(target=self._pump, args=(client, client, pair, [1], False), daemon=True).start()
+            return
         try:
             upstream = socket.create_connection(self.target, timeout=self.connect_timeout)
         except OSError:
@@ -135,14 +159,15 @@ class TcpProxy:
             self._pairs.add(pair)
             self.accepted += 1
         pumps = [2]
-        for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst, pair, pumps), daemon=True).start()
+        for src, dst, answers in ((client, upstream, False), (upstream, client, True)):
+            threading.Thread(target=self._pump, args=(src, dst, pair, pumps, answers), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket],
-              pumps: list[int]) -> None:
+              pumps: list[int], answers: bool) -> None:
         try:
             while data := src.recv(_CHUNK):
-                dst.sendall(data)
+                if not self._stalled.is_set() and not (answers and self._deaf.is_set()):
+                    dst.sendall(data)
         except OSError:
             pass
         # One side ended: end both, as a TCP connection through a real network path would. Sockets are

@@ -1,0 +1,29 @@
+"""The outbox's own pacing of Slack methods (an alert storm must queue, not draw a 429 storm)."""
+
+from __future__ import annotations
+
+from incident_bot.slack.rate_limits import RateGate
+
+
+def test_channel_creation_never_exceeds_a_strict_sliding_window() -> None:
+    now = [0.0]
+    gate = RateGate({"conversations.create": 19}, clock=lambda: now[0])
+    calls: list[float] = []
+    while now[0] < 600:  # ten minutes of a storm, the outbox asking every 100 ms
+        if "conversations.create" not in gate.blocked():
+            gate.before_call("conversations.create")
+            calls.append(now[0])
+        now[0] += 0.1
+    assert 180 <= len(calls) <= 191  # ~19 a minute
+    for i, t in enumerate(calls):
+        window = [c for c in calls[i:] if c < t + 60]
+        assert len(window) <= 20, f"{len(window)} calls in the 60 s after {t:.1f}s"
+
+
+def test_a_429_parks_the_method_for_retry_after() -> None:
+    now = [0.0]
+    gate = RateGate({}, clock=lambda: now[0])
+    gate.penalise("chat.postMessage", 30)
+    assert gate.blocked() == ["chat.postMessage"]
+    now[0] = 30.1
+    assert gate.blocked() == []
