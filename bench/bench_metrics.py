@@ -17,6 +17,7 @@ PostgreSQL schemas ``bench_metrics_<n>`` are dropped at the end unless ``--keep`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL bench schemas")
+    p.add_argument("--json", type=Path, help="also write the figures to this file (for bench/run)")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     backends = args.backends.split(",")
@@ -152,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                 for n in sizes:
                     conn.execute(f"DROP SCHEMA IF EXISTS bench_metrics_{n} CASCADE")
 
+    if args.json:
+        args.json.write_text(json.dumps({
+            "startup": {"cli_s": startup_s, "cli_mib": startup_mib},
+            "results": [{"backend": b, "incidents": n, "window": w, "mttr_n": r[2], "fn_s": r[0],
+                         "fn_mib": r[1], "cli_s": r[3], "cli_mib": r[4]}
+                        for (b, n, w), r in results.items()]}, indent=1))
     print()
     print(f"CLI start-up alone (`incident-bot metrics --help`): {startup_s * 1000:.0f} ms, "
           f"peak RSS {startup_mib:.0f} MiB")

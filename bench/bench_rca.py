@@ -10,6 +10,7 @@ Prints milliseconds per export (min and median of the repeats), split into load+
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -61,7 +62,9 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--database-url")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file (for bench/run)")
     args = ap.parse_args()
+    figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         ref = build(url, args.rows)
@@ -86,10 +89,15 @@ def main() -> int:
                 rca.export_rca(s, ref, fmt)
                 once = (time.perf_counter() - t0) * 1000
             med = statistics.median
+            figures[fmt] = {"min_ms": min(total), "median_ms": med(total), "load_ms": med(load),
+                            "render_ms": med(rendering), "export_rca_ms": once, "kib": size / 1024}
             print(f"  {fmt:<4} total min {min(total):6.1f} ms  median {med(total):6.1f} ms  "
                   f"(load+build {med(load):5.1f} ms, render {med(rendering):5.1f} ms; "
                   f"export_rca {once:5.1f} ms; {size / 1024:.0f} KiB)  goal < 200 ms")
         engine.dispose()
+    if args.json:
+        args.json.write_text(json.dumps({"rows": args.rows, "backend": url.split(":")[0], "formats": figures},
+                                        indent=1))
     return 0
 
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/loadgen.py --url http://127.0.0.1:8080 --workload pd-mix --mode closed \\
         --concurrency 32 --duration 20 --secret S
-    .venv/bin/python bench/loadgen.py --url ... --workload pd-mix --mode open --rate 200 --duration 20 --secret S
+    .venv/bin/python bench/loadgen.py --url ... --workload pd-mix --mode open --rate 200 --duration 20 \\
+        --secret S
 
 Every body is built and signed before the clock starts, so signing never competes with the server for
 the CPU during the measurement. Workloads:
@@ -59,7 +60,7 @@ def _pd_req(doc: dict[str, Any], secret: str, kind: str) -> Req:
 
 def pd_mix(count: int, *, secret: str, prefix: str, seed: int = 1, redeliver: float = 0.3,
            active: int = 64) -> list[Req]:
-    """``count`` deliveries: ``active`` incidents in flight at a time, each trigger -> ack -> notes -> resolve."""
+    """``count`` deliveries; ``active`` incidents in flight at a time, each trigger, ack, notes, resolve."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     out: list[Req] = []
@@ -71,7 +72,8 @@ def pd_mix(count: int, *, secret: str, prefix: str, seed: int = 1, redeliver: fl
         made += 1
         pd_id = f"{prefix}{made:07d}"
         created = now - timedelta(seconds=rng.randint(0, 600))
-        title = f"{rng.choice(('5xx rate above 5%', 'p99 latency high', 'Disk full', 'Queue backlog'))} #{made}"
+        what = rng.choice(("5xx rate above 5%", "p99 latency high", "Disk full", "Queue backlog"))
+        title = f"{what} #{made}"
         service = rng.choice(("checkout-api", "payments", "search", "auth", "catalog"))
 
         def data(status: str) -> dict[str, Any]:
@@ -80,7 +82,8 @@ def pd_mix(count: int, *, secret: str, prefix: str, seed: int = 1, redeliver: fl
                                     number=made)
 
         at = created
-        steps = [_pd_req(pd.delivery("incident.triggered", data("triggered"), occurred_at=at), secret, "trigger")]
+        steps = [_pd_req(pd.delivery("incident.triggered", data("triggered"), occurred_at=at), secret,
+                         "trigger")]
         at += timedelta(seconds=rng.randint(20, 300))
         steps.append(_pd_req(pd.delivery("incident.acknowledged", data("acknowledged"), occurred_at=at),
                              secret, "ack"))
@@ -90,7 +93,8 @@ def pd_mix(count: int, *, secret: str, prefix: str, seed: int = 1, redeliver: fl
                                                                                f"PN{made}x{n}"),
                                               occurred_at=at), secret, "note"))
         at += timedelta(seconds=rng.randint(60, 3600))
-        steps.append(_pd_req(pd.delivery("incident.resolved", data("resolved"), occurred_at=at), secret, "resolve"))
+        steps.append(_pd_req(pd.delivery("incident.resolved", data("resolved"), occurred_at=at), secret,
+                             "resolve"))
         return steps
 
     while len(out) < count:
@@ -184,6 +188,40 @@ async def run(urls: list[str], reqs: list[Req], *, mode: str, concurrency: int, 
         return samples, t0, loop.time() - t0
 
 
+def drive_inprocess(db_url: str, reqs: list[Req]) -> dict[str, Any]:
+    """Apply the deliveries through the service layer (``ingest``, one thread, no HTTP): what one delivery
+    costs below the web stack, in CPU and SQL statements."""
+    from sqlalchemy import event
+
+    from incident_bot.config import Settings
+    from incident_bot.pagerduty.events import parse_delivery
+    from incident_bot.services.pagerduty_ingest import ingest
+    from storage import migrate
+    from storage.db import make_engine
+
+    migrate.upgrade(db_url)
+    settings = Settings(_env_file=None, database_url=db_url, incident_announce_channel="C0ANNOUNCE",  # type: ignore[call-arg]
+                        timezone="UTC")
+    engine = make_engine(db_url)
+    statements = 0
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    outcomes: dict[str, int] = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for req in reqs:
+        outcome = ingest(engine, settings, parse_delivery(req.body), req.body).outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    engine.dispose()
+    n = max(1, len(reqs))
+    return {"deliveries": len(reqs), "outcomes": outcomes, "wall_ms": round(1000 * wall / n, 2),
+            "cpu_ms": round(1000 * cpu / n, 2), "statements": round(statements / n, 1)}
+
+
 def pct(sorted_ms: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_ms:
@@ -200,7 +238,8 @@ def summarise(samples: list[Sample], t0: float, wall: float, warmup: float) -> d
     lat = sorted(x.latency * 1000 for x in ok)
     seconds = max(1e-9, wall - warmup)
     return {
-        "sent": len(samples), "requests": len(kept), "ok": len(ok), "statuses": statuses, "seconds": round(seconds, 3),
+        "sent": len(samples), "requests": len(kept), "ok": len(ok), "statuses": statuses,
+        "seconds": round(seconds, 3),
         "ok_per_s": round(len(ok) / seconds, 1),
         "p50_ms": _r(pct(lat, 0.50)), "p90_ms": _r(pct(lat, 0.90)), "p99_ms": _r(pct(lat, 0.99)),
         "max_ms": _r(lat[-1] if lat else None), "mean_ms": _r(sum(lat) / len(lat) if lat else None),
@@ -214,8 +253,11 @@ def _r(v: float | None) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True,
-                   help="base URL of the server, e.g. http://127.0.0.1:8080; several, comma-separated: round robin")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="base URL of the server, e.g. http://127.0.0.1:8080; several, "
+                                      "comma-separated: round robin")
+    target.add_argument("--inprocess", metavar="DATABASE_URL",
+                        help="no server: apply pd-* deliveries with the service layer in this process")
     p.add_argument("--workload", choices=("pd-mix", "pd-triggers", "slack-note"), default="pd-mix")
     p.add_argument("--mode", choices=("closed", "open", "burst"), default="closed")
     p.add_argument("--concurrency", type=int, default=32, help="connections (closed) or requests a burst")
@@ -248,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         reqs = slack_notes(count, secret=args.secret, user=args.slack_user, channel=args.slack_channel)
     prep_s = time.perf_counter() - t_prep
+    if args.inprocess:
+        print(json.dumps(drive_inprocess(args.inprocess, reqs)))
+        return 0
 
-    samples, t0, wall = asyncio.run(run(args.url.split(","), reqs, mode=args.mode, concurrency=args.concurrency,
+    samples, t0, wall = asyncio.run(run(args.url.split(","), reqs, mode=args.mode,
+                                        concurrency=args.concurrency,
                                         rate=args.rate, duration=args.duration, every=args.every,
                                         timeout=args.timeout))
     doc = summarise(samples, t0, wall, args.warmup)

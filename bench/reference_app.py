@@ -1,6 +1,7 @@
 """The yardstick for the ingest benchmark: the least a PagerDuty webhook receiver can do, on our stack.
 
-    DATABASE_URL=sqlite:///ref.db PAGERDUTY_WEBHOOK_SECRETS=s .venv/bin/python bench/reference_app.py --port 8081
+    DATABASE_URL=sqlite:///ref.db PAGERDUTY_WEBHOOK_SECRETS=s \\
+        .venv/bin/python bench/reference_app.py --port 8081
 
 FastAPI + uvicorn (one worker, uvicorn's defaults as ``incident-bot serve`` uses them), the same signature
 check, and one durable row per delivery (``INSERT ... ON CONFLICT DO NOTHING`` on the event id, so a
