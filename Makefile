@@ -21,6 +21,7 @@ lint: $(BIN)/incident-bot
 	$(BIN)/ruff check .
 
 bench: $(BIN)/incident-bot       ## benchmarks and the heavy fault campaign; figures go to bench/RESULTS.md
+	$(BIN)/pip install --quiet -e ".[test,bench]"
 	bench/run
 
 clean:
