@@ -135,6 +135,12 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
             try:
                 response = await slack_handler.handle(request)
                 status = response.status_code
+                if status >= 500:
+                    # A listener failed before it stored its input (the database is down): nothing was
+                    # acknowledged, so Slack retries; 503 says "try again", as for PagerDuty.
+                    status = 503
+                    return JSONResponse({"error": "unavailable, retry"}, status_code=503,
+                                        headers={"Retry-After": "5"})
                 return response
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 # Bolt building its request from a signed body of a shape Slack never sends (listener

@@ -36,7 +36,10 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
         signing_secret=s.slack_signing_secret,
         client=client,
         authorize=authorize,
-        process_before_response=False,
+        # Answer Slack only when the listener has stored what it must: an event acknowledged with 200
+        # before its transaction committed would be lost if the database failed (Slack does not retry a
+        # 200). Listeners are fast (one transaction); Web API calls go through the outbox after the answer.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=bool(bot_user_id),
     )

@@ -6,6 +6,7 @@ every Slack write the command causes is in the outbox and goes out after the ack
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -172,6 +173,17 @@ def declare_from_text(inv: Invocation) -> dict[str, Any]:
                     "invited; the announcement goes to the incidents channel."}
 
 
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def open_view_soon(client: Any, trigger_id: str | None, view: dict[str, Any]) -> None:
+    """Open a modal right after the ack, not before it: Bolt answers Slack when the listener returns
+    (process_before_response), and trigger_id is only valid for 3 s, so this cannot wait for the outbox."""
+    task = asyncio.get_running_loop().create_task(client.views_open(trigger_id=trigger_id, view=view))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
 def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> None:
     name = rt.settings.slack_command
 
@@ -189,7 +201,7 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
             if sub == "declare" and not inv.args:
                 # The modal needs trigger_id within 3 s of the command: open it right after the ack.
                 await ack()
-                await client.views_open(trigger_id=inv.trigger_id, view=blocks.declare_modal())
+                open_view_soon(client, inv.trigger_id, blocks.declare_modal())
                 return
             if sub == "declare":
                 reply = await run_in_threadpool(declare_from_text, inv)
@@ -208,6 +220,6 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
         await ack(response_type="ephemeral", **reply)
         on_committed()
         if view is not None:
-            await client.views_open(trigger_id=inv.trigger_id, view=view)
+            open_view_soon(client, inv.trigger_id, view)
 
     app.command(name)(on_command)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from incident_bot.runtime import Runtime
 from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
-from incident_bot.slack.commands import Invocation, run_in_incident
+from incident_bot.slack.commands import Invocation, open_view_soon, run_in_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import utcnow
@@ -76,7 +76,7 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
         channel = (shortcut.get("channel") or {}).get("id")
         meta = {"channel": channel, "ts": msg.get("ts")}
         text = msg.get("text") or ""
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=blocks.declare_modal(
+        open_view_soon(client, shortcut["trigger_id"], blocks.declare_modal(
             title=text.split("\n", 1)[0][:150], description=text[:2900], private_metadata=json.dumps(meta)))
 
     async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
