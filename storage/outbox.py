@@ -51,6 +51,14 @@ def claim(
     return rows
 
 
+def release_claims(session: Session, tokens: list[datetime]) -> int:
+    """Hand back rows claimed with these lease ends (claims whose COMMIT answer was lost); never started."""
+    stmt = (update(OutboxMessage)
+            .where(OutboxMessage.status == INFLIGHT, OutboxMessage.lease_until.in_(tokens))  # type: ignore[arg-type, union-attr]
+            .values(status=PENDING, lease_until=None, attempts=OutboxMessage.attempts - 1))
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+
 def requeue_expired(session: Session, *, now: datetime) -> int:
     """In-flight rows whose worker died: hand them out again, flagged as uncertain."""
     stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT, OutboxMessage.lease_until < now)  # type: ignore[arg-type, operator]

@@ -289,8 +289,6 @@ def test_a_row_claimed_just_before_the_database_drops_is_not_stranded(app, slack
     assert slack.duplicate_messages() == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a claim whose COMMIT reached PostgreSQL but whose answer was "
-                   "lost leaves the row in flight, unknown to the worker, until the 120 s lease expires")
 def test_a_claim_whose_commit_answer_is_lost_is_not_stranded(app, slack) -> None:  # type: ignore[no-untyped-def]
     def lose_the_answer() -> None:
         app.proxy.deafen()  # the COMMIT reaches PostgreSQL; its answer never comes back

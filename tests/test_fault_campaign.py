@@ -309,9 +309,12 @@ def test_notes_racing_their_trigger_on_two_connections_are_never_lost(pg_url) ->
 
 # -- 2. Slack down, then rate limiting ---------------------------------------------------------------
 
-def run_slack_outage(pg_url: str, slack, down_s: float, limited_s: float, incidents: int) -> None:  # type: ignore[no-untyped-def]
+def run_slack_outage(pg_url: str, slack, down_s: float, limited_s: float, incidents: int,  # type: ignore[no-untyped-def]
+                     backoff_cap: float = 2) -> None:
     deliveries = campaign(incidents, seed=11)
-    env = server_env(pg_url, slack, **FAST_RETRIES)
+    # The cap bounds how long after Slack's return the next attempt comes; with 30 attempts it must also
+    # outlast the outage (a 2 s cap gives up, "dead", after about a minute of refused connections).
+    env = server_env(pg_url, slack, **{**FAST_RETRIES, "OUTBOX_BACKOFF_CAP": str(backoff_cap)})
     replicas = [ServerProcess(env).start(), ServerProcess(env).start()]
     engine = make_engine(pg_url)
     try:
@@ -326,7 +329,12 @@ def run_slack_outage(pg_url: str, slack, down_s: float, limited_s: float, incide
             # Back, but rate limited: every call answered 429 with Retry-After: 1, for a while.
             slack.fail_next("*", 1_000_000, status=429, retry_after=1)
             slack.up()
-        slack.wait_for(lambda: len([c for c in slack.calls() if c.status == 429]) >= 3, timeout=30)
+        try:
+            slack.wait_for(lambda: len([c for c in slack.calls() if c.status == 429]) >= 3, timeout=30)
+        except TimeoutError:
+            with Session(engine) as s:
+                status = Counter(s.execute(select(OutboxMessage.status)).scalars())
+            raise AssertionError(f"no calls once Slack was back; outbox rows: {dict(status)}") from None
         time.sleep(limited_s)
         slack.clear_faults()
         assert not [c for c in slack.calls() if c.status == 200 and c.method != "auth.test"], \
@@ -345,4 +353,4 @@ def test_slack_down_then_rate_limited_delivers_everything_once_in_order(pg_url, 
 
 @pytest.mark.heavy
 def test_heavy_slack_down_for_a_minute_then_rate_limited(pg_url, slack) -> None:  # type: ignore[no-untyped-def]
-    run_slack_outage(pg_url, slack, down_s=60, limited_s=20, incidents=20)
+    run_slack_outage(pg_url, slack, down_s=60, limited_s=20, incidents=20, backoff_cap=10)

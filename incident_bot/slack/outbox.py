@@ -67,6 +67,8 @@ class OutboxWorker:
         self.gate = gate or RateGate()
         self.clock = clock
         self.wake = threading.Event()
+        self._lost_lock = threading.Lock()
+        self._lost_claims: set[datetime] = set()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
 
@@ -108,13 +110,34 @@ class OutboxWorker:
     def run_once(self) -> int:
         """Claim and deliver at most one row. Returns how many rows were handled (0 or 1)."""
         now = self.clock()
-        with session_scope(self.engine) as s:
-            q.requeue_expired(s, now=now)
-            rows = q.claim(s, now=now, lease=LEASE, limit=1, exclude_methods=self.gate.blocked())
+        self._release_lost_claims()
+        # The lease end doubles as a claim token: unique, so a claim whose COMMIT reached the database
+        # but whose answer was lost can be found and handed back, instead of waiting out the lease.
+        lease = LEASE + timedelta(microseconds=random.randrange(1, 1_000_000))
+        try:
+            with session_scope(self.engine) as s:
+                q.requeue_expired(s, now=now)
+                rows = q.claim(s, now=now, lease=lease, limit=1, exclude_methods=self.gate.blocked())
+        except OperationalError:
+            with self._lost_lock:
+                self._lost_claims.add(now + lease)
+            raise
         if not rows:
             return 0
         self._deliver(rows[0])
         return 1
+
+    def _release_lost_claims(self) -> None:
+        with self._lost_lock:
+            tokens = list(self._lost_claims)
+        if not tokens:
+            return
+        with session_scope(self.engine) as s:
+            released = q.release_claims(s, tokens)
+        with self._lost_lock:
+            self._lost_claims.difference_update(tokens)
+        if released:
+            log.info("outbox: handed back %d row(s) whose claim's answer was lost", released)
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Deliver until nothing is due (for the CLI, the demo and tests). True if the queue emptied."""
