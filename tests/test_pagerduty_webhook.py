@@ -235,7 +235,7 @@ def test_health_ready_and_metrics(bot) -> None:  # type: ignore[no-untyped-def]
     assert bot.http.get(f"{bot.url}/healthz").json() == {"status": "ok"}
     assert bot.http.get(f"{bot.url}/readyz").status_code == 200
     bot.send_pd(pd.delivery("incident.triggered", pd.incident_data()))
-    bot.send_pd({"event": {}})  # unsigned: 401, counted
+    bot.send_pd({"event": {}})  # signed but without event.id: 400, counted as malformed
     bot.drain()
     text = bot.http.get(f"{bot.url}/metrics").text
     assert 'incident_bot_deliveries_total{outcome="processed",source="pagerduty"}' in text

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from incident_bot.config import Settings
+from incident_bot.core.severity import severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import translate
 from incident_bot.services.incidents import (
@@ -81,8 +83,6 @@ def _ingest(session: Session, settings: Settings, ev: PagerDutyEvent, body: byte
 
 
 def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent) -> Incident:
-    from incident_bot.core.severity import severity_for
-
     pd = ev.incident
     assert pd is not None
     # Serialise incident creation on the counter row, then look again: a replica that held the lock
@@ -152,7 +152,7 @@ def trigger_row_id(pd_incident_id: str) -> str:
     return f"trigger:{pd_incident_id}"
 
 
-def _refresh_details(inc: Incident, ev: PagerDutyEvent, at) -> None:  # type: ignore[no-untyped-def]
+def _refresh_details(inc: Incident, ev: PagerDutyEvent, at: datetime) -> None:
     pd = ev.incident
     assert pd is not None
     inc.title = pd.title or inc.title
