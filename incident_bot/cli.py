@@ -15,7 +15,9 @@ from incident_bot.config import ConfigError
 # name -> one-line help. Only the module of the command being run is imported (start-up time matters
 # for a CLI that people run in a loop or from cron).
 COMMANDS = {
-    "serve": "run the bot (HTTP endpoints, outbox worker, scheduler)",
+    "serve": "run the bot (HTTP endpoints, fold and outbox workers, scheduler)",
+    "worker": "apply stored inputs and deliver the outbox (no HTTP)",
+    "inbox": "stored inputs: list them, replay failed ones",
     "db": "database migrations",
     "incidents": "list and show incidents",
     "metrics": "MTTD / MTTA / MTTM / MTTR for a period",

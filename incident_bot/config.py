@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     slack_app_token: str | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_command: str = "/incident"
+    # The one workspace served; requests from others are answered 200 and ignored. Unset: the workspace
+    # of SLACK_BOT_TOKEN, from auth.test at start-up.
+    slack_team_id: str | None = Field(default=None, pattern=r"^T[A-Z0-9]{2,20}$")
 
     pagerduty_webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pagerduty_api_token: str | None = None
@@ -64,6 +67,11 @@ class Settings(BaseSettings):
     rca_templates_dir: str | None = None
     blameless_words_file: str | None = None
 
+    # The fold worker: inbox rows applied per transaction (SQLite caps it at 50: one writer), attempts
+    # before a row is parked as failed, and how often an idle worker looks for rows from other replicas.
+    fold_batch_size: int = Field(default=200, ge=1, le=5000)
+    fold_max_attempts: int = Field(default=5, ge=1, le=100)
+    fold_poll_interval: float = Field(default=0.1, gt=0, le=60)
     outbox_workers: int = Field(default=2, ge=1, le=64)
     outbox_max_attempts: int = Field(default=30, ge=1, le=1000)
     outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)

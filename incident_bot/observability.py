@@ -32,14 +32,25 @@ OUTBOX_DELIVERIES = Counter(
 )
 
 
+FOLD_BATCHES = Histogram(
+    "incident_bot_fold_batch_rows", "Inbox rows applied per fold transaction", registry=REGISTRY,
+    buckets=(1, 5, 10, 25, 50, 100, 200, 500),
+)
+INBOX_FAILED = Counter(
+    "incident_bot_inbox_failed_total", "Inbox rows parked as failed by this process", registry=REGISTRY,
+)
+
+
 class OutboxCollector:
     """Outbox depth and dead rows, read from the database at scrape time (true across replicas)."""
+
+    name, help_text = "incident_bot_outbox_rows", "Outbox rows by status"
 
     def __init__(self) -> None:
         self.counts_fn: Any = dict
 
     def collect(self) -> Any:
-        g = GaugeMetricFamily("incident_bot_outbox_rows", "Outbox rows by status", labels=["status"])
+        g = GaugeMetricFamily(self.name, self.help_text, labels=["status"])
         try:
             counts = self.counts_fn()
         except Exception:  # a scrape must not fail because the database is down
@@ -49,8 +60,16 @@ class OutboxCollector:
         yield g
 
 
+class InboxCollector(OutboxCollector):
+    """Inbox depth: pending (not applied yet: the fold's lag) and failed rows (need a look)."""
+
+    name, help_text = "incident_bot_inbox_rows", "Inbox rows by status"
+
+
 OUTBOX_COLLECTOR = OutboxCollector()
 REGISTRY.register(OUTBOX_COLLECTOR)
+INBOX_COLLECTOR = InboxCollector()
+REGISTRY.register(INBOX_COLLECTOR)
 
 
 class JsonFormatter(logging.Formatter):

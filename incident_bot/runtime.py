@@ -1,4 +1,7 @@
-"""Wiring: settings -> engine, migrations, Slack/PagerDuty clients, outbox worker. Used by serve and demo."""
+"""What a running process holds: settings, the database engine, who we are in Slack, the workers.
+
+Built by ``incident_bot.bootstrap`` (the one place that wires a process); everything else receives it.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,39 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty.rest import PagerDutyRest
-from incident_bot.slack.delivery import Context
-from incident_bot.slack.outbox import OutboxWorker, make_slack_client
 from storage import migrate
 from storage.db import get_engine, is_sqlite
 
+if TYPE_CHECKING:
+    from incident_bot.pipeline.fold import FoldWorker
+    from incident_bot.pipeline.heartbeat import Heartbeat
+    from incident_bot.pipeline.outbox_worker import OutboxWorker
+
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Identity:
+    """Who the bot is in Slack: the workspace it serves (SLACK_TEAM_ID, or learned from ``auth.test``)
+    and its own user id (so Bolt ignores the bot's own events). None until known."""
+
+    team_id: str | None = None
+    bot_user_id: str | None = None
 
 
 @dataclass
 class Runtime:
     settings: Settings
     engine: Engine
+    identity: Identity = field(default_factory=Identity)
+    fold: FoldWorker | None = None
     worker: OutboxWorker | None = None
+    heartbeat: Heartbeat | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
@@ -37,34 +54,3 @@ def prepare_database(settings: Settings, *, auto_migrate: bool | None = None) ->
     if auto_migrate:
         migrate.upgrade(settings.database_url)
     return engine
-
-
-def build_worker(settings: Settings, engine: Engine, **overrides: Any) -> OutboxWorker:
-    assert settings.slack_bot_token, "the outbox needs SLACK_BOT_TOKEN"
-    slack = make_slack_client(settings.slack_bot_token, settings.slack_api_url, settings.slack_timeout)
-    ctx = Context(slack=slack, pagerduty=PagerDutyRest.from_settings(settings))
-    try:
-        ctx.bot_user_id = slack.auth_test().get("user_id")
-    except Exception as exc:  # Slack down at start-up: the worker retries calls; adoption just can't match
-        log.warning("auth.test failed at start-up (%s); continuing", exc.__class__.__name__)
-    from incident_bot.slack.rate_limits import DEFAULT_BUDGETS, RateGate
-
-    budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute}
-    kwargs: dict[str, Any] = {
-        "gate": RateGate(budgets),
-        "max_attempts": settings.outbox_max_attempts,
-        "poll_interval": settings.outbox_poll_interval,
-        "threads": settings.outbox_workers,
-        "backoff_base": settings.outbox_backoff_base,
-        "backoff_cap": settings.outbox_backoff_cap,
-    }
-    kwargs.update(overrides)
-    return OutboxWorker(engine, ctx, **kwargs)
-
-
-def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_overrides: Any) -> Runtime:
-    engine = prepare_database(settings)
-    rt = Runtime(settings=settings, engine=engine)
-    if start_worker:
-        rt.worker = build_worker(settings, engine, **worker_overrides)
-    return rt

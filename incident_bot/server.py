@@ -1,7 +1,8 @@
 """The ASGI app: two signed inbound endpoints, health, readiness and metrics.
 
-The request path is: verify, dedup, commit, answer. Everything that talks to Slack or PagerDuty runs
-later in the outbox worker.
+The request path is: verify, store the raw input with ONE insert, answer. Applying it to incidents
+happens in the fold worker, and every call to Slack or PagerDuty in the outbox worker, both after the
+answer (see ``incident_bot.pipeline``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,16 +20,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.internals import parse_body
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from incident_bot.observability import DELIVERIES, OUTBOX_COLLECTOR, REGISTRY, REQUEST_LATENCY
-from incident_bot.pagerduty import signature
+from incident_bot.observability import DELIVERIES, INBOX_COLLECTOR, OUTBOX_COLLECTOR, REGISTRY, REQUEST_LATENCY
+from incident_bot.pagerduty import inbound, signature
 from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
+from incident_bot.pipeline import inbox
+from incident_bot.pipeline import outbox as outbox_q
 from incident_bot.runtime import Runtime
-from incident_bot.services.pagerduty_ingest import ingest
-from storage import outbox as outbox_q
 from storage.db import ping, session_scope
 
 log = logging.getLogger("incident_bot.server")
@@ -59,13 +63,19 @@ def _log(outcome: str, status: int, started: float, **fields: Any) -> None:
     log.info("pagerduty delivery %s", outcome, extra={"fields": fields})
 
 
-def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[Any] | None = None) -> FastAPI:
-    OUTBOX_COLLECTOR.counts_fn = lambda: _outbox_counts(rt)
+def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: list[Any] | None = None,
+               on_start: Callable[[], None] | None = None) -> FastAPI:
+    OUTBOX_COLLECTOR.counts_fn = lambda: _counts(rt, outbox_q.counts)
+    INBOX_COLLECTOR.counts_fn = lambda: _counts(rt, inbox.counts)
+    slack_handler = AsyncSlackRequestHandler(bolt) if bolt is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
-        if rt.worker:
-            rt.worker.start()
+        if on_start is not None:
+            on_start()
+        for part in (rt.heartbeat, rt.worker, rt.fold):
+            if part is not None:
+                part.start()
         for hook in lifespan_hooks or []:
             await hook.start()
         try:
@@ -73,8 +83,11 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
         finally:
             for hook in reversed(lifespan_hooks or []):
                 await hook.stop()
-            if rt.worker:
-                await run_in_threadpool(rt.worker.stop)
+            if "stop" in rt.extras:
+                rt.extras["stop"].set()
+            for part in (rt.fold, rt.worker, rt.heartbeat):
+                if part is not None:
+                    await run_in_threadpool(part.stop)
 
     app = FastAPI(title="incident-bot", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = rt
@@ -100,23 +113,23 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
             _log("malformed", 400, started, reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            result = await asyncio.wait_for(run_in_threadpool(ingest, rt.engine, rt.settings, ev, body),
-                                            timeout=INGEST_DEADLINE)
+            accepted = await asyncio.wait_for(run_in_threadpool(inbound.store, rt.engine, ev, body),
+                                              timeout=INGEST_DEADLINE)
         except (OperationalError, DBAPIError, TimeoutError) as exc:
-            # Not known to be committed, so not acknowledged: PagerDuty redelivers on 5xx, 503 says "try
+            # Not known to be stored, so not acknowledged: PagerDuty redelivers on 5xx, 503 says "try
             # again". A deadline, because a database behind a network partition answers nothing at all
-            # (no refusal, no error): if the transaction commits after all, the redelivery is a duplicate.
+            # (no refusal, no error): if the insert commits after all, the redelivery is a duplicate.
             DELIVERIES.labels(source="pagerduty", outcome="unavailable").inc()
             _log("unavailable", 503, started, event_id=ev.event_id, event_type=ev.event_type,
                  error=exc.__class__.__name__)
             return JSONResponse({"error": "database unavailable, retry"}, status_code=503,
                                 headers={"Retry-After": "5"})
-        if rt.worker:
-            rt.worker.notify()
-        DELIVERIES.labels(source="pagerduty", outcome=result.outcome).inc()
-        _log(result.outcome, 202, started, event_id=ev.event_id, event_type=ev.event_type,
-             incident=result.ref)
-        return JSONResponse({"status": result.outcome, "incident": result.ref}, status_code=202)
+        if rt.fold:
+            rt.fold.notify()
+        outcome = "duplicate" if accepted.duplicate else "accepted" if ev.known and ev.incident_id else "ignored"
+        DELIVERIES.labels(source="pagerduty", outcome=outcome).inc()
+        _log(outcome, 202, started, event_id=ev.event_id, event_type=ev.event_type)
+        return JSONResponse({"status": outcome}, status_code=202)
 
     if slack_handler is not None:
         @app.post("/slack/events")
@@ -192,6 +205,6 @@ def slack_precheck(body: bytes, headers: Any, secret: str) -> int | None:
     return None if isinstance(parsed, dict) else 400
 
 
-def _outbox_counts(rt: Runtime) -> dict[str, int]:
+def _counts(rt: Runtime, count: Callable[[Any], dict[str, int]]) -> dict[str, int]:
     with session_scope(rt.engine) as s:
-        return outbox_q.counts(s)
+        return count(s)

@@ -126,26 +126,49 @@ class TimelineEvent(SQLModel, table=True):
 
 
 class InboxDelivery(SQLModel, table=True):
-    """One row per processed delivery. The unique key is what makes redeliveries harmless."""
+    """Every signed input, stored raw before it is answered; the fold worker applies it later.
+
+    The unique (source, event_id) key makes redeliveries harmless: a second INSERT of the same delivery
+    does nothing. ``status`` follows a row's life: ``pending`` (accepted, 2xx sent) -> ``inflight``
+    (claimed by a fold worker) -> ``done``; a row that fails ``INBOX_MAX_ATTEMPTS`` times is ``failed``
+    (kept with its error, replayed by ``incident-bot inbox retry``); ``deferred`` holds a PagerDuty event
+    that overtook its incident's first event, applied when the incident opens.
+    """
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_inbox_source_event"),)
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_inbox_source_event"),
+        Index("ix_inbox_status_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=16)
+    source: str = Field(max_length=16)  # pagerduty | slack | import
     event_id: str = Field(max_length=255)
     event_type: str = Field(max_length=64)
-    outcome: str = Field(max_length=16)  # processed | ignored | deferred | duplicate-trigger
+    status: str = Field(default="pending", max_length=16)  # pending | done | failed | deferred
+    outcome: str | None = Field(default=None, max_length=16)  # processed | ignored | refused...
+    attempts: int = 0  # failed attempts (a batch that fails is retried row by row)
+    last_error: str | None = None
     incident_id: int | None = None
-    # Deferred deliveries (a note that arrived before its incident was opened) keep their body here and
-    # are applied when the incident opens, so nothing acknowledged is dropped.
     subject_id: str | None = Field(default=None, max_length=64, index=True)
     payload: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """One row per live worker process (fold and outbox). A worker whose heartbeat is older than
+    ``WORKER_DEAD_AFTER`` is dead: a live worker hands its claims back within seconds."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: str = Field(primary_key=True, max_length=128)
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A deferred call to Slack (or PagerDuty REST), delivered by incident_bot/slack/outbox.py.
+    """A deferred call to Slack, PagerDuty REST or a tracker, delivered by incident_bot/pipeline/outbox_worker.py.
 
     Rows with the same ``order_key`` are delivered strictly in id order. ``dedup_key`` lets a producer
     enqueue "at most once" work (one reminder per owner per day) even when replicas race.
@@ -163,6 +186,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     lease_until: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=128)
     last_error: str | None = None
     result: dict[str, Any] = Field(default_factory=dict, sa_column=_json_dict())
     dedup_key: str | None = Field(default=None, max_length=255, unique=True)

@@ -22,7 +22,6 @@ from sqlmodel import Session
 from storage.models import (
     ChannelMember,
     Counter,
-    InboxDelivery,
     Incident,
     OutboxMessage,
     PagerDutyLink,
@@ -44,28 +43,6 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any], conflic
     return session.execute(stmt.returning(key)).first() is not None
 
 
-def record_delivery(
-    session: Session, *, source: str, event_id: str, event_type: str, outcome: str = "processed"
-) -> bool:
-    """Claim a delivery id for this transaction. False: it was processed before (a redelivery)."""
-    return insert_ignore(
-        session,
-        InboxDelivery,
-        {"source": source, "event_id": event_id, "event_type": event_type, "outcome": outcome,
-         "received_at": utcnow()},
-        ["source", "event_id"],
-    )
-
-
-def set_delivery_outcome(session: Session, source: str, event_id: str, outcome: str,
-                         incident_id: int | None) -> None:
-    session.execute(
-        update(InboxDelivery)
-        .where(InboxDelivery.source == source, InboxDelivery.event_id == event_id)  # type: ignore[arg-type]
-        .values(outcome=outcome, incident_id=incident_id)
-    )
-
-
 def lock_counter(session: Session, name: str = "incident") -> None:
     """Take the counter's row lock now (PostgreSQL); SQLite already holds the database write lock."""
     insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
@@ -79,6 +56,18 @@ def next_number(session: Session, name: str = "incident") -> int:
         text("UPDATE counters SET value = value + 1 WHERE name = :n RETURNING value"), {"n": name}
     ).one()
     return int(row[0])
+
+
+def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = ()) -> None:
+    """Lock every incident a batch will touch, in id order, before it writes: two batches then always
+    take their locks in the same order and cannot deadlock. SQLite already holds the write lock."""
+    pd_ids, channels = list(pagerduty_ids), list(channel_ids)
+    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels):
+        return
+    by_pd = select(PagerDutyLink.incident_id).where(PagerDutyLink.pagerduty_incident_id.in_(pd_ids))  # type: ignore[attr-defined]
+    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels))  # type: ignore[union-attr]
+            .order_by(Incident.id).with_for_update())  # type: ignore[arg-type]
+    session.execute(stmt).all()
 
 
 def lock_incident(session: Session, incident_id: int) -> Incident | None:

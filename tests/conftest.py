@@ -125,7 +125,7 @@ class Bot:
         return self.http.post(f"{self.url}/pagerduty/webhook", content=body, headers=h)
 
     def drain(self, timeout: float = 20.0) -> None:
-        from storage.outbox import wait_until_drained
+        from incident_bot.pipeline.outbox import wait_until_drained
 
         assert wait_until_drained(self.rt.engine, timeout), "the outbox did not drain in time"
 
@@ -141,7 +141,7 @@ def slack():  # type: ignore[no-untyped-def]
 def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
     import httpx
 
-    from incident_bot.commands.serve import build_app
+    from incident_bot.bootstrap import build_app
     from incident_bot.testing.live_server import LiveServer
 
     worker_kw = {k: overrides.pop(k) for k in ("backoff_base", "backoff_cap") if k in overrides}
@@ -263,9 +263,36 @@ def slack_post(bot, body: str | bytes, content_type: str, *, secret: str = SLACK
 
 
 def slash(bot, text: str, *, user: str = "U0ADA", channel: str = "C0GENERAL", **kw):  # type: ignore[no-untyped-def]
+    """Send a signed slash command. The HTTP answer is the ack (help and usage errors); the outcome comes
+    through the command's response_url: read it with :func:`reply`."""
     from incident_bot.testing.slack_requests import FORM, slash_body
 
-    return slack_post(bot, slash_body(text, user=user, channel=channel), FORM, **kw)
+    token = uuid.uuid4().hex
+    resp = slack_post(bot, slash_body(text, user=user, channel=channel,
+                                      response_url=bot.slack.response_url(token)), FORM, **kw)
+    resp.response_token = token  # type: ignore[attr-defined]
+    return resp
+
+
+def reply(bot, resp, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
+    """What the user was told about a command: the ack's text if it carried one, else the first answer
+    posted to its response_url (waited for)."""
+    if resp.status_code == 200 and resp.content and (resp.headers.get("content-type") or "").startswith(
+            "application/json"):
+        text = resp.json().get("text")
+        if text:
+            return str(text)
+    token = resp.response_token
+    answers = bot.slack.wait_for(lambda: bot.slack.responses(token), timeout=timeout)
+    assert answers, "no answer reached the command's response_url"
+    return str(answers[0].get("text") or "")
+
+
+def command(bot, text: str, **kw) -> str:  # type: ignore[no-untyped-def]
+    """Run a slash command and return what the user was told (the ack, or the answer)."""
+    resp = slash(bot, text, **kw)
+    assert resp.status_code == 200, resp.text
+    return reply(bot, resp)
 
 
 def slack_event(bot, event: dict, *, event_id: str | None = None, **kw):  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ def test_trigger_opens_channel_topic_intro_and_announcement(bot) -> None:  # typ
     data = pd.incident_data(title="Checkout API 5xx rate above 5%", created_at=T0, priority="P1")
     r = bot.send_pd(pd.delivery("incident.triggered", data, occurred_at=T0 + timedelta(seconds=5)))
     assert r.status_code == 202
-    assert r.json() == {"status": "processed", "incident": "INC-1"}
+    assert r.json() == {"status": "accepted"}
     bot.drain()
 
     ch = bot.slack.channel_by_name("inc-1-checkout-api-5xx-rate-above-5")
@@ -68,6 +68,7 @@ def test_null_priority_uses_urgency_and_null_agent_is_fine(bot) -> None:  # type
     assert bot.send_pd(pd.delivery("incident.triggered", data, agent=None)).status_code == 202
     assert bot.send_pd(pd.delivery("incident.acknowledged", data, agent=None,
                                    occurred_at=T0 + timedelta(minutes=2))).status_code == 202
+    bot.drain()
     with Session(bot.rt.engine) as s:
         inc = s.execute(select(Incident)).scalar_one()
         assert inc.severity == "SEV4"
@@ -112,7 +113,7 @@ def test_lifecycle_events_reach_channel_timeline_and_milestones(bot) -> None:  #
 
 def test_redelivery_has_no_second_effect(bot) -> None:  # type: ignore[no-untyped-def]
     ev = pd.delivery("incident.triggered", pd.incident_data())
-    assert bot.send_pd(ev).json()["status"] == "processed"
+    assert bot.send_pd(ev).json()["status"] == "accepted"
     bot.drain()
     before = all_counts(bot.rt.engine)
     assert bot.send_pd(ev).json()["status"] == "duplicate"
@@ -123,6 +124,7 @@ def test_second_trigger_for_same_pagerduty_incident_opens_nothing(bot) -> None: 
     data = pd.incident_data()
     bot.send_pd(pd.delivery("incident.triggered", data))
     bot.send_pd(pd.delivery("incident.triggered", data))  # a new event id, same incident
+    bot.drain()
     assert count(bot.rt.engine, Incident) == 1
 
 
@@ -224,8 +226,12 @@ def test_note_before_its_incident_is_kept_and_applied_later(bot) -> None:  # typ
     data = pd.incident_data(created_at=T0)
     note = pd.delivery("incident.annotated", pd.note_data(data["id"], "first responder note"),
                        occurred_at=T0 + timedelta(minutes=1))
-    assert bot.send_pd(note).json()["status"] == "deferred"
+    assert bot.send_pd(note).json()["status"] == "accepted"
+    bot.drain()
+    with Session(bot.rt.engine) as s:
+        assert s.execute(select(InboxDelivery.status)).scalar_one() == "deferred"
     assert bot.send_pd(pd.delivery("incident.triggered", data, occurred_at=T0)).status_code == 202
+    bot.drain()
     with Session(bot.rt.engine) as s:
         texts = [e.text for e in s.execute(select(TimelineEvent)).scalars()]
     assert "first responder note" in texts
@@ -238,7 +244,8 @@ def test_health_ready_and_metrics(bot) -> None:  # type: ignore[no-untyped-def]
     bot.send_pd({"event": {}})  # signed but without event.id: 400, counted as malformed
     bot.drain()
     text = bot.http.get(f"{bot.url}/metrics").text
-    assert 'incident_bot_deliveries_total{outcome="processed",source="pagerduty"}' in text
+    assert 'incident_bot_deliveries_total{outcome="accepted",source="pagerduty"}' in text
+    assert 'incident_bot_inbox_rows{status="pending"} 0.0' in text
     assert 'incident_bot_deliveries_total{outcome="malformed",source="pagerduty"}' in text
     assert 'incident_bot_outbox_rows{status="done"}' in text
     assert "incident_bot_request_seconds_bucket" in text

@@ -20,6 +20,7 @@ from incident_bot.services.incidents import (
     open_incident,
     order_key,
     post,
+    set_topic,
 )
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, user
@@ -114,8 +115,7 @@ def _resolve_pagerduty(session: Session, inc: Incident) -> None:
 
 
 def _topic(session: Session, inc: Incident) -> None:
-    repo.enqueue(session, order_key=order_key(inc.id or 0), method="conversations.setTopic",
-                 incident_id=inc.id, payload={"channel": "$incident", "topic": messages.topic(inc)})
+    set_topic(session, inc)
 
 
 def severity(session: Session, settings: Settings, inc: Incident, *, user_id: str, sev: str) -> Reply:

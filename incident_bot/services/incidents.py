@@ -15,6 +15,7 @@ from sqlmodel import Session
 from incident_bot.core.durations import durations
 from incident_bot.core.lifecycle import MILESTONES, IncidentState, Signal, Transition, apply, open_state
 from incident_bot.core.naming import channel_name, incident_ref
+from incident_bot.pipeline import outbox
 from incident_bot.slack import messages
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
@@ -75,6 +76,15 @@ def post(session: Session, inc: Incident, payload: dict[str, Any], *, thread_ann
                  incident_id=inc.id)
 
 
+def set_topic(session: Session, inc: Incident) -> None:
+    """Queue the channel topic for the incident's state now, behind the messages queued before it; a
+    topic still waiting in the queue is superseded (only the last state matters)."""
+    assert inc.id is not None
+    outbox.supersede(session, order_key=order_key(inc.id), method="conversations.setTopic")
+    repo.enqueue(session, order_key=order_key(inc.id), method="conversations.setTopic", incident_id=inc.id,
+                 payload={"channel": "$incident", "topic": messages.topic(inc)})
+
+
 @dataclass(frozen=True)
 class NewIncident:
     title: str
@@ -132,8 +142,7 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
     key = order_key(inc.id)
     repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
                  payload={"name": channel_name(number, new.title), "is_private": False})
-    repo.enqueue(session, order_key=key, method="conversations.setTopic", incident_id=inc.id,
-                 payload={"channel": "$incident", "topic": messages.topic(inc)})
+    set_topic(session, inc)
     post(session, inc, messages.channel_intro(inc, fired_by=new.fired_by))
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,

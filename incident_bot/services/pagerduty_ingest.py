@@ -1,4 +1,5 @@
-"""One PagerDuty delivery -> one transaction. The webhook answers 202 only after this commits."""
+"""Fold PagerDuty deliveries into incidents: the fold worker calls this for each stored delivery, many
+per transaction. Pure lifecycle rules are in ``core.lifecycle``; this writes their effects."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.core.severity import severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import translate
+from incident_bot.pipeline import inbox
 from incident_bot.services.incidents import (
     NewIncident,
     apply_signals,
@@ -21,65 +22,59 @@ from incident_bot.services.incidents import (
     open_incident,
     post,
     refresh_metrics,
+    set_topic,
 )
 from incident_bot.slack import messages
 from storage import repo
-from storage.db import session_scope
-from storage.models import InboxDelivery, Incident, utcnow
+from storage.models import InboxDelivery, Incident, PagerDutyLink, utcnow
 
 log = logging.getLogger(__name__)
 SOURCE = "pagerduty"
 
 
 @dataclass(frozen=True)
-class IngestResult:
-    outcome: str  # processed | duplicate | ignored | deferred
-    ref: str | None = None
+class FoldResult:
+    outcome: str  # processed | ignored | deferred
+    incident_id: int | None = None
+    applied_deferred: tuple[InboxDelivery, ...] = ()
 
 
-def ingest(engine: Engine, settings: Settings, ev: PagerDutyEvent, body: bytes) -> IngestResult:
-    """Apply a delivery exactly once. Retries once when a racing replica opened the same incident."""
-    for attempt in range(3):
-        try:
-            with session_scope(engine) as session:
-                return _ingest(session, settings, ev, body)
-        except IntegrityError:
-            # Another replica committed the same incident (or delivery) between our check and insert;
-            # everything we wrote was rolled back, so a fresh attempt sees its row and does the right thing.
-            if attempt == 2:
-                raise
-            log.info("pagerduty: retrying %s after a concurrent insert", ev.event_id)
-    raise AssertionError("unreachable")
+def needs_counter(session: Session, pd_incident_ids: set[str]) -> bool:
+    """True when some of these PagerDuty incidents have no incident of ours yet: the batch may open one,
+    so it takes the counter lock first (always first: a fixed lock order, no deadlock between replicas)."""
+    if not pd_incident_ids:
+        return False
+    known = set(session.execute(select(PagerDutyLink.pagerduty_incident_id).where(
+        PagerDutyLink.pagerduty_incident_id.in_(pd_incident_ids))).scalars())  # type: ignore[attr-defined]
+    return bool(pd_incident_ids - known)
 
 
-def _ingest(session: Session, settings: Settings, ev: PagerDutyEvent, body: bytes) -> IngestResult:
-    if not repo.record_delivery(session, source=SOURCE, event_id=ev.event_id, event_type=ev.event_type):
-        return IngestResult("duplicate")
+def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery) -> FoldResult:
+    """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done)."""
     if not ev.known or not ev.incident_id:
-        repo.set_delivery_outcome(session, SOURCE, ev.event_id, "ignored", None)
-        return IngestResult("ignored")
-
+        return FoldResult("ignored")
     inc = repo.incident_for_pagerduty(session, ev.incident_id)
     if inc is None and ev.incident is None:
-        # A note about an incident we have not opened yet (deliveries can overtake each other): keep it
-        # and apply it when the incident opens. Under the counter lock, which the opening transaction
-        # holds until it commits: otherwise a replica opening the incident right now would not see this
-        # deferred row (not committed yet when it looks) and the note would never be applied.
+        # A note about an incident we have not opened yet (deliveries overtake each other): keep it and
+        # apply it when the incident opens. The batch holds the counter lock (needs_counter), which an
+        # opening transaction holds until it commits, so no replica can open it unseen in between.
         repo.lock_counter(session)
         inc = repo.incident_for_pagerduty(session, ev.incident_id)
         if inc is None:
-            _defer(session, ev, body)
-            return IngestResult("deferred")
+            inbox.defer(session, row, ev.incident_id)
+            return FoldResult("deferred")
+    applied: list[InboxDelivery] = []
     if inc is None:
         inc = _open_from_pagerduty(session, settings, ev)
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
         _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
-        for deferred in _take_deferred(session, ev.incident_id):
-            _apply(session, settings, inc, deferred, announce=True)
+        for deferred in inbox.take_deferred(session, SOURCE, ev.incident_id):
+            _apply(session, settings, inc, parse_delivery((deferred.payload or "").encode()), announce=True)
+            inbox.finish(session, deferred, outcome="processed", incident_id=inc.id)
+            applied.append(deferred)
     else:
         _apply(session, settings, inc, ev, announce=True)
-    # The inbox row was inserted as "processed": no second write on the hot path.
-    return IngestResult("processed", inc.ref)
+    return FoldResult("processed", inc.id, tuple(applied))
 
 
 def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent) -> Incident:
@@ -144,8 +139,7 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
         post(session, inc, messages.update(inc, icon=tr_in.icon, text_md=tr_in.channel_md,
                                            fallback=f"{inc.ref}: {tr_in.text}"))
     if inc.severity != before_sev or inc.status != before_status:
-        repo.enqueue(session, order_key=f"incident:{inc.id}", method="conversations.setTopic",
-                     incident_id=inc.id, payload={"channel": "$incident", "topic": messages.topic(inc)})
+        set_topic(session, inc)
 
 
 def trigger_row_id(pd_incident_id: str) -> str:
@@ -162,25 +156,3 @@ def _refresh_details(inc: Incident, ev: PagerDutyEvent, at: datetime) -> None:
     inc.pagerduty_escalation_policy_id = pd.escalation_policy_id or inc.pagerduty_escalation_policy_id
     inc.pagerduty_priority, inc.pagerduty_urgency = pd.priority, pd.urgency or inc.pagerduty_urgency
     inc.details_at = at
-
-
-def _defer(session: Session, ev: PagerDutyEvent, body: bytes) -> None:
-    row = session.execute(
-        select(InboxDelivery).where(InboxDelivery.source == SOURCE, InboxDelivery.event_id == ev.event_id)
-    ).scalar_one()
-    row.outcome, row.subject_id, row.payload = "deferred", ev.incident_id, body.decode("utf-8", "replace")
-    session.add(row)
-
-
-def _take_deferred(session: Session, pd_incident_id: str) -> list[PagerDutyEvent]:
-    rows = session.execute(
-        select(InboxDelivery)
-        .where(InboxDelivery.subject_id == pd_incident_id, InboxDelivery.outcome == "deferred")
-        .order_by(InboxDelivery.id)
-    ).scalars().all()
-    events = []
-    for row in rows:
-        events.append(parse_delivery((row.payload or "").encode()))
-        row.outcome, row.payload = "processed", None
-        session.add(row)
-    return events

@@ -1,23 +1,19 @@
-"""``/incident`` (name configurable): parse the sub-command, run it in one transaction, ack with the answer.
+"""``/incident`` (name configurable): the sub-commands, run by the fold worker on a stored command.
 
-The ack carries the ephemeral answer and is sent as soon as the transaction commits (milliseconds);
-every Slack write the command causes is in the outbox and goes out after the ack.
+The accept path (``slack.accept``) answers at once with what needs no database (help, usage errors);
+the fold runs the handler inside its transaction and the answer goes back through ``response_url``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dateutil import tz as dtz
-from slack_bolt.async_app import AsyncApp
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core.severity import normalise_severity
 from incident_bot.runtime import Runtime
@@ -25,7 +21,6 @@ from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
 from incident_bot.slack.mrkdwn import escape
 from storage import repo
-from storage.db import session_scope
 from storage.models import Incident, utcnow
 
 log = logging.getLogger(__name__)
@@ -145,81 +140,62 @@ def _page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.args[:200])
 
 
-def run_in_incident(inv: Invocation) -> dict[str, Any]:
-    """One transaction: find the channel's incident, check membership, run the handler."""
-    with session_scope(inv.rt.engine) as s:
-        # Lock the incident row only for commands that change it (notes and updates just add rows).
-        inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in LOCKS_INCIDENT)
-        if inc is None:
-            return {"text": f"`{inv.command} {inv.sub}` works inside an incident channel. "
-                            f"Declare one with `{inv.command} declare <title>`, or `{inv.command} help`."}
-        if inv.sub in CHANGES_STATE and not svc.is_member(s, inv.channel_id, inv.user_id):
-            return {"text": f"Only members of this channel can change {inc.ref}. Join the channel first "
-                            "(if you just joined, try again in a few seconds)."}
-        svc.remember_user(s, inv.user_id)
-        out = HANDLERS[inv.sub](s, inv, inc)
-        if isinstance(out, svc.Reply):
-            if not out.ok:
-                s.rollback()  # a refused command writes nothing
-            return {"text": out.text}
-        return out
+def precheck(sub: str, args: str, command: str) -> str | None:
+    """A usage error that needs no database, answered in the ack itself; None when the fold must decide."""
+    if sub in ("update", "note", "page", "started") and not args:
+        what = {"update": "<text>", "note": "<text>", "page": "<PagerDuty service>", "started": "<time>"}[sub]
+        return f"Usage: `{command} {sub} {what}`."
+    if sub == "sev" and normalise_severity(args.removeprefix("SEV").removeprefix("sev")) is None:
+        return f"Give a severity from 1 to 4, e.g. `{command} sev 2`."
+    if sub == "role":
+        parts = args.split()
+        if len(parts) != 2 or parts[0].lower() not in svc.ROLES or not USER_MENTION.match(parts[1]):
+            return f"Usage: `{command} role commander|comms|scribe @user`."
+    return None
 
 
-def declare_from_text(inv: Invocation) -> dict[str, Any]:
-    with session_scope(inv.rt.engine) as s:
-        inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=inv.args)
-        ref = inc.ref
-    return {"text": f"Declared *{ref}*: {escape(inv.args)}. Its channel is being created and you are "
-                    "invited; the announcement goes to the incidents channel."}
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: the answer for the user, and whether its writes stand (a refusal writes nothing)."""
+
+    reply: dict[str, Any]
+    ok: bool = True
 
 
-_BACKGROUND: set[asyncio.Task[Any]] = set()
+def run_in_incident(s: Session, inv: Invocation) -> Outcome:
+    """Find the channel's incident, check membership, run the handler: inside the fold's transaction."""
+    # Lock the incident row only for commands that change it (notes and updates just add rows).
+    inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in LOCKS_INCIDENT)
+    if inc is None:
+        return Outcome({"text": f"`{inv.command} {inv.sub}` works inside an incident channel. Declare one "
+                                f"with `{inv.command} declare <title>`, or `{inv.command} help`."}, ok=False)
+    if inv.sub in CHANGES_STATE and not svc.is_member(s, inv.channel_id, inv.user_id):
+        return Outcome({"text": f"Only members of this channel can change {inc.ref}. Join the channel first "
+                                "(if you just joined, try again in a few seconds)."}, ok=False)
+    svc.remember_user(s, inv.user_id)
+    out = HANDLERS[inv.sub](s, inv, inc)
+    if isinstance(out, svc.Reply):
+        return Outcome({"text": out.text}, ok=out.ok)
+    return Outcome(out)
 
 
-def open_view_soon(client: Any, trigger_id: str | None, view: dict[str, Any]) -> None:
-    """Open a modal right after the ack, not before it: Bolt answers Slack when the listener returns
-    (process_before_response), and trigger_id is only valid for 3 s, so this cannot wait for the outbox."""
-    task = asyncio.get_running_loop().create_task(client.views_open(trigger_id=trigger_id, view=view))
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
+def declare_from_text(s: Session, inv: Invocation) -> Outcome:
+    inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=inv.args)
+    return Outcome({"text": f"Declared *{inc.ref}*: {escape(inv.args)}. Its channel is being created and you "
+                            "are invited; the announcement goes to the incidents channel."})
 
 
-def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> None:
-    name = rt.settings.slack_command
-
-    async def on_command(ack: Callable[..., Awaitable[None]], command: dict[str, Any], client: Any) -> None:
-        text = (command.get("text") or "").strip()
-        sub, _, args = text.partition(" ")
-        sub = sub.lower()
-        inv = Invocation(rt, command.get("user_id", ""), command.get("channel_id", ""), sub, args.strip(),
-                         name, command.get("trigger_id"))
-        if sub in ("", "help"):
-            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, all_commands()),
-                      response_type="ephemeral")
-            return
-        try:
-            if sub == "declare" and not inv.args:
-                # The modal needs trigger_id within 3 s of the command: open it right after the ack.
-                await ack()
-                open_view_soon(client, inv.trigger_id, blocks.declare_modal())
-                return
-            if sub == "declare":
-                reply = await run_in_threadpool(declare_from_text, inv)
-            elif sub in HANDLERS:
-                reply = await run_in_threadpool(run_in_incident, inv)
-            else:
-                await ack(text=f"I don't know `{escape(sub)}`. Try `{name} help`.", response_type="ephemeral")
-                return
-        except OperationalError:
-            log.warning("slack command %s: database unavailable", sub)
-            await ack(text="The incident database is unavailable right now; try again in a moment.",
-                      response_type="ephemeral")
-            return
-        view = reply.pop("_open_view", None)
-        # JSON with response_type, so the answer is ephemeral and shaped the same for every command.
-        await ack(response_type="ephemeral", **reply)
-        on_committed()
-        if view is not None:
-            open_view_soon(client, inv.trigger_id, view)
-
-    app.command(name)(on_command)
+def run_command(s: Session, rt: Runtime, command: dict[str, Any]) -> Outcome:
+    """A stored slash command, run by the fold worker."""
+    text = (command.get("text") or "").strip()
+    sub, _, args = text.partition(" ")
+    inv = Invocation(rt, str(command.get("user_id", "")), str(command.get("channel_id", "")), sub.lower(),
+                     args.strip(), rt.settings.slack_command, command.get("trigger_id"))
+    usage = precheck(inv.sub, inv.args, inv.command)
+    if usage:
+        return Outcome({"text": usage}, ok=False)
+    if inv.sub == "declare":
+        return declare_from_text(s, inv)
+    if inv.sub not in HANDLERS:
+        return Outcome({"text": f"I don't know `{escape(inv.sub)}`. Try `{inv.command} help`."}, ok=False)
+    return run_in_incident(s, inv)

@@ -1,42 +1,25 @@
-"""Events API listeners: 📌 reactions, channel membership, App Home.
+"""Events API: 📌 reactions, channel membership, App Home, applied by the fold worker.
 
-Slack retries events (``X-Slack-Retry-Num``) and may deliver one twice: each event is recorded in the
-inbox under its ``event_id`` in the same transaction as its effect, so a repeat has no second effect.
+Slack retries events (``X-Slack-Retry-Num``) and may deliver one twice: the inbox stores each under its
+``event_id`` once, and the fold marks it done in the transaction of its effect.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from sqlalchemy import select
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
-from incident_bot.runtime import Runtime
 from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
 from storage import repo
-from storage.db import session_scope
 from storage.models import ActionItem, Incident, utcnow
 
 log = logging.getLogger(__name__)
 PIN_REACTIONS = {"pushpin", "round_pushpin"}
 OPEN = ("triggered", "acknowledged", "mitigated")
-
-
-def _once(rt: Runtime, body: dict[str, Any], work: Callable[[Session, dict[str, Any]], str]) -> str:
-    """Run ``work`` once per Slack event_id; returns the recorded outcome."""
-    event = body.get("event") or {}
-    event_id = str(body.get("event_id") or f"{event.get('type')}:{event.get('event_ts')}")
-    with session_scope(rt.engine) as s:
-        if not repo.record_delivery(s, source="slack", event_id=event_id, event_type=str(event.get("type"))):
-            return "duplicate"
-        outcome = work(s, event)
-        repo.set_delivery_outcome(s, "slack", event_id, outcome, None)
-        return outcome
 
 
 def pin(s: Session, event: dict[str, Any]) -> str:
@@ -81,20 +64,17 @@ def home(s: Session, event: dict[str, Any]) -> str:
     return "processed"
 
 
-def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> None:
-    def listener(work: Callable[[Session, dict[str, Any]], str]) -> Any:
-        async def handle(body: dict[str, Any]) -> None:
-            outcome = await run_in_threadpool(_once, rt, body, work)
-            log.info("slack event %s: %s", (body.get("event") or {}).get("type"), outcome)
-            on_committed()
-        return handle
+EVENT_HANDLERS = {
+    "reaction_added": pin,
+    "member_joined_channel": membership,
+    "member_left_channel": membership,
+    "app_home_opened": home,
+}
 
-    app.event("reaction_added")(listener(pin))
-    app.event("member_joined_channel")(listener(membership))
-    app.event("member_left_channel")(listener(membership))
-    app.event("app_home_opened")(listener(home))
 
-    async def ignore(body: dict[str, Any]) -> None:  # removing a 📌 keeps the entry, by design
-        return None
-
-    app.event("reaction_removed")(ignore)
+def apply_event(s: Session, body: dict[str, Any]) -> str:
+    """A stored Events API delivery, run by the fold worker; returns the outcome. Removing a 📌 keeps
+    the timeline entry, by design."""
+    event = body.get("event") or {}
+    work = EVENT_HANDLERS.get(str(event.get("type")))
+    return work(s, event) if work else "ignored"

@@ -4,10 +4,8 @@ the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
@@ -17,7 +15,6 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
@@ -25,10 +22,9 @@ from incident_bot.services import actions as capa_svc
 from incident_bot.services import commands as svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
-from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, handler
+from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
 from incident_bot.slack.mrkdwn import escape, truncate, user
 from storage import repo
-from storage.db import session_scope
 from storage.models import ActionItem, Incident, utcnow
 
 RCA_EDIT_CALLBACK = "rca_edit"
@@ -54,8 +50,8 @@ def _today(inv: Invocation) -> Any:
 
 @handler("rca")
 def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any]:
-    if inv.args.strip().lower() == "edit":
-        return {"text": "Opening the RCA form…", "_open_view": rca_edit_modal(inc)}
+    if inv.args.strip().lower() == "edit":  # opened on the accept path (trigger_id lives 3 s)
+        return svc.Reply(f"Run `{inv.command} rca edit` again to open the RCA form.", ok=False)
     result = rca_svc.export_rca(s, inc.ref, "md", inv.rt.settings.rca_templates_dir, today=_today(inv))
     findings, _ = rca_svc.check_language(s, inc.ref, words_file=getattr(inv.rt.settings, "blameless_words_file",
                                                                           None))
@@ -146,44 +142,25 @@ def rca_edit_modal(inc: Incident) -> dict[str, Any]:
                 close=PlainTextObject(text="Cancel"), blocks=inputs).to_dict()
 
 
-def save_rca(rt: Any, user_id: str, ref: str, values: dict[str, Any]) -> None:
+def save_rca(s: Session, user_id: str, ref: str, values: dict[str, Any]) -> str:
+    """The RCA form's submission, applied by the fold worker."""
     updates = {key: ((values.get(key) or {}).get("value") or {}).get("value") or "" for key in EDITABLE}
-    with session_scope(rt.engine) as s:
-        changed = rca_svc.set_narrative(s, ref, updates)
-        inc = repo.incident_by_ref(s, ref)
-        if changed and inc is not None:
-            repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_edited",
-                              actor=user_id, text=f"RCA edited: {', '.join(changed)}")
+    changed = rca_svc.set_narrative(s, ref, updates)
+    inc = repo.incident_by_ref(s, ref)
+    if changed and inc is not None:
+        repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_edited",
+                          actor=user_id, text=f"RCA edited: {', '.join(changed)}")
+    return "processed" if changed else "unchanged"
 
 
-def change_status(rt: Any, user_id: str, channel_id: str, value: str) -> None:
+def change_status(s: Session, user_id: str, channel_id: str, value: str) -> Outcome:
+    """A CAPA status button, applied by the fold worker; the answer goes back through response_url."""
     action_id, _, status = value.partition(":")
-    with session_scope(rt.engine) as s:
-        inc = repo.incident_by_channel(s, channel_id)
-        item = s.get(ActionItem, int(action_id)) if action_id.isdigit() else None
-        if inc is None or item is None or item.incident_id != inc.id:
-            return
-        if not svc.is_member(s, channel_id, user_id):
-            text = f"Only members of this channel can change {inc.ref}'s actions."
-        else:
-            capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack")
-            text = f"Action #{item.id} is now {status.replace('_', ' ')}."
-        repo.enqueue(s, order_key=f"ephemeral:{channel_id}", method="chat.postEphemeral",
-                     payload={"channel": channel_id, "user": user_id, "text": text})
-
-
-def register(app: AsyncApp, rt: Any, on_committed: Callable[[], None]) -> None:
-    async def on_rca_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        await ack()
-        await run_in_threadpool(save_rca, rt, (body.get("user") or {}).get("id", ""),
-                                view.get("private_metadata", ""), view["state"]["values"])
-
-    async def on_status(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await run_in_threadpool(change_status, rt, (body.get("user") or {}).get("id", ""),
-                                (body.get("channel") or {}).get("id", ""), action.get("value", ""))
-        on_committed()
-
-    app.view(RCA_EDIT_CALLBACK)(on_rca_submit)
-    for status in capa.STATUSES:
-        app.action(f"{STATUS_ACTION}_{status}")(on_status)
+    inc = repo.incident_by_channel(s, channel_id)
+    item = s.get(ActionItem, int(action_id)) if action_id.isdigit() and len(action_id) < 12 else None
+    if inc is None or item is None or item.incident_id != inc.id or status not in capa.STATUSES:
+        return Outcome({"text": "That action item no longer exists here."}, ok=False)
+    if not svc.is_member(s, channel_id, user_id):
+        return Outcome({"text": f"Only members of this channel can change {inc.ref}'s actions."}, ok=False)
+    capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack")
+    return Outcome({"text": f"Action #{item.id} is now {status.replace('_', ' ')}."})

@@ -23,12 +23,13 @@ def signed(body: str | bytes, secret: str, *, timestamp: int | None = None) -> t
     return raw, {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig}
 
 
-def slash_body(text: str, *, user: str, channel: str, command: str = "/incident") -> str:
+def slash_body(text: str, *, user: str, channel: str, command: str = "/incident",
+               response_url: str = "https://hooks.slack.com/commands/T0/1/x", team_id: str = "T0STANDIN") -> str:
     return urlencode({
-        "token": "legacy", "team_id": "T0STANDIN", "team_domain": "acme", "channel_id": channel,
+        "token": "legacy", "team_id": team_id, "team_domain": "acme", "channel_id": channel,
         "channel_name": "x", "user_id": user, "user_name": user.lower(), "command": command,
         "text": text, "api_app_id": "A0STANDIN", "trigger_id": f"{int(time.time())}.42.{uuid.uuid4().hex[:8]}",
-        "response_url": "https://hooks.slack.com/commands/T0/1/x",
+        "response_url": response_url,
     })
 
 

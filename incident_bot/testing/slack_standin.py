@@ -119,12 +119,31 @@ class SlackStandIn(StandInServer):
 
     # -- HTTP plumbing ---------------------------------------------------------------------------------------
 
+    def response_url(self, token: str) -> str:
+        """A ``response_url`` for a signed request: posts to it are recorded (see :meth:`responses`)."""
+        return f"http://127.0.0.1:{self.port}/response/{token}"
+
+    def responses(self, token: str | None = None) -> list[dict[str, Any]]:
+        """Bodies posted to response URLs (the outcome of a command or a click), oldest first."""
+        with self.ws.lock:
+            return [copy.deepcopy(r["body"]) for r in self.ws.responses if token in (None, r["token"])]
+
     def _describe(self, request: Request) -> tuple[str, dict[str, Any]]:
+        if request.path.startswith("/response/"):
+            return "response_url", {"token": request.path.removeprefix("/response/")}
         if request.path.startswith("/upload/"):
             return "upload", {"file_id": request.path.removeprefix("/upload/"), "length": len(request.body)}
         return request.path.removeprefix("/api/").strip("/"), _parse_params(request)
 
     def _answer(self, request: Request, key: str, params: dict[str, Any]) -> Reply:
+        if key == "response_url":
+            try:
+                body = json.loads(request.body or b"{}")
+            except ValueError:
+                return Reply(400, b"invalid_payload", content_type="text/plain")
+            with self.ws.lock:
+                self.ws.responses.append({"token": params["token"], "body": body})
+            return Reply(200, b"ok", content_type="text/plain")
         if key == "upload":
             return self._receive_upload(params["file_id"], request.body)
         if not request.path.startswith("/api/"):

@@ -1,7 +1,8 @@
-"""The outbox worker: delivers queued Slack (and PagerDuty REST) calls, in order, at least once, and
-with the exactly-once checks of :mod:`incident_bot.slack.delivery`.
+"""The outbox worker: performs queued calls (Slack, PagerDuty REST, trackers), in order per key, at
+least once, with the exactly-once checks of each job kind (see :mod:`incident_bot.pipeline.jobs`).
 
-Retry policy (ours, not the client's: ``retry_handlers=[]`` so nothing is silently sent twice):
+Retry policy (ours, not the client's: ``retry_handlers=[]`` so nothing is silently sent twice); each
+adapter classifies its own client's errors into:
 - HTTP 429: wait ``Retry-After`` for that method (all rows of the method), no attempt counted;
 - 5xx, timeouts, connection errors, Slack's transient errors: exponential backoff with jitter;
 - anything that can never succeed (``channel_not_found``, ``invalid_auth``...): parked as ``dead``
@@ -10,36 +11,29 @@ Retry policy (ours, not the client's: ``retry_handlers=[]`` so nothing is silent
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import threading
 import time
-import urllib.error
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import pagerduty
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from incident_bot.observability import OUTBOX_DELIVERIES
-from incident_bot.slack import delivery_jobs  # noqa: F401  (registers the multi-call jobs)
-from incident_bot.slack.delivery import DELIVERERS, Context, Permanent, apply_delivered, generic
-from incident_bot.slack.rate_limits import RateGate
-from storage import outbox as q
+from incident_bot.pipeline import outbox as q
+from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobRegistry, UnknownJobKind
+from incident_bot.pipeline.rate_limits import RateGate
+from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = frozenset({
-    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
-    "team_access_not_granted_temporarily", "timeout",
-})
+# A claim's lease is the last resort (a worker that hangs without dying); a dead worker's claims are
+# handed back within seconds through its stale heartbeat (pipeline.heartbeat).
 LEASE = timedelta(seconds=120)
 
 
@@ -48,7 +42,9 @@ class OutboxWorker:
         self,
         engine: Engine,
         ctx: Context,
+        registry: JobRegistry,
         *,
+        worker_id: str = "outbox",
         max_attempts: int = 30,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
@@ -59,6 +55,8 @@ class OutboxWorker:
     ) -> None:
         self.engine = engine
         self.ctx = ctx
+        self.registry = registry
+        self.worker_id = worker_id
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -117,7 +115,8 @@ class OutboxWorker:
         try:
             with session_scope(self.engine) as s:
                 q.requeue_expired(s, now=now)
-                rows = q.claim(s, now=now, lease=lease, limit=1, exclude_methods=self.gate.blocked())
+                rows = q.claim(s, now=now, lease=lease, limit=1, exclude_methods=self.gate.blocked(),
+                               worker_id=self.worker_id)
         except OperationalError:
             with self._lost_lock:
                 self._lost_claims.add(now + lease)
@@ -163,26 +162,18 @@ class OutboxWorker:
             self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), uncertain=uncertain,
                                                       error="database unavailable", count_attempt=False))
             return
-        fn = DELIVERERS.get(row.method, generic)
         started = time.monotonic()
         try:
+            kind = self.registry[row.method]
             self.gate.before_call(row.method)
-            out = fn(self.ctx, row, inc, uncertain)
-        except Permanent as exc:
-            self._dead(row, str(exc))
-        except SlackApiError as exc:
-            self._slack_error(row, exc)
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-            self._retry(row, f"{exc.__class__.__name__}: {exc}", uncertain=True)
-        except pagerduty.Error as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status and 400 <= status < 500 and status != 429:
-                self._dead(row, f"PagerDuty HTTP {status}: {exc}")
-            else:
-                self._retry(row, f"PagerDuty: {exc}", uncertain=uncertain)
+            out = kind.run(self.ctx, row, inc, uncertain)
+        except UnknownJobKind:
+            self._dead(row, f"unknown job kind {row.method!r} (not registered)")
         except Exception as exc:
-            log.exception("outbox %s: %s failed unexpectedly", row.id, row.method)
-            self._retry(row, f"{exc.__class__.__name__}: {exc}", uncertain=uncertain)
+            failure = self.registry.classify(exc)
+            if failure.message.startswith(exc.__class__.__name__) and failure.action == "retry":
+                log.exception("outbox %s: %s failed unexpectedly", row.id, row.method)
+            self._failed(row, failure)
         else:
             now = self.clock()
 
@@ -197,22 +188,19 @@ class OutboxWorker:
                      (time.monotonic() - started) * 1000)
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def _slack_error(self, row: OutboxMessage, exc: SlackApiError) -> None:
-        status = getattr(exc.response, "status_code", 200)
-        error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
-        if status == 429 or error == "ratelimited":
-            retry_after = _retry_after(exc)
+    def _failed(self, row: OutboxMessage, failure: Failure) -> None:
+        if failure.action == "permanent":
+            self._dead(row, failure.message)
+        elif failure.action == "rate_limited":
+            retry_after = failure.retry_after if failure.retry_after is not None else 30.0
             self.gate.penalise(row.method, retry_after)
             OUTBOX_DELIVERIES.labels(method=row.method, outcome="rate_limited").inc()
             at = self.clock() + timedelta(seconds=retry_after)
             self._record(row, lambda s: q.retry_later(
-                s, row.id or 0, at=at, error=f"429 Retry-After {retry_after}s",
+                s, row.id or 0, at=at, error=f"{failure.message} {retry_after:g}s",
                 uncertain=bool(row.result.get("uncertain")), count_attempt=False))
-            return
-        if status >= 500 or error in TRANSIENT_ERRORS:
-            self._retry(row, f"HTTP {status} {error}".strip(), uncertain=True)
-            return
-        self._dead(row, f"{error or 'HTTP ' + str(status)}")
+        else:
+            self._retry(row, failure.message, uncertain=failure.uncertain)
 
     def _retry(self, row: OutboxMessage, error: str, *, uncertain: bool) -> None:
         if row.attempts >= self.max_attempts:
@@ -255,17 +243,17 @@ class OutboxWorker:
                 pause = min(pause * 2, 5.0)
 
 
-def _retry_after(exc: SlackApiError) -> float:
-    headers = getattr(exc.response, "headers", {}) or {}
-    for key, value in headers.items():
-        if key.lower() == "retry-after":
-            try:
-                return max(0.0, min(float(value if not isinstance(value, list) else value[0]), 3600.0))
-            except ValueError:
-                break
-    return 30.0
-
-
-def make_slack_client(token: str, base_url: str, timeout: float) -> WebClient:
-    """A Web API client with no retry handlers of its own: the outbox decides what is retried."""
-    return WebClient(token=token, base_url=base_url, timeout=int(max(1, timeout)), retry_handlers=[])
+def apply_delivered(session: Session, row: OutboxMessage, inc: Incident | None, out: Delivered,
+                    now: datetime) -> None:
+    """Store what the call produced, in the same transaction that marks the row done."""
+    if inc is not None and out.incident_updates:
+        for key, value in out.incident_updates.items():
+            setattr(inc, key, value)
+        session.add(inc)
+    if out.members:
+        repo.set_members(session, out.members[0], added=out.members[1])
+    if out.store is not None:
+        out.store(session)
+    if inc is not None and out.timeline_note:
+        repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="bot",
+                          kind="responders", text=out.timeline_note, source_event_id=f"outbox:{row.id}")

@@ -1,14 +1,16 @@
-"""Outbox queue operations: claim the head row of each order key, finish, retry, park as dead.
+"""The outbox queue: claim the head row of each order key, finish, retry, park as dead.
 
 Claiming is safe with many workers and replicas: a row is taken only if no earlier row of its
 ``order_key`` is still pending or in flight (per-channel order), and on PostgreSQL with
 ``FOR UPDATE SKIP LOCKED`` so two workers never take the same row. A claimed row is ``inflight`` with a
-lease; a worker that dies leaves the lease to expire and the row is handed out again, marked
-``uncertain`` so the deliverer checks whether the first attempt reached Slack before repeating it.
+lease and the worker's id; when a worker dies, a live one sees its heartbeat stop and hands its rows out
+again within seconds (``release_claims_of``), marked ``uncertain`` so the job checks whether the first
+attempt reached Slack before repeating it. The lease is the last resort for a worker that hangs.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +19,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from storage.db import session_scope
 from storage.models import OutboxMessage, utcnow
 
 PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
@@ -24,7 +27,7 @@ PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
 
 def claim(
     session: Session, *, now: datetime, lease: timedelta, limit: int = 1,
-    exclude_methods: Iterable[str] = (),
+    exclude_methods: Iterable[str] = (), worker_id: str | None = None,
 ) -> list[OutboxMessage]:
     earlier = aliased(OutboxMessage)
     head = ~exists().where(
@@ -46,6 +49,7 @@ def claim(
     for row in rows:
         row.status = INFLIGHT
         row.lease_until = now + lease
+        row.claimed_by = worker_id
         row.attempts += 1
         session.add(row)
     return rows
@@ -73,10 +77,50 @@ def requeue_expired(session: Session, *, now: datetime) -> int:
     return len(rows)
 
 
+def release_claims_of(session: Session, worker_ids: list[str], *, now: datetime) -> int:
+    """In-flight rows of dead workers: hand them out again now, flagged as uncertain (the call may have
+    reached Slack before the worker died)."""
+    if not worker_ids:
+        return 0
+    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT,  # type: ignore[arg-type]
+                                       OutboxMessage.claimed_by.in_(worker_ids))  # type: ignore[union-attr]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(session.execute(stmt).scalars())
+    for row in rows:
+        row.status, row.claimed_by, row.lease_until, row.next_attempt_at = PENDING, None, None, now
+        row.result = {**row.result, "uncertain": True}
+        session.add(row)
+    return len(rows)
+
+
+def release_unowned(session: Session, *, now: datetime) -> int:
+    """SQLite at start-up, where this process is the only worker: every in-flight row was left by a
+    previous run that died, so all of them go back to the queue at once (uncertain)."""
+    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT)  # type: ignore[arg-type]
+    rows = list(session.execute(stmt).scalars())
+    for row in rows:
+        row.status, row.claimed_by, row.lease_until, row.next_attempt_at = PENDING, None, None, now
+        row.result = {**row.result, "uncertain": True}
+        session.add(row)
+    return len(rows)
+
+
+def supersede(session: Session, *, order_key: str, method: str) -> int:
+    """Drop pending rows of ``method`` queued under ``order_key``: a later row makes them pointless (a
+    channel topic: only the last state matters). Rows already in flight are left alone."""
+    stmt = (update(OutboxMessage)
+            .where(OutboxMessage.order_key == order_key, OutboxMessage.method == method,  # type: ignore[arg-type]
+                   OutboxMessage.status == PENDING)  # type: ignore[arg-type]
+            .values(status=DONE, result={"skipped": "superseded"}, done_at=utcnow()))
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+
 def finish(session: Session, row_id: int, *, result: dict[str, Any]) -> None:
     session.execute(
         update(OutboxMessage).where(OutboxMessage.id == row_id)  # type: ignore[arg-type]
-        .values(status=DONE, result=result, done_at=utcnow(), lease_until=None, last_error=None)
+        .values(status=DONE, result=result, done_at=utcnow(), lease_until=None, last_error=None,
+                claimed_by=None)
     )
 
 
@@ -88,6 +132,7 @@ def retry_later(session: Session, row_id: int, *, at: datetime, error: str, unce
     row.status = PENDING
     row.next_attempt_at = at
     row.lease_until = None
+    row.claimed_by = None
     row.last_error = error[:2000]
     row.result = {**(result if result is not None else row.result), "uncertain": uncertain}
     if not count_attempt:
@@ -123,15 +168,14 @@ def has_work(session: Session) -> bool:
 
 
 def wait_until_drained(engine: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
-    """Poll until nothing is pending or in flight (the demo, tests, benchmarks). True if it drained."""
-    import time
-
-    from storage.db import session_scope
+    """Poll until neither the inbox nor the outbox has work pending or in flight (the demo, tests,
+    benchmarks). True if both drained."""
+    from incident_bot.pipeline import inbox
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(engine) as s:
-            if not has_work(s):
+            if not inbox.has_work(s) and not has_work(s):
                 return True
         time.sleep(interval)
     return False

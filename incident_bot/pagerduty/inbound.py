@@ -1,0 +1,50 @@
+"""PagerDuty webhooks in: the accept step (verify, parse, store) and the fold's applier.
+
+Accept: the signature (any ``v1=`` of the header, secret rotation), the body parsed and bounded
+(``events.parse_delivery``), then ONE inbox INSERT keyed on PagerDuty's event id. Apply (later, in the
+fold worker): the stored body parsed again and folded into its incident by the use case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from incident_bot.config import Settings
+from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
+from incident_bot.pipeline import inbox
+from incident_bot.pipeline.fold import Applied, Plan
+from incident_bot.services.pagerduty_ingest import fold_event, needs_counter
+from storage.models import InboxDelivery
+
+SOURCE = "pagerduty"
+
+
+def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
+    """One INSERT. An event type we do not handle is recorded as done (``ignored``) with no body: PagerDuty
+    adds types, and a 4xx for them would make it disable the subscription."""
+    if not ev.known or not ev.incident_id:
+        return inbox.accept(engine, source=SOURCE, event_id=ev.event_id, event_type=ev.event_type, payload="",
+                            status=inbox.DONE, outcome="ignored")
+    return inbox.accept(engine, source=SOURCE, event_id=ev.event_id, event_type=ev.event_type,
+                        payload=body.decode("utf-8"), subject_id=ev.incident_id)
+
+
+class PagerDutyApplier:
+    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
+        ids = {r.subject_id for r in rows if r.subject_id}
+        plan.pagerduty_ids |= ids
+        if needs_counter(s, ids):
+            plan.may_open = True
+
+    def apply(self, s: Session, row: InboxDelivery) -> Applied:
+        ev = parse_delivery((row.payload or "").encode())
+        result = fold_event(s, self.settings, ev, row)
+        return Applied(result.outcome, result.incident_id)

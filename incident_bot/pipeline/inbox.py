@@ -1,0 +1,122 @@
+"""The inbox: every signed input is stored raw, with one INSERT, before it is answered.
+
+Accept path (``accept``): SQLAlchemy Core, one ``INSERT .. ON CONFLICT (source, event_id) DO NOTHING``
+in its own short transaction: no ORM, no lock on an incident, nothing else. When it returns, the row is
+durable (SQLite ``synchronous=FULL``, PostgreSQL's commit), so a 2xx sent after it is never lost: the
+fold worker applies the row later, after a crash too.
+
+Worker side: ``pipeline.fold`` claims pending rows in batches and marks each ``done`` (``finish``) in
+the transaction that applied it; a row claimed by a worker that dies is simply still pending, since the
+claim and the effect commit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from storage.models import InboxDelivery, utcnow
+
+PENDING, DONE, FAILED, DEFERRED = "pending", "done", "failed", "deferred"
+STATUSES = (PENDING, DONE, FAILED, DEFERRED)
+_TABLE = InboxDelivery.__table__  # type: ignore[attr-defined]
+# Column sizes: ids longer than these are refused at the door (HTTP 400), never truncated into a
+# collision with another delivery.
+MAX_EVENT_ID = 255
+MAX_SUBJECT_ID = 64
+
+
+@dataclass(frozen=True)
+class Accepted:
+    inbox_id: int | None  # None: a redelivery of a row we already hold
+
+    @property
+    def duplicate(self) -> bool:
+        return self.inbox_id is None
+
+
+def _insert_stmt(dialect: str) -> Any:
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_TABLE)
+    return ins.on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(_TABLE.c.id)
+
+
+_STATEMENTS: dict[str, Any] = {}
+
+
+def accept(engine: Engine, *, source: str, event_id: str, event_type: str, payload: str,
+           subject_id: str | None = None, status: str = PENDING, outcome: str | None = None) -> Accepted:
+    """Store one input durably. Idempotent on (source, event_id)."""
+    dialect = engine.dialect.name
+    stmt = _STATEMENTS.get(dialect)
+    if stmt is None:
+        stmt = _STATEMENTS[dialect] = _insert_stmt(dialect)
+    with engine.begin() as conn:
+        row = conn.execute(stmt, {
+            "source": source, "event_id": event_id, "event_type": event_type[:64], "status": status,
+            "outcome": outcome,
+            "attempts": 0, "payload": payload, "subject_id": subject_id, "received_at": utcnow(),
+        }).first()
+    return Accepted(row[0] if row else None)
+
+
+# -- worker side ----------------------------------------------------------------------------------
+
+def finish(session: Session, row: InboxDelivery, *, outcome: str, incident_id: int | None = None,
+           keep_payload: bool = False) -> None:
+    """Mark a row applied, in the transaction that applied it (so the effect and the mark are one)."""
+    row.status, row.outcome, row.done_at = DONE, outcome[:16], utcnow()
+    row.incident_id = incident_id if incident_id is not None else row.incident_id
+    row.last_error = None
+    if not keep_payload:
+        row.payload = None  # the effect is in the incident tables now; the raw input is not needed
+    session.add(row)
+
+
+def defer(session: Session, row: InboxDelivery, subject_id: str) -> None:
+    """Keep a row that cannot be applied yet (its incident does not exist) until its subject appears."""
+    row.status, row.outcome, row.subject_id = DEFERRED, "deferred", subject_id
+    session.add(row)
+
+
+def take_deferred(session: Session, source: str, subject_id: str) -> list[InboxDelivery]:
+    stmt = (select(InboxDelivery).where(InboxDelivery.source == source, InboxDelivery.status == DEFERRED,  # type: ignore[arg-type]
+                                        InboxDelivery.subject_id == subject_id)  # type: ignore[arg-type]
+            .order_by(InboxDelivery.id))  # type: ignore[arg-type]
+    return list(session.execute(stmt).scalars())
+
+
+def retry(session: Session, *, row_id: int | None = None) -> int:
+    """Put failed rows back in the queue with fresh attempts (``incident-bot inbox retry``): one, or all."""
+    stmt = update(InboxDelivery).where(InboxDelivery.status == FAILED)  # type: ignore[arg-type]
+    if row_id is not None:
+        stmt = stmt.where(InboxDelivery.id == row_id)  # type: ignore[arg-type]
+    stmt = stmt.values(status=PENDING, attempts=0, done_at=None)
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def rows(session: Session, *, status: str | None = None, limit: int = 100) -> list[InboxDelivery]:
+    stmt = select(InboxDelivery).order_by(InboxDelivery.id.desc()).limit(limit)  # type: ignore[union-attr]
+    if status:
+        stmt = stmt.where(InboxDelivery.status == status)  # type: ignore[arg-type]
+    return list(session.execute(stmt).scalars())
+
+
+def counts(session: Session) -> dict[str, int]:
+    found = dict(session.execute(select(InboxDelivery.status, func.count())  # type: ignore[call-overload]
+                                 .group_by(InboxDelivery.status)).all())
+    return {s: int(found.get(s, 0)) for s in STATUSES}
+
+
+def has_work(session: Session) -> bool:
+    q = select(InboxDelivery.id).where(InboxDelivery.status == PENDING).limit(1)  # type: ignore[attr-defined]
+    return session.execute(q).first() is not None
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    return session.execute(select(func.min(InboxDelivery.received_at))
+                           .where(InboxDelivery.status == PENDING)).scalar()  # type: ignore[arg-type]
