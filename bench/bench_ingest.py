@@ -152,12 +152,13 @@ class Server:
 
 
 def ours(db_url: str, slack: SlackStandIn, tmp: Path, name: str, *, profile: Path | None = None,
-         **extra: str) -> Server:
-    """``incident-bot serve`` as an operator runs it (optionally under ``py-spy record``)."""
+         accept_only: bool = False, **extra: str) -> Server:
+    """``incident-bot serve`` as an operator runs it (optionally under ``py-spy record``); ``accept_only``:
+    ``serve --no-worker``, the HTTP replica of the split topology (its worker is another process)."""
     port = free_port()
     announce = slack.channel_by_name("incidents")
     env = bot_env(db_url, slack, announce["id"] if announce else slack.add_channel("incidents"), **extra)
-    argv = [BOT, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [BOT, "serve", "--host", "127.0.0.1", "--port", str(port)] + (["--no-worker"] if accept_only else [])
     if profile is not None:
         spy = shutil.which("py-spy", path=str(Path(PY).parent)) or "py-spy"
         argv = [spy, "record", "--rate", "250", "--format", "raw", "--gil", "--nonblocking",
@@ -227,9 +228,9 @@ LAYERS = (  # leaf frame's file -> layer, first match wins
     ("queue.py", "threads, locks"),
 )
 ROLES = (  # any frame of the stack -> what the thread was doing, first match wins
-    ("pagerduty_ingest.py", "PagerDuty ingest transaction (worker threads)"),
-    ("slack/commands.py", "Slack command transaction (worker threads)"),
-    ("slack/outbox.py", "outbox worker"), ("scheduler.py", "scheduler"),
+    ("pipeline/fold.py", "fold worker (applies stored inputs)"),
+    ("pipeline/inbox.py", "accept: the inbox INSERT"),
+    ("pipeline/outbox_worker.py", "outbox worker"), ("scheduler.py", "scheduler"),
     ("slack_bolt/", "Bolt: verify, parse, dispatch, ack (event loop)"),
     ("uvicorn/", "event loop: HTTP parsing, routing, responses"),
 )
@@ -271,6 +272,7 @@ def profile_summary(raw: Path, seconds: float, rate: int = 250) -> dict[str, Any
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
+ACCEPT_ONLY = "ours --no-worker"
 # fewer transactions in flight per replica: see the notes in RESULTS.md
 TUNED = {"DB_POOL_SIZE": "2", "DB_POOL_OVERFLOW": "0"}
 
@@ -282,9 +284,11 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
     label = app + (f" x{replicas}" if replicas > 1 else "")
     label += "".join(f" {k}={v}" for k, v in (env or {}).items())
     name = f"{app}{replicas}{'t' if env else ''}_{backend}_{mode}{int(rate or 0)}{'_prof' if profile else ''}"
-    with database(backend, tmp, name, migrate=app == "ours") as url, contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(ours(url, slack, tmp, f"{name}_{i}", profile=profile, **(env or {}))
-                                       if app == "ours" else reference(url, tmp, name))
+    name = re.sub(r"[^\w.]+", "_", name)
+    with database(backend, tmp, name, migrate=app != "reference") as url, contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ours(url, slack, tmp, f"{name}_{i}", profile=profile,
+                                            accept_only=app == ACCEPT_ONLY, **(env or {}))
+                                       if app != "reference" else reference(url, tmp, name))
                    for i in range(replicas)]
         urls = ",".join(srv.url for srv in servers)
         cpu0 = sum(cpu_seconds(srv.pid) for srv in servers)
@@ -308,7 +312,7 @@ def plan(args: argparse.Namespace) -> list[Run]:
     for backend in args.backends.split(","):
         for app in args.apps.split(","):
             runs += [(backend, app, "closed", None, 1, None), (backend, app, "open", args.rate, 1, None)]
-            if app != "ours":
+            if app != "ours":  # the low rates and replicas: only the default topology
                 continue
             runs += [(backend, app, "open", rate, 1, None) for rate in args.low_rates]
             if backend == "postgres" and args.replicas > 1:
@@ -321,7 +325,9 @@ def plan(args: argparse.Namespace) -> list[Run]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="sqlite,postgres")
-    p.add_argument("--apps", default="reference,ours")
+    p.add_argument("--apps", default=f"reference,ours,{ACCEPT_ONLY}",
+                   help="reference: the minimal handler; ours: `serve` (workers in-process, the default "
+                        "topology); ours --no-worker: the accept-only replica of the split topology")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rate", type=float, default=200.0, help="open-loop rate of the goal")
@@ -419,9 +425,12 @@ def print_report(doc: dict[str, Any]) -> None:
                          f"{'met' if ok else 'MISSED'})")
             print(line)
     for backend, c in doc.get("inprocess", {}).items():
-        print(f"{backend}, the service layer alone (`ingest()` in one thread, no HTTP, {c['deliveries']} "
-              f"deliveries of the same mix): {c['cpu_ms']} ms CPU, {c['wall_ms']} ms wall and "
-              f"{c['statements']} SQL statements per delivery")
+        a, f = c["accept"], c["fold"]
+        print(f"{backend}, below the web stack (one thread, {c['deliveries']} deliveries of the same mix, "
+              f"{c['duplicates']} redeliveries): accept (parse + INSERT) {a['cpu_ms']} ms CPU, {a['wall_ms']} ms "
+              f"wall, {a['statements']} statements per delivery; fold (batches of {f['batch']}) {f['cpu_ms']} ms "
+              f"CPU, {f['wall_ms']} ms wall, {f['statements']} statements per stored delivery = "
+              f"{f['per_s']} deliveries/s")
     for backend, prof in doc.get("profiles", {}).items():
         if not prof:
             continue

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 
 from incident_bot.config import Settings
+from incident_bot.pipeline import outbox as outbox_q
 from incident_bot.testing import pagerduty_payloads as pd
 from incident_bot.testing.live_server import LiveServer
 from incident_bot.testing.pagerduty_standin import PagerDutyStandIn
 from incident_bot.testing.slack_standin import SlackStandIn
-from storage import outbox as outbox_q
 from storage.db import session_scope
 
 PEOPLE = [("U0ADA", "ada", "ada@example.com"), ("U0BOB", "bob", "bob@example.com"),
@@ -44,7 +44,7 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------------------------------
     def start(self) -> None:
-        from incident_bot.commands.serve import build_app
+        from incident_bot.bootstrap import build_app
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.slack.start()
@@ -98,9 +98,19 @@ class Demo:
             raise RuntimeError("the outbox did not drain")
 
     def slack_command(self, text: str, *, user: str, channel: str) -> str:
+        """A signed slash command; returns what the user was told (the ack, or the answer the fold
+        worker sent to the command's response_url)."""
+        import uuid
+
         from incident_bot.testing.slack_requests import FORM, slash_body
 
-        return self._slack(slash_body(text, user=user, channel=channel), FORM)
+        token = uuid.uuid4().hex
+        acked = self._slack(slash_body(text, user=user, channel=channel,
+                                       response_url=self.slack.response_url(token)), FORM)
+        if acked:
+            return acked
+        answers = self.slack.wait_for(lambda: self.slack.responses(token), timeout=30)
+        return str(answers[0].get("text") or "")
 
     def slack_event(self, event: dict[str, Any]) -> str:
         from incident_bot.testing.slack_requests import event_body

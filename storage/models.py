@@ -54,6 +54,8 @@ class Incident(SQLModel, table=True):
     pagerduty_priority: str | None = Field(default=None, max_length=16)
     pagerduty_urgency: str | None = Field(default=None, max_length=16)
 
+    # False for an incident recorded without a channel (over when we first heard of it, or imported).
+    slack_channel_wanted: bool = True
     slack_channel_id: str | None = Field(default=None, max_length=32, index=True)
     slack_channel_name: str | None = Field(default=None, max_length=80)
     announce_channel_id: str | None = Field(default=None, max_length=32)

@@ -145,11 +145,12 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
     from incident_bot.testing.live_server import LiveServer
 
     worker_kw = {k: overrides.pop(k) for k in ("backoff_base", "backoff_cap") if k in overrides}
+    start_worker = bool(overrides.pop("start_worker", True))
     if "incident_announce_channel" not in overrides:
         existing = slack.channel_by_name("incidents")
         overrides["incident_announce_channel"] = existing["id"] if existing else slack.add_channel("incidents")
     settings = make_settings(db_url, slack_api_url=slack.url, **overrides)
-    app = build_app(settings)
+    app = build_app(settings, start_worker=start_worker)
     rt = app.state.runtime
     if rt.worker is not None:
         for k, v in {"backoff_base": 0.05, "backoff_cap": 0.5, **worker_kw}.items():
@@ -176,9 +177,10 @@ def bot(db_url: str, slack):  # type: ignore[no-untyped-def]
 class ServerProcess:
     """``incident-bot serve`` in its own process, as an operator runs it."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], port: int | None = None, args: list[str] | None = None) -> None:
         import socket
 
+        self.args = args or ["serve"]
         if port is None:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
@@ -199,7 +201,7 @@ class ServerProcess:
         import httpx
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "incident_bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "incident_bot", *self.args, "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from incident_bot.slack.rate_limits import RateGate
+from incident_bot.pipeline.rate_limits import RateGate
 from incident_bot.testing import pagerduty_payloads as pd
 from incident_bot.testing.slack_requests import FORM, event_body, signed, slash_body
 from incident_bot.testing.tcp_proxy import TcpProxy

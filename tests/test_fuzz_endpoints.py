@@ -25,7 +25,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (every table in SQLModel.metadata)
 from incident_bot.pagerduty.signature import sign
-from incident_bot.slack.rate_limits import RateGate
+from incident_bot.pipeline.rate_limits import RateGate
 from incident_bot.testing import pagerduty_payloads as pd
 from incident_bot.testing.slack_requests import FORM, signed, slash_body
 from storage.models import InboxDelivery, Incident

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from incident_bot.slack.rate_limits import RateGate
+from incident_bot.pipeline.rate_limits import RateGate
 
 
 def test_channel_creation_never_exceeds_a_strict_sliding_window() -> None:

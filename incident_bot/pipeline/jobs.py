@@ -70,6 +70,7 @@ class Failure:
     message: str
     retry_after: float | None = None
     uncertain: bool = True  # the call may have reached the other side
+    recognised: bool = True  # False: no adapter knew the error (logged with its traceback)
 
 
 def resolve_placeholder(value: Any, inc: Incident | None, what: str) -> Any:
@@ -136,4 +137,4 @@ class JobRegistry:
             if found is not None:
                 return found
         # An error no adapter recognises: retried with backoff until the attempts run out, then parked.
-        return Failure("retry", f"{exc.__class__.__name__}: {exc}")
+        return Failure("retry", f"{exc.__class__.__name__}: {exc}", recognised=False)

@@ -171,7 +171,7 @@ class OutboxWorker:
             self._dead(row, f"unknown job kind {row.method!r} (not registered)")
         except Exception as exc:
             failure = self.registry.classify(exc)
-            if failure.message.startswith(exc.__class__.__name__) and failure.action == "retry":
+            if not failure.recognised:
                 log.exception("outbox %s: %s failed unexpectedly", row.id, row.method)
             self._failed(row, failure)
         else:

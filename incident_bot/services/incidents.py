@@ -66,8 +66,11 @@ def refresh_metrics(session: Session, inc: Incident) -> IncidentMetrics:
 
 def post(session: Session, inc: Incident, payload: dict[str, Any], *, thread_announce: bool = False,
          channel: str = "$incident") -> None:
-    """Queue a message for the incident channel (or elsewhere) behind the incident's earlier calls."""
+    """Queue a message for the incident channel (or elsewhere) behind the incident's earlier calls. An
+    incident without a channel (recorded quietly) gets no messages about itself."""
     assert inc.id is not None
+    if not inc.slack_channel_wanted and (channel == "$incident" or thread_announce):
+        return
     body = {"channel": channel, **payload}
     if thread_announce:
         body["thread_ts"] = "$announce_ts"
@@ -80,6 +83,8 @@ def set_topic(session: Session, inc: Incident) -> None:
     """Queue the channel topic for the incident's state now, behind the messages queued before it; a
     topic still waiting in the queue is superseded (only the last state matters)."""
     assert inc.id is not None
+    if not inc.slack_channel_wanted:
+        return
     outbox.supersede(session, order_key=order_key(inc.id), method="conversations.setTopic")
     repo.enqueue(session, order_key=order_key(inc.id), method="conversations.setTopic", incident_id=inc.id,
                  payload={"channel": "$incident", "topic": messages.topic(inc)})
@@ -107,8 +112,12 @@ class NewIncident:
 
 
 def open_incident(session: Session, new: NewIncident, *, announce_channel: str | None,
-                  invite_oncall: bool) -> Incident:
-    """Create the incident and queue its channel, topic, first message, invitations and announcement."""
+                  invite_oncall: bool, quiet: bool = False) -> Incident:
+    """Create the incident and queue its channel, topic, first message, invitations and announcement.
+
+    ``quiet``: record it (timeline, milestones, metrics) without any Slack channel: an incident that is
+    already over when we first hear of it (a resolve for an incident opened before the bot was
+    installed), or one imported from history. It gets a channel if it is reopened."""
     number = repo.next_number(session)
     state = open_state(detected_at=new.detected_at, severity=new.severity,
                        impact_started_at=new.impact_started_at)
@@ -138,23 +147,38 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
                           source=new.origin, kind="impact_started", text="Impact started",
                           actor=new.reporter_id, milestone="impact_started_at")
     refresh_metrics(session, inc)
+    if quiet:
+        inc.slack_channel_wanted = False
+        session.add(inc)
+        return inc
+    request_channel(session, inc, fired_by=new.fired_by, announce_channel=announce_channel,
+                    invite_oncall=invite_oncall)
+    return inc
 
+
+def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_channel: str | None,
+                    invite_oncall: bool) -> None:
+    """Queue the incident's channel, topic, intro, announcement and invitations (once per incident)."""
+    assert inc.id is not None
+    inc.slack_channel_wanted = True
+    session.add(inc)
     key = order_key(inc.id)
-    repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
-                 payload={"name": channel_name(number, new.title), "is_private": False})
+    if not repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
+                        payload={"name": channel_name(inc.number, inc.title), "is_private": False},
+                        dedup_key=f"channel:{inc.id}"):
+        return
     set_topic(session, inc)
-    post(session, inc, messages.channel_intro(inc, fired_by=new.fired_by))
+    post(session, inc, messages.channel_intro(inc, fired_by=fired_by))
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                      payload={"channel": announce_channel, "render": "announcement",
                               "capture": "announce"})
-    if new.reporter_id:
+    if inc.reporter_id:
         repo.enqueue(session, order_key=key, method="conversations.invite", incident_id=inc.id,
-                     payload={"channel": "$incident", "users": new.reporter_id})
+                     payload={"channel": "$incident", "users": inc.reporter_id})
     if invite_oncall:
         repo.enqueue(session, order_key=key, method="incident.invite_oncall", incident_id=inc.id,
-                     payload={"escalation_policy_id": new.pagerduty_escalation_policy_id})
-    return inc
+                     payload={"escalation_policy_id": inc.pagerduty_escalation_policy_id})
 
 
 def apply_signals(

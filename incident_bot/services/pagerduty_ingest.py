@@ -22,6 +22,7 @@ from incident_bot.services.incidents import (
     open_incident,
     post,
     refresh_metrics,
+    request_channel,
     set_topic,
 )
 from incident_bot.slack import messages
@@ -30,6 +31,7 @@ from storage.models import InboxDelivery, Incident, PagerDutyLink, utcnow
 
 log = logging.getLogger(__name__)
 SOURCE = "pagerduty"
+OPEN_STATUSES = ("triggered", "acknowledged", "mitigated")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
         ),
         announce_channel=settings.incident_announce_channel,
         invite_oncall=True,
+        # Over when we first hear of it (resolved before the bot saw its trigger, e.g. opened before the
+        # bot was installed): recorded for metrics and history, but no channel born resolved.
+        quiet=ev.event_type == "incident.resolved" or pd.status == "resolved",
     )
 
 
@@ -112,6 +117,10 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     before_sev, before_status = inc.severity, inc.status
     tr = apply_signals(session, inc, tr_in.signals, strict=False, source=SOURCE, actor=ev.agent,
                        source_event_id=ev.event_id)
+    if not inc.slack_channel_wanted and inc.origin != "import" and inc.status in OPEN_STATUSES:
+        # Recorded quietly while it was over, and now open again (reopened): it needs its channel now.
+        request_channel(session, inc, fired_by=f"PagerDuty {tr_in.kind}",
+                        announce_channel=settings.incident_announce_channel, invite_oncall=True)
     if ev.incident and (inc.details_at is None or at >= inc.details_at):
         service = inc.service
         _refresh_details(inc, ev, at)
@@ -135,6 +144,9 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     # An ack/resolve/reopen that changes nothing (late, or the echo of a resolve done from Slack) is
     # recorded on the timeline but not announced again.
     echo = tr_in.kind in ("acknowledged", "resolved", "reopened") and not tr.changed and not tr.status_changed
+    # An acknowledgement that arrives after the resolve changes acknowledged_at (the first ack counts)
+    # but is old news in the channel.
+    echo = echo or (tr_in.kind == "acknowledged" and inc.status in ("resolved", "closed"))
     if tr_in.channel_md and not echo:
         post(session, inc, messages.update(inc, icon=tr_in.icon, text_md=tr_in.channel_md,
                                            fallback=f"{inc.ref}: {tr_in.text}"))

@@ -29,6 +29,9 @@ def upgrade() -> None:
     op.execute("UPDATE inbox SET status = 'deferred' WHERE outcome = 'deferred'")
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True))
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('slack_channel_wanted', sa.Boolean(), nullable=False,
+                                      server_default=sa.true()))
     op.create_table('worker_heartbeats',
     sa.Column('worker_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -39,6 +42,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('worker_heartbeats')
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.drop_column('slack_channel_wanted')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_column('claimed_by')
     with op.batch_alter_table('inbox', schema=None) as batch_op:
