@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     slack_app_token: str | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_command: str = "/incident"
+    slack_team_id: str | None = None
+
+    # The web pages (incident_bot/web): Sign in with Slack. All four set -> pages on; none -> off.
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_oidc_authorize_url: str = "https://slack.com/openid/connect/authorize"
+    web_base_url: str | None = None
+    web_session_secret: str | None = None
+    web_auth: str = "slack"  # slack | none (loopback only, for local use)
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     pagerduty_webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pagerduty_api_token: str | None = None
@@ -105,6 +115,13 @@ class Settings(BaseSettings):
     @classmethod
     def _slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("web_auth")
+    @classmethod
+    def _web_auth(cls, value: str) -> str:
+        if value.strip().lower() not in ("slack", "none"):
+            raise ValueError("must be slack (Sign in with Slack) or none (loopback only)")
+        return value.strip().lower()
 
     @field_validator("log_level")
     @classmethod
