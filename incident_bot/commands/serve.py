@@ -14,7 +14,8 @@ from incident_bot.observability import setup_logging
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="run the bot (HTTP endpoints, outbox worker, scheduler)",
-        description="Serve POST /slack/events, POST /pagerduty/webhook, GET /healthz, /readyz, /metrics. "
+        description="Serve POST /slack/events, POST /pagerduty/webhook, GET /healthz, /readyz, /metrics, and the "
+                    "web pages under /ui/ when Sign in with Slack is configured (README: Web view). "
                     "Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and PAGERDUTY_WEBHOOK_SECRETS.",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_app(settings, *, start_worker: bool = True):  # type: ignore[no-untyped-def]
+def build_app(settings, *, start_worker: bool = True, listen_host: str | None = None):  # type: ignore[no-untyped-def]
     """The production app: runtime, Bolt handler, Socket Mode and scheduler hooks."""
     from incident_bot.runtime import build_runtime
     from incident_bot.server import create_app
@@ -32,6 +33,7 @@ def build_app(settings, *, start_worker: bool = True):  # type: ignore[no-untype
     from incident_bot.slack.socket_mode import SocketModeHook
 
     rt = build_runtime(settings, start_worker=start_worker)
+    rt.extras["listen_host"] = listen_host  # the web pages allow WEB_AUTH=none on loopback only
     handler = create_handler(rt)
     hooks = []
     if settings.slack_app_token:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
                             command="serve")
     setup_logging(settings.log_level)
-    app = build_app(settings, start_worker=not args.no_worker)
+    app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
     logging.getLogger(__name__).info("serving on %s:%s", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)
