@@ -11,6 +11,7 @@ when the server listens on a loopback address (a laptop, the demo).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,7 +19,8 @@ from incident_bot.config import ConfigError, Settings
 
 SIGN_IN_SETTINGS = ("slack_client_id", "slack_client_secret", "web_base_url", "web_session_secret",
                     "slack_team_id")
-_PLACEHOLDERS = ("replace-me", "replace_me", "changeme", "change-me", "your-", "example-secret", "xxx")
+_PLACEHOLDERS = ("replace-me", "replace_me", "changeme", "change-me", "your-", "example-secret")
+_PLACEHOLDER_WHOLE = re.compile(r"^(x+|\.+|\*+|secret|todo|tbd|none|null)$", re.IGNORECASE)
 MIN_SECRET_LENGTH = 32
 
 
@@ -63,7 +65,7 @@ def is_loopback(host: str | None) -> bool:
 
 def _placeholder(value: str) -> bool:
     low = value.lower()
-    return any(p in low for p in _PLACEHOLDERS)
+    return any(p in low for p in _PLACEHOLDERS) or bool(_PLACEHOLDER_WHOLE.match(value))
 
 
 def web_config(settings: Settings, *, listen_host: str | None) -> WebConfig | None:
