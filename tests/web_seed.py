@@ -53,9 +53,11 @@ def seed(engine: Engine, settings: Settings, *, now: datetime | None = None) -> 
                 refs["full"] = inc.ref
             if n % 3 != 2:
                 _step(s, inc, "acknowledged", "acknowledge", at + timedelta(minutes=2 + n), actor="U0ALICE")
-                apply_signals(s, inc, [Signal("mitigate", at + timedelta(minutes=20 + n))], strict=False, source="slack")
+                mitigate = Signal("mitigate", at + timedelta(minutes=20 + n))
+                apply_signals(s, inc, [mitigate], strict=False, source="slack")
                 _step(s, inc, "resolved", "resolve", at + timedelta(minutes=40 + 5 * n))
-            refs.setdefault("open", inc.ref) if n % 3 == 2 else None
+            elif "open" not in refs:
+                refs["open"] = inc.ref
         full = repo.incident_by_ref(s, refs["full"])
         assert full is not None
         today = schedule.local_date(now, settings.tzinfo)

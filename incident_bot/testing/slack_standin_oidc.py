@@ -169,7 +169,8 @@ def _redirect(url: str, params: dict[str, Any]) -> Reply:
 
 
 def _page(status: int, body: str) -> Reply:
-    doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Slack stand-in</title></head><body>{body}</body></html>"
+    doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Slack stand-in</title></head>"
+           f"<body>{body}</body></html>")
     return Reply(status, doc.encode(), content_type="text/html; charset=utf-8")
 
 

@@ -60,7 +60,7 @@ def _set_cookie(config: WebConfig, response: Response, name: str, value: str, ma
 
 
 def _refused(config: WebConfig, message: str, status: int) -> Response:
-    response = page("login.html.j2", {"viewer": None, "error": message, "next": "/ui/incidents",
+    response = page("login.html.j2", {"viewer": None, "error": message, "next": "/ui/incidents", "signed_out": False,
                                       "auth": config.auth}, status=status)
     response.delete_cookie(session.sign_in_cookie(config), path="/", secure=config.secure_cookies,
                            httponly=True, samesite="lax")

@@ -25,7 +25,7 @@ from incident_bot.services.metrics import period_metrics
 from incident_bot.services.rca import export_rca
 from incident_bot.web import charts, queries
 from incident_bot.web.auth import sign_in_redirect, viewer
-from incident_bot.web.render import Clock, css_response, headers, page
+from incident_bot.web.render import Clock, css_response, favicon_response, headers, page
 from incident_bot.web.settings import WebConfig
 from storage.db import session_scope
 from storage.models import utcnow
@@ -85,6 +85,10 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
     @r.get("/ui/static/web.css")
     async def stylesheet() -> Response:
         return css_response()
+
+    @r.get("/ui/static/favicon.svg")
+    async def favicon() -> Response:
+        return favicon_response()
 
     @r.get("/ui")
     @r.get("/ui/")

@@ -53,6 +53,11 @@ def css_response() -> Response:
                     headers={**headers(cache="public, max-age=86400"), "ETag": f'"{version}"'})
 
 
+def favicon_response() -> Response:
+    svg = resources.files("rca_templates").joinpath("web/favicon.svg").read_bytes()
+    return Response(svg, media_type="image/svg+xml", headers=headers(cache="public, max-age=86400"))
+
+
 def qs(params: dict[str, Any]) -> str:
     """``?a=1&b=2`` without empty values ('' when nothing is left)."""
     kept = {k: v for k, v in params.items() if v not in (None, "")}
