@@ -181,3 +181,43 @@ def test_rca_download_is_the_export(site: dict[str, Any]) -> None:
 ])
 def test_next_is_always_a_page_of_this_site(value: str, expected: str) -> None:
     assert safe_next(value) == expected
+
+
+def test_slack_messages_link_to_the_pages_when_web_base_url_is_set(db_url: str, slack: SlackStandIn) -> None:
+    import json
+
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from incident_bot.core import schedule
+    from incident_bot.services.digest import post_digest
+    from storage.db import session_scope
+    from storage.models import Incident, OutboxMessage, utcnow
+    from tests.conftest import slash, start_bot
+
+    base = "https://incidents.example.com"
+    slack.add_user("U0ADA", "ada", "ada@example.com")
+    bot = start_bot(db_url, slack, slack_client_id=CLIENT_ID, slack_client_secret=CLIENT_SECRET,
+                    web_base_url=base, web_session_secret=SECRET, slack_team_id="T0STANDIN")
+    try:
+        slash(bot, "declare Queue backlog growing")
+        bot.drain()
+        with Session(bot.rt.engine) as s:
+            inc = s.execute(select(Incident)).scalar_one()
+        intro = json.dumps(slack.messages(inc.slack_channel_id)[0]["blocks"])
+        assert f"<{base}/ui/incidents/{inc.ref}|{inc.ref} in the web view>" in intro
+        slash(bot, "rca", channel=inc.slack_channel_id)
+        bot.drain()
+        uploaded = [m for m in slack.messages(inc.slack_channel_id) if m.get("files")]
+        assert f"{base}/ui/incidents/{inc.ref}" in json.dumps(uploaded[-1])
+        with session_scope(bot.rt.engine) as s:
+            week = schedule.last_complete_week(utcnow(), bot.rt.settings.tzinfo)
+            assert post_digest(s, bot.rt.settings, week)
+        with Session(bot.rt.engine) as s:
+            row = s.execute(select(OutboxMessage).where(OutboxMessage.dedup_key.like("digest:%"))).scalar_one()
+        key = schedule.period_key(*week, bot.rt.settings.tzinfo)
+        assert f"{base}/ui/digests/{key}" in json.dumps(row.payload["blocks"])
+    finally:
+        bot.http.close()
+        bot.server.stop()
+        bot.rt.engine.dispose()

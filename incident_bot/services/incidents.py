@@ -94,6 +94,7 @@ class NewIncident:
     pagerduty_urgency: str | None = None
     source_event_id: str | None = None
     opened_kind: str = "declared"
+    web_base_url: str | None = None  # WEB_BASE_URL: the intro card links the incident's page
 
 
 def open_incident(session: Session, new: NewIncident, *, announce_channel: str | None,
@@ -134,7 +135,8 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
                  payload={"name": channel_name(number, new.title), "is_private": False})
     repo.enqueue(session, order_key=key, method="conversations.setTopic", incident_id=inc.id,
                  payload={"channel": "$incident", "topic": messages.topic(inc)})
-    post(session, inc, messages.channel_intro(inc, fired_by=new.fired_by))
+    post(session, inc, messages.channel_intro(
+        inc, fired_by=new.fired_by, web_url=messages.web_page(new.web_base_url, f"/ui/incidents/{inc.ref}")))
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                      payload={"channel": announce_channel, "render": "announcement",

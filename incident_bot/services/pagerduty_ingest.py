@@ -104,7 +104,7 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
             pagerduty_priority=pd.priority, pagerduty_urgency=pd.urgency,
             # The trigger's own timeline row is the opening row (same source event id: added once).
-            opened_kind="triggered", source_event_id=trigger_row_id(pd.id),
+            opened_kind="triggered", source_event_id=trigger_row_id(pd.id), web_base_url=settings.web_base_url,
         ),
         announce_channel=settings.incident_announce_channel,
         invite_oncall=True,
