@@ -159,7 +159,7 @@ def shot(driver: webdriver.Chrome, name: str, width: int = 1280) -> None:
     if not SHOTS:
         return
     Path(SHOTS).mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 2400)")
+    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 1500)")
     driver.set_window_size(width, max(700, int(height) + 120))
     driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
     driver.set_window_size(1280, 900)

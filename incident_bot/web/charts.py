@@ -75,7 +75,7 @@ def known_css() -> str:
 def _line_chart(title: str, labels: list[str], *, unit: str) -> Any:
     chart = pygal.Line(js=[], disable_xml_declaration=True, explicit_size=False, width=720, height=300,
                        style=digest_chart._style(SERIES_COLOURS), legend_at_bottom=True,
-                       legend_at_bottom_columns=4, show_y_guides=True, include_x_axis=True,
+                       legend_at_bottom_columns=6, show_y_guides=True, include_x_axis=True,
                        allow_interruptions=True, dots_size=3, truncate_legend=-1, margin=8,
                        x_label_rotation=0 if len(labels) <= 12 else 45, y_title=unit)
     chart.title = title
@@ -109,7 +109,7 @@ def _minutes(v: int | None) -> float | None:
 def metric_chart(key: str, label: str, meaning: str, weeks: list[WeekFigures],
                  targets: list[tuple[str, int]]) -> MetricChart:
     """Mean, p50 and p90 per week in minutes, and one flat line per response target."""
-    labels = [w.label for w in weeks]
+    labels = [w.label.split("-")[-1] for w in weeks]  # "W47": the year is in the table below
     chart = _line_chart(f"{label} per week (minutes; incidents resolved that week)", labels, unit="minutes")
     chart.add("mean", [_minutes(w.mean) for w in weeks])
     chart.add("p50", [_minutes(w.p50) for w in weeks])
