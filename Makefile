@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(BIN)/incident-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,15 @@ $(BIN)/incident-bot: pyproject.toml
 demo: $(BIN)/incident-bot        ## run one incident end to end (SQLite, built-in Slack stand-in, no credentials)
 	$(BIN)/incident-bot demo
 
-test: $(BIN)/incident-bot        ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
+# The web view's tests drive a real headless browser: Debian's chromium and its driver (nothing is
+# downloaded at test time). Skipped when already installed; needs root (CI) or sudo.
+browser:                          ## install chromium + chromium-driver for the browser tests (apt)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: $(BIN)/incident-bot browser ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
 	scripts/test
 
 lint: $(BIN)/incident-bot

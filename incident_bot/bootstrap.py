@@ -93,9 +93,10 @@ def learn_identity(rt: Runtime, client: Any) -> None:
     threading.Thread(target=run, name="auth-test", daemon=True).start()
 
 
-def build_app(settings: Settings, *, start_worker: bool = True) -> FastAPI:
-    """The production ASGI app: accept paths, and (unless ``start_worker`` is off) the workers."""
+def build_app(settings: Settings, *, start_worker: bool = True, listen_host: str | None = None) -> FastAPI:
+    """The production ASGI app: accept paths, web pages, and (unless ``start_worker`` is off) the workers."""
     rt = build_runtime(settings, start_worker=start_worker)
+    rt.extras["listen_host"] = listen_host  # the web pages allow WEB_AUTH=none on loopback only
     bolt = create_bolt_app(rt)
     hooks: list[Any] = []
     if settings.slack_app_token:

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     # of SLACK_BOT_TOKEN, from auth.test at start-up.
     slack_team_id: str | None = Field(default=None, pattern=r"^T[A-Z0-9]{2,20}$")
 
+    # The web pages (incident_bot/web): Sign in with Slack. All four set -> pages on; none -> off.
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_oidc_authorize_url: str = "https://slack.com/openid/connect/authorize"
+    web_base_url: str | None = None
+    web_session_secret: str | None = None
+    web_auth: str = "slack"  # slack | none (loopback only, for local use)
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
     pagerduty_webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pagerduty_api_token: str | None = None
     pagerduty_api_url: str = "https://api.pagerduty.com"
@@ -113,6 +122,13 @@ class Settings(BaseSettings):
     @classmethod
     def _slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("web_auth")
+    @classmethod
+    def _web_auth(cls, value: str) -> str:
+        if value.strip().lower() not in ("slack", "none"):
+            raise ValueError("must be slack (Sign in with Slack) or none (loopback only)")
+        return value.strip().lower()
 
     @field_validator("log_level")
     @classmethod

@@ -74,9 +74,11 @@ class Demo:
             digest_channel=announce,
             timezone="Europe/Berlin",
             outbox_poll_interval=0.05,
+            **web_settings(self),
         )
         self.state["announce"] = announce
-        self.server = LiveServer(build_app(self.settings)).start()
+        self.server = LiveServer(build_app(self.settings, listen_host="127.0.0.1"),
+                                 port=self.state["web_port"]).start()
 
     def stop(self) -> None:
         self.http.close()
@@ -215,15 +217,17 @@ def stage_slack(demo: Demo) -> None:
 STAGES: list[Callable[[Demo], None]] = [stage_pagerduty, stage_slack]
 
 
-def run(out_dir: Path, say: Callable[[str], None] = print) -> int:
+def run(out_dir: Path, say: Callable[[str], None] = print, *, keep_web: bool = False) -> int:
     demo = Demo(out_dir=out_dir, say=say)
     try:
         demo.start()
         assert demo.server
         say(f"incident-bot demo: server on {demo.server.url}, Slack stand-in on {demo.slack.url}, "
             f"database {demo.settings.database_url if demo.settings else '?'}")
-        for stage in [*STAGES, stage_show, *LATE_STAGES]:
+        for stage in [*STAGES, stage_show, *LATE_STAGES, stage_web]:
             stage(demo)
+        if keep_web:
+            serve_web_until_interrupted(demo)
     finally:
         demo.stop()
     say(f"\nDone. Files are in {out_dir}/")
@@ -289,3 +293,53 @@ def stage_digest(demo: Demo) -> None:
 
 
 LATE_STAGES: list[Callable[[Demo], None]] = [stage_rca, stage_digest]
+
+
+# -- the web view (issue 15): the pages, signed in through the Slack stand-in ---------------------------
+
+def web_settings(demo: Demo) -> dict[str, Any]:
+    """Sign in with Slack against the stand-in: an OAuth client, the demo's people as identities, and
+    the port picked before the server starts (the redirect URL must name it)."""
+    import socket
+
+    from incident_bot.testing.slack_standin_state import TEAM_ID
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    demo.state["web_port"] = port
+    client_id, client_secret = "1000.demo", secrets.token_urlsafe(24)
+    demo.slack.oidc.register_client(client_id, client_secret)
+    for uid, name, email in PEOPLE:
+        demo.slack.oidc.add_identity(uid, name, email)
+    return {"slack_client_id": client_id, "slack_client_secret": client_secret, "slack_team_id": TEAM_ID,
+            "web_base_url": f"http://127.0.0.1:{port}", "web_session_secret": secrets.token_urlsafe(32),
+            "slack_oidc_authorize_url": demo.slack.authorize_url}
+
+
+def stage_web(demo: Demo) -> None:
+    """Sign in as ada through the stand-in (as a browser would) and open the incident list."""
+    assert demo.server
+    base = demo.server.url
+    demo.say("\n== The web view: signed in with (the stand-in of) Slack ==")
+    demo.slack.oidc.sign_in_as("U0ADA")
+    try:
+        with httpx.Client(timeout=30, follow_redirects=True) as browser:
+            page = browser.get(f"{base}/ui/auth/slack", params={"next": "/ui/incidents"})
+            incident = browser.get(f"{base}/ui/incidents/INC-2")
+    finally:
+        demo.slack.oidc.sign_in_as(None)  # a person opening the URL chooses who signs in
+    demo.say(f"  signed in as ada: {page.url.path} -> {page.status_code}, INC-2 -> {incident.status_code}")
+    demo.say(f"  open {base}/ui/incidents (while the demo runs; `incident-bot demo --web` keeps it running)")
+
+
+def serve_web_until_interrupted(demo: Demo) -> None:
+    import time
+
+    assert demo.server
+    demo.say(f"\nServing the web view at {demo.server.url}/ui/incidents: press Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        demo.say("stopped")

@@ -123,6 +123,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (out_dir / "INC-2-rca.html").read_text().lstrip().lower().startswith("<!doctype html>")
     assert "Make the reindex job swap the alias" in out, "the CAPA list is printed"
     assert "SEV digest" in out and (out_dir / "digest.md").exists()
+    assert "signed in as ada: /ui/incidents -> 200, INC-2 -> 200" in out, "the web view, signed in"
 
 
 def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:

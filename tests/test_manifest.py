@@ -85,6 +85,12 @@ def test_no_scope_is_unused() -> None:
     assert scopes <= used, f"scopes nothing uses: {scopes - used}"
 
 
+def test_sign_in_with_slack_asks_for_the_openid_scopes_and_our_callback() -> None:
+    oauth = manifest()["oauth_config"]
+    assert set(oauth["scopes"]["user"]) == {"openid", "email", "profile"}  # incident_bot/web/oidc.py SCOPES
+    assert [u.rsplit("/", 3)[-3:] for u in oauth["redirect_urls"]] == [["ui", "auth", "callback"]]
+
+
 def test_events_commands_and_shortcuts_match_the_code() -> None:
     m = manifest()
     assert set(m["settings"]["event_subscriptions"]["bot_events"]) == events_registered()

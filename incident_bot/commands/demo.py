@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", type=Path, default=Path("incident-bot-demo"),
                    help="where the demo database and exported files go (default ./incident-bot-demo)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the server's logs")
+    p.add_argument("--web", action="store_true",
+                   help="afterwards keep serving the web pages (/ui/, signed in through the Slack stand-in) "
+                        "until Ctrl-C")
     p.set_defaults(func=_run)
 
 
@@ -27,4 +30,4 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging("INFO" if args.verbose else "ERROR", json_lines=args.verbose)
     logging.getLogger("incident_bot").setLevel(logging.INFO if args.verbose else logging.ERROR)
-    return demo.run(args.output_dir)
+    return demo.run(args.output_dir, keep_web=args.web)

@@ -76,7 +76,7 @@ def declare(session: Session, settings: Settings, *, reporter: str, title: str, 
         NewIncident(title=title.strip()[:1024], detected_at=detected_at or now, severity=severity,
                     origin="slack", service=service, description=description,
                     impact_started_at=impact_started_at, reporter_id=reporter,
-                    fired_by="Declared", opened_kind="declared"),
+                    fired_by="Declared", opened_kind="declared", web_base_url=settings.web_base_url),
         announce_channel=settings.incident_announce_channel,
         invite_oncall=False,
     )

@@ -263,6 +263,8 @@ def post_digest(session: Session, settings: Settings, period: tuple[datetime, da
     if already_posted(session, key) is not None:
         return False  # cheap check first: no need to build a digest that will not be sent
     view = digest_view(session, settings, since, until, now=now)
+    if settings.web_base_url:
+        view["web_url"] = f"{settings.web_base_url.rstrip('/')}/ui/digests/{key}"
     message = digest_message(view)
     claimed = repo.insert_ignore(session, DigestRun, {
         "period_key": key, "since": since, "until": until, "status": "claimed", "claimed_by": claimed_by,

@@ -109,6 +109,7 @@ class NewIncident:
     pagerduty_urgency: str | None = None
     source_event_id: str | None = None
     opened_kind: str = "declared"
+    web_base_url: str | None = None  # WEB_BASE_URL: the intro card links the incident's page
 
 
 def open_incident(session: Session, new: NewIncident, *, announce_channel: str | None,
@@ -152,12 +153,12 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
         session.add(inc)
         return inc
     request_channel(session, inc, fired_by=new.fired_by, announce_channel=announce_channel,
-                    invite_oncall=invite_oncall)
+                    invite_oncall=invite_oncall, web_base_url=new.web_base_url)
     return inc
 
 
 def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_channel: str | None,
-                    invite_oncall: bool) -> None:
+                    invite_oncall: bool, web_base_url: str | None = None) -> None:
     """Queue the incident's channel, topic, intro, announcement and invitations (once per incident)."""
     assert inc.id is not None
     inc.slack_channel_wanted = True
@@ -168,7 +169,8 @@ def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_
                         dedup_key=f"channel:{inc.id}"):
         return
     set_topic(session, inc)
-    post(session, inc, messages.channel_intro(inc, fired_by=fired_by))
+    post(session, inc, messages.channel_intro(
+        inc, fired_by=fired_by, web_url=messages.web_page(web_base_url, f"/ui/incidents/{inc.ref}")))
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                      payload={"channel": announce_channel, "render": "announcement",

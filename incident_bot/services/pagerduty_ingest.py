@@ -101,7 +101,7 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
             pagerduty_priority=pd.priority, pagerduty_urgency=pd.urgency,
             # The trigger's own timeline row is the opening row (same source event id: added once).
-            opened_kind="triggered", source_event_id=trigger_row_id(pd.id),
+            opened_kind="triggered", source_event_id=trigger_row_id(pd.id), web_base_url=settings.web_base_url,
         ),
         announce_channel=settings.incident_announce_channel,
         invite_oncall=True,
@@ -120,7 +120,8 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     if not inc.slack_channel_wanted and inc.origin != "import" and inc.status in OPEN_STATUSES:
         # Recorded quietly while it was over, and now open again (reopened): it needs its channel now.
         request_channel(session, inc, fired_by=f"PagerDuty {tr_in.kind}",
-                        announce_channel=settings.incident_announce_channel, invite_oncall=True)
+                        announce_channel=settings.incident_announce_channel, invite_oncall=True,
+                        web_base_url=settings.web_base_url)
     if ev.incident and (inc.details_at is None or at >= inc.details_at):
         service = inc.service
         _refresh_details(inc, ev, at)

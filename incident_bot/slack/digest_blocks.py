@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from incident_bot.slack.mrkdwn import channel, escape, truncate, user
+from incident_bot.slack.mrkdwn import channel, escape, link, truncate, user
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
@@ -150,7 +150,9 @@ def digest_blocks(view: dict[str, Any]) -> list[Block]:
     blocks.append(_section(_targets(view)))
     blocks += [_section(t) for t in _capa(view)]
     blocks.append(_section(_services_and_rca(view)))
-    footer = ContextBlock(elements=[_md(f"Full digest: `{view['command']} --format html`")])
+    footer = ContextBlock(elements=[_md(f"Full digest: `{view['command']} --format html`"
+                                        + (f" · {link(view['web_url'], 'in the web view')}" if view.get("web_url")
+                                           else ""))])
     if len(blocks) >= MAX_BLOCKS:  # cannot happen with the caps above; never let Slack refuse the post
         blocks = blocks[: MAX_BLOCKS - 1]
     blocks.append(footer)

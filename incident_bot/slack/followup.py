@@ -23,7 +23,7 @@ from incident_bot.services import commands as svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
 from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
-from incident_bot.slack.mrkdwn import escape, truncate, user
+from incident_bot.slack.mrkdwn import escape, link, truncate, user
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
@@ -62,6 +62,9 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
         summary += f"\n⚠️ Blameless language check ({len(findings)}):\n{listed}"
     for warning in result.warnings[:3]:
         summary += f"\n⚠️ Template: {escape(truncate(warning, 300))}"
+    page = messages.web_page(inv.rt.settings.web_base_url, f"/ui/incidents/{inc.ref}")
+    if page:
+        summary += f"\n🌐 {link(page, 'Read it in the web view')} (rendered, with the timeline and CAPA)"
     repo.enqueue(s, order_key=f"incident:{inc.id}", method="files.upload_v2", incident_id=inc.id,
                  payload={"channel": "$incident", "content": result.text, "filename": f"{inc.ref}-rca.md",
                           "title": f"{inc.ref} RCA", "initial_comment": truncate(summary, 3900)})

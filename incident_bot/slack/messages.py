@@ -80,8 +80,14 @@ def _facts(inc: Any) -> SectionBlock:
     return SectionBlock(fields=fields)
 
 
-def channel_intro(inc: Any, *, fired_by: str) -> dict[str, Any]:
-    """The first message in the incident channel: what fired, on which service, since when."""
+def web_page(base_url: str | None, path: str) -> str | None:
+    """A page of the web view (WEB_BASE_URL set), e.g. ``/ui/incidents/INC-4``; None without one."""
+    return f"{base_url.rstrip('/')}{path}" if base_url else None
+
+
+def channel_intro(inc: Any, *, fired_by: str, web_url: str | None = None) -> dict[str, Any]:
+    """The first message in the incident channel: what fired, on which service, since when; with
+    ``web_url``, a link to the incident's page (timeline, RCA, CAPA)."""
     by = f" by {user(inc.reporter_id)}" if inc.reporter_id else ""
     what = (
         f"*{escape(inc.title)}*\n{escape(fired_by)}{by} on *{escape(inc.service or 'an unknown service')}* "
@@ -100,6 +106,7 @@ def channel_intro(inc: Any, *, fired_by: str) -> dict[str, Any]:
         DividerBlock(),
         ContextBlock(elements=[MarkdownTextObject(
             text="Type `/incident help` for commands. React with :pushpin: to add a message to the timeline."
+            + (f" · {link(web_url, f'{inc.ref} in the web view')}" if web_url else "")
         )]),
     ]
     return message(f"{inc.ref} {inc.severity}: {inc.title}", blocks)

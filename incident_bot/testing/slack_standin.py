@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
 from incident_bot.testing.slack_standin_api import SlackWebApi
+from incident_bot.testing.slack_standin_oidc import OidcProvider
 from incident_bot.testing.slack_standin_render import render_channel, render_transcript
 from incident_bot.testing.slack_standin_state import (
     BOT_USER_ID,
@@ -45,11 +46,17 @@ class SlackStandIn(StandInServer):
         self.ws = Workspace()
         self.api = SlackWebApi(self.ws, lambda file_id: f"http://127.0.0.1:{self.port}/upload/{file_id}")
         self._tokens = set(tokens) if tokens is not None else None
+        self.oidc = OidcProvider()  # Sign in with Slack (slack_standin_oidc.py)
 
     @property
     def url(self) -> str:
         """The ``base_url`` for ``WebClient``/``AsyncWebClient`` (with the trailing slash they need)."""
         return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def authorize_url(self) -> str:
+        """Where Sign in with Slack starts (SLACK_OIDC_AUTHORIZE_URL)."""
+        return f"http://127.0.0.1:{self.port}/openid/connect/authorize"
 
     # -- seed data -------------------------------------------------------------------------------------------
 
@@ -146,6 +153,8 @@ class SlackStandIn(StandInServer):
             return Reply(200, b"ok", content_type="text/plain")
         if key == "upload":
             return self._receive_upload(params["file_id"], request.body)
+        if self.oidc.handles(request, key):
+            return self.oidc.answer(request, key, params)
         if not request.path.startswith("/api/"):
             return Reply(404, b"Not Found", content_type="text/plain")
         try:
