@@ -88,6 +88,13 @@ def dispose_all() -> None:
     _ENGINES.clear()
 
 
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_transaction_caches(session: Session, previous_transaction: object) -> None:
+    """``session.info`` holds what this transaction already did (counter row ensured and locked, incidents
+    looked up): a rollback, a savepoint's too, undoes it, so the caches go with it."""
+    session.info.clear()
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any exception."""

@@ -19,6 +19,13 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def head() -> str | None:
+    """The newest revision shipped with this package."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 

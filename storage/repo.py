@@ -29,29 +29,49 @@ from storage.models import (
     utcnow,
 )
 
+_STATEMENTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
 
-def _insert(session: Session, model: type) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+def _insert_ignore_stmt(dialect: str, model: type, conflict: list[str]) -> Any:
+    """One statement object per (dialect, table, key), executed with parameters: building and hashing a
+    new construct for every row costs more than running it (the fold inserts thousands a second)."""
+    key = (dialect, model.__tablename__, tuple(conflict))  # type: ignore[attr-defined]
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        table = model.__table__  # type: ignore[attr-defined]
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        # RETURNING rather than rowcount: psycopg reports no reliable rowcount for ON CONFLICT DO NOTHING.
+        pk = next(iter(table.primary_key.columns))
+        stmt = _STATEMENTS[key] = ins.on_conflict_do_nothing(index_elements=conflict).returning(pk)
+    return stmt
 
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> bool:
     """Insert a row unless one with the same unique key exists. True when this call inserted it."""
-    stmt = _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    # RETURNING rather than rowcount: psycopg reports no reliable rowcount for ON CONFLICT DO NOTHING.
-    key = next(iter(model.__table__.primary_key.columns))  # type: ignore[attr-defined]
-    return session.execute(stmt.returning(key)).first() is not None
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model, conflict)
+    return session.execute(stmt, values).first() is not None
+
+
+def _ensure_counter(session: Session, name: str) -> None:
+    done = session.info.setdefault("counters", set())
+    if name not in done:
+        insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
+        done.add(name)
 
 
 def lock_counter(session: Session, name: str = "incident") -> None:
     """Take the counter's row lock now (PostgreSQL); SQLite already holds the database write lock."""
-    insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
-    session.execute(select(Counter).where(Counter.name == name).with_for_update())  # type: ignore[arg-type]
+    if name in session.info.setdefault("counter_locked", set()):
+        return
+    _ensure_counter(session, name)
+    session.execute(select(Counter.value).where(Counter.name == name).with_for_update())  # type: ignore[arg-type]
+    session.info["counter_locked"].add(name)
 
 
 def next_number(session: Session, name: str = "incident") -> int:
     """Take the next gap-free number; holds the counter's row lock until the transaction ends."""
-    insert_ignore(session, Counter, {"name": name, "value": 0}, ["name"])
+    _ensure_counter(session, name)
+    session.info.setdefault("counter_locked", set()).add(name)
     row = session.execute(
         text("UPDATE counters SET value = value + 1 WHERE name = :n RETURNING value"), {"n": name}
     ).one()
@@ -76,12 +96,19 @@ def lock_incident(session: Session, incident_id: int) -> Incident | None:
 
 
 def incident_for_pagerduty(session: Session, pd_incident_id: str, *, lock: bool = True) -> Incident | None:
-    """Our incident for a PagerDuty incident id (the triggering one or one paged from Slack): one query."""
+    """Our incident for a PagerDuty incident id (the triggering one or one paged from Slack): one query,
+    and none for the same id again in this transaction (the row stays locked until it ends)."""
+    known = session.info.setdefault("pd_incidents", {})
+    if pd_incident_id in known:
+        return known[pd_incident_id]
     stmt = (select(Incident).join(PagerDutyLink, PagerDutyLink.incident_id == Incident.id)  # type: ignore[arg-type]
             .where(PagerDutyLink.pagerduty_incident_id == pd_incident_id))  # type: ignore[arg-type]
     if lock:
         stmt = stmt.with_for_update(of=Incident)  # type: ignore[arg-type]
-    return session.execute(stmt).scalar_one_or_none()
+    found = session.execute(stmt).scalar_one_or_none()
+    if found is not None and lock:
+        known[pd_incident_id] = found  # a miss is not cached: the incident may be opened right after
+    return found
 
 
 def incident_by_ref(session: Session, ref: str, *, lock: bool = False) -> Incident | None:
@@ -142,6 +169,15 @@ def enqueue(
         session.add(OutboxMessage(**values))
         return True
     return insert_ignore(session, OutboxMessage, values, ["dedup_key"])
+
+
+def enqueue_row(session: Session, *, order_key: str, method: str, payload: dict[str, Any],
+                incident_id: int | None = None) -> OutboxMessage:
+    """Queue a call and return its row (not yet flushed: a batch's rows go out in one multi-row INSERT)."""
+    row = OutboxMessage(order_key=order_key, method=method, payload=payload, incident_id=incident_id,
+                        status="pending", attempts=0, next_attempt_at=utcnow(), result={}, created_at=utcnow())
+    session.add(row)
+    return row
 
 
 def timeline(session: Session, incident_id: int) -> list[TimelineEvent]:

@@ -264,30 +264,42 @@ def slack_post(bot, body: str | bytes, content_type: str, *, secret: str = SLACK
     return bot.http.post(f"{bot.url}/slack/events", content=raw, headers=h)
 
 
-def slash(bot, text: str, *, user: str = "U0ADA", channel: str = "C0GENERAL", **kw):  # type: ignore[no-untyped-def]
-    """Send a signed slash command. The HTTP answer is the ack (help and usage errors); the outcome comes
-    through the command's response_url: read it with :func:`reply`."""
+class Answered:
+    """A slash command's HTTP answer (the ack) plus what the user is told afterwards: ``json()`` is the
+    ack's body when it says something (help, a usage error), else the first answer the fold worker posted
+    to the command's ``response_url`` (waited for), which is what Slack shows the user."""
+
+    def __init__(self, bot, resp, token: str) -> None:  # type: ignore[no-untyped-def]
+        self.bot, self.resp, self.token = bot, resp, token
+        self.status_code, self.headers = resp.status_code, resp.headers
+        self.text, self.content = resp.text, resp.content
+
+    def ack(self) -> dict:  # type: ignore[type-arg]
+        if self.resp.content and (self.resp.headers.get("content-type") or "").startswith("application/json"):
+            return dict(self.resp.json())
+        return {}
+
+    def json(self, timeout: float = 20.0) -> dict:  # type: ignore[type-arg]
+        acked = self.ack()
+        if acked.get("text") or acked.get("blocks"):
+            return acked
+        answers = self.bot.slack.wait_for(lambda: self.bot.slack.responses(self.token), timeout=timeout)
+        return dict(answers[0])
+
+
+def slash(bot, text: str, *, user: str = "U0ADA", channel: str = "C0GENERAL", **kw) -> Answered:  # type: ignore[no-untyped-def]
+    """Send a signed slash command, with a response_url on the Slack stand-in."""
     from incident_bot.testing.slack_requests import FORM, slash_body
 
     token = uuid.uuid4().hex
     resp = slack_post(bot, slash_body(text, user=user, channel=channel,
                                       response_url=bot.slack.response_url(token)), FORM, **kw)
-    resp.response_token = token  # type: ignore[attr-defined]
-    return resp
+    return Answered(bot, resp, token)
 
 
-def reply(bot, resp, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
-    """What the user was told about a command: the ack's text if it carried one, else the first answer
-    posted to its response_url (waited for)."""
-    if resp.status_code == 200 and resp.content and (resp.headers.get("content-type") or "").startswith(
-            "application/json"):
-        text = resp.json().get("text")
-        if text:
-            return str(text)
-    token = resp.response_token
-    answers = bot.slack.wait_for(lambda: bot.slack.responses(token), timeout=timeout)
-    assert answers, "no answer reached the command's response_url"
-    return str(answers[0].get("text") or "")
+def reply(bot, resp: Answered, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
+    """What the user was told about a command, as text."""
+    return str(resp.json(timeout).get("text") or "")
 
 
 def command(bot, text: str, **kw) -> str:  # type: ignore[no-untyped-def]

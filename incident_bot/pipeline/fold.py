@@ -146,15 +146,18 @@ class FoldWorker:
         repo.lock_incidents(s, pagerduty_ids=plan.pagerduty_ids, channel_ids=plan.channel_ids)
         # Grouped by subject (an incident's deliveries together, in arrival order): locks are already
         # held, and the incident's messages are queued in the order its inputs arrived.
+        finished: list[tuple[InboxDelivery, Applied]] = []
         for row in sorted(rows, key=lambda r: (r.source, r.subject_id or "", r.id or 0)):
             applier = self.appliers.get(row.source)
             if applier is None:
-                inbox.finish(s, row, outcome="ignored")
                 log.warning("fold: no applier for source %r (row %s); ignored", row.source, row.id)
+                finished.append((row, Applied("ignored")))
                 continue
             done = applier.apply(s, row)
-            if done.outcome == "deferred":
-                continue  # the applier kept the row (inbox.defer)
+            if done.outcome != "deferred":  # a deferred row was kept by its applier (inbox.defer)
+                finished.append((row, done))
+        # Marked done together at the end: one multi-row UPDATE instead of one per row.
+        for row, done in finished:
             inbox.finish(s, row, outcome=done.outcome, incident_id=done.incident_id,
                          keep_payload=done.keep_payload)
 

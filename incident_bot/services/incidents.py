@@ -43,18 +43,29 @@ def state_of(inc: Incident) -> IncidentState:
 
 
 def store_state(inc: Incident, state: IncidentState) -> None:
+    """Write the lifecycle state back; only the fields that changed (every attribute set on a mapped
+    object costs, and the fold stores thousands of states a second)."""
+    changed = False
     for name in _STATE_FIELDS:
         if name == "resolve_times":
-            inc.resolve_times = [t.isoformat() for t in state.resolve_times]  # a new list: JSON is saved
+            value: Any = [t.isoformat() for t in state.resolve_times]  # a new list: JSON is saved
         else:
-            setattr(inc, name, getattr(state, name))
-    inc.updated_at = utcnow()
+            value = getattr(state, name)
+        if getattr(inc, name) != value:
+            setattr(inc, name, value)
+            changed = True
+    if changed or inc.updated_at is None:
+        inc.updated_at = utcnow()
 
 
 def refresh_metrics(session: Session, inc: Incident) -> IncidentMetrics:
     """Recompute the incident's TTx row; called whenever a milestone or a grouping field changes."""
     assert inc.id is not None
-    row = session.get(IncidentMetrics, inc.id) or IncidentMetrics(incident_id=inc.id, severity=inc.severity)
+    new = inc.id in session.info.get("new_incidents", ())
+    row = (None if new else session.get(IncidentMetrics, inc.id)) or session.info.get("metrics", {}).get(inc.id)
+    if row is None:
+        row = IncidentMetrics(incident_id=inc.id, severity=inc.severity)
+        session.info.setdefault("metrics", {})[inc.id] = row
     for key, value in durations({m: getattr(inc, m) for m in MILESTONES}).items():
         setattr(row, key, value)
     row.severity, row.service = inc.severity, inc.service
@@ -85,9 +96,15 @@ def set_topic(session: Session, inc: Incident) -> None:
     assert inc.id is not None
     if not inc.slack_channel_wanted:
         return
-    outbox.supersede(session, order_key=order_key(inc.id), method="conversations.setTopic")
-    repo.enqueue(session, order_key=order_key(inc.id), method="conversations.setTopic", incident_id=inc.id,
-                 payload={"channel": "$incident", "topic": messages.topic(inc)})
+    queued = session.info.setdefault("topic_rows", {})
+    earlier = queued.get(inc.id)
+    if earlier is not None:  # queued earlier in this transaction: superseded without a query
+        earlier.status, earlier.result, earlier.done_at = outbox.DONE, {"skipped": "superseded"}, utcnow()
+    elif inc.id not in session.info.get("new_incidents", ()):
+        outbox.supersede(session, order_key=order_key(inc.id), method="conversations.setTopic")
+    queued[inc.id] = repo.enqueue_row(session, order_key=order_key(inc.id), method="conversations.setTopic",
+                                      incident_id=inc.id,
+                                      payload={"channel": "$incident", "topic": messages.topic(inc)})
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,7 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
     session.add(inc)
     session.flush()
     assert inc.id is not None
+    session.info.setdefault("new_incidents", set()).add(inc.id)
     if new.pagerduty_incident_id:
         session.add(PagerDutyLink(pagerduty_incident_id=new.pagerduty_incident_id, incident_id=inc.id,
                                   primary=True, url=new.pagerduty_url, service_name=new.service))
@@ -164,10 +182,10 @@ def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_
     inc.slack_channel_wanted = True
     session.add(inc)
     key = order_key(inc.id)
-    if not repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
-                        payload={"name": channel_name(inc.number, inc.title), "is_private": False},
-                        dedup_key=f"channel:{inc.id}"):
-        return
+    # Once per incident: at its opening, or when a quiet one first needs a channel (the caller holds the
+    # incident's lock and saw slack_channel_wanted False).
+    repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
+                 payload={"name": channel_name(inc.number, inc.title), "is_private": False})
     set_topic(session, inc)
     post(session, inc, messages.channel_intro(
         inc, fired_by=fired_by, web_url=messages.web_page(web_base_url, f"/ui/incidents/{inc.ref}")))

@@ -68,6 +68,7 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
     applied: list[InboxDelivery] = []
     if inc is None:
         inc = _open_from_pagerduty(session, settings, ev)
+        session.info.setdefault("pd_incidents", {})[ev.incident_id] = inc
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
         _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
         for deferred in inbox.take_deferred(session, SOURCE, ev.incident_id):

@@ -30,14 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from incident_bot.observability import DELIVERIES
 from incident_bot.pipeline import inbox
 from incident_bot.runtime import Runtime
-from incident_bot.slack import blocks, commands, interactions
+from incident_bot.slack import blocks, commands, events, interactions
 from incident_bot.slack.mrkdwn import escape
 from incident_bot.slack.workspace import workspace_refusal
 
 log = logging.getLogger(__name__)
 SOURCE = "slack"
 STORE_DEADLINE = 2.5  # seconds: Slack shows operation_timeout after 3
-STORED_EVENTS = {"reaction_added", "member_joined_channel", "member_left_channel", "app_home_opened"}
+STORED_EVENTS = set(events.EVENT_HANDLERS)  # every other event type is answered 200 and not stored
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
