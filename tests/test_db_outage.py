@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -329,28 +330,40 @@ def test_a_network_partition_answers_503_not_a_hang(app) -> None:  # type: ignor
     assert all(stored[d["event"]["id"]] == 1 for d in docs + late)
 
 
-def slash_req(client: httpx.Client, url: str, text: str, channel: str, user: str = "U0ADA") -> httpx.Response:
-    raw, headers = signed(slash_body(text, user=user, channel=channel), SLACK_SECRET)
+def slash_req(client: httpx.Client, url: str, text: str, channel: str, user: str = "U0ADA",
+              slack=None) -> httpx.Response:  # type: ignore[no-untyped-def]
+    """A slash command; ``answer()`` reads what the user was told (the ack, or the response_url answer)."""
+    token = uuid.uuid4().hex
+    response_url = slack.response_url(token) if slack is not None else "https://hooks.slack.com/x"
+    raw, headers = signed(slash_body(text, user=user, channel=channel, response_url=response_url), SLACK_SECRET)
     headers["Content-Type"] = FORM
-    return client.post(f"{url}/slack/events", content=raw, headers=headers)
+    r = client.post(f"{url}/slack/events", content=raw, headers=headers)
+    r.answer = lambda: answer(slack, r, token)  # type: ignore[attr-defined]
+    return r
+
+
+def answer(slack, r: httpx.Response, token: str) -> str:  # type: ignore[no-untyped-def]
+    if r.content and r.json().get("text"):
+        return str(r.json()["text"])
+    return str(slack.wait_for(lambda: slack.responses(token), timeout=20)[0].get("text"))
 
 
 def test_slash_commands_during_a_database_outage(app, slack) -> None:  # type: ignore[no-untyped-def]
     slack.add_user("U0ADA", "ada", "ada@example.com")
     # Slack gives up on a command after 3 s: the client does the same.
     with httpx.Client(timeout=3.0) as client:
-        r = slash_req(client, app.url, "declare Checkout errors spiking", "C0GENERAL")
-        assert r.status_code == 200 and "INC-1" in r.json()["text"]
+        r = slash_req(client, app.url, "declare Checkout errors spiking", "C0GENERAL", slack=slack)
+        assert r.status_code == 200 and "INC-1" in r.answer()
         app.drain()
         with Session(app.rt.engine) as s:
             channel = s.execute(select(Incident.slack_channel_id)).scalar_one()
         assert channel
         app.proxy.down()
         try:
-            answers = {text: slash_req(client, app.url, text, ch) for text, ch in (
+            answers = {text: slash_req(client, app.url, text, ch, slack=slack) for text, ch in (
                 ("note the cache was flushed", channel), ("status", channel), ("sev 1", channel),
                 ("declare Another one", "C0GENERAL"), ("timeline", channel))}
-            helped = slash_req(client, app.url, "help", channel)
+            helped = slash_req(client, app.url, "help", channel, slack=slack)
         finally:
             app.proxy.up()
         for text, r in answers.items():
@@ -363,10 +376,10 @@ def test_slash_commands_during_a_database_outage(app, slack) -> None:  # type: i
             assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
             assert not s.execute(select(TimelineEvent).where(TimelineEvent.kind == "note")).first()
         deadline = time.monotonic() + 10
-        while (r := slash_req(client, app.url, "note the cache was flushed", channel)).json().get(
-                "text", "").find("unavailable") >= 0 and time.monotonic() < deadline:
+        while "unavailable" in (r := slash_req(client, app.url, "note the cache was flushed", channel,
+                                               slack=slack)).answer() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert r.status_code == 200 and "timeline" in r.json()["text"], r.text
+        assert r.status_code == 200 and "timeline" in r.answer(), r.text
     with Session(app.rt.engine) as s:
         notes = s.execute(select(TimelineEvent.text).where(TimelineEvent.kind == "note")).scalars().all()
     assert notes == ["the cache was flushed"]
@@ -375,7 +388,7 @@ def test_slash_commands_during_a_database_outage(app, slack) -> None:  # type: i
 def test_slack_event_during_a_database_outage_is_not_lost(app, slack) -> None:  # type: ignore[no-untyped-def]
     slack.add_user("U0ADA", "ada", "ada@example.com")
     with httpx.Client(timeout=3.0) as client:
-        r = slash_req(client, app.url, "declare Checkout errors spiking", "C0GENERAL")
+        r = slash_req(client, app.url, "declare Checkout errors spiking", "C0GENERAL", slack=slack)
         assert r.status_code == 200
         app.drain()
         with Session(app.rt.engine) as s:

@@ -65,7 +65,7 @@ def events_registered() -> set[str]:
     from incident_bot.slack.accept import STORED_EVENTS
     from incident_bot.slack.events import EVENT_HANDLERS
 
-    assert STORED_EVENTS == set(EVENT_HANDLERS)
+    assert set(EVENT_HANDLERS) == STORED_EVENTS
     return set(EVENT_HANDLERS)
 
 

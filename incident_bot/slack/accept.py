@@ -155,7 +155,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
             await store(rt, event_id=request_key(request.raw_body), event_type="command", body=body,
                         subject_id=command.get("channel_id"))
         except Unavailable:
-            await ack(text="The incident database did not answer in time, so this was not recorded. "
+            await ack(text="The incident database is unavailable right now, so this was not recorded. "
                            "Try again in a moment.", response_type="ephemeral")
             return
         await ack()
