@@ -110,7 +110,18 @@ class FoldWorker:
 
     # -- one batch -------------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Apply one batch. Returns how many rows it took (0: nothing pending)."""
+        """Apply one batch. Returns how many rows it took (0: nothing pending). A batch that PostgreSQL
+        chose as a deadlock victim (or a serialisation failure) is simply tried again: it wrote nothing."""
+        for attempt in range(3):
+            try:
+                return self._run_batch()
+            except OperationalError as exc:
+                if not _transient(exc) or attempt == 2:
+                    raise
+                log.info("fold: batch rolled back by the database (%s); trying again", _sqlstate(exc))
+        return 0
+
+    def _run_batch(self) -> int:
         claimed: list[int] = []
         started = time.perf_counter()
         try:
@@ -187,6 +198,15 @@ class FoldWorker:
             if not self.run_once():
                 return True
         return False
+
+
+def _sqlstate(exc: OperationalError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _transient(exc: OperationalError) -> bool:
+    """Deadlock victim or serialisation failure: the transaction was rolled back, try it again."""
+    return _sqlstate(exc) in ("40P01", "40001")
 
 
 def _claim(s: Session, limit: int, *, only_id: int | None = None) -> list[InboxDelivery]:

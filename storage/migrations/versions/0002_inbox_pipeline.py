@@ -32,6 +32,10 @@ def upgrade() -> None:
     with op.batch_alter_table('incidents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('slack_channel_wanted', sa.Boolean(), nullable=False,
                                       server_default=sa.true()))
+    # The incident counter exists from the start: concurrent first inserts of it would queue fold
+    # transactions behind each other's uncommitted row.
+    op.execute("INSERT INTO counters (name, value) SELECT 'incident', 0 "
+               "WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'incident')")
     op.create_table('worker_heartbeats',
     sa.Column('worker_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
