@@ -221,3 +221,22 @@ def test_reconcile_command_applies_missed_changes(tbot, gh) -> None:  # type: ig
     missing = subprocess.run([sys.executable, "-m", "incident_bot", "actions", "sync"],
                              env={**env, "GITHUB_TOKEN": ""}, capture_output=True, text=True)
     assert missing.returncode != 0 and "GITHUB_TOKEN is required" in missing.stderr
+
+
+def test_scheduler_queues_one_reconcile_a_day_and_the_worker_applies_it(tbot, gh) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from incident_bot.scheduler import Scheduler
+
+    ch = declare(tbot)
+    command(tbot, "action Add a canary stage", channel=ch)
+    tbot.drain()
+    gh.close(1)  # the webhook is lost
+    at = datetime(2026, 12, 2, 6, 0, 30, tzinfo=UTC)
+    for name in ("r1", "r2"):  # another replica the same day queues nothing more
+        Scheduler(tbot.rt.engine, tbot.rt.settings, instance_id=name, clock=lambda: at).tick()
+    with Session(tbot.rt.engine) as s:
+        rows = list(s.execute(select(OutboxMessage).where(OutboxMessage.method == "tracker.sync")).scalars())
+    assert len(rows) == 1 and rows[0].dedup_key == "tracker-sync:github:2026-12-02"
+    tbot.rt.worker.notify()
+    wait_status(tbot, 1, "done")
