@@ -29,6 +29,9 @@ from incident_bot.slack.accept import create_bolt_app
 from incident_bot.slack.apply import SlackApplier
 from incident_bot.slack.jobs import make_slack_client
 from incident_bot.slack.socket_mode import SocketModeHook
+from incident_bot.trackers import appliers as tracker_appliers
+from incident_bot.trackers import jobs as tracker_jobs
+from incident_bot.trackers.outbound import build as build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ def job_registry() -> JobRegistry:
     """Every outbox job kind, named once: a duplicate raises here, an unknown kind is parked."""
     return (JobRegistry()
             .add(slack_jobs.JOBS, slack_jobs.classify)
-            .add(pagerduty_jobs.JOBS, pagerduty_jobs.classify))
+            .add(pagerduty_jobs.JOBS, pagerduty_jobs.classify)
+            .add(tracker_jobs.JOBS, tracker_jobs.classify))
 
 
 def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_overrides: Any) -> Runtime:
@@ -50,7 +54,7 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     slack = make_slack_client(settings.slack_bot_token, settings.slack_api_url, settings.slack_timeout)
     api_host = _host(settings.slack_api_url)
     ctx = Context(slack=slack, pagerduty=PagerDutyRest.from_settings(settings),
-                  respond_hosts=(api_host,) if api_host else ())
+                  respond_hosts=(api_host,) if api_host else (), tracker=build_tracker(settings, engine))
     budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute}
     kwargs: dict[str, Any] = {
         "gate": RateGate(budgets), "max_attempts": settings.outbox_max_attempts,
@@ -60,7 +64,8 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     }
     kwargs.update(worker_overrides)
     rt.worker = OutboxWorker(engine, ctx, job_registry(), **kwargs)
-    rt.fold = FoldWorker(engine, {"pagerduty": PagerDutyApplier(settings), "slack": SlackApplier(rt)},
+    rt.fold = FoldWorker(engine, {"pagerduty": PagerDutyApplier(settings), "slack": SlackApplier(rt),
+                                   **tracker_appliers(settings)},
                          batch_size=settings.fold_batch_size, max_attempts=settings.fold_max_attempts,
                          poll_interval=settings.fold_poll_interval, on_folded=rt.worker.notify)
     rt.heartbeat = Heartbeat(engine, worker_id)

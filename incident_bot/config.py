@@ -7,6 +7,8 @@ the missing or malformed setting, never a traceback.
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import tzinfo
 from functools import cached_property
 from typing import Annotated, Any
@@ -21,6 +23,16 @@ from storage.db import DEFAULT_SQLITE_URL, normalise_url
 
 class ConfigError(Exception):
     """A setting is missing or malformed. The message is one line that names it."""
+
+
+TRACKERS = ("github", "jira", "linear")
+# What each tracker needs, named as the environment names them (checked by ``require_tracker``).
+TRACKER_SETTINGS = {
+    "github": ("github_token", "github_repository", "github_webhook_secret"),
+    "jira": ("jira_url", "jira_email", "jira_api_token", "jira_project", "jira_webhook_secret"),
+    "linear": ("linear_api_key", "linear_team_id", "linear_webhook_secret"),
+}
+_PLACEHOLDERS = ("changeme", "change-me", "xxx", "todo", "your-", "<", "...")
 
 
 def _csv(value: Any) -> list[str]:
@@ -61,6 +73,29 @@ class Settings(BaseSettings):
     pagerduty_ca_bundle: str | None = None
     resolve_linked_pagerduty: bool = True
 
+    # CAPA tickets in the team's tracker (incident_bot/trackers, docs/trackers.md). Unset: no sync.
+    capa_tracker: str | None = None
+    github_token: str | None = None
+    github_repository: str | None = None  # owner/name
+    github_api_url: str = "https://api.github.com"
+    github_webhook_secret: str | None = None
+    # email=login pairs: GitHub does not find users by a private email, so owners are mapped here first.
+    github_user_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: str | None = None
+    jira_project: str | None = None
+    jira_issue_type: str = "Task"
+    jira_done_statuses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jira_webhook_secret: str | None = None
+    linear_api_key: str | None = None
+    linear_team_id: str | None = None
+    linear_api_url: str = "https://api.linear.app/graphql"
+    linear_webhook_secret: str | None = None
+    tracker_ca_bundle: str | None = None
+    tracker_timeout: float = Field(default=15.0, gt=0, le=120)
+    capa_sync_schedule: str = "FREQ=DAILY;BYHOUR=6;BYMINUTE=0"
+
     incident_announce_channel: str | None = None
     digest_channel: str | None = None
     timezone: str = "UTC"
@@ -95,6 +130,34 @@ class Settings(BaseSettings):
     @classmethod
     def _split_secrets(cls, value: Any) -> list[str]:
         return _csv(value)
+
+    @field_validator("jira_done_statuses", mode="before")
+    @classmethod
+    def _split_statuses(cls, value: Any) -> list[str]:
+        return _csv(value)
+
+    @field_validator("github_user_map", mode="before")
+    @classmethod
+    def _user_map(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, dict):
+            return {str(k).strip().lower(): str(v).strip() for k, v in value.items()}
+        found: dict[str, str] = {}
+        for pair in _csv(value):
+            email, sep, login = pair.partition("=")
+            if not sep or "@" not in email or not login.strip():
+                raise ValueError(f"{pair!r} is not email=login")
+            found[email.strip().lower()] = login.strip().lstrip("@")
+        return found
+
+    @field_validator("capa_tracker", mode="before")
+    @classmethod
+    def _tracker(cls, value: Any) -> str | None:
+        v = str(value or "").strip().lower()
+        if v in ("", "none", "off"):
+            return None
+        if v not in TRACKERS:
+            raise ValueError(f"must be one of {', '.join(TRACKERS)} (or unset: no sync)")
+        return v
 
     @field_validator("severity_map", mode="before")
     @classmethod
@@ -157,6 +220,27 @@ class Settings(BaseSettings):
             raise ConfigError("SLACK_BOT_TOKEN is malformed: a bot token starts with xoxb-")
         if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
             raise ConfigError("SLACK_APP_TOKEN is malformed: an app-level token starts with xapp-")
+        return self
+
+
+    def require_tracker(self) -> Settings:
+        """With CAPA_TRACKER set, stop with one line naming a missing or placeholder setting it needs."""
+        if not self.capa_tracker:
+            return self
+        for name in TRACKER_SETTINGS[self.capa_tracker]:
+            value = str(getattr(self, name) or "").strip()
+            if not value:
+                raise ConfigError(f"{name.upper()} is required when CAPA_TRACKER={self.capa_tracker}")
+            if value.lower().startswith(_PLACEHOLDERS) or value.lower() in _PLACEHOLDERS:
+                raise ConfigError(f"{name.upper()} is a placeholder ({value[:12]!r}): set the real value")
+        if self.capa_tracker == "github" and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.github_repository or ""):
+            raise ConfigError("GITHUB_REPOSITORY is malformed: write it as owner/name")
+        for name in ("github_api_url", "jira_url", "linear_api_url"):
+            url = str(getattr(self, name) or "")
+            if url and not url.startswith(("https://", "http://")):
+                raise ConfigError(f"{name.upper()} is malformed: an http(s) URL is expected")
+        if self.tracker_ca_bundle and not os.path.isfile(self.tracker_ca_bundle):
+            raise ConfigError(f"TRACKER_CA_BUNDLE is not a readable file: {self.tracker_ca_bundle}")
         return self
 
 

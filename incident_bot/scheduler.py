@@ -69,7 +69,7 @@ class TickResult:
 
 def validate(settings: Settings) -> None:
     """Stop start-up with one line when a schedule or the targets are malformed."""
-    for name in ("digest_schedule", "capa_reminder_schedule"):
+    for name in ("digest_schedule", "capa_reminder_schedule", "capa_sync_schedule"):
         try:
             schedule.parse_rule(getattr(settings, name), settings.tzinfo)
         except ValueError as exc:
@@ -93,6 +93,7 @@ class Scheduler:
         # Occurrences this process has dealt with; the database, not these, decides what is posted.
         self.digest_done_for: datetime | None = None
         self.reminders_done_for: datetime | None = None
+        self.sync_done_for: datetime | None = None
         self._warned_no_channel = False
 
     # -- leadership ------------------------------------------------------------------------------------
@@ -159,6 +160,23 @@ class Scheduler:
                 if self.on_enqueued:
                     self.on_enqueued()
 
+    def _tracker_sync(self, now: datetime, result: TickResult) -> None:
+        """Queue the daily reconcile with the CAPA tracker (CAPA_SYNC_SCHEDULE): one ``tracker.sync`` job a
+        day (dedup key), run by the outbox worker like every other outbound call."""
+        if not self.settings.capa_tracker:
+            return
+        rule = self.settings.capa_sync_schedule
+        for occurrence in schedule.due_runs(rule, self.zone, self.sync_done_for, now):
+            day = schedule.local_date(occurrence, self.zone)
+            with session_scope(self.engine) as s:
+                queued = repo.enqueue(s, order_key="tracker-sync", method="tracker.sync", payload={},
+                                      dedup_key=f"tracker-sync:{self.settings.capa_tracker}:{day.isoformat()}")
+            self.sync_done_for = occurrence
+            if queued:
+                log.info("CAPA tracker reconcile for %s queued", day)
+                if self.on_enqueued:
+                    self.on_enqueued()
+
     def tick(self) -> TickResult:
         """One pass: lead or follow; as leader run whatever is due. Never raises for a job's failure."""
         now = self.clock()
@@ -171,7 +189,7 @@ class Scheduler:
             return result
         if not result.leader:
             return result
-        for job in (self._digest, self._reminders):
+        for job in (self._digest, self._reminders, self._tracker_sync):
             try:
                 job(now, result)
             except Exception as exc:  # one job failing must not stop the other; retried next tick

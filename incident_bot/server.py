@@ -26,7 +26,7 @@ from slack_bolt.request.internals import parse_body
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from incident_bot import web
+from incident_bot import trackers, web
 from incident_bot.observability import DELIVERIES, INBOX_COLLECTOR, OUTBOX_COLLECTOR, REGISTRY, REQUEST_LATENCY
 from incident_bot.pagerduty import inbound, signature
 from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
@@ -183,6 +183,7 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
         data = await run_in_threadpool(generate_latest, REGISTRY)
         return PlainTextResponse(data.decode(), media_type=CONTENT_TYPE_LATEST)
 
+    trackers.mount(app, rt)  # POST /github|jira|linear/webhook: the CAPA tracker's, when CAPA_TRACKER is set
     web.mount(app, rt)  # GET /ui/...: the web pages, when Sign in with Slack (or WEB_AUTH=none) is set up
     return app
 

@@ -231,6 +231,12 @@ class ActionItem(SQLModel, table=True):
     due_date: date | None = None
     status: str = Field(default="open", max_length=16, index=True)
     ticket_url: str | None = None
+    # The tracker's ticket (CAPA_TRACKER): its key ("acme/ops#12", "OPS-7", Linear's issue id), the last
+    # state we know it is in (open | in_progress | done | wont_do) and the tracker's updated time of
+    # that state: an inbound event no newer than it is our own change coming back, or a stale one.
+    ticket_key: str | None = Field(default=None, max_length=255, index=True)
+    ticket_state: str | None = Field(default=None, max_length=16)
+    ticket_synced_at: datetime | None = None
     created_by: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None

@@ -38,11 +38,24 @@ examples:
   incident-bot actions set 7 --status in_progress
   incident-bot actions set 7 --status done
   incident-bot actions set 7 --status wont_do
+  incident-bot actions set 7 --owner U0123ABC --due "in 2 weeks" --priority high
+  incident-bot actions set 7 --no-owner --no-due
+
+With CAPA_TRACKER set, every change is written to the action's ticket as well.
+"""
+SYNC_EPILOG = """\
+examples:
+  incident-bot actions sync                  read every ticket back from the tracker
+  incident-bot actions sync --incident INC-42
+
+Applies what webhooks missed (a ticket closed, reopened or re-dated while the bot was down or the
+webhook was not set up) and queues tickets for open actions that have none. Runs daily from the
+scheduler (CAPA_SYNC_SCHEDULE). Needs CAPA_TRACKER and its settings (docs/trackers.md).
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("actions", help="CAPA action items: list, add, change status",
+    p = sub.add_parser("actions", help="CAPA action items: list, add, change, sync with the tracker",
                        description="Corrective and preventive actions that follow incidents.")
     asub = p.add_subparsers(dest="actions_command", metavar="ACTION", required=True)
     raw = argparse.RawDescriptionHelpFormatter
@@ -67,11 +80,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--format", choices=("text", "json"), default="text")
     add.set_defaults(func=_add)
 
-    st = asub.add_parser("set", help="change an action's status", epilog=SET_EPILOG, formatter_class=raw)
+    st = asub.add_parser("set", help="change an action's status, owner, due date or priority", epilog=SET_EPILOG,
+                         formatter_class=raw)
     st.add_argument("id", metavar="ID", type=int, help="action id (see 'actions list')")
-    st.add_argument("--status", required=True, choices=capa.STATUSES)
+    st.add_argument("--status", choices=capa.STATUSES)
+    st.add_argument("--owner", metavar="U", help="new owner's Slack user id")
+    st.add_argument("--no-owner", action="store_true", help="remove the owner")
+    st.add_argument("--due", metavar="DATE", help="new due date (in the team's time zone)")
+    st.add_argument("--no-due", action="store_true", help="remove the due date")
+    st.add_argument("--priority", choices=capa.PRIORITIES)
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=_set)
+
+    sy = asub.add_parser("sync", help="reconcile actions from their tickets in the tracker", epilog=SYNC_EPILOG,
+                         formatter_class=raw)
+    sy.add_argument("--incident", metavar="REF", help="only the tickets of this incident")
+    sy.add_argument("--format", choices=("text", "json"), default="text")
+    sy.set_defaults(func=_sync)
 
 
 def _today(settings: Settings) -> date:
@@ -111,7 +136,7 @@ def _add(args: argparse.Namespace) -> int:
         with session_scope(database(settings)) as s:
             inc = get_incident(s, args.ref)
             item = svc.add_action(s, inc, args.title, args.type, args.priority, args.owner, due, args.ticket,
-                                  None, source="cli")
+                                  None, source="cli", tracker=settings.capa_tracker)
             doc = svc.action_dict(svc.ActionListing(item, inc.ref, False))
     except (capa.CapaError, RcaError) as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
@@ -126,19 +151,70 @@ def _add(args: argparse.Namespace) -> int:
 
 def _set(args: argparse.Namespace) -> int:
     settings = settings_for(command="actions set")
+    if not (args.status or args.owner or args.no_owner or args.due or args.no_due or args.priority):
+        print("incident-bot: nothing to change: give --status, --owner, --due or --priority", file=sys.stderr)
+        return 2
     try:
+        due = capa.parse_due(args.due, _today(settings)) if args.due else None
         with session_scope(database(settings)) as s:
-            item = svc.set_status(s, args.id, args.status, source="cli")
+            item = svc.update_action(s, args.id, owner_id=args.owner, clear_owner=args.no_owner, due_date=due,
+                                     clear_due=args.no_due, priority=args.priority, source="cli",
+                                     tracker=settings.capa_tracker)
+            if args.status:
+                item = svc.set_status(s, args.id, args.status, source="cli", tracker=settings.capa_tracker)
             inc_ref = get_incident_ref(s, item.incident_id)
             doc = svc.action_dict(svc.ActionListing(item, inc_ref, capa.is_overdue(
                 item.status, item.due_date, _today(settings))))
+    except capa.CapaError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 2
     except LookupError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 1
     if args.format == "json":
         print_json(doc)
     else:
-        print(f"action #{doc['id']} ({doc['incident']}) is now {doc['status']}: {doc['title']}")
+        print(f"action #{doc['id']} ({doc['incident']}) is now {doc['status']}: {doc['title']} "
+              f"({doc['priority']}, due {doc['due_date'] or '-'}, owner {doc['owner'] or '-'})")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Read the tickets back now (the worker's ``tracker.sync`` job does the same on schedule)."""
+    from incident_bot.trackers.apply import apply_tickets, missing_tickets
+    from incident_bot.trackers.base import TrackerError
+    from incident_bot.trackers.outbound import build, queue_sync
+
+    settings = settings_for("capa_tracker", command="actions sync").require_tracker()
+    engine = database(settings)
+    ts = build(settings, engine)
+    assert ts is not None
+    try:
+        with session_scope(engine) as s:
+            if args.incident:
+                get_incident(s, args.incident)
+        tickets = ts.fetch(args.incident)
+        with session_scope(engine) as s:
+            counts = apply_tickets(s, tickets, tracker=ts.name)
+            queued = 0
+            for item in missing_tickets(s):
+                if not args.incident or get_incident_ref(s, item.incident_id).upper() == args.incident.upper():
+                    queue_sync(s, item, settings.capa_tracker, created=True)
+                    queued += 1
+    except RcaError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
+    except TrackerError as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
+    doc = {"tracker": ts.name, "tickets": len(tickets), "applied": counts.get("applied", 0),
+           "unchanged": counts.get("unchanged", 0) + counts.get("stale", 0), "unknown": counts.get("unknown", 0),
+           "tickets_queued": queued}
+    if args.format == "json":
+        print_json(doc)
+    else:
+        print(f"{ts.name}: read {doc['tickets']} ticket(s); {doc['applied']} action(s) changed, "
+              f"{doc['unchanged']} unchanged; {queued} ticket(s) queued for actions without one")
     return 0
 
 

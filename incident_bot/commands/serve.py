@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_app
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
-                            command="serve")
+                            command="serve").require_tracker()
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
     logging.getLogger(__name__).info("serving on %s:%s", args.host, args.port)

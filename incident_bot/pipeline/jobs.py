@@ -59,6 +59,7 @@ class Context:
     bot_user_id: str | None = None
     # Hosts a response_url may point at besides *.slack.com over HTTPS (a stand-in in tests and the demo).
     respond_hosts: tuple[str, ...] = ()
+    tracker: Any | None = None  # the CAPA tracker (incident_bot.trackers.outbound.TrackerSync), when set
 
 
 @dataclass(frozen=True)

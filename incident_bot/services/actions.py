@@ -23,6 +23,7 @@ from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.trackers.outbound import queue_sync
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
@@ -67,8 +68,10 @@ def add_action(
     *,
     source: str = "cli",
     at: datetime | None = None,
+    tracker: str | None = None,
 ) -> ActionItem:
-    """Add an action item; allowed in any state, since most follow-up is written after resolution."""
+    """Add an action item; allowed in any state, since most follow-up is written after resolution.
+    With ``tracker`` (CAPA_TRACKER), its ticket is queued in the same transaction."""
     title = " ".join((title or "").split())
     if not title:
         raise capa.CapaError("an action needs a title")
@@ -90,12 +93,14 @@ def add_action(
     repo.add_timeline(session, incident_id=incident.id, occurred_at=item.created_at, source=source,
                       kind="action_added", actor=created_by,
                       text=f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): {title}")
+    queue_sync(session, item, tracker, created=True)
     return item
 
 
 def set_status(session: Session, action_id: int, status: str, *, actor: str | None = None,
-               source: str = "cli", at: datetime | None = None) -> ActionItem:
-    """Change an action's status; ``closed_at`` is set by done/wont_do and cleared by reopening."""
+               source: str = "cli", at: datetime | None = None, tracker: str | None = None) -> ActionItem:
+    """Change an action's status; ``closed_at`` is set by done/wont_do and cleared by reopening.
+    With ``tracker``, the ticket is updated to match (a change that came FROM the tracker passes None)."""
     new = capa.validate_status(status)
     stmt = select(ActionItem).where(ActionItem.id == action_id).with_for_update()  # type: ignore[arg-type]
     item = session.execute(stmt).scalar_one_or_none()
@@ -110,6 +115,42 @@ def set_status(session: Session, action_id: int, status: str, *, actor: str | No
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=when, source=source,
                       kind="action_status", actor=actor,
                       text=f"CAPA action #{item.id} {before} → {new}: {item.title}")
+    queue_sync(session, item, tracker)
+    return item
+
+
+def update_action(session: Session, action_id: int, *, owner_id: str | None = None, clear_owner: bool = False,
+                  due_date: date | None = None, clear_due: bool = False, priority: str | None = None,
+                  actor: str | None = None, source: str = "cli", at: datetime | None = None,
+                  tracker: str | None = None) -> ActionItem:
+    """Change an action's owner, due date or priority (what is given); the ticket follows with ``tracker``."""
+    stmt = select(ActionItem).where(ActionItem.id == action_id).with_for_update()  # type: ignore[arg-type]
+    item = session.execute(stmt).scalar_one_or_none()
+    if item is None:
+        raise LookupError(f"no action item #{action_id}")
+    changed: list[str] = []
+    if clear_owner or owner_id is not None:
+        owner = None if clear_owner else normalise_owner(owner_id)
+        if owner != item.owner_id:
+            item.owner_id = owner
+            changed.append(f"owner {owner or 'none'}")
+    if clear_due or due_date is not None:
+        due = None if clear_due else due_date
+        if due != item.due_date:
+            item.due_date = due
+            changed.append(f"due {due.isoformat() if due else 'none'}")
+    if priority is not None:
+        prio = capa.validate_priority(priority)
+        if prio != item.priority:
+            item.priority = prio
+            changed.append(f"priority {prio}")
+    if not changed:
+        return item
+    session.add(item)
+    repo.add_timeline(session, incident_id=item.incident_id, occurred_at=at or utcnow(), source=source,
+                      kind="action_changed", actor=actor,
+                      text=f"CAPA action #{item.id} changed ({', '.join(changed)}): {item.title}")
+    queue_sync(session, item, tracker)
     return item
 
 
@@ -151,7 +192,7 @@ def action_dict(row: ActionListing) -> dict[str, Any]:
     return {
         "id": a.id, "incident": row.incident_ref, "title": a.title, "type": a.type, "priority": a.priority,
         "owner": a.owner_id, "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
-        "overdue": row.overdue, "ticket_url": a.ticket_url, "created_by": a.created_by,
+        "overdue": row.overdue, "ticket_url": a.ticket_url, "ticket_key": a.ticket_key, "created_by": a.created_by,
         "created_at": iso(a.created_at), "closed_at": iso(a.closed_at),
     }
 

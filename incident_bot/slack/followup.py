@@ -79,7 +79,8 @@ def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     try:
         parsed = capa.parse_action_text(inv.args, _today(inv))
         item = capa_svc.add_action(s, inc, parsed.title, parsed.type, parsed.priority, parsed.owner_id,
-                                   parsed.due_date, created_by=inv.user_id, source="slack")
+                                   parsed.due_date, created_by=inv.user_id, source="slack",
+                                   tracker=inv.rt.settings.capa_tracker)
     except capa.CapaError as exc:
         return svc.Reply(f"{exc}. Example: `{inv.command} action Add a canary stage @alex due friday preventive`",
                          ok=False)
@@ -156,7 +157,7 @@ def save_rca(s: Session, user_id: str, ref: str, values: dict[str, Any]) -> str:
     return "processed" if changed else "unchanged"
 
 
-def change_status(s: Session, user_id: str, channel_id: str, value: str) -> Outcome:
+def change_status(s: Session, user_id: str, channel_id: str, value: str, tracker: str | None = None) -> Outcome:
     """A CAPA status button, applied by the fold worker; the answer goes back through response_url."""
     action_id, _, status = value.partition(":")
     inc = repo.incident_by_channel(s, channel_id)
@@ -165,5 +166,5 @@ def change_status(s: Session, user_id: str, channel_id: str, value: str) -> Outc
         return Outcome({"text": "That action item no longer exists here."}, ok=False)
     if not svc.is_member(s, channel_id, user_id):
         return Outcome({"text": f"Only members of this channel can change {inc.ref}'s actions."}, ok=False)
-    capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack")
+    capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack", tracker=tracker)
     return Outcome({"text": f"Action #{item.id} is now {status.replace('_', ' ')}."})

@@ -134,7 +134,8 @@ def apply_action(s: Session, rt: Runtime, body: dict[str, Any]) -> Outcome:
     user_id = str((body.get("user") or {}).get("id", ""))
     channel_id = str((body.get("channel") or {}).get("id", ""))
     if action_id.startswith(followup.STATUS_ACTION):
-        return followup.change_status(s, user_id, channel_id, str(action.get("value", "")))
+        return followup.change_status(s, user_id, channel_id, str(action.get("value", "")),
+                                      tracker=rt.settings.capa_tracker)
     sub = BUTTONS.get(action_id)
     if sub is None:
         return Outcome({}, ok=True)  # a link button or an action we do not handle: nothing to do

@@ -1,0 +1,115 @@
+"""Ticket -> CAPA: one function applies what a tracker says (a webhook, or the reconcile's fetch).
+
+Rules: a ticket closed while its action is open marks the action done (or wont_do when closed as not
+planned / cancelled); a ticket reopened while its action is closed reopens it; a changed due date
+re-dates it (Jira and Linear; GitHub has no due date). A ticket state no newer than the one we last
+wrote or read (``ticket_synced_at``) is our own change coming back, or an old delivery: ignored. The
+incident channel hears of every change, and the close gate and reminders read the action's status, so
+they follow the tracker without knowing it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from incident_bot.core import capa
+from incident_bot.pipeline.fold import Applied, Plan
+from incident_bot.services import actions as capa_svc
+from incident_bot.services.incidents import post
+from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.trackers.base import UNSET, Ticket
+from storage import repo
+from storage.models import ActionItem, InboxDelivery, Incident, utcnow
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def apply_ticket(session: Session, ticket: Ticket, *, tracker: str, source: str,
+                 event_id: str | None = None) -> tuple[str, int | None]:
+    """Apply one ticket state to its action. Returns (outcome, incident id)."""
+    stmt = select(ActionItem).where(ActionItem.ticket_key == ticket.key).with_for_update()  # type: ignore[arg-type]
+    item = session.execute(stmt).scalars().first()
+    if item is None:
+        return "unknown", None
+    synced = _aware(item.ticket_synced_at)
+    if ticket.updated_at is not None and synced is not None and ticket.updated_at <= synced:
+        return "stale", item.incident_id
+    inc = session.get(Incident, item.incident_id)
+    now = utcnow()
+    who = f" by {ticket.actor}" if ticket.actor else ""
+    said: list[str] = []
+    new_status = None
+    if ticket.state in capa.CLOSED_STATUSES and capa.is_open(item.status):
+        new_status = ticket.state
+    elif ticket.state == "open" and item.status in capa.CLOSED_STATUSES:
+        new_status = "open"
+    elif ticket.state == "in_progress" and item.status == "open":
+        new_status = "in_progress"
+    if new_status:
+        verb = {"done": "closed", "wont_do": "closed as won't do", "open": "reopened",
+                "in_progress": "started"}[new_status]
+        capa_svc.set_status(session, item.id or 0, new_status, actor=ticket.actor, source=source, at=now)
+        said.append(f"{verb}{who} → action is *{new_status.replace('_', ' ')}*")
+    if ticket.due is not UNSET and ticket.due != item.due_date:
+        before, item.due_date = item.due_date, ticket.due
+        when = ticket.due.isoformat() if ticket.due else "no due date"
+        repo.add_timeline(session, incident_id=item.incident_id, occurred_at=now, source=source,
+                          kind="action_due", actor=ticket.actor,
+                          text=f"CAPA action #{item.id} re-dated in {tracker}: "
+                               f"{before.isoformat() if before else 'none'} → {when}")
+        said.append(f"re-dated{who} to {when}")
+    item.ticket_state = ticket.state
+    item.ticket_synced_at = ticket.updated_at or now
+    if ticket.url:
+        item.ticket_url = ticket.url
+    session.add(item)
+    if said and inc is not None:
+        ref = link(ticket.url, escape(ticket.key)) if ticket.url else escape(ticket.key)
+        post(session, inc, messages.plain(
+            f"🎫 {tracker} {ref} {'; '.join(said)}: #{item.id} {escape(item.title)}",
+            fallback=f"{inc.ref}: action #{item.id} changed in {tracker}"))
+    return ("applied" if said else "unchanged"), item.incident_id
+
+
+def apply_tickets(session: Session, tickets: Sequence[Ticket], *, tracker: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for ticket in tickets:
+        outcome, _ = apply_ticket(session, ticket, tracker=tracker, source="sync")
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+class TrackerApplier:
+    """The fold's applier for one tracker's stored webhooks (see ``pipeline.fold.Applier``)."""
+
+    def __init__(self, tracker: str, parse: Callable[[str], Ticket]) -> None:
+        self.tracker, self.parse = tracker, parse
+
+    def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
+        """Nothing to lock up front: an event touches one action, locked (FOR UPDATE) when applied."""
+
+    def apply(self, s: Session, row: InboxDelivery) -> Applied:
+        if not row.payload:
+            return Applied("ignored")
+        ticket = self.parse(row.payload)
+        outcome, incident_id = apply_ticket(s, ticket, tracker=self.tracker, source=row.source,
+                                            event_id=row.event_id)
+        return Applied(outcome[:16], incident_id)
+
+
+def missing_tickets(session: Session) -> list[ActionItem]:
+    """Open actions without a ticket (added before the tracker was set up, or whose create was parked)."""
+    stmt = select(ActionItem).where(ActionItem.ticket_key.is_(None), ActionItem.ticket_url.is_(None),  # type: ignore[union-attr]
+                                    ActionItem.status.in_(capa.OPEN_STATUSES))  # type: ignore[attr-defined]
+    return list(session.execute(stmt).scalars())
+
+

@@ -1,0 +1,123 @@
+"""The trackers' outbox job kinds: create a CAPA's ticket (exactly once), update it, reconcile.
+
+Exactly once: a create whose earlier attempt may have reached the tracker (a timeout, a worker that died
+mid-call: the row is ``uncertain``) first looks for its own ticket by the incident label and the
+``incident-bot:capa=<id>`` marker in the body, and adopts it instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlmodel import Session
+
+from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent
+from incident_bot.services.incidents import post
+from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.trackers.apply import apply_tickets, missing_tickets
+from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
+from incident_bot.trackers.outbound import TrackerSync, queue_sync
+from storage.models import ActionItem, Incident, OutboxMessage
+
+
+def _sync(ctx: Context) -> TrackerSync:
+    tracker = getattr(ctx, "tracker", None)
+    if tracker is None:
+        raise Permanent("no CAPA tracker is configured (CAPA_TRACKER is unset)")
+    return tracker
+
+
+def create_ticket(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
+    ts = _sync(ctx)
+    snap = ts.load(int(row.payload["action_id"]))
+    if snap is None:
+        return Delivered(result={"skipped": "no such action"})
+    if snap.item.ticket_key:
+        return Delivered(result={"ticket": snap.item.ticket_key, "skipped": "has a ticket"})
+    spec = ts.spec(ctx, snap)
+    found = ts.tracker.find_ticket(spec) if uncertain else None
+    ticket = found or ts.tracker.create(spec)
+    return Delivered(result={"ticket": ticket.key, "adopted": found is not None},
+                     store=_store(ts, spec, ticket, adopted=found is not None))
+
+
+def _store(ts: TrackerSync, spec: TicketSpec, ticket: Ticket, *, adopted: bool) -> Any:
+    def store(session: Session) -> None:
+        item = session.get(ActionItem, spec.action_id)
+        if item is None:
+            return
+        item.ticket_key, item.ticket_state = ticket.key, ticket.state
+        item.ticket_url = ticket.url or item.ticket_url
+        item.ticket_synced_at = ticket.updated_at
+        session.add(item)
+        if adopted:  # found after a lost answer: it was written from an older state, bring it up to date
+            queue_sync(session, item, ts.settings.capa_tracker)
+        inc = session.get(Incident, item.incident_id)
+        if inc is None:
+            return
+        who = (f"assigned to {escape(spec.owner_name or '')}" if spec.assignee else
+               f"unassigned ({escape(spec.assignee_note)})" if spec.assignee_note else "no owner yet")
+        ref = link(ticket.url, escape(ticket.key)) if ticket.url else escape(ticket.key)
+        post(session, inc, messages.plain(f"🎫 Action #{item.id} is tracked in {ts.name}: {ref}, {who}.",
+                                          fallback=f"{inc.ref}: action #{item.id} ticket {ticket.key}"))
+
+    return store
+
+
+def update_ticket(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
+    ts = _sync(ctx)
+    snap = ts.load(int(row.payload["action_id"]))
+    if snap is None or not snap.item.ticket_key:
+        return Delivered(result={"skipped": "no ticket"})
+    spec = ts.spec(ctx, snap)
+    ticket = ts.tracker.update(snap.item.ticket_key, spec)
+    action_id = spec.action_id
+
+    def store(session: Session) -> None:
+        item = session.get(ActionItem, action_id)
+        if item is not None:
+            item.ticket_state, item.ticket_synced_at = ticket.state, ticket.updated_at
+            item.ticket_url = ticket.url or item.ticket_url
+            session.add(item)
+
+    return Delivered(result={"ticket": ticket.key, "state": ticket.state}, store=store)
+
+
+def sync_tickets(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
+    """The reconcile (daily from the scheduler): read every ticket back, apply what webhooks missed, and
+    queue tickets for open actions that have none."""
+    ts = _sync(ctx)
+    tickets = ts.fetch(row.payload.get("incident"))
+    counts: dict[str, int] = {}
+
+    def store(session: Session) -> None:
+        counts.update(apply_tickets(session, tickets, tracker=ts.name))
+        for item in missing_tickets(session):
+            queue_sync(session, item, ts.settings.capa_tracker, created=True)
+
+    return Delivered(result={"tickets": len(tickets)}, store=store)
+
+
+def classify(exc: BaseException) -> Failure | None:
+    if isinstance(exc, TrackerAuthError):
+        return Failure("permanent", str(exc), uncertain=False)
+    if isinstance(exc, TrackerRateLimited):
+        return Failure("rate_limited", str(exc), retry_after=exc.retry_after, uncertain=False)
+    if isinstance(exc, TrackerError):
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 409):
+            return Failure("permanent", str(exc), uncertain=False)
+        return Failure("retry", str(exc))
+    if isinstance(exc, httpx.ConnectError):  # never reached the tracker
+        return Failure("retry", f"tracker unreachable: {exc}", uncertain=False)
+    if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+        return Failure("retry", f"tracker: {exc.__class__.__name__}: {exc}")
+    return None
+
+
+JOBS = (
+    JobKind("tracker.create", create_ticket),
+    JobKind("tracker.update", update_ticket),
+    JobKind("tracker.sync", sync_tickets),
+)

@@ -1,0 +1,136 @@
+"""CAPA -> ticket: what the use cases queue, and what the jobs read when they run.
+
+Queued in the transaction that changes the CAPA (so a change and its sync are one): ``tracker.create``
+once per action (dedup key), ``tracker.update`` after every later change, both on the order key
+``capa:<id>`` so an update always runs after its create. Jobs carry only the action id and read the
+action when they run: a queued update pushes the CAPA as it is then, never a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from incident_bot.config import Settings
+from incident_bot.trackers.base import Ticket, TicketSpec, Tracker
+from storage import repo
+from storage.db import session_scope
+from storage.models import ActionItem, Incident, SlackUser
+
+log = logging.getLogger("incident_bot.trackers")
+
+
+def order_key(action_id: int) -> str:
+    return f"capa:{action_id}"
+
+
+def queue_sync(session: Session, item: ActionItem, tracker: str | None, *, created: bool = False) -> None:
+    """Queue the ticket's create (once) and, for a change, an update behind it. No-op without a tracker."""
+    if not tracker or item.id is None:
+        return
+    if item.ticket_url and not item.ticket_key:
+        return  # linked by hand to a ticket elsewhere (``--ticket URL``): not ours to create or change
+    repo.enqueue(session, order_key=order_key(item.id), method="tracker.create", payload={"action_id": item.id},
+                 incident_id=item.incident_id, dedup_key=f"tracker-create:{tracker}:{item.id}")
+    if not created:
+        repo.enqueue(session, order_key=order_key(item.id), method="tracker.update",
+                     payload={"action_id": item.id}, incident_id=item.incident_id)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    item: ActionItem
+    incident: Incident
+    owner_name: str | None
+    owner_email: str | None
+
+
+class TrackerSync:
+    """The tracker client and what its jobs need besides it (the database to read the CAPA, settings for
+    the RCA link). One per process, in the outbox's :class:`~incident_bot.pipeline.jobs.Context`."""
+
+    def __init__(self, settings: Settings, engine: Engine, tracker: Tracker) -> None:
+        self.settings, self.engine, self.tracker = settings, engine, tracker
+        self._accounts: dict[str, str | None] = {}  # email -> tracker account, for this process
+
+    @property
+    def name(self) -> str:
+        return self.tracker.name
+
+    def load(self, action_id: int) -> Snapshot | None:
+        with session_scope(self.engine) as s:
+            item = s.get(ActionItem, action_id)
+            inc = s.get(Incident, item.incident_id) if item else None
+            if item is None or inc is None:
+                return None
+            cached = s.get(SlackUser, item.owner_id) if item.owner_id else None
+            s.expunge_all()
+            return Snapshot(item, inc, cached.name if cached else None, cached.email if cached else None)
+
+    def owner_email(self, ctx: Any, snap: Snapshot) -> tuple[str | None, str | None]:
+        """The owner's (name, email): the Slack user cache first, then ``users.info``."""
+        if not snap.item.owner_id:
+            return None, None
+        if snap.owner_email:
+            return snap.owner_name or snap.item.owner_id, snap.owner_email
+        try:
+            user = ctx.slack.users_info(user=snap.item.owner_id)["user"]
+        except Exception as exc:  # Slack down or the user gone: unassigned, said in the ticket
+            log.warning("trackers: users.info %s failed (%s)", snap.item.owner_id, exc.__class__.__name__)
+            return snap.owner_name or snap.item.owner_id, None
+        profile = user.get("profile") or {}
+        return (profile.get("real_name") or user.get("real_name") or user.get("name") or snap.item.owner_id,
+                profile.get("email"))
+
+    def spec(self, ctx: Any, snap: Snapshot) -> TicketSpec:
+        item, inc = snap.item, snap.incident
+        name, email = self.owner_email(ctx, snap)
+        assignee, note = None, None
+        if item.owner_id and not email:
+            note = "no email for this Slack user"
+        elif email:
+            if email.lower() not in self._accounts:
+                self._accounts[email.lower()] = self.tracker.find_user(email)
+            assignee = self._accounts[email.lower()]
+            if assignee is None:
+                note = f"no {self.tracker.name} account for {email}"
+        base = (self.settings.web_base_url or "").rstrip("/")
+        return TicketSpec(
+            action_id=item.id or 0, incident_ref=inc.ref, title=item.title, type=item.type,
+            priority=item.priority, status=item.status, due=item.due_date,
+            rca_url=f"{base}/ui/incidents/{inc.ref}" if base else None, incident_title=inc.title,
+            owner_name=f"{name} (Slack {item.owner_id})" if item.owner_id else None, assignee=assignee,
+            assignee_note=note)
+
+    def fetch(self, incident_ref: str | None = None) -> list[Ticket]:
+        """The current state of every ticket we hold (of one incident), for the reconcile."""
+        from sqlalchemy import func, select
+
+        with session_scope(self.engine) as s:
+            stmt = select(ActionItem.ticket_key).where(ActionItem.ticket_key.is_not(None))  # type: ignore[union-attr]
+            if incident_ref:
+                stmt = stmt.join(Incident, Incident.id == ActionItem.incident_id).where(  # type: ignore[arg-type]
+                    func.upper(Incident.ref) == incident_ref.strip().upper())
+            keys = [str(k) for k in s.execute(stmt).scalars()]
+        return self.tracker.fetch(keys) if keys else []
+
+
+def build(settings: Settings, engine: Engine) -> TrackerSync | None:
+    """The configured tracker (CAPA_TRACKER), or None: no sync."""
+    if settings.capa_tracker == "github":
+        from incident_bot.trackers.github import GitHubTracker
+
+        return TrackerSync(settings, engine, GitHubTracker(settings))
+    if settings.capa_tracker == "jira":
+        from incident_bot.trackers.jira import JiraTracker
+
+        return TrackerSync(settings, engine, JiraTracker(settings))
+    if settings.capa_tracker == "linear":
+        from incident_bot.trackers.linear import LinearTracker
+
+        return TrackerSync(settings, engine, LinearTracker(settings))
+    return None
