@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
     slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)
     log_level: str = "INFO"
+    # Slow and idle clients (see incident_bot/http_server.py): seconds for a request's headers, for its
+    # body, for an idle keep-alive connection; open connections at most (over it: 503).
+    http_header_timeout: float = Field(default=10.0, gt=0, le=600)
+    http_body_timeout: float = Field(default=15.0, gt=0, le=600)
+    http_keep_alive_timeout: int = Field(default=5, ge=1, le=600)
+    http_limit_concurrency: int = Field(default=1000, ge=10, le=100_000)
 
     @field_validator("pagerduty_webhook_secrets", mode="before")
     @classmethod

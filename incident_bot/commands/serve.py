@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker)
     logging.getLogger(__name__).info("serving on %s:%s", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    from incident_bot.http_server import config
+
+    uvicorn.Server(config(app, settings, host=args.host, port=args.port, timeout_graceful_shutdown=10)).run()
     return 0
