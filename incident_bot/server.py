@@ -28,6 +28,7 @@ from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
 from incident_bot.runtime import Runtime
 from incident_bot.services.pagerduty_ingest import ingest
 from incident_bot.slack.ids import over_long_id
+from incident_bot.slack.socket_mode import SocketModeHook
 from storage import outbox as outbox_q
 from storage.db import ping, session_scope
 
@@ -76,6 +77,7 @@ def _log(outcome: str, status: int, started: float, **fields: Any) -> None:
 
 def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[Any] | None = None) -> FastAPI:
     OUTBOX_COLLECTOR.counts_fn = lambda: _outbox_counts(rt)
+    socket_mode = next((h for h in lifespan_hooks or [] if isinstance(h, SocketModeHook)), None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -190,7 +192,10 @@ def create_app(rt: Runtime, *, slack_handler: Any = None, lifespan_hooks: list[A
             await asyncio.wait_for(run_in_threadpool(ping, rt.engine), timeout=3)
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "database": exc.__class__.__name__}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "ok"})
+        doc = {"status": "ready", "database": "ok"}
+        if socket_mode is not None:  # reported, not a readiness condition: the webhooks work without it
+            doc["socket_mode"] = socket_mode.status
+        return JSONResponse(doc)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -7,6 +7,7 @@ request path.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import Any
 
@@ -22,10 +23,24 @@ from incident_bot.slack import commands, events, followup, interactions
 MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError)
 
 
+class _NoTokenWarnings(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and then warns that it ignores it, because
+    the token comes from ``authorize``: true, intended, and misleading in an operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("`token`" in msg and ("will be ignored" in msg or "will be unused" in msg))
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_NoTokenWarnings())
+
+
 def create_bolt_app(rt: Runtime) -> AsyncApp:
     s = rt.settings
     assert s.slack_bot_token and s.slack_signing_secret
-    client = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url, timeout=max(1, int(s.slack_timeout)))
+    # No token on the app's client: ``authorize`` gives each request its token, and Bolt warns ("token ...
+    # will be ignored") when it gets both.
+    client = AsyncWebClient(base_url=s.slack_api_url, timeout=max(1, int(s.slack_timeout)))
     bot_user_id = rt.worker.ctx.bot_user_id if rt.worker else None
 
     async def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:

@@ -121,6 +121,7 @@ class Workspace:
         self.views: dict[str, dict[str, Any]] = {}
         self.home_views: dict[str, str] = {}
         self.ephemeral: list[dict[str, Any]] = []
+        self.socket_mode_url: str | None = None  # set by SocketModeStandIn
         self._last_ts = 0
         self._serial = 0
         self.users[BOT_USER_ID] = User(BOT_USER_ID, "incident-bot", None, is_bot=True)
