@@ -135,5 +135,7 @@ def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:
 
 
 def test_sqlite_in_a_new_directory(tmp_path: Path) -> None:
-    r = run(["incidents", "list"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/bot.db"}, cwd=tmp_path)
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/bot.db"}
+    assert run(["db", "upgrade"], env=env, cwd=tmp_path).returncode == 0
+    r = run(["incidents", "list"], env=env, cwd=tmp_path)
     assert r.returncode == 0 and "no incidents" in r.stdout
