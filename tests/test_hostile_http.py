@@ -195,3 +195,34 @@ def test_over_long_ids_in_an_event_are_refused(bot, where: str, limit: int) -> N
         event[where] = "X" * (limit + 1)
     assert slack_post(bot, json.dumps(envelope), "application/json").status_code == 400
     assert counts(bot.rt.engine) == before
+
+
+def test_serve_logs_one_summary_and_counts_slack_bad_signatures(sqlite_url, slack) -> None:  # type: ignore[no-untyped-def]
+    """`incident-bot serve` as an operator runs it: one start-up line that says how it runs, no misleading
+    library warning, and a forged Slack request counted and logged like a forged PagerDuty one."""
+    import httpx
+    from alembic.script import ScriptDirectory
+
+    from storage import migrate
+
+    from .conftest import ServerProcess, server_env
+
+    proc = ServerProcess(server_env(sqlite_url, slack, LOG_LEVEL="INFO")).start()
+    try:
+        r = httpx.post(f"{proc.url}/slack/events", content=b"{}", timeout=10,
+                       headers={"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00",
+                                "Content-Type": "application/json"})
+        assert r.status_code == 401
+        metrics = httpx.get(f"{proc.url}/metrics", timeout=10).text
+        assert 'incident_bot_deliveries_total{outcome="bad_signature",source="slack"} 1.0' in metrics
+    finally:
+        proc.stop()
+    lines = [json.loads(line) for line in proc.proc.stderr.read().decode().splitlines() if line.startswith("{")]
+    head = ScriptDirectory.from_config(migrate.alembic_config(sqlite_url)).get_current_head()
+    [summary] = [rec["msg"] for rec in lines if rec["msg"].startswith("serving on")]
+    for part in (f"at migration {head}", "database sqlite", "outbox worker on", "PagerDuty REST off",
+                 "Slack via HTTP", "scheduler off"):
+        assert part in summary, summary
+    assert not [rec for rec in lines if "will be ignored" in rec["msg"] or "will be unused" in rec["msg"]]
+    refusals = [rec for rec in lines if rec["msg"] == "slack request bad_signature"]
+    assert len(refusals) == 1, "each refusal is logged once"

@@ -45,12 +45,40 @@ def build_app(settings, *, start_worker: bool = True):  # type: ignore[no-untype
     return create_app(rt, slack_handler=handler, lifespan_hooks=hooks)
 
 
+def startup_summary(settings, app, host: str, port: int) -> str:  # type: ignore[no-untyped-def]
+    """One line that says how this process runs, so an operator reads it instead of guessing."""
+    from sqlalchemy.engine import make_url
+
+    from storage import migrate
+
+    url = make_url(settings.database_url)
+    db = f"sqlite {url.database}" if url.get_backend_name() == "sqlite" else \
+        f"postgresql {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    try:
+        head = migrate.current(settings.database_url) or "empty (run: incident-bot db upgrade)"
+    except Exception as exc:  # the database being down is reported by /readyz; start-up goes on
+        head = f"unknown ({exc.__class__.__name__})"
+    rt = app.state.runtime
+    parts = [
+        f"serving on {host}:{port}",
+        f"database {db} at migration {head}",
+        f"outbox worker {'on' if rt.worker else 'off (--no-worker)'}",
+        f"scheduler {'on' if settings.scheduler_enabled else 'off'}",
+        f"announce channel {settings.incident_announce_channel or 'none'}",
+        f"digest channel {settings.digest_channel or 'none'}",
+        f"PagerDuty REST {'on' if settings.pagerduty_rest_enabled else 'off'}",
+        "Slack via Socket Mode and HTTP" if settings.slack_app_token else "Slack via HTTP (/slack/events)",
+    ]
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
                             command="serve")
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker)
-    logging.getLogger(__name__).info("serving on %s:%s", args.host, args.port)
+    log = logging.getLogger(__name__)
+    log.info("%s", startup_summary(settings, app, args.host, args.port), extra={"fields": {"startup": True}})
     from incident_bot.http_server import config
 
     uvicorn.Server(config(app, settings, host=args.host, port=args.port, timeout_graceful_shutdown=10)).run()
