@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-min lint bench clean
 
 $(BIN)/incident-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(BIN)/incident-bot        ## run one incident end to end (SQLite, built-i
 test: $(BIN)/incident-bot        ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
 	scripts/test
 
+test-min:                        ## a fast subset on the lowest versions pyproject.toml allows (.venv-min)
+	PYTHON=$(PYTHON) scripts/test-min
+
 lint: $(BIN)/incident-bot
 	$(BIN)/ruff check .
 
@@ -25,4 +28,4 @@ bench: $(BIN)/incident-bot       ## benchmarks and the heavy fault campaign; fig
 	bench/run
 
 clean:
-	rm -rf $(VENV) build *.egg-info incident-bot-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-min build *.egg-info incident-bot-demo .pytest_cache .ruff_cache
