@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test test-min lint bench clean browser
 
 $(BIN)/incident-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ browser:                          ## install chromium + chromium-driver for the 
 test: $(BIN)/incident-bot browser ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
 	scripts/test
 
+test-min:                        ## a fast subset on the lowest versions pyproject.toml allows (.venv-min)
+	PYTHON=$(PYTHON) scripts/test-min
+
 lint: $(BIN)/incident-bot
 	$(BIN)/ruff check .
 
@@ -33,4 +36,4 @@ bench: $(BIN)/incident-bot       ## benchmarks and the heavy fault campaign; fig
 	bench/run
 
 clean:
-	rm -rf $(VENV) build *.egg-info incident-bot-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-min build *.egg-info incident-bot-demo .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from incident_bot.config import ConfigError
 
@@ -58,7 +58,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _not_migrated(exc: DBAPIError) -> bool:
+    """A table is missing: PostgreSQL's UndefinedTable (42P01), SQLite's "no such table"."""
+    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The one error boundary: a user's mistake (settings, paths, an unmigrated or unreachable database,
+    an unknown migration) is one line on stderr and a non-zero exit, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -67,13 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"incident-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        if _not_migrated(exc):
+            print("incident-bot: the database has no tables yet (run: incident-bot db upgrade)", file=sys.stderr)
+            return 3
+        if not isinstance(exc, OperationalError):
+            raise  # a bug of ours, not the user's: the traceback is what a bug report needs
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
         print(f"incident-bot: database unavailable: {reason}", file=sys.stderr)
         return 3
     except BrokenPipeError:  # `incident-bot incidents list | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # `-o /missing/dir/x.md`, a SQLite path under a file, an unreadable template
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"incident-bot: {exc.strerror or exc.__class__.__name__}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

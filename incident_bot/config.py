@@ -11,12 +11,15 @@ import os
 import re
 from datetime import tzinfo
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from dateutil import tz
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from incident_bot.core.schedule import parse_rule
 from incident_bot.core.severity import DEFAULT_SEVERITY_MAP, parse_severity_map
 from storage.db import DEFAULT_SQLITE_URL, normalise_url
 
@@ -33,6 +36,9 @@ TRACKER_SETTINGS = {
     "linear": ("linear_api_key", "linear_team_id", "linear_webhook_secret"),
 }
 _PLACEHOLDERS = ("changeme", "change-me", "xxx", "todo", "your-", "<", "...")
+# Values shipped in .env.example: a copied file that was not filled in must not pass for configuration
+# (a digest "posted" to C0123456789 uses up the week's digest on a channel that does not exist).
+PLACEHOLDERS = frozenset({"replace-me", "xoxb-replace-me", "xapp-replace-me", "C0123456789"})
 
 
 def _csv(value: Any) -> list[str]:
@@ -125,6 +131,20 @@ class Settings(BaseSettings):
     # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
     slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)
     log_level: str = "INFO"
+    # Slow and idle clients (see incident_bot/http_server.py): seconds for a request's headers, for its
+    # body, for an idle keep-alive connection; open connections at most (over it: 503).
+    http_header_timeout: float = Field(default=10.0, gt=0, le=600)
+    http_body_timeout: float = Field(default=15.0, gt=0, le=600)
+    http_keep_alive_timeout: int = Field(default=5, ge=1, le=600)
+    http_limit_concurrency: int = Field(default=1000, ge=10, le=100_000)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_placeholder(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and (v in PLACEHOLDERS or "replace-me" in v) for v in values):
+            raise ValueError("is still the placeholder from .env.example: set a real value or remove the line")
+        return value
 
     @field_validator("pagerduty_webhook_secrets", mode="before")
     @classmethod
@@ -184,6 +204,8 @@ class Settings(BaseSettings):
     @field_validator("slack_api_url")
     @classmethod
     def _slash(cls, value: str) -> str:
+        if not _is_url(value, ("http", "https")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("web_auth")
@@ -192,6 +214,33 @@ class Settings(BaseSettings):
         if value.strip().lower() not in ("slack", "none"):
             raise ValueError("must be slack (Sign in with Slack) or none (loopback only)")
         return value.strip().lower()
+    @field_validator("pagerduty_api_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        # The pagerduty client refuses anything but https (with an error naming no setting).
+        if not _is_url(value, ("https",)):
+            raise ValueError("must be an https URL such as https://api.pagerduty.com")
+        return value
+
+    @field_validator("pagerduty_ca_bundle", "rca_templates_dir", "blameless_words_file")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).expanduser().exists():
+            raise ValueError(f"{value} does not exist")
+        return value
+
+    @field_validator("digest_schedule", "capa_reminder_schedule")
+    @classmethod
+    def _rule(cls, value: str) -> str:
+        parse_rule(value, tz.UTC)  # ValueError with the reason; checked again in the team's zone by serve
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if self.pagerduty_api_token and not self.pagerduty_from_email:
+            raise ValueError("PAGERDUTY_FROM_EMAIL is required with PAGERDUTY_API_TOKEN "
+                             "(PagerDuty writes need the email of a PagerDuty user)")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -242,6 +291,9 @@ class Settings(BaseSettings):
         if self.tracker_ca_bundle and not os.path.isfile(self.tracker_ca_bundle):
             raise ConfigError(f"TRACKER_CA_BUNDLE is not a readable file: {self.tracker_ca_bundle}")
         return self
+def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in schemes and bool(parts.hostname)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -250,6 +302,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = str(err["loc"][0]).upper() if err.get("loc") else "a setting"
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
-        raise ConfigError(f"{name} is malformed: {msg}") from None
+        if not err.get("loc"):  # a rule across settings: the message names them
+            raise ConfigError(msg) from None
+        name = str(err["loc"][0]).upper()
+        raise ConfigError(f"{name} {msg}" if msg.startswith("is ") else f"{name} is malformed: {msg}") from None

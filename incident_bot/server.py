@@ -33,6 +33,8 @@ from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline import outbox as outbox_q
 from incident_bot.runtime import Runtime
+from incident_bot.slack.ids import over_long_id
+from incident_bot.slack.socket_mode import SocketModeHook
 from storage.db import ping, session_scope
 
 log = logging.getLogger("incident_bot.server")
@@ -44,10 +46,24 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTooSlow(Exception):
+    pass
+
+
+async def read_body(request: Request, timeout: float, limit: int = MAX_BODY) -> bytes:
+    """:func:`read_limited` within ``timeout`` seconds: a client trickling its body (slowloris) is cut off
+    with 408 instead of holding a connection and a task for minutes."""
+    try:
+        return await asyncio.wait_for(read_limited(request, limit), timeout)
+    except TimeoutError:
+        raise BodyTooSlow from None
+
+
 async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
     """Read the body, refusing more than ``limit`` bytes without buffering an attacker's gigabytes."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # isascii: "²".isdigit() is True and int("²") raises; len: int() of 4,300+ digits raises too.
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise BodyTooLarge
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -69,6 +85,7 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
     OUTBOX_COLLECTOR.counts_fn = lambda: _counts(rt, outbox_q.counts)
     INBOX_COLLECTOR.counts_fn = lambda: _counts(rt, inbox.counts)
     slack_handler = AsyncSlackRequestHandler(bolt) if bolt is not None else None
+    socket_mode = next((h for h in lifespan_hooks or [] if isinstance(h, SocketModeHook)), None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -97,15 +114,19 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
     async def pagerduty_webhook(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            body = await read_limited(request)
+            body = await read_body(request, rt.settings.http_body_timeout)
         except BodyTooLarge:
             DELIVERIES.labels(source="pagerduty", outcome="too_large").inc()
             _log("too_large", 413, started)
             return JSONResponse({"error": "body over 256 KB"}, status_code=413)
+        except BodyTooSlow:
+            DELIVERIES.labels(source="pagerduty", outcome="too_slow").inc()
+            _log("too_slow", 408, started)
+            return JSONResponse({"error": "request body too slow"}, status_code=408)
         if not signature.verify(body, request.headers.get("x-pagerduty-signature"),
                                 rt.settings.pagerduty_webhook_secrets):
             DELIVERIES.labels(source="pagerduty", outcome="bad_signature").inc()
-            _log("bad_signature", 401, started, webhook_id=request.headers.get("x-webhook-id"))
+            _log("bad_signature", 401, started, webhook_id=(request.headers.get("x-webhook-id") or "")[:64])
             return JSONResponse({"error": "invalid or missing X-PagerDuty-Signature"}, status_code=401)
         try:
             ev = parse_delivery(body)
@@ -137,12 +158,21 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
         async def slack_events(request: Request) -> Response:
             started = time.perf_counter()
             try:
-                body = await read_limited(request)
+                body = await read_body(request, rt.settings.http_body_timeout)
             except BodyTooLarge:
                 return JSONResponse({"error": "body too large"}, status_code=413)
+            except BodyTooSlow:
+                DELIVERIES.labels(source="slack", outcome="too_slow").inc()
+                return JSONResponse({"error": "request body too slow"}, status_code=408)
             status = slack_precheck(body, request.headers, rt.settings.slack_signing_secret or "")
             if status is not None:
-                DELIVERIES.labels(source="slack", outcome=str(status)).inc()
+                # Counted and logged like PagerDuty's refusals: one short line, no header values.
+                outcome = "bad_signature" if status == 401 else "malformed"
+                DELIVERIES.labels(source="slack", outcome=outcome).inc()
+                REQUEST_LATENCY.labels(route="slack").observe(time.perf_counter() - started)
+                log.info("slack request %s", outcome, extra={"fields": {
+                    "outcome": outcome, "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2)}})
                 return JSONResponse({"error": "invalid request"}, status_code=status)
             request._body = body  # Bolt reads the body again through request.body()
             status = 500
@@ -176,7 +206,10 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
             await asyncio.wait_for(run_in_threadpool(ping, rt.engine), timeout=3)
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "database": exc.__class__.__name__}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "ok"})
+        doc = {"status": "ready", "database": "ok"}
+        if socket_mode is not None:  # reported, not a readiness condition: the webhooks work without it
+            doc["socket_mode"] = socket_mode.status
+        return JSONResponse(doc)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -193,7 +226,10 @@ def slack_precheck(body: bytes, headers: Any, secret: str) -> int | None:
     signature, and its check raises on a timestamp that is not a number or a signature that is not ASCII.
     None: a signed, parseable request for Bolt."""
     ts, sig = headers.get("x-slack-request-timestamp") or "", headers.get("x-slack-signature") or ""
-    if not (ts.isascii() and ts.isdigit() and sig.isascii()) or abs(time.time() - int(ts)) > 300:
+    # Bounded before int(): 400 digits overflow float arithmetic, 4,300 exceed int()'s limit (both were 500s).
+    if not (ts.isascii() and ts.isdigit() and len(ts) <= 12 and sig.isascii() and len(sig) <= 128):
+        return 401
+    if abs(time.time() - int(ts)) > 300:
         return 401
     # Over the raw bytes (slack_sdk's verifier decodes them first and raises on invalid UTF-8).
     mac = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256)
@@ -205,7 +241,9 @@ def slack_precheck(body: bytes, headers: Any, secret: str) -> int | None:
         parsed = parse_body(body.decode("utf-8"), content_type)
     except (ValueError, RecursionError):
         return 400
-    return None if isinstance(parsed, dict) else 400
+    if not isinstance(parsed, dict):
+        return 400
+    return 400 if over_long_id(parsed) else None
 
 
 def _counts(rt: Runtime, count: Callable[[Any], dict[str, int]]) -> dict[str, int]:

@@ -13,6 +13,8 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.ext.mutable import MutableDict
 from sqlmodel import Field, SQLModel
 
+from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN, PAGERDUTY_PRIORITY_LEN, SLACK_ID_LEN
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -47,11 +49,11 @@ class Incident(SQLModel, table=True):
     status: str = Field(default="triggered", max_length=16, index=True)
     origin: str = Field(default="pagerduty", max_length=16)  # pagerduty | slack | cli
 
-    pagerduty_incident_id: str | None = Field(default=None, max_length=64, unique=True)
+    pagerduty_incident_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN, unique=True)
     pagerduty_url: str | None = None
-    pagerduty_service_id: str | None = Field(default=None, max_length=64)
-    pagerduty_escalation_policy_id: str | None = Field(default=None, max_length=64)
-    pagerduty_priority: str | None = Field(default=None, max_length=16)
+    pagerduty_service_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN)
+    pagerduty_escalation_policy_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN)
+    pagerduty_priority: str | None = Field(default=None, max_length=PAGERDUTY_PRIORITY_LEN)
     pagerduty_urgency: str | None = Field(default=None, max_length=16)
 
     # False for an incident recorded without a channel (over when we first heard of it, or imported).
@@ -100,7 +102,7 @@ class PagerDutyLink(SQLModel, table=True):
     """Every PagerDuty incident that belongs to one of ours (the triggering one and those paged from Slack)."""
 
     __tablename__ = "pagerduty_links"
-    pagerduty_incident_id: str = Field(primary_key=True, max_length=64)
+    pagerduty_incident_id: str = Field(primary_key=True, max_length=PAGERDUTY_ID_LEN)
     incident_id: int = Field(foreign_key="incidents.id", index=True)
     primary: bool = False
     url: str | None = None
@@ -123,7 +125,7 @@ class TimelineEvent(SQLModel, table=True):
     actor: str | None = Field(default=None, max_length=255)
     text: str = ""
     milestone: str | None = Field(default=None, max_length=32)
-    source_event_id: str | None = Field(default=None, max_length=255)
+    source_event_id: str | None = Field(default=None, max_length=EVENT_ID_LEN)
     recorded_at: datetime = Field(default_factory=utcnow)
 
 
@@ -144,15 +146,15 @@ class InboxDelivery(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=16)  # pagerduty | slack | import
-    event_id: str = Field(max_length=255)
+    source: str = Field(max_length=16)  # pagerduty | slack | github | jira | linear
+    event_id: str = Field(max_length=EVENT_ID_LEN)
     event_type: str = Field(max_length=64)
     status: str = Field(default="pending", max_length=16)  # pending | done | failed | deferred
     outcome: str | None = Field(default=None, max_length=16)  # processed | ignored | refused...
     attempts: int = 0  # failed attempts (a batch that fails is retried row by row)
     last_error: str | None = None
     incident_id: int | None = None
-    subject_id: str | None = Field(default=None, max_length=64, index=True)
+    subject_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN, index=True)
     payload: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
     done_at: datetime | None = None
@@ -275,8 +277,8 @@ class ChannelMember(SQLModel, table=True):
 
     __tablename__ = "channel_members"
 
-    channel_id: str = Field(primary_key=True, max_length=32)
-    user_id: str = Field(primary_key=True, max_length=32)
+    channel_id: str = Field(primary_key=True, max_length=SLACK_ID_LEN)
+    user_id: str = Field(primary_key=True, max_length=SLACK_ID_LEN)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -285,7 +287,7 @@ class SlackUser(SQLModel, table=True):
 
     __tablename__ = "slack_users"
 
-    user_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=SLACK_ID_LEN)
     name: str | None = Field(default=None, max_length=255)
     email: str | None = Field(default=None, max_length=255)
     tz: str | None = Field(default=None, max_length=64)

@@ -15,6 +15,7 @@ from incident_bot.config import ConfigError, load_settings
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.severity import parse_severity_map, severity_for
 from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from storage import migrate
 from storage.db import make_engine, session_scope
 
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
@@ -99,7 +100,6 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db"}
     first, second = run(["db", "upgrade"], env, tmp_path), run(["db", "upgrade"], env, tmp_path)
     assert first.returncode == second.returncode == 0
-    from storage import migrate
 
     assert f"database at {migrate.head()}" in second.stdout
 
@@ -135,5 +135,7 @@ def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:
 
 
 def test_sqlite_in_a_new_directory(tmp_path: Path) -> None:
-    r = run(["incidents", "list"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/bot.db"}, cwd=tmp_path)
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/bot.db"}
+    assert run(["db", "upgrade"], env=env, cwd=tmp_path).returncode == 0
+    r = run(["incidents", "list"], env=env, cwd=tmp_path)
     assert r.returncode == 0 and "no incidents" in r.stdout

@@ -13,6 +13,7 @@ from incident_bot.config import Settings
 from incident_bot.core import capa
 from incident_bot.services import actions as svc
 from incident_bot.services.rca import RcaError, get_incident
+from storage import repo
 from storage.db import session_scope
 from storage.models import Incident
 
@@ -108,6 +109,9 @@ def _list(args: argparse.Namespace) -> int:
     today = _today(settings)
     try:
         with session_scope(database(settings)) as s:
+            if args.incident and repo.incident_by_ref(s, args.incident.strip().upper()) is None:
+                print(f"incident-bot: no incident {args.incident}", file=sys.stderr)
+                return 1
             rows = svc.list_actions(s, open_only=args.open, overdue=args.overdue, owner=args.owner,
                                     incident_ref=args.incident, today=today)
             docs = [svc.action_dict(r) for r in rows]

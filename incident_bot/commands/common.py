@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from incident_bot.config import Settings, load_settings
+from incident_bot.config import ConfigError, Settings, load_settings
 
 
 def settings_for(*required: str, command: str) -> Settings:
@@ -16,8 +17,18 @@ def settings_for(*required: str, command: str) -> Settings:
 
 
 def database(settings: Settings) -> Engine:
-    from incident_bot.runtime import prepare_database  # lazy: it pulls in the Slack and PagerDuty clients
+    """The database of a CLI command. Never created here: a mistyped SQLite path must be an error, not an
+    empty database that answers "no incidents" (``serve`` and ``db upgrade`` create it)."""
+    from sqlalchemy.engine import make_url
 
+    from incident_bot.runtime import prepare_database  # lazy: it pulls in the Slack and PagerDuty clients
+    from storage.db import is_sqlite
+
+    if is_sqlite(settings.database_url):
+        path = make_url(settings.database_url).database
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise ConfigError(f"DATABASE_URL: no database at {Path(path).resolve()} "
+                              "(check the path; create one with: incident-bot db upgrade)")
     return prepare_database(settings)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from incident_bot.commands.common import settings_for
 from storage import migrate
+from storage.db import get_engine
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from alembic.util.exc import CommandError
+
     s = settings_for(command="db upgrade")
-    migrate.upgrade(s.database_url, args.revision)
+    get_engine(s.database_url)  # a SQLite file's directory: created, or an error naming the path
+    try:
+        migrate.upgrade(s.database_url, args.revision)
+    except CommandError as exc:  # `--revision nosuch`
+        print(f"incident-bot: db upgrade: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     print(f"database at {migrate.current(s.database_url)}")
     return 0
 

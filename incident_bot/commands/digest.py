@@ -91,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     now = utcnow()
     try:
         since, until = resolve_period(args, settings.tzinfo, now)
+        if since >= now:  # nothing can have happened yet: a typo, not an empty week
+            raise UsageError(f"the period starts in the future ({since:%Y-%m-%d %H:%M %Z}); "
+                             "a digest covers time that has passed")
     except UsageError as exc:
         print(f"incident-bot digest: {exc}", file=sys.stderr)
         return 2

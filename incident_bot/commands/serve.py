@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 import uvicorn
 
@@ -28,14 +29,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def startup_summary(settings: Any, app: Any, host: str, port: int) -> str:
+    """One line that says how this process runs, so an operator reads it instead of guessing."""
+    from sqlalchemy.engine import make_url
+
+    from storage import migrate
+
+    url = make_url(settings.database_url)
+    db = f"sqlite {url.database}" if url.get_backend_name() == "sqlite" else \
+        f"postgresql {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    try:
+        head = migrate.current(settings.database_url) or "empty (run: incident-bot db upgrade)"
+    except Exception as exc:  # the database being down is reported by /readyz; start-up goes on
+        head = f"unknown ({exc.__class__.__name__})"
+    rt = app.state.runtime
+    parts = [
+        f"serving on {host}:{port}",
+        f"database {db} at migration {head}",
+        f"fold and outbox workers {'on' if rt.worker else 'off (--no-worker)'}",
+        f"scheduler {'on' if rt.worker and settings.scheduler_enabled else 'off'}",
+        f"announce channel {settings.incident_announce_channel or 'none'}",
+        f"digest channel {settings.digest_channel or 'none'}",
+        f"PagerDuty REST {'on' if settings.pagerduty_rest_enabled else 'off'}",
+        "Slack via Socket Mode and HTTP" if settings.slack_app_token else "Slack via HTTP (/slack/events)",
+    ]
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_app
+    from incident_bot.http_server import config
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
-                            command="serve").require_tracker()
+                            command="serve")
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
-    logging.getLogger(__name__).info("serving on %s:%s", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    log = logging.getLogger(__name__)
+    log.info("%s", startup_summary(settings, app, args.host, args.port), extra={"fields": {"startup": True}})
+    uvicorn.Server(config(app, settings, host=args.host, port=args.port, timeout_graceful_shutdown=10)).run()
     return 0

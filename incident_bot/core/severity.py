@@ -18,9 +18,17 @@ SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 FALLBACK = "SEV3"
 
 
+def priority_key(name: str) -> str:
+    """A priority name as a map key: case and spacing do not matter (``"P1 - Critical"`` = ``"p1-critical"``)."""
+    return "".join(name.split()).casefold()
+
+
 def parse_severity_map(text: str) -> dict[str, str]:
-    """``"P1=SEV1,P2=SEV1,high=SEV2"`` -> overrides on top of the defaults. Raises ValueError."""
-    result = dict(DEFAULT_SEVERITY_MAP)
+    """``"P1=SEV1,P2=SEV1,high=SEV2"`` -> overrides on top of the defaults. Raises ValueError.
+
+    Keys are priority names, whole (``P1 - Critical Outage=SEV1``), compared without case or spaces;
+    ``high`` and ``low`` are the urgencies used when an incident has no priority."""
+    result = {priority_key(k): v for k, v in DEFAULT_SEVERITY_MAP.items()}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip().upper()
@@ -28,18 +36,19 @@ def parse_severity_map(text: str) -> dict[str, str]:
             raise ValueError(f"expected KEY=SEVn, got {item!r}")
         if value not in SEVERITIES:
             raise ValueError(f"{key}={value}: severity must be one of {', '.join(SEVERITIES)}")
-        result[key.lower() if key.lower() in ("high", "low") else key.upper()] = value
+        result[priority_key(key)] = value
     return result
 
 
-def severity_for(priority: str | None, urgency: str | None, mapping: Mapping[str, str]) -> str:
-    """Priority wins when set (it is the responder's judgement); urgency is the fallback."""
-    if priority:
-        sev = mapping.get(priority.strip().upper())
-        if sev:
-            return sev
+def severity_for(priority: str | None, urgency: str | None, mapping: Mapping[str, str]) -> str | None:
+    """Priority wins when set (it is the responder's judgement); urgency is the fallback when there is none.
+
+    None when the incident has a priority that the map does not name: the caller keeps the severity it
+    has (an unmapped ``P1 - Critical Outage`` must not move a SEV1 to SEV4 because urgency is low)."""
+    if priority and priority.strip():
+        return mapping.get(priority_key(priority))
     if urgency:
-        sev = mapping.get(urgency.strip().lower())
+        sev = mapping.get(priority_key(urgency))
         if sev:
             return sev
     return FALLBACK

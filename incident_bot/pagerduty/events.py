@@ -14,6 +14,8 @@ from typing import Any
 
 from dateutil import parser as dtparser
 
+from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN, PAGERDUTY_PRIORITY_LEN
+
 MAX_TEXT = 4000
 
 
@@ -58,7 +60,7 @@ HANDLED_TYPES = frozenset({
     "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.resolved",
     "incident.reopened", "incident.escalated", "incident.reassigned", "incident.delegated",
     "incident.priority_updated", "incident.annotated", "incident.status_update_published",
-    "incident.responder.added", "incident.responder.replied",
+    "incident.responder.added", "incident.responder.replied", "incident.service_updated",
 })
 
 
@@ -73,6 +75,15 @@ def _str(value: Any, limit: int = 512) -> str | None:
     # UTF-8, so no database stores them): both would fail the transaction of a valid delivery.
     value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
     return value[:limit] if value else None
+
+
+def _id(value: Any, where: str, limit: int = PAGERDUTY_ID_LEN) -> str | None:
+    """An id is refused when longer than its column, never cut: two ids with a common prefix would
+    become one incident, or the second delivery a "duplicate" of the first."""
+    text = _str(value, limit + 1)
+    if text is not None and len(text) > limit:
+        raise MalformedDelivery(f"'{where}' is longer than {limit} characters")
+    return text
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -96,7 +107,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def _incident(data: dict[str, Any]) -> PagerDutyIncident | None:
-    if data.get("type") not in ("incident", "incident_reference") or not _str(data.get("id")):
+    if data.get("type") not in ("incident", "incident_reference") or not _id(data.get("id"), "event.data.id"):
         return None
     if data.get("type") == "incident_reference" and not data.get("title"):
         return None
@@ -105,16 +116,18 @@ def _incident(data: dict[str, Any]) -> PagerDutyIncident | None:
     priority = _dict(data.get("priority"))
     number = data.get("number")
     return PagerDutyIncident(
-        id=_str(data["id"], 64) or "",
+        id=_id(data["id"], "event.data.id") or "",
         title=_str(data.get("title"), 1024) or _str(data.get("summary"), 1024) or "(untitled incident)",
         created_at=_time(data.get("created_at")),
         html_url=_str(data.get("html_url"), 1024),
         number=number if isinstance(number, int) and not isinstance(number, bool) else None,
         status=_str(data.get("status"), 32),
-        service_id=_str(service.get("id"), 64),
+        service_id=_id(service.get("id"), "event.data.service.id"),
         service_name=_str(service.get("summary"), 255) or _str(service.get("name"), 255),
-        escalation_policy_id=_str(policy.get("id"), 64),
-        priority=_str(priority.get("summary"), 16) or _str(priority.get("name"), 16),
+        escalation_policy_id=_id(policy.get("id"), "event.data.escalation_policy.id"),
+        # Whole names: SEVERITY_MAP keys are whole names (a cut name could never match its key).
+        priority=_str(priority.get("summary"), PAGERDUTY_PRIORITY_LEN)
+        or _str(priority.get("name"), PAGERDUTY_PRIORITY_LEN),
         urgency=_str(data.get("urgency"), 16),
     )
 
@@ -127,7 +140,7 @@ def parse_delivery(body: bytes) -> PagerDutyEvent:
     if not isinstance(doc, dict) or not isinstance(doc.get("event"), dict):
         raise MalformedDelivery("missing object 'event'")
     event = doc["event"]
-    event_id = _str(event.get("id"), 255)
+    event_id = _id(event.get("id"), "event.id", EVENT_ID_LEN)
     event_type = _str(event.get("event_type"), 64)
     if not event_id:
         raise MalformedDelivery("missing 'event.id'")
@@ -144,11 +157,11 @@ def parse_delivery(body: bytes) -> PagerDutyEvent:
     responder = None
     if data.get("type") in ("incident_note", "incident_status_update", "incident_responder"):
         ref = _dict(data.get("incident"))
-        incident_id = _str(ref.get("id"), 64)
+        incident_id = _id(ref.get("id"), "event.data.incident.id")
         note = _str(data.get("content"), MAX_TEXT) or _str(data.get("message"), MAX_TEXT)
         responder = _str(_dict(data.get("user")).get("summary"), 255)
     elif incident is None and isinstance(data.get("incident"), dict):
-        incident_id = _str(data["incident"].get("id"), 64)
+        incident_id = _id(data["incident"].get("id"), "event.data.incident.id")
     assignees = tuple(
         name for a in (data.get("assignees") or []) if isinstance(a, dict)
         if (name := _str(a.get("summary"), 255))
@@ -160,7 +173,7 @@ def parse_delivery(body: bytes) -> PagerDutyEvent:
         event_type=event_type,
         occurred_at=occurred_at,
         agent=_str(agent.get("summary"), 255),
-        agent_id=_str(agent.get("id"), 64) if agent.get("type") == "user_reference" else None,
+        agent_id=_id(agent.get("id"), "event.agent.id") if agent.get("type") == "user_reference" else None,
         incident_id=incident_id,
         incident=incident,
         note=note,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from incident_bot.core.lifecycle import Signal
-from incident_bot.core.severity import severity_for
-from incident_bot.pagerduty.events import PagerDutyEvent
+from incident_bot.core.severity import priority_key, severity_for
+from incident_bot.pagerduty.events import PagerDutyEvent, PagerDutyIncident
 from incident_bot.slack.mrkdwn import escape
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # unmapped priority names already logged (bounded: names come from signed bodies)
+_WARN_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,19 @@ class Translation:
     text: str  # plain text for the timeline
     channel_md: str | None  # mrkdwn for the incident channel (escaped), None to stay quiet
     icon: str = "ℹ️"
+
+
+def severity_of(inc: PagerDutyIncident, severity_map: Mapping[str, str]) -> str | None:
+    """The severity PagerDuty's priority (or, with none, urgency) maps to; None for a priority name that
+    SEVERITY_MAP does not name, logged once per name so an operator can add it."""
+    sev = severity_for(inc.priority, inc.urgency, severity_map)
+    if sev is None and inc.priority:
+        key = priority_key(inc.priority)
+        if key not in _WARNED and len(_WARNED) < _WARN_CAP:
+            _WARNED.add(key)
+            log.warning("PagerDuty priority %r is not in SEVERITY_MAP: severity left as it is "
+                        "(add it, e.g. SEVERITY_MAP=%s=SEV1)", inc.priority[:80], inc.priority[:80])
+    return sev
 
 
 def _by(ev: PagerDutyEvent) -> str:
@@ -34,8 +52,8 @@ def translate(ev: PagerDutyEvent, at: datetime, severity_map: Mapping[str, str])
         signals.append(Signal("detected", at=at, when=inc.created_at))
 
     if t == "incident.triggered":
-        if inc:
-            signals.append(Signal("severity", at=at, value=severity_for(inc.priority, inc.urgency, severity_map)))
+        if inc and (sev := severity_of(inc, severity_map)):
+            signals.append(Signal("severity", at=at, value=sev))
         return Translation(signals, "triggered", f"PagerDuty triggered: {inc.title if inc else ''}", None, "🚨")
     if t == "incident.acknowledged":
         signals.append(Signal("acknowledge", at=at))
@@ -58,11 +76,20 @@ def translate(ev: PagerDutyEvent, at: datetime, severity_map: Mapping[str, str])
             f" to {escape(to)}" if to else ""), "📣")
     if t == "incident.priority_updated":
         prio = inc.priority if inc else None
-        sev = severity_for(prio, inc.urgency if inc else None, severity_map)
+        sev = severity_of(inc, severity_map) if inc else severity_for(None, None, severity_map)
+        if sev is None:  # a priority name SEVERITY_MAP does not know: recorded, severity unchanged
+            text = f"Priority changed to {prio} (not in SEVERITY_MAP: severity unchanged){by}"
+            return Translation(signals, "priority_updated", text,
+                               f"*Priority* changed to {escape(prio or '')} (severity unchanged){by_md}", "🎚️")
         signals.append(Signal("severity", at=at, value=sev))
         text = f"Priority changed to {prio or 'none'} ({sev}){by}"
         return Translation(signals, "priority_updated", text,
                            f"*Priority* changed to {escape(prio or 'none')} → *{sev}*{by_md}", "🎚️")
+    if t == "incident.service_updated":
+        service = inc.service_name if inc else None
+        text = f"Service changed to {service or 'none'}{by}"
+        return Translation(signals, "service_updated", text,
+                           f"*Service* changed to {escape(service or 'none')}{by_md}", "🧭")
     if t == "incident.annotated":
         note = ev.note or ""
         return Translation(signals, "note", note, f"*Note*{by_md}: {escape(note)}", "📝")

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.core.severity import severity_for
+from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
-from incident_bot.pagerduty.translate import translate
+from incident_bot.pagerduty.translate import severity_of, translate
 from incident_bot.pipeline import inbox
 from incident_bot.services.incidents import (
     NewIncident,
@@ -97,7 +97,9 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
         session,
         NewIncident(
             title=pd.title, detected_at=detected, origin="pagerduty", service=pd.service_name,
-            severity=severity_for(pd.priority, pd.urgency, settings.severity_map),
+            # An unmapped priority name has no severity to keep yet: urgency (then SEV3) opens it.
+            severity=severity_of(pd, settings.severity_map) or severity_for(None, pd.urgency, settings.severity_map)
+            or FALLBACK,
             fired_by=what, pagerduty_incident_id=pd.id, pagerduty_url=pd.html_url,
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
             pagerduty_priority=pd.priority, pagerduty_urgency=pd.urgency,

@@ -41,14 +41,27 @@ STORED_EVENTS = set(events.EVENT_HANDLERS)  # every other event type is answered
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
+class _NoTokenWarnings(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and then warns that it ignores it, because
+    the token comes from ``authorize``: true, intended, and misleading in an operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("`token`" in msg and ("will be ignored" in msg or "will be unused" in msg))
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_NoTokenWarnings())
+
+
 class Unavailable(Exception):
     """The inbox could not store the request in time: nothing was acknowledged."""
 
 
-def request_key(raw_body: str) -> str:
+def request_key(request: Any, body: dict[str, Any]) -> str:
     """Commands and clicks carry no delivery id and Slack does not retry them: the hash of the signed
-    body tells a repeat (a proxy's retry) from a new click."""
-    return "sha256:" + hashlib.sha256(raw_body.encode("utf-8", "surrogatepass")).hexdigest()
+    body tells a repeat (a proxy's retry) from a new click. Socket Mode has no raw body: its payload."""
+    raw = request.raw_body or json.dumps(body, sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def store(rt: Runtime, *, event_id: str, event_type: str, body: dict[str, Any],
@@ -85,7 +98,8 @@ def _later(coro: Any) -> None:
 def create_bolt_app(rt: Runtime) -> AsyncApp:
     s = rt.settings
     assert s.slack_bot_token and s.slack_signing_secret
-    client = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url, timeout=max(1, int(s.slack_timeout)))
+    # No token on the app's client: ``authorize`` gives each request its token (Bolt warns when it gets both).
+    client = AsyncWebClient(base_url=s.slack_api_url, timeout=max(1, int(s.slack_timeout)))
 
     async def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:
         # Static: one workspace, one bot token; never an auth.test on the request path.
@@ -152,7 +166,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
             _later(interactions.open_rca_form(rt, client, command))
             return
         try:
-            await store(rt, event_id=request_key(request.raw_body), event_type="command", body=body,
+            await store(rt, event_id=request_key(request, body), event_type="command", body=body,
                         subject_id=command.get("channel_id"))
         except Unavailable:
             await ack(text="The incident database is unavailable right now, so this was not recorded. "
@@ -173,7 +187,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
 
     async def on_action(ack: Any, body: dict[str, Any], request: Any) -> None:
         if not foreign(body):
-            await store(rt, event_id=request_key(request.raw_body), event_type="block_actions", body=body,
+            await store(rt, event_id=request_key(request, body), event_type="block_actions", body=body,
                         subject_id=(body.get("channel") or {}).get("id"))
         await ack()
 
@@ -185,7 +199,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        await store(rt, event_id=request_key(request.raw_body), event_type="view_submission", body=body,
+        await store(rt, event_id=request_key(request, body), event_type="view_submission", body=body,
                     subject_id=None)
         await ack()
 

@@ -16,8 +16,14 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=5)
+        rt = getattr(getattr(app, "state", None), "runtime", None)
+        if rt is not None:  # the bot's app: the same connection limits and deadlines as `serve`
+            from incident_bot.http_server import config as server_config
+
+            config = server_config(app, rt.settings, lifespan="on", timeout_graceful_shutdown=5)
+        else:
+            config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                                    timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

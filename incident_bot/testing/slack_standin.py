@@ -160,7 +160,7 @@ class SlackStandIn(StandInServer):
         try:
             if _BAD_BODY in params:
                 raise SlackError("invalid_json")
-            self._authenticate(request, params)
+            self._authenticate(request, params, app_level=key == "apps.connections.open")
             if (wait := self._over_limit(key)) is not None:
                 return _json(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)})
             return _json(200, {"ok": True, **self.api.call(key, params)})
@@ -173,11 +173,15 @@ class SlackStandIn(StandInServer):
         error = fault.error or defaults.get(fault.status, "internal_error")
         return _json(fault.status, {"ok": False, "error": error}, headers)
 
-    def _authenticate(self, request: Request, params: dict[str, Any]) -> None:
+    def _authenticate(self, request: Request, params: dict[str, Any], app_level: bool = False) -> None:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else str(params.get("token") or "")
         if not token:
             raise SlackError("not_authed")
+        if app_level:  # Socket Mode's apps.connections.open takes the app-level token, and only that
+            if not token.startswith("xapp-"):
+                raise SlackError("not_allowed_token_type")
+            return
         allowed = token in self._tokens if self._tokens is not None else token.startswith(("xoxb-", "xoxp-"))
         if not allowed:
             raise SlackError("invalid_auth")

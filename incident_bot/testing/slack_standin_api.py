@@ -63,6 +63,12 @@ class SlackWebApi:
                 "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
                 "is_enterprise_install": False}
 
+    @web_api("apps.connections.open")
+    def apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not self.ws.socket_mode_url:  # Socket Mode is off for this app
+            raise SlackError("not_allowed_token_type")
+        return {"url": self.ws.socket_mode_url}
+
     @web_api("conversations.create")
     def conversations_create(self, p: dict[str, Any]) -> dict[str, Any]:
         name = str(p.get("name") or "")

@@ -122,6 +122,7 @@ class Workspace:
         self.home_views: dict[str, str] = {}
         self.ephemeral: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response URLs, with their token
+        self.socket_mode_url: str | None = None  # set by SocketModeStandIn
         self._last_ts = 0
         self._serial = 0
         self.users[BOT_USER_ID] = User(BOT_USER_ID, "incident-bot", None, is_bot=True)
