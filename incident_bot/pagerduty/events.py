@@ -14,6 +14,8 @@ from typing import Any
 
 from dateutil import parser as dtparser
 
+from incident_bot.core.text import clean
+
 MAX_TEXT = 4000
 
 
@@ -71,7 +73,8 @@ def _str(value: Any, limit: int = 512) -> str | None:
         return None
     # JSON escapes can carry NUL (PostgreSQL refuses it in text) and lone surrogates (not encodable as
     # UTF-8, so no database stores them): both would fail the transaction of a valid delivery.
-    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
+    # Bidi and other control characters go too (core/text.py): one rule for all outside text.
+    value = clean(value).strip()
     return value[:limit] if value else None
 
 

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from incident_bot.slack.delivery import DELIVERERS, Context, Delivered, Permanent, _resolve
-from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.slack.mrkdwn import escape, from_slack, link
 from storage import repo
 from storage.models import Incident, PagerDutyLink, SlackUser, utcnow
 
@@ -40,7 +40,8 @@ def pin_to_timeline(ctx: Context, row: Any, inc: Incident | None, uncertain: boo
         raise Permanent("the pinned message no longer exists")
     msg = found[0]
     author = msg.get("user") or row.payload.get("author") or msg.get("bot_id")
-    text = msg.get("text") or ""
+    # A message is Slack mrkdwn: kept as such (a timeline row of source "slack"), mass mentions neutralised.
+    text = from_slack(clean(msg.get("text")))
 
     def store(session: Session) -> None:
         repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=_ts_time(ts), source="slack",

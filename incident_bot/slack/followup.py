@@ -26,7 +26,7 @@ from incident_bot.services import commands as svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
 from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, handler
-from incident_bot.slack.mrkdwn import escape, truncate, user
+from incident_bot.slack.mrkdwn import escape, to_plain, truncate, truncate_md, user
 from storage import repo
 from storage.db import session_scope
 from storage.models import ActionItem, Incident, utcnow
@@ -45,7 +45,8 @@ EXTRA_COMMANDS.extend([
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
 ])
-CHANGES_STATE.update({"action", "close"})
+# `rca` uploads a file and `rca edit` changes the narrative: members only, like every change.
+CHANGES_STATE.update({"action", "close", "rca"})
 
 
 def _today(inv: Invocation) -> Any:
@@ -68,7 +69,7 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
         summary += f"\n⚠️ Template: {escape(truncate(warning, 300))}"
     repo.enqueue(s, order_key=f"incident:{inc.id}", method="files.upload_v2", incident_id=inc.id,
                  payload={"channel": "$incident", "content": result.text, "filename": f"{inc.ref}-rca.md",
-                          "title": f"{inc.ref} RCA", "initial_comment": truncate(summary, 3900)})
+                          "title": f"{inc.ref} RCA", "initial_comment": truncate_md(summary, 3900)})
     repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_exported",
                       actor=inv.user_id, text="RCA exported to the channel")
     extra = f" {len(findings)} blameless-language warning(s) are in the summary." if findings else ""
@@ -78,8 +79,9 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
 @handler("action")
 def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     try:
+        # Parsed as mrkdwn (so `@owner` is still a mention); the title is stored as plain text.
         parsed = capa.parse_action_text(inv.args, _today(inv))
-        item = capa_svc.add_action(s, inc, parsed.title, parsed.type, parsed.priority, parsed.owner_id,
+        item = capa_svc.add_action(s, inc, to_plain(parsed.title), parsed.type, parsed.priority, parsed.owner_id,
                                    parsed.due_date, created_by=inv.user_id, source="slack")
     except capa.CapaError as exc:
         return svc.Reply(f"{exc}. Example: `{inv.command} action Add a canary stage @alex due friday preventive`",
@@ -97,7 +99,7 @@ def _actions(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
 
 @handler("close")
 def _close(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
-    words = inv.args.split(maxsplit=1)
+    words = inv.plain.split(maxsplit=1)
     reason = words[1] if len(words) == 2 and words[0].lower() == "override" else None
     out = capa_svc.close_incident(s, inc, actor=inv.user_id, at=utcnow(), override_reason=reason)
     if not out.closed:
