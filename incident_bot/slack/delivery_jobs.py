@@ -11,6 +11,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from incident_bot.core.text import clean
 from incident_bot.slack.delivery import DELIVERERS, Context, Delivered, Permanent, _resolve
 from incident_bot.slack.mrkdwn import escape, from_slack, link
 from storage import repo
