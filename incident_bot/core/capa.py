@@ -89,6 +89,8 @@ def parse_due(text: str, today: date) -> date:
         raise CapaError("the due date is too long; try 2026-12-01, friday, tomorrow or 'in 2 weeks'")
     try:
         due = _parse_due(text, today)
+    except CapaError:
+        raise
     except (OverflowError, ValueError):  # date arithmetic past year 9999
         due = date.max
     if due > today + timedelta(days=366 * MAX_DUE_YEARS):
