@@ -50,6 +50,7 @@ class PagerDutyEvent:
     note: str | None  # incident.annotated, status_update_published
     assignees: tuple[str, ...] = ()
     responder: str | None = None
+    clamped_from: str | None = None  # the source time when it was ahead of receipt (core/clock.py)
 
     @property
     def known(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, select
@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from incident_bot.config import Settings
+from incident_bot.core.clock import bounded
 from incident_bot.core.severity import severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import translate
@@ -37,8 +38,10 @@ class IngestResult:
     ref: str | None = None
 
 
-def ingest(engine: Engine, settings: Settings, ev: PagerDutyEvent, body: bytes) -> IngestResult:
+def ingest(engine: Engine, settings: Settings, ev: PagerDutyEvent, body: bytes,
+           received_at: datetime | None = None) -> IngestResult:
     """Apply a delivery exactly once. Retries once when a racing replica opened the same incident."""
+    ev = bound_times(ev, received_at or utcnow())
     for attempt in range(3):
         try:
             with session_scope(engine) as session:
@@ -126,6 +129,10 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     # The trigger's row is the opening row (added when the incident opened, by whichever delivery came
     # first): the same key makes this add a no-op.
     row_id = trigger_row_id(ev.incident_id or "") if tr_in.kind == "triggered" else ev.event_id
+    if ev.clamped_from:
+        repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind="clock_clamped",
+                          text=f"{ev.event_type}: PagerDuty's time {ev.clamped_from} is ahead of our clock; "
+                               "recorded at the time it was received", source_event_id=f"{ev.event_id}:clamped")
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
         actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
@@ -146,6 +153,23 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     if inc.severity != before_sev or inc.status != before_status:
         repo.enqueue(session, order_key=f"incident:{inc.id}", method="conversations.setTopic",
                      incident_id=inc.id, payload={"channel": "$incident", "topic": messages.topic(inc)})
+
+
+def bound_times(ev: PagerDutyEvent, received_at: datetime) -> PagerDutyEvent:
+    """The clock rule (core/clock.py) applied to a delivery's ``occurred_at`` and ``created_at``."""
+    occurred, late = bounded(ev.occurred_at, received_at)
+    incident = ev.incident
+    if incident is not None:
+        created, created_late = bounded(incident.created_at, received_at)
+        if created_late:
+            incident = replace(incident, created_at=created)
+            late = late or created_late
+    if not late:
+        return ev
+    original = ev.occurred_at if ev.occurred_at and ev.occurred_at > received_at else (
+        ev.incident.created_at if ev.incident else None)
+    return replace(ev, occurred_at=occurred, incident=incident,
+                   clamped_from=original.isoformat().replace("+00:00", "Z") if original else "?")
 
 
 def trigger_row_id(pd_incident_id: str) -> str:
@@ -180,7 +204,7 @@ def _take_deferred(session: Session, pd_incident_id: str) -> list[PagerDutyEvent
     ).scalars().all()
     events = []
     for row in rows:
-        events.append(parse_delivery((row.payload or "").encode()))
+        events.append(bound_times(parse_delivery((row.payload or "").encode()), row.received_at))
         row.outcome, row.payload = "processed", None
         session.add(row)
     return events
