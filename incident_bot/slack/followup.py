@@ -4,6 +4,8 @@ the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`in
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
+    ContextBlock,
     InputBlock,
+    MarkdownTextObject,
     PlainTextInputElement,
     PlainTextObject,
 )
@@ -21,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
+from incident_bot.core.text import clean, units
 from incident_bot.services import actions as capa_svc
 from incident_bot.services import commands as svc
 from incident_bot.services import rca as rca_svc
@@ -32,6 +37,7 @@ from storage.db import session_scope
 from storage.models import ActionItem, Incident, utcnow
 
 RCA_EDIT_CALLBACK = "rca_edit"
+MODAL_FIELD_MAX = 3000  # a plain_text_input holds at most 3,000 characters
 STATUS_ACTION = "capa_status"
 EDITABLE = [k for k in NARRATIVE_KEYS if k != "links"]
 LABELS = {"summary": "Summary", "impact": "Impact", "root_causes": "Root causes and contributing factors",
@@ -135,27 +141,80 @@ def actions_blocks(inc: Incident, rows: list[Any]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
 
 
+def _digest(text: str) -> str:
+    """A short fingerprint of a field as offered, to tell on submission whether the user changed it."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
 def rca_edit_modal(inc: Incident) -> dict[str, Any]:
+    """One input a narrative field, prefilled. A field longer than the form allows (MODAL_FIELD_MAX) is
+    not offered at all (cut, it would be saved cut): a note says to edit it with the CLI instead."""
     narrative = inc.rca or {}
-    inputs = [
-        InputBlock(block_id=key, label=LABELS.get(key, key), optional=True, element=PlainTextInputElement(
-            action_id="value", multiline=True, max_length=3000,
-            initial_value=truncate(str(narrative.get(key) or ""), 3000) or None))
-        for key in EDITABLE
-    ]
-    return View(type="modal", callback_id=RCA_EDIT_CALLBACK, private_metadata=inc.ref,
+    blocks: list[Any] = []
+    offered: dict[str, str] = {}
+    for key in EDITABLE:
+        value = str(narrative.get(key) or "")
+        if len(value) > MODAL_FIELD_MAX or units(value) > MODAL_FIELD_MAX:
+            blocks.append(ContextBlock(block_id=key, elements=[MarkdownTextObject(
+                text=f"*{LABELS.get(key, key)}* is {units(value)} characters, more than this form holds "
+                     f"({MODAL_FIELD_MAX}); it is kept as it is. Edit it with "
+                     f"`incident-bot rca {inc.ref} --set-file {key}=FILE`.")]))
+            continue
+        offered[key] = _digest(value)
+        blocks.append(InputBlock(block_id=key, label=LABELS.get(key, key), optional=True,
+                                 element=PlainTextInputElement(action_id="value", multiline=True,
+                                                               max_length=MODAL_FIELD_MAX,
+                                                               initial_value=value or None)))
+    meta = json.dumps({"ref": inc.ref, "offered": offered}, separators=(",", ":"))
+    return View(type="modal", callback_id=RCA_EDIT_CALLBACK, private_metadata=meta,
                 title=PlainTextObject(text=f"RCA {inc.ref}"[:24]), submit=PlainTextObject(text="Save"),
-                close=PlainTextObject(text="Cancel"), blocks=inputs).to_dict()
+                close=PlainTextObject(text="Cancel"), blocks=blocks).to_dict()
 
 
-def save_rca(rt: Any, user_id: str, ref: str, values: dict[str, Any]) -> None:
-    updates = {key: ((values.get(key) or {}).get("value") or {}).get("value") or "" for key in EDITABLE}
+def _rca_meta(metadata: str) -> tuple[str, dict[str, str] | None]:
+    """``(ref, offered digests)``; a form opened before digests existed carries only the ref."""
+    try:
+        doc = json.loads(metadata)
+    except ValueError:
+        return metadata, None
+    if not isinstance(doc, dict) or not isinstance(doc.get("offered"), dict):
+        return str(doc.get("ref", "")) if isinstance(doc, dict) else metadata, None
+    return str(doc.get("ref", "")), {str(k): str(v) for k, v in doc["offered"].items()}
+
+
+def save_rca(rt: Any, user_id: str, metadata: str, values: dict[str, Any]) -> dict[str, str] | None:
+    """Save the fields the user changed; ``None`` when saved, else errors for the form (by block id).
+
+    Only fields offered in the form and changed in it are written: a field left alone keeps its stored
+    value exactly (even if someone edited it meanwhile), and a field too long for the form is never sent."""
+    ref, offered = _rca_meta(metadata)
+    submitted: dict[str, str] = {}
+    for key in EDITABLE:
+        action = (values.get(key) or {}).get("value") if isinstance(values.get(key), dict) else None
+        if not isinstance(action, dict):
+            continue  # not in the form (too long for it), or a forged submission
+        value = clean(action.get("value") if isinstance(action.get("value"), str) else "")
+        if units(value) > MODAL_FIELD_MAX:
+            return {key: f"At most {MODAL_FIELD_MAX} characters."}
+        submitted[key] = value
+    first = next(iter(submitted), EDITABLE[0])
     with session_scope(rt.engine) as s:
-        changed = rca_svc.set_narrative(s, ref, updates)
         inc = repo.incident_by_ref(s, ref)
-        if changed and inc is not None:
+        if inc is None:
+            return {first: f"No incident {ref}."}
+        if not inc.slack_channel_id or not svc.is_member(s, inc.slack_channel_id, user_id):
+            return {first: f"Only members of {inc.ref}'s channel can edit its RCA. Join the channel first."}
+        stored_now = inc.rca or {}
+        updates = {
+            key: value for key, value in submitted.items()
+            if (offered is not None and key in offered and _digest(value) != offered[key])
+            or (offered is None and value.strip() != str(stored_now.get(key) or "").strip())
+        }
+        changed = rca_svc.set_narrative(s, ref, updates) if updates else []
+        if changed:
             repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_edited",
                               actor=user_id, text=f"RCA edited: {', '.join(changed)}")
+    return None
 
 
 def change_status(rt: Any, user_id: str, channel_id: str, value: str) -> None:
@@ -176,9 +235,14 @@ def change_status(rt: Any, user_id: str, channel_id: str, value: str) -> None:
 
 def register(app: AsyncApp, rt: Any, on_committed: Callable[[], None]) -> None:
     async def on_rca_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # Saved before the ack (one short transaction), so a refusal shows in the form itself.
+        values = (view.get("state") or {}).get("values") or {}
+        errors = await run_in_threadpool(save_rca, rt, (body.get("user") or {}).get("id", ""),
+                                         view.get("private_metadata", ""), values)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
         await ack()
-        await run_in_threadpool(save_rca, rt, (body.get("user") or {}).get("id", ""),
-                                view.get("private_metadata", ""), view["state"]["values"])
 
     async def on_status(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
