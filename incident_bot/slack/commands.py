@@ -15,7 +15,7 @@ from typing import Any
 
 from dateutil import tz as dtz
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -237,6 +237,13 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
             log.warning("slack command %s: database unavailable", sub)
             await ack(text="The incident database is unavailable right now; try again in a moment.",
                       response_type="ephemeral")
+            return
+        except (DataError, IntegrityError) as exc:
+            # The database is up and refused this input (a value it cannot store): the user's mistake or
+            # a gap in validation, not an outage, so answer in words (200), log the class only.
+            log.warning("slack command %s: input refused by the database (%s)", sub, exc.__class__.__name__)
+            await ack(text=f"I could not store that `{name} {sub}`: a value in it is too long or not valid "
+                           "text. Nothing was changed.", response_type="ephemeral")
             return
         view = reply.pop("_open_view", None)
         # JSON with response_type, so the answer is ephemeral and shaped the same for every command.
