@@ -160,7 +160,7 @@ def truncate_md(md: str, limit: int, suffix: str = "…") -> str:
     token would show its raw syntax, or worse, a link without its end)."""
     if units(md) <= limit:
         return md
-    short = cut(md, limit, suffix="")
+    short = cut(md, max(0, limit - units(suffix)), suffix="")
     opened = short.rfind("<")
     if opened > short.rfind(">"):
         short = short[:opened]
