@@ -190,7 +190,8 @@ def save_rca(rt: Any, user_id: str, metadata: str, values: dict[str, Any]) -> di
     ref, offered = _rca_meta(metadata)
     submitted: dict[str, str] = {}
     for key in EDITABLE:
-        action = (values.get(key) or {}).get("value") if isinstance(values.get(key), dict) else None
+        entry = values.get(key)
+        action = entry.get("value") if isinstance(entry, dict) else None
         if not isinstance(action, dict):
             continue  # not in the form (too long for it), or a forged submission
         value = clean(action.get("value") if isinstance(action.get("value"), str) else "")
@@ -236,9 +237,11 @@ def change_status(rt: Any, user_id: str, channel_id: str, value: str) -> None:
 def register(app: AsyncApp, rt: Any, on_committed: Callable[[], None]) -> None:
     async def on_rca_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         # Saved before the ack (one short transaction), so a refusal shows in the form itself.
-        values = (view.get("state") or {}).get("values") or {}
+        state = view.get("state") if isinstance(view.get("state"), dict) else {}
+        values = state.get("values") if isinstance(state.get("values"), dict) else {}
+        metadata = view.get("private_metadata")
         errors = await run_in_threadpool(save_rca, rt, (body.get("user") or {}).get("id", ""),
-                                         view.get("private_metadata", ""), values)
+                                         metadata if isinstance(metadata, str) else "", values)
         if errors:
             await ack(response_action="errors", errors=errors)
             return

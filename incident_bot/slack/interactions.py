@@ -38,7 +38,8 @@ FORM_LIMITS = {"title": TITLE_MAX, "service": 255, "description": 2900, "impact_
 
 def _value(values: dict[str, Any], block: str) -> str | None:
     """A modal value: raw plain text (never Slack-escaped), cleaned at this boundary."""
-    action = (values.get(block) or {}).get("value") or {}
+    entry = values.get(block) if isinstance(values, dict) else None
+    action = entry.get("value") if isinstance(entry, dict) else None
     if not isinstance(action, dict):
         return None
     if action.get("type") == "static_select":
@@ -119,8 +120,10 @@ def register(app: AsyncApp, rt: Runtime, on_committed: Callable[[], None]) -> No
 
     async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         user_id = (body.get("user") or {}).get("id", "")
-        out = await run_in_threadpool(submit_declare, rt, user_id, view["state"]["values"],
-                                      view.get("private_metadata") or "")
+        state = view.get("state") if isinstance(view.get("state"), dict) else {}
+        metadata = view.get("private_metadata")
+        out = await run_in_threadpool(submit_declare, rt, user_id, state.get("values") or {},
+                                      metadata if isinstance(metadata, str) else "")
         if isinstance(out, dict):
             await ack(response_action="errors", errors=out)
             return
