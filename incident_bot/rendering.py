@@ -36,6 +36,7 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from incident_bot import render_budget
 from incident_bot.core.rca import (
     ActionRow,
     Field,
@@ -141,7 +142,28 @@ class _Sandbox(SandboxedEnvironment):
     For an instance of a plain dataclass, the sandbox's checks reduce to "no leading underscore"
     (its internal-attribute rules are about functions, frames, code and generator objects), so the
     fast path gives the same answer; anything else goes through the full checks.
+
+    With ``budgeted`` (team templates), operators, calls, filters and ``range`` are checked against
+    the render budget (render_budget.py) before they run.
     """
+
+    budgeted = False
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if self.budgeted:
+            render_budget.check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        # ``.format`` is wrapped when it is looked up: check the format string there.
+        if self.budgeted and isinstance(getattr(value, "__self__", None), str):
+            render_budget.check_format(value.__self__)
+        return super().wrap_str_format(value)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if __self.budgeted:
+            render_budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) in PLAIN_TYPES and not attribute.startswith("_"):
@@ -152,7 +174,7 @@ class _Sandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-def _make_env(loader: BaseLoader) -> SandboxedEnvironment:
+def _make_env(loader: BaseLoader, *, budgeted: bool = False) -> SandboxedEnvironment:
     env = _Sandbox(
         loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html.j2", "htm.j2", "xml.j2", "html", "htm"),
@@ -165,6 +187,12 @@ def _make_env(loader: BaseLoader) -> SandboxedEnvironment:
         finalize=lambda v: "" if v is None else v,
     )
     env.filters.update(FILTERS)
+    if budgeted:
+        env.budgeted = True
+        # Without interception, Jinja folds constant operations at compile time, outside any check.
+        env.intercepted_binops = frozenset({"*", "+", "**", "%"})
+        env.filters = {name: render_budget.guard_filter(fn) for name, fn in env.filters.items()}
+        env.globals["range"] = render_budget.budget_range
     return env
 
 
@@ -179,7 +207,7 @@ def environment(templates_dir: str | None = None) -> SandboxedEnvironment:
     """Team templates first (when ``templates_dir`` is set), then the packaged ones."""
     if not templates_dir:
         return default_environment()
-    return _make_env(ChoiceLoader([FileSystemLoader(templates_dir), PackageLoader(PACKAGE, ".")]))
+    return _make_env(ChoiceLoader([FileSystemLoader(templates_dir), PackageLoader(PACKAGE, ".")]), budgeted=True)
 
 
 def _where(exc: BaseException, templates_dir: str | None) -> tuple[str | None, int | None]:
@@ -214,6 +242,8 @@ def describe_error(name: str, exc: BaseException, templates_dir: str | None) -> 
 
 def _render_with(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> tuple[str, str]:
     template = env.get_template(name)
+    if getattr(env, "budgeted", False):
+        return render_budget.render_within_budget(template.generate(context)), template.filename or name
     return template.render(context), template.filename or name
 
 

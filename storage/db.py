@@ -55,11 +55,14 @@ def make_engine(url: str) -> Engine:
         path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: a database error's text names the statement, never the values bound to it
+        # (user text, tokens), so logging an exception cannot leak them.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     return create_engine(
         url,
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
         max_overflow=int(os.environ.get("DB_POOL_OVERFLOW", "10")),

@@ -394,3 +394,55 @@ def test_random_slack_requests_never_5xx(fuzz_bot, body, auth, retry, sig_bytes)
         assert r.status_code == 401, (kind, auth, r.status_code)
     if auth != "signed":
         assert settled_counts(fuzz_bot) == before, "an unsigned request writes nothing"
+
+
+# -- Slack: modal submissions (the declare form and the RCA form) -----------------------------------------
+
+form_text = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(NASTY).map(
+    lambda t: t.encode("utf-8", "replace").decode()), st.integers(100, 4000).map(lambda n: "🔥" * n), garbage)
+
+
+@st.composite
+def form_values(draw: st.DrawFn, blocks: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for block in blocks:
+        if draw(st.booleans()):
+            continue
+        if block == "severity":
+            value: Any = draw(st.one_of(st.fixed_dictionaries({"type": st.just("static_select"), "selected_option":
+                st.fixed_dictionaries({"value": st.one_of(st.sampled_from(["SEV1", "SEV4", "SEV0", "sev2", ""]),
+                                                          garbage)})}), garbage))
+        else:
+            value = draw(st.one_of(st.fixed_dictionaries({"type": st.just("plain_text_input"),
+                                                          "value": form_text}), garbage))
+        values[block] = draw(st.one_of(st.just({"value": value}), garbage))
+    return values
+
+
+DECLARE_BLOCKS = ("title", "severity", "service", "description", "impact_started")
+RCA_BLOCKS = ("summary", "impact", "root_causes", "trigger", "lucky", "authors")
+
+
+@given(callback=st.sampled_from(["declare_incident", "rca_edit"]), data=st.data(),
+       metadata=st.one_of(st.just('{"ref":"INC-1","offered":{}}'), st.just("INC-1"), st.just(""),
+                          st.text(max_size=30), st.just('{"channel":"C0GENERAL","ts":"1.2"}')),
+       user=st.sampled_from(["U0ADA", "U0BOB"]))
+@FUZZ
+def test_modal_submissions_never_5xx_and_store_only_valid_values(fuzz_bot, incident_channel, callback, data,
+                                                                 metadata, user) -> None:  # type: ignore[no-untyped-def]
+    values = data.draw(form_values(DECLARE_BLOCKS if callback == "declare_incident" else RCA_BLOCKS))
+    payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": user},
+               "api_app_id": "A0STANDIN", "trigger_id": "1.2.3",
+               "view": {"id": "V1", "callback_id": callback, "private_metadata": metadata, "type": "modal",
+                        "state": {"values": values}}}
+    raw = urlencode({"payload": json.dumps(payload)}).encode()
+    r = fuzz_bot.http.post(f"{fuzz_bot.url}/slack/events", content=raw,
+                           headers={**sign_slack(raw, SLACK_SECRET), "Content-Type": FORM})
+    observe(f"modal {callback}", r.status_code)
+    assert r.status_code in (200, 400) or (r.status_code == 413 and len(raw) > MAX_BODY), (callback, r.status_code)
+    with fuzz_bot.rt.engine.connect() as conn:
+        stored = conn.execute(select(Incident.severity, Incident.title, Incident.rca)).all()
+    for severity, title, rca in stored:
+        assert severity in ("SEV1", "SEV2", "SEV3", "SEV4"), severity
+        assert "\x00" not in title and len(title) <= 1024
+        assert all(isinstance(v, str) and "\x00" not in v for v in (rca or {}).values())

@@ -99,13 +99,13 @@ def test_rca_edit_modal_saves_narrative(bot, inc) -> None:  # type: ignore[no-un
     opened = bot.slack.wait_for(lambda: bot.slack.calls("views.open"))
     view = opened[0].params["view"]
     view = json.loads(view) if isinstance(view, str) else view
-    assert view["callback_id"] == "rca_edit" and view["private_metadata"] == "INC-1"
+    assert view["callback_id"] == "rca_edit" and json.loads(view["private_metadata"])["ref"] == "INC-1"
     values = {b["block_id"]: {"value": {"type": "plain_text_input", "value": None}} for b in view["blocks"]}
     values["summary"]["value"]["value"] = "Consumers fell behind after a config change."
     values["lucky"]["value"]["value"] = "It happened during business hours."
     payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": "U0ADA"},
                "api_app_id": "A0STANDIN", "trigger_id": "1.2.3",
-               "view": {"id": "V2", "callback_id": "rca_edit", "private_metadata": "INC-1",
+               "view": {"id": "V2", "callback_id": "rca_edit", "private_metadata": view["private_metadata"],
                         "state": {"values": values}, "type": "modal"}}
     assert slack_interaction(bot, payload).status_code == 200
     bot.drain()

@@ -26,7 +26,9 @@ examples:
 
 Empty sections are rendered as prompts to fill. Blameful phrasing in the narrative (people named as
 the cause, "human error", "should have"...) is reported on stderr; it never stops the export. Team
-templates: RCA_TEMPLATES_DIR (rca.md.j2, rca.html.j2). Extra blameless rules: BLAMELESS_WORDS_FILE.
+templates: RCA_TEMPLATES_DIR (rca.md.j2, rca.html.j2), rendered under a budget (5 s, 5 M characters);
+one that fails or runs over falls back to the default, with a warning. A narrative field over 3,000
+characters cannot be edited in Slack's RCA form: use --set-file. Extra blameless rules: BLAMELESS_WORDS_FILE.
 """
 
 

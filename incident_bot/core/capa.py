@@ -76,7 +76,29 @@ def action_sort_key(priority: str, due_date: date | None, action_id: int | None)
     return rank, due_date or date.max, action_id if action_id is not None else 1 << 62
 
 
+class DueTooFar(CapaError):
+    """A date that reads as a date but lies beyond MAX_DUE_YEARS: refused, not taken as title words."""
+
+
+MAX_DUE_YEARS = 10  # a due date further away is a typo (``in 99999999999 weeks``), not a plan
+
+
 def parse_due(text: str, today: date) -> date:
+    """A due date as people type it, relative to the team's ``today``, at most MAX_DUE_YEARS ahead."""
+    if len(text) > 64:
+        raise CapaError("the due date is too long; try 2026-12-01, friday, tomorrow or 'in 2 weeks'")
+    try:
+        due = _parse_due(text, today)
+    except CapaError:
+        raise
+    except (OverflowError, ValueError):  # date arithmetic past year 9999
+        due = date.max
+    if due > today + timedelta(days=366 * MAX_DUE_YEARS):
+        raise DueTooFar(f"the due date {text.strip()!r} is more than {MAX_DUE_YEARS} years away")
+    return due
+
+
+def _parse_due(text: str, today: date) -> date:
     """A due date as people type it, relative to the team's ``today``.
 
     Accepted: ``2026-12-01``, ``today``, ``tomorrow``, ``in 3 days`` / ``in 2 weeks`` / ``in 1 month``,
@@ -136,7 +158,7 @@ class ParsedAction:
     priority: str = "medium"
 
 
-_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,31})(?:\|[^>]*)?>")
 _TAGGED = re.compile(r"\b(type|priority|prio)\s*[:=]\s*([a-z_]+)\b", re.IGNORECASE)
 
 
@@ -163,6 +185,8 @@ def parse_action_text(text: str, today: date) -> ParsedAction:
         for n in range(min(4, len(words)), 0, -1):
             try:
                 due = parse_due(" ".join(words[:n]), today)
+            except DueTooFar:
+                raise
             except CapaError:
                 continue
             due_match = (m.start(), due, " ".join(words[:n]))

@@ -228,8 +228,30 @@ def apply(state: IncidentState, sig: Signal, *, strict: bool = False) -> Transit
     elif k == "impact_started":
         s = replace(s, impact_started_reg=_min(s.impact_started_reg, sig.when or at))
     new = derive(s)
+    if strict and not _took_effect(new, sig):
+        # A register kept a value from a later source time (a PagerDuty clock ahead of ours): the command
+        # would change nothing, so it is refused rather than announced (DESIGN.md: never announce a
+        # change the fold did not make).
+        return Transition(state=state, refused="a later change recorded for this incident takes precedence; "
+                                               "nothing was changed", status_before=state.status)
     changed = {m: getattr(new, m) for m in MILESTONES if getattr(new, m) != getattr(state, m)}
     return Transition(state=new, changed=changed, status_before=state.status)
+
+
+_EFFECT = {
+    "acknowledge": lambda s, sig: s.status != "triggered",
+    "mitigate": lambda s, sig: s.status == "mitigated",
+    "resolve": lambda s, sig: s.status == "resolved",
+    "reopen": lambda s, sig: s.status not in ("resolved", "closed"),
+    "close": lambda s, sig: s.status == "closed",
+    "severity": lambda s, sig: s.severity == sig.value,
+}
+
+
+def _took_effect(new: IncidentState, sig: Signal) -> bool:
+    """Whether a person's command did what it asked (checked only for commands, ``strict=True``)."""
+    check = _EFFECT.get(sig.kind)
+    return check is None or bool(check(new, sig))
 
 
 def open_state(

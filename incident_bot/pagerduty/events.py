@@ -14,6 +14,7 @@ from typing import Any
 
 from dateutil import parser as dtparser
 
+from incident_bot.core.text import clean
 from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN, PAGERDUTY_PRIORITY_LEN
 
 MAX_TEXT = 4000
@@ -50,6 +51,7 @@ class PagerDutyEvent:
     note: str | None  # incident.annotated, status_update_published
     assignees: tuple[str, ...] = ()
     responder: str | None = None
+    clamped_from: str | None = None  # the source time when it was ahead of receipt (core/clock.py)
 
     @property
     def known(self) -> bool:
@@ -73,7 +75,8 @@ def _str(value: Any, limit: int = 512) -> str | None:
         return None
     # JSON escapes can carry NUL (PostgreSQL refuses it in text) and lone surrogates (not encodable as
     # UTF-8, so no database stores them): both would fail the transaction of a valid delivery.
-    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
+    # Bidi and other control characters go too (core/text.py): one rule for all outside text.
+    value = clean(value).strip()
     return value[:limit] if value else None
 
 

@@ -16,7 +16,7 @@ from incident_bot.config import Settings
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.services.pagerduty_ingest import fold_event, needs_counter
+from incident_bot.services.pagerduty_ingest import bound_times, fold_event, needs_counter
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
@@ -45,6 +45,7 @@ class PagerDutyApplier:
             plan.may_open = True
 
     def apply(self, s: Session, row: InboxDelivery) -> Applied:
-        ev = parse_delivery((row.payload or "").encode())
+        # The clock rule: a source time later than the row's receipt (plus a small skew) is clamped to it.
+        ev = bound_times(parse_delivery((row.payload or "").encode()), row.received_at)
         result = fold_event(s, self.settings, ev, row)
         return Applied(result.outcome, result.incident_id)

@@ -22,7 +22,7 @@ from incident_bot.core.rca import safe_url
 from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
 from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.slack.mrkdwn import escape, link, stored
 from incident_bot.trackers.outbound import queue_sync
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
@@ -92,7 +92,8 @@ def add_action(
                      f", due {item.due_date.isoformat()}" if item.due_date else ""])
     repo.add_timeline(session, incident_id=incident.id, occurred_at=item.created_at, source=source,
                       kind="action_added", actor=created_by,
-                      text=f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): {title}")
+                      text=stored(source, f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): "
+                                          f"{title}"))
     queue_sync(session, item, tracker, created=True)
     return item
 
@@ -114,7 +115,7 @@ def set_status(session: Session, action_id: int, status: str, *, actor: str | No
     session.add(item)
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=when, source=source,
                       kind="action_status", actor=actor,
-                      text=f"CAPA action #{item.id} {before} → {new}: {item.title}")
+                      text=stored(source, f"CAPA action #{item.id} {before} → {new}: {item.title}"))
     queue_sync(session, item, tracker)
     return item
 
@@ -231,8 +232,8 @@ def close_incident(session: Session, incident: Incident, *, actor: str | None, a
         inc.close_override_reason = reason
         repo.add_timeline(session, incident_id=incident.id, occurred_at=at, source=source,
                           kind="close_override", actor=actor,
-                          text=f"Closed with open corrective action(s) "
-                               f"{', '.join(f'#{i}' for i in open_ids)}; reason: {reason}")
+                          text=stored(source, f"Closed with open corrective action(s) "
+                                          f"{', '.join(f'#{i}' for i in open_ids)}; reason: {reason}"))
     else:
         inc.close_override_reason = None
     session.add(inc)

@@ -94,7 +94,8 @@ def milestone(session: Session, settings: Settings, inc: Incident, *, user_id: s
     if tr.refused:
         return Reply(f"Can't mark {inc.ref} {DONE_WORDS[kind]}: {tr.refused}.", ok=False)
     word = DONE_WORDS[kind]
-    text = f"{word.capitalize()} by {user(user_id)}" + (f": {escape(note)}" if note else "")
+    # ``note`` is mrkdwn typed in Slack (mrkdwn.from_slack): shown as typed, never escaped again.
+    text = f"{word.capitalize()} by {user(user_id)}" + (f": {note}" if note else "")
     assert inc.id is not None
     repo.add_timeline(session, incident_id=inc.id, occurred_at=now, source="slack", kind=word,
                       actor=user_id, text=f"{word.capitalize()}" + (f": {note}" if note else ""),
@@ -170,10 +171,11 @@ def impact_started(session: Session, inc: Incident, *, user_id: str, when: datet
 
 
 def status_update(session: Session, inc: Incident, *, user_id: str, text: str, announce: bool = True) -> Reply:
+    """``text`` is mrkdwn from Slack (see slack/mrkdwn.py): stored and posted as it is."""
     now = utcnow()
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="status_update",
                       actor=user_id, text=text)
-    md = f"📢 *Status update* from {user(user_id)}:\n{escape(text)}"
+    md = f"📢 *Status update* from {user(user_id)}:\n{text}"
     post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"))
     if not announce:
         return Reply("Status update posted to the channel.", ref=inc.ref)
@@ -195,7 +197,7 @@ def page(session: Session, settings: Settings, inc: Incident, *, user_id: str, s
     repo.enqueue(session, order_key=f"page:{inc.id}", method="pagerduty.page", incident_id=inc.id,
                  payload={"service": service, "requested_by": user_id})
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="page",
-                      actor=user_id, text=f"Paging on-call of {service}")
+                      actor=user_id, text=f"Paging on-call of {escape(service)}")
     return Reply(f"Paging the on-call of *{escape(service)}* through PagerDuty; responders are invited here "
                  "as they acknowledge.", ref=inc.ref)
 

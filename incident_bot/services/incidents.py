@@ -17,6 +17,7 @@ from incident_bot.core.lifecycle import MILESTONES, IncidentState, Signal, Trans
 from incident_bot.core.naming import channel_name, incident_ref
 from incident_bot.pipeline import outbox
 from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import stored
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
 
@@ -158,7 +159,7 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
                                   primary=True, url=new.pagerduty_url, service_name=new.service))
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=new.detected_at, source=new.origin, kind=new.opened_kind,
-        text=f"{new.fired_by}: {new.title}", actor=new.reporter_id, milestone="detected_at",
+        text=stored(new.origin, f"{new.fired_by}: {new.title}"), actor=new.reporter_id, milestone="detected_at",
         source_event_id=new.source_event_id,
     )
     if state.impact_started_at and state.impact_started_at < new.detected_at:

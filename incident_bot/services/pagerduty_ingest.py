@@ -4,13 +4,14 @@ per transaction. Pure lifecycle rules are in ``core.lifecycle``; this writes the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
+from incident_bot.core.clock import bounded
 from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import severity_of, translate
@@ -72,7 +73,8 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
         _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
         for deferred in inbox.take_deferred(session, SOURCE, ev.incident_id):
-            _apply(session, settings, inc, parse_delivery((deferred.payload or "").encode()), announce=True)
+            later = bound_times(parse_delivery((deferred.payload or "").encode()), deferred.received_at)
+            _apply(session, settings, inc, later, announce=True)
             inbox.finish(session, deferred, outcome="processed", incident_id=inc.id)
             applied.append(deferred)
     else:
@@ -137,6 +139,10 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     # The trigger's row is the opening row (added when the incident opened, by whichever delivery came
     # first): the same key makes this add a no-op.
     row_id = trigger_row_id(ev.incident_id or "") if tr_in.kind == "triggered" else ev.event_id
+    if ev.clamped_from:
+        repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind="clock_clamped",
+                          text=f"{ev.event_type}: PagerDuty's time {ev.clamped_from} is ahead of our clock; "
+                               "recorded at the time it was received", source_event_id=f"{ev.event_id}:clamped")
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
         actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
@@ -159,6 +165,23 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
                                            fallback=f"{inc.ref}: {tr_in.text}"))
     if inc.severity != before_sev or inc.status != before_status:
         set_topic(session, inc)
+
+
+def bound_times(ev: PagerDutyEvent, received_at: datetime) -> PagerDutyEvent:
+    """The clock rule (core/clock.py) applied to a delivery's ``occurred_at`` and ``created_at``."""
+    occurred, late = bounded(ev.occurred_at, received_at)
+    incident = ev.incident
+    if incident is not None:
+        created, created_late = bounded(incident.created_at, received_at)
+        if created_late:
+            incident = replace(incident, created_at=created)
+            late = late or created_late
+    if not late:
+        return ev
+    original = ev.occurred_at if ev.occurred_at and ev.occurred_at > received_at else (
+        ev.incident.created_at if ev.incident else None)
+    return replace(ev, occurred_at=occurred, incident=incident,
+                   clamped_from=original.isoformat().replace("+00:00", "Z") if original else "?")
 
 
 def trigger_row_id(pd_incident_id: str) -> str:

@@ -25,6 +25,7 @@ from incident_bot.core.rca import (
     build_rca,
 )
 from incident_bot.rendering import RenderResult, render
+from incident_bot.slack.mrkdwn import row_plain
 from storage import repo
 from storage.models import ActionItem, Incident, SlackUser, TimelineEvent, utcnow
 
@@ -76,6 +77,8 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     people = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id,
               *(a.owner_id for a in items), *{r.actor for r in rows}]
     names = display_names(session, people)
+    # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.
+    rows = [r._replace(text=row_plain(r.source, r.text, names)) for r in rows]
     facts = IncidentFacts(
         ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
         origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,

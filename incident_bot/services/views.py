@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from incident_bot.core.durations import durations
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.slack.mrkdwn import row_plain
 from storage import repo
 from storage.models import Incident
 
@@ -39,7 +40,7 @@ def incident_detail(session: Session, inc: Incident) -> dict[str, Any]:
     doc = incident_dict(inc)
     doc["timeline"] = [
         {"occurred_at": iso(e.occurred_at), "source": e.source, "kind": e.kind, "actor": e.actor,
-         "text": e.text}
+         "text": row_plain(e.source, e.text)}
         for e in repo.timeline(session, inc.id or 0)
     ]
     return doc

@@ -27,11 +27,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from incident_bot.core.text import clean
 from incident_bot.observability import DELIVERIES
 from incident_bot.pipeline import inbox
 from incident_bot.runtime import Runtime
 from incident_bot.slack import blocks, commands, events, interactions
-from incident_bot.slack.mrkdwn import escape
+from incident_bot.slack.mrkdwn import from_slack
 from incident_bot.slack.workspace import workspace_refusal
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
         if foreign(body):
             await ack()
             return
-        text = (command.get("text") or "").strip()
+        text = clean(command.get("text")).strip()
         sub, _, args = text.partition(" ")
         sub, args, name = sub.lower(), args.strip(), s.slack_command
         if sub in ("", "help"):
@@ -151,7 +152,7 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
                       response_type="ephemeral")
             return
         if sub != "declare" and sub not in commands.HANDLERS:
-            await ack(text=f"I don't know `{escape(sub)}`. Try `{name} help`.", response_type="ephemeral")
+            await ack(text=f"I don't know `{from_slack(sub[:40])}`. Try `{name} help`.", response_type="ephemeral")
             return
         usage = commands.precheck(sub, args, name)
         if usage:

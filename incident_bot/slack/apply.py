@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session
 
 from incident_bot.pipeline.fold import Applied, Plan
@@ -50,6 +51,14 @@ def _answered(s: Session, response_url: str | None, run: Any) -> str:
     savepoint = s.begin_nested()
     try:
         outcome: commands.Outcome = run()
+    except (DataError, IntegrityError) as exc:
+        # The database is up and refused this input (a value it cannot store): the user's mistake or a gap
+        # in validation, not an outage: answered in words, the class logged (never the values).
+        savepoint.rollback()
+        log.warning("slack command: input refused by the database (%s)", exc.__class__.__name__)
+        interactions.respond(s, response_url, {"text": "I could not store that: a value in it is too long or "
+                                                        "not valid text. Nothing was changed."})
+        return "refused"
     except BaseException:
         savepoint.rollback()
         raise

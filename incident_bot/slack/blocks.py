@@ -24,7 +24,7 @@ from slack_sdk.models.views import View
 
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.slack.messages import SEV_EMOJI, STATUS_EMOJI, section, when
-from incident_bot.slack.mrkdwn import escape, link, truncate, user
+from incident_bot.slack.mrkdwn import escape, link, row_md, truncate, truncate_md, user
 
 TIMELINE_PAGE = 40  # rows a page: 40 sections + header/context/buttons stay under 50 blocks
 DECLARE_CALLBACK = "declare_incident"
@@ -75,7 +75,7 @@ def timeline_page(inc: Any, rows: list[Any], page: int, command: str) -> tuple[s
         who = f" — {user(r.actor)}" if r.actor and r.actor.isalnum() and r.actor.startswith(("U", "W")) else (
             f" — {escape(r.actor)}" if r.actor else "")
         blocks.append(section(f"`{r.occurred_at:%m-%d %H:%M:%S}` {mark}*{escape(r.kind)}*{who}\n"
-                              f"{truncate(escape(r.text), 2500)}"))
+                              f"{truncate_md(row_md(r.source, r.text), 2500)}"))
     if pages > 1:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=f"More: `{command} timeline {page + 1 if page < pages else 1}` · all of it: "

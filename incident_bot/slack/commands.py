@@ -16,15 +16,18 @@ from dateutil import tz as dtz
 from sqlmodel import Session
 
 from incident_bot.core.severity import normalise_severity
+from incident_bot.core.text import clean, units
 from incident_bot.runtime import Runtime
 from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
-from incident_bot.slack.mrkdwn import escape
+from incident_bot.slack.mrkdwn import escape, from_slack, to_plain
 from storage import repo
 from storage.models import Incident, utcnow
 
 log = logging.getLogger(__name__)
-USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,31})(?:\|[^>]*)?>$")  # ids fit the 32-character columns
+TITLE_MAX = 250  # characters of a declared title: it is a channel topic (250) and a header, not a report
+TEXT_MAX = 2900  # UTF-16 units of a note or an update: one Slack section (3000) with its heading
 
 COMMANDS: list[tuple[str, str]] = [
     ("declare [title]", "open an incident (no title: a form)"),
@@ -50,6 +53,9 @@ LOCKS_INCIDENT = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "start
 
 @dataclass
 class Invocation:
+    """One sub-command. ``args`` is safe mrkdwn (slack/mrkdwn.py ``from_slack``): keep it for text shown
+    in Slack as the user typed it (notes, updates); use :attr:`plain` for names, titles and parsing."""
+
     rt: Runtime
     user_id: str
     channel_id: str
@@ -57,6 +63,10 @@ class Invocation:
     args: str
     command: str
     trigger_id: str | None = None
+
+    @property
+    def plain(self) -> str:
+        return to_plain(self.args).strip()
 
 
 Handler = Callable[[Session, Invocation, Incident], "svc.Reply | dict[str, Any]"]
@@ -110,7 +120,7 @@ def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     zone_name = svc.user_tz_name(s, inv.user_id)
     zone = (dtz.gettz(zone_name) if zone_name else None) or inv.rt.settings.tzinfo
     try:
-        when = parse_user_time(inv.args, now=utcnow(), tz=zone)
+        when = parse_user_time(inv.plain, now=utcnow(), tz=zone)
     except TimeParseError as exc:
         return svc.Reply(escape(str(exc)), ok=False)  # it quotes the user's text: no <!channel> echo
     return svc.impact_started(s, inc, user_id=inv.user_id, when=when, shown=describe(when, zone))
@@ -120,15 +130,19 @@ def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 def _text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if not inv.args:
         return svc.Reply(f"Usage: `{inv.command} {inv.sub} <text>`.", ok=False)
+    if units(inv.args) > TEXT_MAX:
+        return svc.Reply(f"That {inv.sub} is {units(inv.args)} characters; Slack shows at most {TEXT_MAX} "
+                         "in one message. Split it, or put the detail in the RCA.", ok=False)
     if inv.sub == "update":
-        return svc.status_update(s, inc, user_id=inv.user_id, text=inv.args[:3000],
+        return svc.status_update(s, inc, user_id=inv.user_id, text=inv.args,
                                  announce=bool(inv.rt.settings.incident_announce_channel))
-    return svc.note(s, inc, user_id=inv.user_id, text=inv.args[:3000])
+    return svc.note(s, inc, user_id=inv.user_id, text=inv.args)
 
 
 @handler("timeline")
 def _timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
-    page = int(inv.args) if inv.args.isdigit() else 1
+    # ASCII digits only, and few of them: int() of 5,000 digits raises, and so does int("²").
+    page = int(inv.args) if re.fullmatch(r"[0-9]{1,6}", inv.args) else 1
     text, bl = blocks.timeline_page(inc, repo.timeline(s, inc.id or 0), page, inv.command)
     return {"text": text, "blocks": bl}
 
@@ -137,7 +151,9 @@ def _timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
 def _page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if not inv.args:
         return svc.Reply(f"Usage: `{inv.command} page <PagerDuty service>`.", ok=False)
-    return svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.args[:200])
+    if len(inv.plain) > 255:
+        return svc.Reply("That is not a PagerDuty service name (over 255 characters).", ok=False)
+    return svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.plain)
 
 
 def precheck(sub: str, args: str, command: str) -> str | None:
@@ -180,22 +196,32 @@ def run_in_incident(s: Session, inv: Invocation) -> Outcome:
 
 
 def declare_from_text(s: Session, inv: Invocation) -> Outcome:
-    inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=inv.args)
-    return Outcome({"text": f"Declared *{inc.ref}*: {escape(inv.args)}. Its channel is being created and you "
+    title = " ".join(inv.plain.split())  # a title is one line of plain text (escaping model: README)
+    if len(title) > TITLE_MAX:
+        return Outcome({"text": f"That title is {len(title)} characters; keep it under {TITLE_MAX} (it becomes "
+                                f"the channel topic) and add the detail with `{inv.command} note` once the "
+                                "channel is open."}, ok=False)
+    inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=title)
+    return Outcome({"text": f"Declared *{inc.ref}*: {escape(title)}. Its channel is being created and you "
                             "are invited; the announcement goes to the incidents channel."})
 
 
 def run_command(s: Session, rt: Runtime, command: dict[str, Any]) -> Outcome:
     """A stored slash command, run by the fold worker."""
-    text = (command.get("text") or "").strip()
+    # The one boundary for command text: control and bidi characters go, then Slack's escaped text
+    # becomes safe mrkdwn (mass mentions neutralised); nothing after this escapes it again.
+    text = clean(command.get("text")).strip()
     sub, _, args = text.partition(" ")
     inv = Invocation(rt, str(command.get("user_id", "")), str(command.get("channel_id", "")), sub.lower(),
-                     args.strip(), rt.settings.slack_command, command.get("trigger_id"))
+                     from_slack(args.strip()), rt.settings.slack_command, command.get("trigger_id"))
     usage = precheck(inv.sub, inv.args, inv.command)
     if usage:
         return Outcome({"text": usage}, ok=False)
     if inv.sub == "declare":
         return declare_from_text(s, inv)
     if inv.sub not in HANDLERS:
-        return Outcome({"text": f"I don't know `{escape(inv.sub)}`. Try `{inv.command} help`."}, ok=False)
+        return Outcome({"text": f"I don't know `{from_slack(inv.sub[:40])}`. Try `{inv.command} help`."},
+                       ok=False)
     return run_in_incident(s, inv)
+
+

@@ -4,12 +4,17 @@ the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`in
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
+    ContextBlock,
     InputBlock,
+    MarkdownTextObject,
     PlainTextInputElement,
     PlainTextObject,
 )
@@ -18,16 +23,19 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
+from incident_bot.core.text import clean, units
 from incident_bot.services import actions as capa_svc
 from incident_bot.services import commands as svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
 from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
-from incident_bot.slack.mrkdwn import escape, link, truncate, user
+from incident_bot.slack.mrkdwn import escape, link, to_plain, truncate, truncate_md, user
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
 RCA_EDIT_CALLBACK = "rca_edit"
+log = logging.getLogger(__name__)
+MODAL_FIELD_MAX = 3000  # a plain_text_input holds at most 3,000 characters
 STATUS_ACTION = "capa_status"
 EDITABLE = [k for k in NARRATIVE_KEYS if k != "links"]
 LABELS = {"summary": "Summary", "impact": "Impact", "root_causes": "Root causes and contributing factors",
@@ -41,7 +49,8 @@ EXTRA_COMMANDS.extend([
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
 ])
-CHANGES_STATE.update({"action", "close"})
+# `rca` uploads a file and `rca edit` changes the narrative: members only, like every change.
+CHANGES_STATE.update({"action", "close", "rca"})
 
 
 def _today(inv: Invocation) -> Any:
@@ -67,7 +76,7 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
         summary += f"\n🌐 {link(page, 'Read it in the web view')} (rendered, with the timeline and CAPA)"
     repo.enqueue(s, order_key=f"incident:{inc.id}", method="files.upload_v2", incident_id=inc.id,
                  payload={"channel": "$incident", "content": result.text, "filename": f"{inc.ref}-rca.md",
-                          "title": f"{inc.ref} RCA", "initial_comment": truncate(summary, 3900)})
+                          "title": f"{inc.ref} RCA", "initial_comment": truncate_md(summary, 3900)})
     repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_exported",
                       actor=inv.user_id, text="RCA exported to the channel")
     extra = f" {len(findings)} blameless-language warning(s) are in the summary." if findings else ""
@@ -77,8 +86,9 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
 @handler("action")
 def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     try:
+        # Parsed as mrkdwn (so `@owner` is still a mention); the title is stored as plain text.
         parsed = capa.parse_action_text(inv.args, _today(inv))
-        item = capa_svc.add_action(s, inc, parsed.title, parsed.type, parsed.priority, parsed.owner_id,
+        item = capa_svc.add_action(s, inc, to_plain(parsed.title), parsed.type, parsed.priority, parsed.owner_id,
                                    parsed.due_date, created_by=inv.user_id, source="slack",
                                    tracker=inv.rt.settings.capa_tracker)
     except capa.CapaError as exc:
@@ -97,7 +107,7 @@ def _actions(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
 
 @handler("close")
 def _close(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
-    words = inv.args.split(maxsplit=1)
+    words = inv.plain.split(maxsplit=1)
     reason = words[1] if len(words) == 2 and words[0].lower() == "override" else None
     out = capa_svc.close_incident(s, inc, actor=inv.user_id, at=utcnow(), override_reason=reason)
     if not out.closed:
@@ -133,25 +143,90 @@ def actions_blocks(inc: Incident, rows: list[Any]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
 
 
+def _digest(text: str) -> str:
+    """A short fingerprint of a field as offered, to tell on submission whether the user changed it."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
 def rca_edit_modal(inc: Incident) -> dict[str, Any]:
+    """One input a narrative field, prefilled. A field longer than the form allows (MODAL_FIELD_MAX) is
+    not offered at all (cut, it would be saved cut): a note says to edit it with the CLI instead."""
     narrative = inc.rca or {}
-    inputs = [
-        InputBlock(block_id=key, label=LABELS.get(key, key), optional=True, element=PlainTextInputElement(
-            action_id="value", multiline=True, max_length=3000,
-            initial_value=truncate(str(narrative.get(key) or ""), 3000) or None))
-        for key in EDITABLE
-    ]
-    return View(type="modal", callback_id=RCA_EDIT_CALLBACK, private_metadata=inc.ref,
+    blocks: list[Any] = []
+    offered: dict[str, str] = {}
+    for key in EDITABLE:
+        value = str(narrative.get(key) or "")
+        if len(value) > MODAL_FIELD_MAX or units(value) > MODAL_FIELD_MAX:
+            blocks.append(ContextBlock(block_id=key, elements=[MarkdownTextObject(
+                text=f"*{LABELS.get(key, key)}* is {units(value)} characters, more than this form holds "
+                     f"({MODAL_FIELD_MAX}); it is kept as it is. Edit it with "
+                     f"`incident-bot rca {inc.ref} --set-file {key}=FILE`.")]))
+            continue
+        offered[key] = _digest(value)
+        blocks.append(InputBlock(block_id=key, label=LABELS.get(key, key), optional=True,
+                                 element=PlainTextInputElement(action_id="value", multiline=True,
+                                                               max_length=MODAL_FIELD_MAX,
+                                                               initial_value=value or None)))
+    meta = json.dumps({"ref": inc.ref, "offered": offered}, separators=(",", ":"))
+    return View(type="modal", callback_id=RCA_EDIT_CALLBACK, private_metadata=meta,
                 title=PlainTextObject(text=f"RCA {inc.ref}"[:24]), submit=PlainTextObject(text="Save"),
-                close=PlainTextObject(text="Cancel"), blocks=inputs).to_dict()
+                close=PlainTextObject(text="Cancel"), blocks=blocks).to_dict()
 
 
-def save_rca(s: Session, user_id: str, ref: str, values: dict[str, Any]) -> str:
-    """The RCA form's submission, applied by the fold worker."""
-    updates = {key: ((values.get(key) or {}).get("value") or {}).get("value") or "" for key in EDITABLE}
-    changed = rca_svc.set_narrative(s, ref, updates)
+def _rca_meta(metadata: str) -> tuple[str, dict[str, str] | None]:
+    """``(ref, offered digests)``; a form opened before digests existed carries only the ref."""
+    try:
+        doc = json.loads(metadata)
+    except ValueError:
+        return metadata, None
+    if not isinstance(doc, dict) or not isinstance(doc.get("offered"), dict):
+        return str(doc.get("ref", "")) if isinstance(doc, dict) else metadata, None
+    return str(doc.get("ref", "")), {str(k): str(v) for k, v in doc["offered"].items()}
+
+
+def rca_form_errors(values: dict[str, Any]) -> dict[str, str]:
+    """The RCA form's checks that need no database (before the ack): no field over the form's limit."""
+    for key in EDITABLE:
+        entry = values.get(key)
+        action = entry.get("value") if isinstance(entry, dict) else None
+        value = action.get("value") if isinstance(action, dict) else None
+        if isinstance(value, str) and units(clean(value)) > MODAL_FIELD_MAX:
+            return {key: f"At most {MODAL_FIELD_MAX} characters."}
+    return {}
+
+
+def save_rca(s: Session, user_id: str, metadata: str, values: dict[str, Any]) -> str:
+    """The RCA form's submission, applied by the fold worker; returns the inbox outcome.
+
+    Only fields offered in the form and changed in it are written: a field left alone keeps its stored
+    value exactly (even if someone edited it meanwhile), and a field too long for the form is never sent.
+    The form is opened only for channel members (``interactions.open_rca_form``); a submission from
+    someone who is not (any more) a member saves nothing."""
+    ref, offered = _rca_meta(metadata)
+    submitted: dict[str, str] = {}
+    for key in EDITABLE:
+        entry = values.get(key)
+        action = entry.get("value") if isinstance(entry, dict) else None
+        if not isinstance(action, dict):
+            continue  # not in the form (too long for it), or a forged submission
+        value = clean(action.get("value") if isinstance(action.get("value"), str) else "")
+        if units(value) > MODAL_FIELD_MAX:
+            return "refused"  # checked before the ack too (interactions.view_errors)
+        submitted[key] = value
     inc = repo.incident_by_ref(s, ref)
-    if changed and inc is not None:
+    if inc is None:
+        return "ignored"
+    if not inc.slack_channel_id or not svc.is_member(s, inc.slack_channel_id, user_id):
+        log.warning("rca form from %s, not a member of %s's channel: nothing saved", user_id, inc.ref)
+        return "refused"
+    stored_now = inc.rca or {}
+    updates = {
+        key: value for key, value in submitted.items()
+        if (offered is not None and key in offered and _digest(value) != offered[key])
+        or (offered is None and value.strip() != str(stored_now.get(key) or "").strip())
+    }
+    changed = rca_svc.set_narrative(s, ref, updates) if updates else []
+    if changed:
         repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_edited",
                           actor=user_id, text=f"RCA edited: {', '.join(changed)}")
     return "processed" if changed else "unchanged"

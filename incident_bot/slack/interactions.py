@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -13,42 +14,71 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core.lifecycle import SEVERITIES
+from incident_bot.core.text import clean, units
 from incident_bot.core.timeparse import TimeParseError, parse_user_time
 from incident_bot.runtime import Runtime
 from incident_bot.services import commands as svc
 from incident_bot.slack import blocks, followup
-from incident_bot.slack.commands import Invocation, Outcome, run_in_incident
+from incident_bot.slack.commands import TITLE_MAX, Invocation, Outcome, run_in_incident
+from incident_bot.slack.mrkdwn import from_slack, to_plain
 from storage import repo
 from storage.db import session_scope
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 SHORTCUT = "declare_incident_shortcut"
+_SLACK_ID = re.compile(r"[CDG][A-Z0-9]{2,31}")
+_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,8}")
 BUTTONS = {"incident_ack": "ack", "incident_mitigated": "mitigated", "incident_resolve": "resolve",
            "incident_status": "status"}
 
 
+# What the declare form accepts: a forged or stale submission can carry anything, so each value is checked
+# here, not trusted because the form's element limits it.
+FORM_LIMITS = {"title": TITLE_MAX, "service": 255, "description": 2900, "impact_started": 64}
+
+
 def _value(values: dict[str, Any], block: str) -> str | None:
-    action = (values.get(block) or {}).get("value") or {}
+    """A modal value: raw plain text (never Slack-escaped), cleaned at this boundary."""
+    entry = values.get(block) if isinstance(values, dict) else None
+    action = entry.get("value") if isinstance(entry, dict) else None
+    if not isinstance(action, dict):
+        return None
     if action.get("type") == "static_select":
-        return (action.get("selected_option") or {}).get("value")
-    v = action.get("value")
-    return v.strip() if isinstance(v, str) and v.strip() else None
+        option = action.get("selected_option") or {}
+        v = option.get("value") if isinstance(option, dict) else None
+    else:
+        v = action.get("value")
+    v = clean(v).strip() if isinstance(v, str) else ""
+    return v or None
+
+
+def form_errors(values: dict[str, Any]) -> dict[str, str]:
+    """Per-block errors for the declare form (shown under each field by ``response_action: errors``)."""
+    errors: dict[str, str] = {}
+    for block, limit in FORM_LIMITS.items():
+        v = _value(values, block)
+        if v is not None and units(v) > limit:
+            errors[block] = f"At most {limit} characters (this is {units(v)})."
+    sev = _value(values, "severity")
+    if sev is not None and sev not in SEVERITIES:
+        errors["severity"] = f"Pick one of {', '.join(SEVERITIES)}."
+    return errors
 
 
 def view_errors(rt: Runtime, view: dict[str, Any]) -> dict[str, str]:
     """Checks of a submitted form that need no database, answered in the ack (``response_action: errors``)."""
+    state = view.get("state") if isinstance(view.get("state"), dict) else {}
+    values = state.get("values") if isinstance(state.get("values"), dict) else {}
+    if view.get("callback_id") == followup.RCA_EDIT_CALLBACK:
+        return followup.rca_form_errors(values)
     if view.get("callback_id") != blocks.DECLARE_CALLBACK:
         return {}
-    values = (view.get("state") or {}).get("values") or {}
-    errors: dict[str, str] = {}
+    errors = form_errors(values)
     if not _value(values, "title"):
         errors["title"] = "Give the incident a title."
-    severity = _value(values, "severity")
-    if severity is not None and severity not in SEVERITIES:
-        errors["severity"] = f"Choose one of {', '.join(SEVERITIES)}."
     impact_text = _value(values, "impact_started")
-    if impact_text:
+    if impact_text and "impact_started" not in errors:
         try:  # the syntax, in the workspace's zone; the fold parses again in the user's own zone
             parse_user_time(impact_text, now=utcnow(), tz=rt.settings.tzinfo)
         except TimeParseError as exc:
@@ -58,7 +88,7 @@ def view_errors(rt: Runtime, view: dict[str, Any]) -> dict[str, str]:
 
 def submit_declare(s: Session, rt: Runtime, user_id: str, values: dict[str, Any], metadata: str) -> str:
     """Declare from the modal (already checked by :func:`view_errors`); returns the new incident's ref."""
-    title = _value(values, "title") or "(untitled incident)"
+    title = " ".join((_value(values, "title") or "(untitled incident)").split())[:TITLE_MAX]
     impact_text = _value(values, "impact_started")
     zone_name = svc.user_tz_name(s, user_id)
     zone = (dtz.gettz(zone_name) if zone_name else None) or rt.settings.tzinfo
@@ -73,9 +103,11 @@ def submit_declare(s: Session, rt: Runtime, user_id: str, values: dict[str, Any]
         meta = json.loads(metadata) if metadata else {}
     except ValueError:
         meta = {}
-    if isinstance(meta, dict) and meta.get("channel") and meta.get("ts"):
+    meta = meta if isinstance(meta, dict) else {}
+    if _SLACK_ID.fullmatch(str(meta.get("channel"))) and _TS.fullmatch(str(meta.get("ts"))):
+        # Plain text like the rest of the description: the channel is named, not linked.
         description = ((description or "") + f"\n\n(Declared from message {meta['ts']} in "
-                       f"<#{meta['channel']}>)").strip()
+                       f"channel {meta['channel']})").strip()
     severity = _value(values, "severity")
     inc = svc.declare(s, rt.settings, reporter=user_id, title=title,
                       severity=severity if severity in SEVERITIES else "SEV3", service=_value(values, "service"),
@@ -87,8 +119,9 @@ def shortcut_modal(shortcut: dict[str, Any]) -> dict[str, Any]:
     msg = shortcut.get("message") or {}
     channel = (shortcut.get("channel") or {}).get("id")
     meta = {"channel": channel, "ts": msg.get("ts")}
-    text = msg.get("text") or ""
-    return blocks.declare_modal(title=text.split("\n", 1)[0][:150], description=text[:2900],
+    # The message is Slack mrkdwn; the form shows plain text (it is submitted back as plain text).
+    text = to_plain(from_slack(clean(msg.get("text")))).strip()
+    return blocks.declare_modal(title=" ".join(text.split("\n", 1)[0].split()), description=text,
                                 private_metadata=json.dumps(meta))
 
 

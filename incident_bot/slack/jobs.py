@@ -22,6 +22,7 @@ from slack_sdk.webhook import WebhookClient
 from sqlmodel import Session
 
 from incident_bot.core.naming import channel_name
+from incident_bot.core.text import clean
 from incident_bot.pipeline.jobs import (
     Context,
     Delivered,
@@ -32,6 +33,7 @@ from incident_bot.pipeline.jobs import (
     resolve_placeholder,
 )
 from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import from_slack
 from storage import repo
 from storage.models import Incident, OutboxMessage, SlackUser, utcnow
 
@@ -227,7 +229,8 @@ def pin_to_timeline(ctx: Context, row: Any, inc: Incident | None, uncertain: boo
         raise Permanent("the pinned message no longer exists")
     msg = found[0]
     author = msg.get("user") or row.payload.get("author") or msg.get("bot_id")
-    text = msg.get("text") or ""
+    # A message is Slack mrkdwn: kept as such (a timeline row of source "slack"), mass mentions neutralised.
+    text = from_slack(clean(msg.get("text")))
 
     def store(session: Session) -> None:
         repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=_ts_time(ts), source="slack",

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from incident_bot.slack.mrkdwn import channel, escape, link, truncate, user
+from incident_bot.slack.mrkdwn import channel, escape, link, truncate, truncate_md, user
 
 SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
 STATUS_EMOJI = {
@@ -43,11 +43,11 @@ def message(text: str, blocks: list[Any]) -> dict[str, Any]:
 
     Slack parses the fallback as mrkdwn (it is what notifications show), so it is escaped here.
     """
-    return {"text": truncate(escape(text), 3000), "blocks": [b.to_dict() for b in blocks]}
+    return {"text": truncate_md(escape(text), 3000), "blocks": [b.to_dict() for b in blocks]}
 
 
 def section(md: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=truncate(md, SECTION_LIMIT)))
+    return SectionBlock(text=MarkdownTextObject(text=truncate_md(md, SECTION_LIMIT)))
 
 
 def _header(text: str) -> HeaderBlock:
@@ -70,7 +70,7 @@ def _facts(inc: Any) -> SectionBlock:
     fields = [
         MarkdownTextObject(text=f"*Severity*\n{inc.severity}"),
         MarkdownTextObject(text=f"*Status*\n{STATUS_EMOJI.get(inc.status, '')} {inc.status}"),
-        MarkdownTextObject(text=f"*Service*\n{truncate(escape(inc.service or 'unknown'), 1900)}"),
+        MarkdownTextObject(text=f"*Service*\n{truncate_md(escape(inc.service or 'unknown'), 1900)}"),
         MarkdownTextObject(text=f"*Since*\n{when(inc.impact_started_at or inc.detected_at)}"),
     ]
     if inc.pagerduty_url:
