@@ -258,3 +258,22 @@ class SlackUser(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=255)
     tz: str | None = Field(default=None, max_length=64)
     fetched_at: datetime = Field(default_factory=utcnow)
+
+
+class RcaDocument(SQLModel, table=True):
+    """The RCA as a document: its review state (draft | review | final), authors and reviewers.
+
+    The narrative itself stays in ``Incident.rca``; this row exists once someone moves the document
+    out of draft (no row means draft). Transitions are checked in incident_bot/core/rca_review.py.
+    """
+
+    __tablename__ = "rca_documents"
+
+    incident_id: int = Field(primary_key=True, foreign_key="incidents.id")
+    status: str = Field(default="draft", max_length=16)
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    reviewers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    status_changed_at: datetime | None = None
+    status_changed_by: str | None = Field(default=None, max_length=255)
+    final_override_reason: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

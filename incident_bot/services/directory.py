@@ -1,0 +1,33 @@
+"""The user directory: display names for the ids stored on incidents, timelines and actions.
+
+Slack users come from the ``slack_users`` cache (filled by ``users.info`` through the outbox, queued
+by ``remember_user``). PagerDuty actors are stored by the name PagerDuty's payload gives them (the
+``agent.summary``), so they need no lookup. An id the cache does not know yet is shown as the id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from incident_bot.core.people import Directory
+from storage.models import SlackUser
+
+
+def display_names(session: Session, user_ids: Iterable[str | None]) -> dict[str, str]:
+    """Slack ids -> display names from the users cache; ids with no cached name are left out."""
+    ids = sorted({u for u in user_ids if u})
+    if not ids:
+        return {}
+    names: dict[str, str] = {}
+    for chunk in range(0, len(ids), 500):  # keep IN lists bounded on both databases
+        part = ids[chunk:chunk + 500]
+        stmt = select(SlackUser.user_id, SlackUser.name).where(SlackUser.user_id.in_(part))  # type: ignore[attr-defined]
+        names.update({uid: name for uid, name in session.execute(stmt).all() if name})
+    return names
+
+
+def directory(session: Session, user_ids: Iterable[str | None]) -> Directory:
+    return Directory(display_names(session, user_ids))
