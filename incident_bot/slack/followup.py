@@ -4,6 +4,7 @@ the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,11 +37,14 @@ STATUS_ACTION = "capa_status"
 EDITABLE = [k for k in NARRATIVE_KEYS if k != "links"]
 LABELS = {"summary": "Summary", "impact": "Impact", "root_causes": "Root causes and contributing factors",
           "trigger": "Trigger", "detection": "Detection", "response": "Response", "recovery": "Recovery",
-          "went_well": "What went well", "went_wrong": "What went wrong", "lucky": "Where we got lucky"}
+          "went_well": "What went well", "went_wrong": "What went wrong", "lucky": "Where we got lucky",
+          "users_affected": "Users affected", "customer_facing": "Customer facing (yes/no)",
+          "slo_budget_spent": "SLO / error budget spent", "authors": "Authors"}
 
 EXTRA_COMMANDS.extend([
     ("rca", "render the blameless RCA (Markdown) and upload it here"),
     ("rca edit", "edit the RCA narrative in a form"),
+    ("rca status review @reviewer | final [override <reason>] | draft", "move the RCA document along"),
     ("action <text> [@owner] [due <date>] [type]", "add a CAPA action item (corrective, preventive, ...)"),
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
@@ -56,6 +60,8 @@ def _today(inv: Invocation) -> Any:
 def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any]:
     if inv.args.strip().lower() == "edit":
         return {"text": "Opening the RCA form…", "_open_view": rca_edit_modal(inc)}
+    if inv.args.strip().lower().startswith("status"):
+        return _rca_status(s, inv, inc, inv.args.strip()[len("status"):].strip())
     result = rca_svc.export_rca(s, inc.ref, "md", inv.rt.settings.rca_templates_dir, today=_today(inv))
     findings, _ = rca_svc.check_language(s, inc.ref, words_file=getattr(inv.rt.settings, "blameless_words_file",
                                                                           None))
@@ -73,6 +79,34 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
                       actor=inv.user_id, text="RCA exported to the channel")
     extra = f" {len(findings)} blameless-language warning(s) are in the summary." if findings else ""
     return svc.Reply(f"Rendering the RCA of {inc.ref}; it will be uploaded here.{extra}", ref=inc.ref)
+
+
+def _rca_status(s: Session, inv: Invocation, inc: Incident, rest: str) -> svc.Reply:
+    """``rca status review @reviewer…`` | ``rca status final [override <reason>]`` | ``rca status draft``."""
+    word, _, tail = rest.partition(" ")
+    word = word.lower()
+    if word not in ("draft", "review", "final"):
+        return svc.Reply("Usage: `/incident rca status review @reviewer`, `/incident rca status final "
+                         "[override <reason>]` or `/incident rca status draft`.", ok=False)
+    reviewers = MENTION.findall(tail) if word == "review" else []
+    override = None
+    if word == "final" and tail.lower().startswith("override"):
+        override = tail[len("override"):].strip() or None
+    try:
+        status, findings = rca_svc.set_status(s, inc.ref, word, actor=inv.user_id, reviewers=reviewers,
+                                              authors=[inv.user_id] if word == "review" else [],
+                                              override=override)
+    except rca_svc.RcaError as exc:
+        return svc.Reply(escape(str(exc)), ok=False)
+    text = {"draft": f"The RCA of {inc.ref} is a draft again: edit it with `/incident rca edit`.",
+            "review": f"The RCA of {inc.ref} is in review by " + ", ".join(user(r) for r in reviewers) + ".",
+            "final": f"The RCA of {inc.ref} is final."}[status]
+    if findings:
+        text += f" Signed off with {len(findings)} open finding(s); the reason is on the timeline."
+    return svc.Reply(text, ref=inc.ref)
+
+
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 @handler("action")
