@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from incident_bot.core.rca import format_duration
+from incident_bot.core.durations import format_duration, iso_utc
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.sparkline import sparkline
 from incident_bot.core.targets import Target, TargetResult, evaluate_target
@@ -105,9 +105,7 @@ class DigestInput:
 # -- the JSON document -------------------------------------------------------------------------------
 
 def iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts)
 
 
 def _summary(doc: Mapping[str, Any], key: str) -> dict[str, Any]:

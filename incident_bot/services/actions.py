@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal, Transition
+from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
 from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
@@ -145,12 +146,13 @@ def list_actions(
     return rows
 
 
-def action_dict(row: ActionListing) -> dict[str, Any]:
-    """The stable JSON shape of ``actions list --format json``."""
+def action_dict(row: ActionListing, people: Directory | None = None) -> dict[str, Any]:
+    """The stable JSON shape of ``actions list --format json``; ``owner`` is ``{"id", "name"}`` or null."""
     a = row.item
     return {
         "id": a.id, "incident": row.incident_ref, "title": a.title, "type": a.type, "priority": a.priority,
-        "owner": a.owner_id, "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
+        "owner": (people or Directory()).person(a.owner_id),
+        "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
         "overdue": row.overdue, "ticket_url": a.ticket_url, "created_by": a.created_by,
         "created_at": iso(a.created_at), "closed_at": iso(a.closed_at),
     }

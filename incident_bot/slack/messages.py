@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from incident_bot.core.durations import utc_text
 from incident_bot.slack.mrkdwn import channel, escape, link, truncate, user
 
 SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
@@ -35,7 +36,7 @@ def when(ts: datetime | None) -> str:
     if ts is None:
         return "—"
     epoch = int(ts.timestamp())
-    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{ts:%Y-%m-%d %H:%M} UTC>"
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{utc_text(ts, seconds=False)}>"
 
 
 def message(text: str, blocks: list[Any]) -> dict[str, Any]:
