@@ -6,6 +6,7 @@ Migrations in ``storage/migrations`` must follow any change here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,9 +14,18 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.ext.mutable import MutableDict
 from sqlmodel import Field, SQLModel
 
+_clock: Callable[[], datetime] | None = None
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, UTC-aware. Every use case reads the time here, so ``incident-bot demo`` can script it."""
+    return _clock() if _clock is not None else datetime.now(UTC)
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Replace the clock (the demo replays a scripted incident); None restores the wall clock."""
+    global _clock
+    _clock = clock
 
 
 def _json_dict() -> Any:

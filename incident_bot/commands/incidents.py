@@ -71,6 +71,6 @@ def render_text(doc: dict) -> str:
         f"{k.removesuffix('_s').upper()}={format_duration(v, unknown='-')}" for k, v in doc["metrics"].items()))
     out.append("timeline:")
     out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} "
-            + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e["text"]
+            + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e.get("text_named", e["text"])
             for e in doc["timeline"]]
     return "\n".join(out)

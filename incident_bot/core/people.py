@@ -19,6 +19,7 @@ from typing import Any
 SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
 # A Slack mention inside stored mrkdwn: <@U123> or <@U123|name>.
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
+ID_TOKEN = re.compile(r"(?<![\w@])([UW][A-Z0-9]{2,})(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Directory:
     def mentions_to_names(self, text: str) -> str:
         """``<@U0ADA>`` / ``<@U0ADA|ada>`` in stored text -> ``@Ada`` (for documents, not for Slack)."""
         return MENTION.sub(lambda m: "@" + (self.names.get(m.group(1)) or m.group(2) or m.group(1)), text)
+
+    def humanize(self, text: str) -> str:
+        """Mentions and known Slack ids in stored text become names; unknown ids stay as they are."""
+        return ID_TOKEN.sub(lambda m: self.names.get(m.group(1)) or m.group(1), self.mentions_to_names(text or ""))
 
     def merged(self, more: Mapping[str, str]) -> Directory:
         return Directory({**more, **self.names})

@@ -30,7 +30,6 @@ BOOKKEEPING_KINDS = frozenset({
 # What counts as a communication to stakeholders.
 COMMUNICATION_KINDS = frozenset({"status_update", "status_update_published", "incident.status_update_published"})
 _ROLE_TEXT = re.compile(r"^(?P<role>commander|comms|scribe)\s*:\s*(?P<who>\S+)", re.IGNORECASE)
-_ID_TOKEN = re.compile(r"(?<![\w@])([UW][A-Z0-9]{2,})(?!\w)")
 
 
 class TimelineRow(NamedTuple):
@@ -73,8 +72,7 @@ class Communication(NamedTuple):
 
 def humanize(text: str, people: Directory) -> str:
     """Slack mentions and known Slack ids in stored text become names (unknown ids stay as they are)."""
-    text = people.mentions_to_names(text or "")
-    return _ID_TOKEN.sub(lambda m: people.names.get(m.group(1)) or m.group(1), text)
+    return people.humanize(text)
 
 
 def since(start: datetime | None, ts: datetime) -> str:

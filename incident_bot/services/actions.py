@@ -20,6 +20,7 @@ from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal, Transition
 from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
+from incident_bot.services.directory import remember_user
 from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
 from incident_bot.slack import messages
@@ -91,6 +92,7 @@ def add_action(
     repo.add_timeline(session, incident_id=incident.id, occurred_at=item.created_at, source=source,
                       kind="action_added", actor=created_by,
                       text=f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): {title}")
+    remember_user(session, item.owner_id)  # so the RCA, the digest and reminders can name the owner
     return item
 
 

@@ -228,9 +228,10 @@ def render_digest(session: Session, settings: Settings, since: datetime, until: 
     return render_view(digest_view(session, settings, since, until, now=now), fmt, settings)[0]
 
 
-def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime) -> str:
+def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime, *,
+                     now: datetime | None = None) -> str:
     """The Markdown digest of ``[since, until)``; ``incident-bot demo`` prints it at the end."""
-    return render_digest(session, settings, since, until, "md")
+    return render_digest(session, settings, since, until, "md", now=now)
 
 
 def already_posted(session: Session, key: str) -> DigestRun | None:

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.core.people import Directory
+from incident_bot.core.people import Directory, looks_like_slack_id
+from storage import repo
 from storage.models import SlackUser
 
 
@@ -31,3 +32,11 @@ def display_names(session: Session, user_ids: Iterable[str | None]) -> dict[str,
 
 def directory(session: Session, user_ids: Iterable[str | None]) -> Directory:
     return Directory(display_names(session, user_ids))
+
+
+def remember_user(session: Session, user_id: str | None) -> None:
+    """Queue a ``users.info`` lookup for a Slack id not cached yet (once: the dedup key is per user)."""
+    if not user_id or not looks_like_slack_id(user_id) or session.get(SlackUser, user_id) is not None:
+        return
+    repo.enqueue(session, order_key=f"user:{user_id}", method="users.info", payload={"user": user_id},
+                 dedup_key=f"users.info:{user_id}")

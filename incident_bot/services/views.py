@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from incident_bot.core.durations import durations, iso_utc
 from incident_bot.core.lifecycle import MILESTONES
-from incident_bot.core.people import Directory
+from incident_bot.core.people import ID_TOKEN, Directory
 from incident_bot.services.directory import directory
 from storage import repo
 from storage.models import Incident
@@ -43,12 +43,13 @@ def incident_dict(inc: Incident, people: Directory | None = None) -> dict[str, A
 
 def incident_detail(session: Session, inc: Incident) -> dict[str, Any]:
     rows = list(repo.timeline(session, inc.id or 0))
-    people = directory(session, [*(getattr(inc, f"{r}_id") for r in ROLES), *(e.actor for e in rows)])
+    people = directory(session, [*(getattr(inc, f"{r}_id") for r in ROLES), *(e.actor for e in rows),
+                                 *(m for e in rows for m in ID_TOKEN.findall(e.text or ""))])
     doc = incident_dict(inc, people)
     # ``actor`` stays the stored id (or PagerDuty name); ``actor_name`` is what a person reads.
     doc["timeline"] = [
         {"occurred_at": iso(e.occurred_at), "source": e.source, "kind": e.kind, "actor": e.actor,
-         "actor_name": people.name(e.actor) or None, "text": e.text}
+         "actor_name": people.name(e.actor) or None, "text": e.text, "text_named": people.humanize(e.text)}
         for e in rows
     ]
     return doc

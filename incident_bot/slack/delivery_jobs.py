@@ -11,6 +11,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from incident_bot.services.directory import remember_user
 from incident_bot.slack.delivery import DELIVERERS, Context, Delivered, Permanent, _resolve
 from incident_bot.slack.mrkdwn import escape, link
 from storage import repo
@@ -45,6 +46,7 @@ def pin_to_timeline(ctx: Context, row: Any, inc: Incident | None, uncertain: boo
     def store(session: Session) -> None:
         repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=_ts_time(ts), source="slack",
                           kind="pinned", actor=author, text=text, source_event_id=f"pin:{channel}:{ts}")
+        remember_user(session, author)  # the RCA and timeline show the author's name
 
     return Delivered(result={"ts": ts}, store=store)
 
