@@ -62,6 +62,8 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
     )
     rca_templates_dir: str | None = None
+    # Public base URL of this server (the web pages): the digest links each RCA to {base}/ui/incidents/INC-n.
+    web_base_url: str | None = None
     blameless_words_file: str | None = None
 
     outbox_workers: int = Field(default=2, ge=1, le=64)
