@@ -29,7 +29,7 @@ def test_concurrent_upgrades_queue_on_the_advisory_lock() -> None:
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
             results = [(p.wait(120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
             assert [rc for rc, _ in results] == [0, 0, 0], [err[-500:] for _, err in results]
-            assert migrate.current(url) == "0001"
+            assert migrate.current(url) == "0003"
         finally:
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
