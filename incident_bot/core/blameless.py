@@ -183,7 +183,9 @@ NAMED_SUGGESTION = ("A person is named in a sentence about a mistake: describe t
 
 @lru_cache(maxsize=64)
 def _names_rx(people: tuple[str, ...]) -> re.Pattern[str] | None:
-    names = sorted({p.strip() for p in people if p and len(p.strip()) > 1}, key=len, reverse=True)
+    # Capitalised names only: "bob" the Slack handle is written "Bob" in prose, and "will" is a verb.
+    names = sorted({p.strip() for p in people if p and len(p.strip()) > 1 and p.strip()[0].isupper()},
+                   key=len, reverse=True)
     if not names:
         return None
     # Case-sensitive: a name in prose is capitalised; "will" is not Will.
