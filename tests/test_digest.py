@@ -334,8 +334,9 @@ def test_new_sections_on_the_hand_made_week(seeded) -> None:  # type: ignore[no-
         view = service.digest_view(s, settings, *W44, now=NOW)
         md = service.render_digest(s, settings, *W44, "md", now=NOW)
     assert [o["ref"] for o in view["open_incidents"]] == ["INC-5", "INC-8"]
-    assert "## Open incidents" in md and "| [INC-5](https://bot.example.com/ui/incidents/INC-5) | SEV2 | acknowledged |" in md
-    assert "[INC-3](https://bot.example.com/ui/incidents/INC-3), [INC-9](https://bot.example.com/ui/incidents/INC-9)" in md
+    link = "[{0}](https://bot.example.com/ui/incidents/{0})".format
+    assert "## Open incidents" in md and f"| {link('INC-5')} | SEV2 | acknowledged |" in md
+    assert f"{link('INC-3')}, {link('INC-9')}" in md
     assert "| [INC-3](https://bot.example.com/ui/incidents/INC-3) | SEV1 |" in md
     assert "| 2 | Fix the retry storm | INC-3 | U0BOB | 2026-10-30 | 3 |" in md  # unknown name: the id
     assert "| 4 | Runbook | INC-4 | no owner | 2026-10-29 | 4 |" in md
