@@ -110,23 +110,6 @@ def test_every_command_has_help() -> None:
         assert r.returncode == 0 and "usage: incident-bot" in r.stdout and len(r.stdout) > 150, cmd
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    r = run(["demo", "-o", str(tmp_path / "out")], cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = r.stdout
-    assert "incident.triggered" in out and "-> 202" in out
-    assert "#inc-1-checkout-api-5xx-rate-above-5" in out and "#inc-2-search-results-empty-for-some-users" in out
-    assert "TTA=4m 10s" in out, "milestones and metrics are printed"
-    assert "Root cause found" in out, "the pinned message is on the timeline"
-    assert "is now commander" in out
-    out_dir = tmp_path / "out"
-    md = (out_dir / "INC-2-rca.md").read_text()
-    assert md.index("## Summary") < md.index("## Timeline") < md.index("## Root causes")
-    assert (out_dir / "INC-2-rca.html").read_text().lstrip().lower().startswith("<!doctype html>")
-    assert "Make the reindex job swap the alias" in out, "the CAPA list is printed"
-    assert "SEV digest" in out and (out_dir / "digest.md").exists()
-
-
 def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     r = run(["incidents", "list"], env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, cwd=tmp_path)
     assert r.returncode == 3
