@@ -58,7 +58,8 @@ def test_every_figure_in_the_story_agrees_with_the_milestones(demo: tuple[Path, 
     said = int(re.search(r"resolve search healthy for (\d+) minutes", stdout).group(1))  # type: ignore[union-attr]
     assert (resolved - mitigated).total_seconds() == said * 60 and resolved != mitigated
     # Every command line's time is the time the timeline recorded for it.
-    assert f"{resolved:%H:%M:%S}Z  /incident resolve" in stdout and f"{mitigated:%H:%M:%S}Z  /incident mitigated" in stdout
+    assert f"{resolved:%H:%M:%S}Z  /incident resolve" in stdout
+    assert f"{mitigated:%H:%M:%S}Z  /incident mitigated" in stdout
     # The RCA was signed: in review by Bob, then final with no open findings.
     assert "| Document status | Final |" in md and "| Reviewers | Bob Kahn |" in md
     assert "Before this RCA can be final" not in md
