@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     rca_templates_dir: str | None = None
     # Public base URL of this server (the web pages): the digest links each RCA to {base}/ui/incidents/INC-n.
     web_base_url: str | None = None
+    # How long an open incident may go without `/incident update` before the channel is reminded
+    # (core/nudge.py): "SEV1=30m,SEV2=30m,default=60m", or one duration for all; 0 turns it off.
+    status_update_interval: str = "SEV1=30m,SEV2=30m,default=60m"
     blameless_words_file: str | None = None
 
     outbox_workers: int = Field(default=2, ge=1, le=64)

@@ -25,7 +25,7 @@ MILESTONE_LABELS: dict[str, str] = {
 # Bookkeeping: true and kept, but not part of the story (appendix).
 BOOKKEEPING_KINDS = frozenset({
     "action_added", "action_status", "responders", "rca_exported", "rca_edited", "rca_status",
-    "status_nudge", "incident.responder.added", "responder_added", "reassigned", "delegated",
+    "status_nudge", "nudge_snoozed", "incident.responder.added", "responder_added", "reassigned", "delegated",
 })
 # What counts as a communication to stakeholders.
 COMMUNICATION_KINDS = frozenset({"status_update", "status_update_published", "incident.status_update_published"})

@@ -24,6 +24,7 @@ from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.services import actions as capa_svc
 from incident_bot.services import commands as svc
+from incident_bot.services import nudge as nudge_svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
 from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, handler
@@ -206,6 +207,18 @@ def change_status(rt: Any, user_id: str, channel_id: str, value: str) -> None:
                      payload={"channel": channel_id, "user": user_id, "text": text})
 
 
+def snooze_nudge(rt: Any, user_id: str, channel_id: str) -> None:
+    """The reminder's *Snooze* button: one more interval of quiet before the next reminder (members only)."""
+    with session_scope(rt.engine) as s:
+        inc = repo.incident_by_channel(s, channel_id)
+        if inc is None or not svc.is_member(s, channel_id, user_id):
+            return
+        interval = nudge_svc.snooze(s, rt.settings, inc, user_id=user_id, now=utcnow())
+        repo.enqueue(s, order_key=f"ephemeral:{channel_id}", method="chat.postEphemeral",
+                     payload={"channel": channel_id, "user": user_id,
+                              "text": f"Snoozed: the next status update reminder comes in {interval}."})
+
+
 def register(app: AsyncApp, rt: Any, on_committed: Callable[[], None]) -> None:
     async def on_rca_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
@@ -218,6 +231,13 @@ def register(app: AsyncApp, rt: Any, on_committed: Callable[[], None]) -> None:
                                 (body.get("channel") or {}).get("id", ""), action.get("value", ""))
         on_committed()
 
+    async def on_snooze(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await run_in_threadpool(snooze_nudge, rt, (body.get("user") or {}).get("id", ""),
+                                (body.get("channel") or {}).get("id", ""))
+        on_committed()
+
     app.view(RCA_EDIT_CALLBACK)(on_rca_submit)
+    app.action(messages.NUDGE_SNOOZE_ACTION)(on_snooze)
     for status in capa.STATUSES:
         app.action(f"{STATUS_ACTION}_{status}")(on_status)

@@ -135,3 +135,18 @@ def plain(text_md: str, fallback: str) -> dict[str, Any]:
 
 def channel_ref(inc: Any) -> str:
     return channel(inc.slack_channel_id, f"#{inc.slack_channel_name or inc.ref}")
+
+
+NUDGE_SNOOZE_ACTION = "status_nudge_snooze"
+
+
+def status_nudge(inc: Any, *, commander: str | None, quiet_for: str, interval: str) -> dict[str, Any]:
+    """The stale-communications reminder: names the commander, offers a snooze of one interval."""
+    who = user(commander) if commander else "No commander is set (`/incident role commander @someone`);"
+    text = (f"⏰ {who} no status update for {quiet_for}. Post one with `/incident update <text>`: "
+            f"it goes to this channel and the announcement thread. Next reminder in {interval}.")
+    return message(f"{inc.ref}: no status update for {quiet_for}", [
+        section(text),
+        ActionsBlock(block_id="status_nudge", elements=[
+            ButtonElement(text=f"Snooze {interval}", action_id=NUDGE_SNOOZE_ACTION, value=inc.ref)]),
+    ])
