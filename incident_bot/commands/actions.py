@@ -12,6 +12,7 @@ from incident_bot.commands.common import database, print_json, settings_for, tab
 from incident_bot.config import Settings
 from incident_bot.core import capa
 from incident_bot.services import actions as svc
+from incident_bot.services.directory import directory
 from incident_bot.services.rca import RcaError, get_incident
 from storage import repo
 from storage.db import session_scope
@@ -114,7 +115,8 @@ def _list(args: argparse.Namespace) -> int:
                 return 1
             rows = svc.list_actions(s, open_only=args.open, overdue=args.overdue, owner=args.owner,
                                     incident_ref=args.incident, today=today)
-            docs = [svc.action_dict(r) for r in rows]
+            people = directory(s, [r.item.owner_id for r in rows])
+            docs = [svc.action_dict(r, people) for r in rows]
     except capa.CapaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 2
@@ -126,11 +128,16 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(table(
         [[str(d["id"]), d["incident"], d["priority"], d["type"],
-          d["status"] + (" OVERDUE" if d["overdue"] else ""), d["due_date"] or "-", d["owner"] or "-",
+          d["status"] + (" OVERDUE" if d["overdue"] else ""), d["due_date"] or "-", _who(d["owner"]),
           d["title"][:60]] for d in docs],
         ["ID", "INCIDENT", "PRIORITY", "TYPE", "STATUS", "DUE", "OWNER", "TITLE"],
     ))
     return 0
+
+
+def _who(person: dict | None) -> str:
+    """A person as a table shows it: the display name, else the id; ``-`` for nobody."""
+    return "-" if not person else person["name"] or person["id"]
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -149,7 +156,7 @@ def _add(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print(f"added action #{doc['id']} to {doc['incident']}: {doc['title']} ({doc['type']}, "
-              f"{doc['priority']}, due {doc['due_date'] or '-'}, owner {doc['owner'] or '-'})")
+              f"{doc['priority']}, due {doc['due_date'] or '-'}, owner {_who(doc['owner'])})")
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.core.durations import format_duration
 from incident_bot.services.views import incident_detail, incident_dict, list_incidents
 from storage import repo
 from storage.db import session_scope
@@ -61,18 +62,15 @@ def render_text(doc: dict) -> str:
         out.append(f"pagerduty: {doc['pagerduty']['url']}")
     if doc["slack"]["channel_name"]:
         out.append(f"slack: #{doc['slack']['channel_name']} ({doc['slack']['channel_id']})")
+    roles = [f"{role} {p['name'] or p['id']}" for role, p in (doc.get("people") or {}).items() if p]
+    if roles:
+        out.append("people: " + ", ".join(roles))
     out.append("milestones (UTC):")
     out += [f"  {k.removesuffix('_at'):<16} {v or '-'}" for k, v in doc["milestones"].items()]
     out.append("metrics: " + "  ".join(
-        f"{k.removesuffix('_s').upper()}={_dur(v)}" for k, v in doc["metrics"].items()))
+        f"{k.removesuffix('_s').upper()}={format_duration(v, unknown='-')}" for k, v in doc["metrics"].items()))
     out.append("timeline:")
-    out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} {e['text']}" for e in doc["timeline"]]
+    out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} "
+            + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e.get("text_named", e["text"])
+            for e in doc["timeline"]]
     return "\n".join(out)
-
-
-def _dur(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

@@ -10,6 +10,7 @@ from typing import Any
 from dateutil import parser as dateparser
 
 from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.core.durations import format_duration
 from incident_bot.core.severity import SEVERITIES, normalise_severity
 from incident_bot.services.metrics import METRIC_KEYS, period_metrics
 from storage.db import session_scope
@@ -112,16 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def human_duration(seconds: int | None) -> str:
-    """``45s``, ``12m05s``, ``1h02m``, ``2d03h``: precise where it matters, short where it doesn't."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+    """The one duration style (core/durations.py); ``-`` when unknown, as in every CLI table."""
+    return format_duration(seconds, unknown="-")
 
 
 def render_table(doc: dict[str, Any], *, since: datetime, until: datetime, zone: tzinfo, zone_name: str,

@@ -23,6 +23,17 @@ examples:
   incident-bot rca INC-42 --set summary="Checkout returned 500s for 38 minutes." \\
                           --set trigger="Config push at 14:02 UTC" --set-file root_causes=why.md
   incident-bot rca INC-42 --set lucky=                     clear a field
+  incident-bot rca INC-42 --set users_affected="~40% of searches" --set customer_facing=yes \
+                          --set slo_budget_spent="18% of the 30-day search availability budget"
+  incident-bot rca INC-42 --status review --reviewer U0LEAD  send it for review (draft -> review)
+  incident-bot rca INC-42 --status final                   sign it off (refused while the check finds gaps)
+  incident-bot rca INC-42 --status final --override "root cause action tracked in OPS-12"
+
+Document status: draft -> review (needs a reviewer) -> final; --status draft reopens it. "final" is
+refused until the quality check passes (required sections filled, impact fields set, a corrective or
+preventive action when a root cause is stated, every action with an owner and a due date, no blameful
+phrasing), unless --override REASON is given: the reason is stored and recorded on the timeline.
+The document lists what is still missing at its top while it is not final.
 
 Empty sections are rendered as prompts to fill. Blameful phrasing in the narrative (people named as
 the cause, "human error", "should have"...) is reported on stderr; it never stops the export. Team
@@ -46,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="set a narrative field before exporting (repeatable; empty TEXT clears it)")
     p.add_argument("--set-file", action="append", default=[], metavar="FIELD=PATH", dest="set_files",
                    help="set a narrative field from a file (repeatable; '-' reads stdin)")
+    p.add_argument("--status", choices=("draft", "review", "final"),
+                   help="move the document to this status before exporting")
+    p.add_argument("--reviewer", action="append", default=[], metavar="USER",
+                   help="Slack user id of a reviewer (repeatable; needed for --status review)")
+    p.add_argument("--author", action="append", default=[], metavar="USER",
+                   help="Slack user id of an author (repeatable; recorded with a status change)")
+    p.add_argument("--override", metavar="REASON", help="with --status final: sign off despite open findings")
     p.add_argument("--no-check", action="store_true", help="skip the blameless-language check")
     p.add_argument("--quiet", action="store_true", help="only write the document (no summary on stderr)")
     p.set_defaults(func=run)
@@ -87,6 +105,17 @@ def run(args: argparse.Namespace) -> int:
                 changed = rca.set_narrative(s, args.ref, updates)
             if not args.quiet:
                 print(f"{args.ref}: updated {', '.join(changed) or 'nothing (no change)'}", file=sys.stderr)
+        if args.status:
+            with session_scope(engine) as s:
+                status, open_findings = rca.set_status(
+                    s, args.ref, args.status, reviewers=[r.strip().upper() for r in args.reviewer],
+                    authors=[a.strip().upper() for a in args.author], override=args.override)
+            if not args.quiet:
+                extra = f" with {len(open_findings)} open finding(s), overridden" if open_findings else ""
+                print(f"{args.ref}: RCA is now {status}{extra}", file=sys.stderr)
+        elif args.override or args.reviewer:
+            print("incident-bot: --reviewer and --override go with --status", file=sys.stderr)
+            return 2
         with session_scope(engine) as s:
             result = rca.export_rca(s, args.ref, args.format, settings.rca_templates_dir, today=today)
             findings, problems = ([], []) if args.no_check else rca.check_language(

@@ -150,7 +150,9 @@ def check(narrative: Mapping[str, Any], *, rules: Rules | None = None, people: I
     ``people``: names known to be people (Slack display and real names, responders); they make
     "because Alex ran..." a hit even where the capitalised-word heuristic would not reach.
     """
-    compiled = _compiled(rules or _default_rules_cached(), tuple(sorted(set(people))))
+    known = tuple(sorted(set(people)))
+    compiled = _compiled(rules or _default_rules_cached(), known)
+    named_rx = _names_rx(known)
     findings: list[Finding] = []
     for field in fields:
         for sentence in sentences(_as_text(narrative.get(field))):
@@ -159,9 +161,32 @@ def check(narrative: Mapping[str, Any], *, rules: Rules | None = None, people: I
                 for m in rx.finditer(sentence):
                     hits.append((m.start(), -(m.end() - m.start()), m.group(0), rule))
             end = -1
+            flagged: list[Finding] = []
             for start, neg_len, phrase, rule in sorted(hits, key=lambda h: (h[0], h[1])):
                 if start < end:
                     continue  # overlaps a longer or earlier hit: one warning per phrase is enough
                 end = start - neg_len
-                findings.append(Finding(field, sentence, phrase, rule.suggestion))
+                flagged.append(Finding(field, sentence, phrase, rule.suggestion))
+            if flagged and named_rx is not None:
+                # "Bob made a human error": the phrase is flagged, and so is the person it is pinned on.
+                covered = " ".join(f.phrase for f in flagged).lower()
+                for name in dict.fromkeys(m.group(0) for m in named_rx.finditer(sentence)):
+                    if name.lower() not in covered:
+                        flagged.insert(0, Finding(field, sentence, name, NAMED_SUGGESTION))
+            findings.extend(flagged)
     return findings
+
+
+NAMED_SUGGESTION = ("A person is named in a sentence about a mistake: describe the role and the conditions "
+                    "(\"the on-call engineer, without a pre-deploy check, ...\") instead of the person.")
+
+
+@lru_cache(maxsize=64)
+def _names_rx(people: tuple[str, ...]) -> re.Pattern[str] | None:
+    # Capitalised names only: "bob" the Slack handle is written "Bob" in prose, and "will" is a verb.
+    names = sorted({p.strip() for p in people if p and len(p.strip()) > 1 and p.strip()[0].isupper()},
+                   key=len, reverse=True)
+    if not names:
+        return None
+    # Case-sensitive: a name in prose is capitalised; "will" is not Will.
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from incident_bot.core.rca import format_duration
+from incident_bot.core.durations import format_duration, iso_utc
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.sparkline import sparkline
 from incident_bot.core.targets import Target, TargetResult, evaluate_target
@@ -100,14 +100,29 @@ class DigestInput:
     targets: Mapping[str, Target] = field(default_factory=dict)
     trend: Sequence[TrendWeek] = ()
     names: Mapping[str, str] = field(default_factory=dict)  # Slack user id -> display name
+    open_incidents: Sequence[IncidentRow] = ()  # still open at ``now``, whenever detected
+    no_service: int = 0  # incidents detected in the period with no service
+    rca_base_url: str | None = None  # WEB_BASE_URL: RCA links go to {base}/ui/incidents/{ref}
 
 
 # -- the JSON document -------------------------------------------------------------------------------
 
 def iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts)
+
+
+def person(names: Mapping[str, str], uid: str | None) -> dict[str, Any] | None:
+    """A person in JSON: ``{"id": "U0ADA", "name": "Ada"}`` (name null when unknown), null for nobody."""
+    return None if not uid else {"id": uid, "name": names.get(uid)}
+
+
+def rca_url(inp: DigestInput, ref: str) -> str | None:
+    return f"{inp.rca_base_url.rstrip('/')}/ui/incidents/{ref}" if inp.rca_base_url else None
+
+
+def partial(inp: DigestInput) -> bool:
+    """A period still in progress (a digest asked for mid-week) is labelled, so no one reads it as final."""
+    return inp.since <= inp.now < inp.until
 
 
 def _summary(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -149,12 +164,17 @@ def build_json(inp: DigestInput) -> dict[str, Any]:
     by_sev = dict.fromkeys(SEVERITIES, 0)
     by_sev.update({k: int(v) for k, v in (inp.current.get("incidents") or {}).get("by_severity", {}).items()})
     doc: dict[str, Any] = {
-        "period": {"since": iso(inp.since), "until": iso(inp.until), "timezone": inp.timezone},
+        "period": {"since": iso(inp.since), "until": iso(inp.until), "timezone": inp.timezone,
+                   "partial": partial(inp)},
         "incidents": {
             "total": int((inp.current.get("incidents") or {}).get("total") or 0),
             "by_severity": by_sev,
             "major": [{"ref": i.ref, "title": i.title, "severity": i.severity, "ttr_s": i.ttr_s,
-                       "commander": i.commander_id} for i in major_incidents(inp)],
+                       "commander": person(inp.names, i.commander_id), "rca_url": rca_url(inp, i.ref)}
+                      for i in major_incidents(inp)],
+            "open": [{"ref": i.ref, "title": i.title, "severity": i.severity, "status": i.status,
+                      "detected_at": iso(i.detected_at), "commander": person(inp.names, i.commander_id)}
+                     for i in inp.open_incidents],
         },
     }
     for key in METRIC_KEYS:
@@ -164,11 +184,16 @@ def build_json(inp: DigestInput) -> dict[str, Any]:
         "opened": inp.capa.opened,
         "done": inp.capa.done,
         "overdue": len(inp.capa.overdue_items),
-        "overdue_items": [{"id": a.id, "title": a.title, "owner": a.owner_id, "due": a.due.isoformat()}
+        "overdue_items": [{"id": a.id, "title": a.title, "owner": person(inp.names, a.owner_id),
+                           "due": a.due.isoformat(), "incident": a.incident_ref}
                           for a in inp.capa.overdue_items],
     }
+    # Incidents with no service are counted (service null), not silently left out.
     doc["top_services"] = [{"service": s, "count": int(n)} for s, n in inp.top_services]
+    if inp.no_service:
+        doc["top_services"].append({"service": None, "count": inp.no_service})
     doc["missing_rca"] = list(inp.missing_rca)
+    doc["rca_links"] = {ref: rca_url(inp, ref) for ref in inp.missing_rca} if inp.rca_base_url else {}
     doc["targets"] = {
         sev: {"ttr_s": t.ttr_s, "ttd_s": t.ttd_s, "met": counts[sev]["met"], "missed": counts[sev]["missed"]}
         for sev, t in inp.targets.items()
@@ -193,6 +218,23 @@ def change(current: float | None, previous: float | None, *, higher_is_worse: bo
     text = f"{arrow} {pct}%" if pct else f"{arrow} <1%"
     return {"arrow": arrow, "pct": pct if up else -pct, "text": text, "worse": up == higher_is_worse,
             "better": up != higher_is_worse}
+
+
+def vs_before(chg: Mapping[str, Any], previous: Any, unit: str = "") -> str:
+    """``(▲ 50% vs 2 the period before)``; empty when there is nothing to compare (no stray ``—``)."""
+    if chg["text"] == "—" or (chg["arrow"] == "=" and not previous):
+        return ""
+    return f"({chg['text']} vs {previous}{unit} the period before)"
+
+
+MIN_SPARK_POINTS = 3
+
+
+def spark(values: Sequence[float | int | None]) -> str:
+    """A sparkline only when at least three weeks have something to draw; otherwise nothing."""
+    if sum(1 for v in values if v) < MIN_SPARK_POINTS:
+        return ""
+    return sparkline(values)
 
 
 def share(met: int, missed: int) -> int | None:
@@ -267,7 +309,8 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
             else f"open for {format_duration(max(0, elapsed or 0))}",
             "detected_text": _local(inc.detected_at, zone),
             "commander": inc.commander_id, "commander_name": inp.names.get(inc.commander_id or "")
-            or inc.commander_id, "channel_id": inc.channel_id, "channel_name": inc.channel_name,
+            or inc.commander_id, "rca_url": rca_url(inp, inc.ref),
+            "channel_id": inc.channel_id, "channel_name": inc.channel_name,
             "service": inc.service,
             "target_status": res.status if res else None,
             "target_text": _target_text(inp.targets.get(inc.severity), res, inc),
@@ -287,27 +330,39 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
     prev_week = trend[-2] if is_week and len(trend) >= 2 else None
     week_share = share(met_total, missed_total)
     local_since = inp.since.astimezone(zone)
+    open_rows = [{"ref": i.ref, "title": i.title, "severity": i.severity, "status": i.status,
+                  "detected_text": _local(i.detected_at, zone),
+                  "age_text": format_duration(max(0, int((inp.now - i.detected_at).total_seconds()))),
+                  "commander_name": inp.names.get(i.commander_id or "") or i.commander_id or "—",
+                  "channel_id": i.channel_id, "channel_name": i.channel_name, "rca_url": rca_url(inp, i.ref)}
+                 for i in inp.open_incidents]
+    services = [{"service": s["service"] or "(no service)", "count": s["count"]} for s in doc["top_services"]]
+    share_change = change(week_share, prev_week["share"] if prev_week else None, higher_is_worse=False)
     return {
         "doc": doc,
         "label": inp.label,
+        "partial": partial(inp),
+        "partial_text": f"partial period: up to {_local(inp.now, zone)}" if partial(inp) else "",
+        "open_incidents": open_rows,
         "timezone": inp.timezone,
         "period_text": f"{local_since:%a %d %b %Y} – {_last_day(inp.until, zone):%a %d %b %Y}",
         "generated_at": iso(inp.now),
         "total": doc["incidents"]["total"],
         "total_prev": prev_total,
         "total_change": change(doc["incidents"]["total"], prev_total),
+        "total_vs": vs_before(change(doc["incidents"]["total"], prev_total), prev_total),
         "by_severity": [{"severity": s, "count": n} for s, n in doc["incidents"]["by_severity"].items()],
         "metrics": metrics,
         "major": major,
         "targets": target_rows,
         "target_share": {"met": met_total, "missed": missed_total, "pct": week_share,
-                         "change": change(week_share, prev_week["share"] if prev_week else None,
-                                          higher_is_worse=False)},
+                         "change": share_change,
+                         "change_text": "" if share_change["text"] == "—" else share_change["text"]},
         "trend": trend,
         "spark": {
-            "incidents": sparkline([p["total"] for p in trend]),
-            "mttr": sparkline([p["mttr_mean"] for p in trend]),
-            "share": sparkline([p["share"] for p in trend]),
+            "incidents": spark([p["total"] for p in trend]),
+            "mttr": spark([p["mttr_mean"] for p in trend]),
+            "share": spark([p["share"] for p in trend]),
         },
         "capa": {**doc["capa"], "as_of": inp.capa.as_of.isoformat() if inp.capa.as_of else None,
                  "overdue_items": [
@@ -316,8 +371,9 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
                       "due": a.due.isoformat(), "incident_ref": a.incident_ref,
                       "days_overdue": (inp.capa.as_of - a.due).days if inp.capa.as_of else None}
                      for a in inp.capa.overdue_items]},
-        "top_services": doc["top_services"],
+        "top_services": services,
         "missing_rca": doc["missing_rca"],
+        "missing_rca_links": [{"ref": r, "url": rca_url(inp, r)} for r in doc["missing_rca"]],
     }
 
 

@@ -14,28 +14,39 @@ Template context (what :meth:`RcaDocument.context` gives a template):
 A ``Section`` has ``key, title, kind`` (text | timeline | lessons | actions | links), ``body`` (the
 team's text or None), ``prompt`` and ``prompt_steps`` (shown when empty), ``facts`` (lines derived
 from the data), ``parts`` (sub-sections of lessons), ``rows`` (timeline entries, actions or links),
-``milestones`` and ``durations`` (timeline only) and ``empty``.
+``milestones`` and ``durations`` (timeline only) and ``empty``. Further keys: ``review`` (the
+document's status, authors, reviewers), ``participants``, ``communications``, ``appendix`` (bookkeeping
+timeline rows), ``findings`` (the quality check: what is missing before the RCA can be final).
+People are display names (unknown ids degrade to the id).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from incident_bot.core.capa import action_sort_key
-from incident_bot.core.durations import DEFINITIONS, durations
+from incident_bot.core.durations import DEFINITIONS, durations, format_duration, utc_text
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.people import Directory
+from incident_bot.core.rca_parts import (
+    MILESTONE_LABELS,
+    Communication,
+    Participant,
+    TimelineEntry,
+    TimelineRow,
+    communications,
+    participants,
+    split_timeline,
+)
+from incident_bot.core.rca_review import IMPACT_FIELDS, LABELS, QualityFinding
 
 NARRATIVE_KEYS: tuple[str, ...] = (
-    "summary", "impact", "detection", "response", "recovery", "root_causes", "trigger",
-    "went_well", "went_wrong", "lucky", "links", "authors",
+    "summary", "impact", "users_affected", "customer_facing", "slo_budget_spent", "detection", "response",
+    "recovery", "root_causes", "trigger", "went_well", "went_wrong", "lucky", "links", "authors",
 )
-MILESTONE_LABELS: dict[str, str] = {
-    "impact_started_at": "Impact started", "detected_at": "Detected", "acknowledged_at": "Acknowledged",
-    "mitigated_at": "Mitigated", "resolved_at": "Resolved", "closed_at": "Closed",
-}
 METRIC_LABELS: dict[str, str] = {
     "ttd_s": "Time to detect (TTD)", "tta_s": "Time to acknowledge (TTA)",
     "ttm_s": "Time to mitigate (TTM)", "ttr_s": "Time to resolve (TTR)",
@@ -62,6 +73,7 @@ PROMPTS: dict[str, str] = {
     "links": "To fill: dashboards, graphs, tickets, related incidents.",
     "authors": "To fill",
 }
+PROMPTS.update({k: "—" for k in IMPACT_FIELDS})
 FIVE_WHYS: tuple[str, ...] = (
     "Why did users see the failure? Because …",
     "Why did that happen? Because …",
@@ -90,17 +102,6 @@ class IncidentFacts:
     close_override_reason: str | None = None
 
 
-class TimelineRow(NamedTuple):
-    """One stored timeline row. A NamedTuple, like :class:`TimelineEntry`: an RCA may hold thousands."""
-
-    occurred_at: datetime
-    source: str
-    kind: str
-    text: str = ""
-    actor: str | None = None
-    milestone: str | None = None
-
-
 @dataclass(frozen=True)
 class ActionRow:
     id: int | None
@@ -124,16 +125,6 @@ class Field:
     key: str
     label: str
     value: str
-
-
-class TimelineEntry(NamedTuple):
-    time: str  # "2026-11-26 14:54:12", always UTC
-    iso: str
-    since_impact: str  # "+4m12s" from the start of impact, "" before it or when unknown
-    milestone: str | None  # label ("Detected") when this row marks a milestone
-    text: str
-    source: str
-    actor: str
 
 
 @dataclass(frozen=True)
@@ -165,12 +156,30 @@ class Section:
 
 
 @dataclass(frozen=True)
+class ReviewInfo:
+    """The document's own state (not the incident's): see core/rca_review.py. People are ids."""
+
+    status: str = "draft"
+    authors: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    changed_at: datetime | None = None
+    changed_by: str | None = None
+    override_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RcaDocument:
     ref: str
     title: str
     header: tuple[Field, ...]
     sections: tuple[Section, ...]
     generated_at: str
+    status: str = "draft"
+    status_label: str = "Draft"
+    appendix: tuple[TimelineEntry, ...] = ()
+    findings: tuple[QualityFinding, ...] = ()
+    participants: tuple[Participant, ...] = field(default=())
+    communications: tuple[Communication, ...] = ()
 
     def context(self) -> dict[str, Any]:
         """The variables every RCA template gets (documented in the module docstring)."""
@@ -181,28 +190,9 @@ class RcaDocument:
             "sections": self.sections,
             "section": {s.key: s for s in self.sections},
             "generated_at": self.generated_at,
+            "appendix": self.appendix,
+            "findings": self.findings,
         }
-
-
-def format_duration(seconds: int | None) -> str:
-    """Short and unambiguous: ``42s``, ``4m12s``, ``1h02m03s``, ``2d03h04m``; ``—`` when unknown."""
-    if seconds is None:
-        return "—"
-    seconds = max(0, int(seconds))
-    d, rem = divmod(seconds, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    if d:
-        return f"{d}d{h:02d}h{m:02d}m"
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    if m:
-        return f"{m}m{s:02d}s"
-    return f"{s}s"
-
-
-def utc_text(ts: datetime | None) -> str:
-    return "—" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def safe_url(url: str | None) -> str | None:
@@ -231,55 +221,20 @@ def _text_section(key: str, title: str, narrative: Mapping[str, Any], facts: Seq
                    prompt_steps=() if body else tuple(steps), facts=tuple(facts))
 
 
-def _since(start: datetime | None, ts: datetime) -> str:
-    if start is None or ts < start:
-        return ""
-    return "+" + format_duration(int((ts - start).total_seconds()))
-
-
-def timeline_entries(rows: Iterable[TimelineRow], milestones: Mapping[str, datetime | None],
-                     names: Mapping[str, str] | None = None) -> list[TimelineEntry]:
-    """Timeline rows in time order, each milestone marked; a milestone with no row gets one."""
-    names = names or {}
-    rows = list(rows)
-    present = {(r.milestone, r.occurred_at.replace(microsecond=0)) for r in rows if r.milestone}
-    for m in MILESTONES:
-        ts = milestones.get(m)
-        if ts is not None and (m, ts.replace(microsecond=0)) not in present:
-            rows.append(TimelineRow(occurred_at=ts, source="milestone", kind=m, milestone=m,
-                                    text=MILESTONE_LABELS[m]))
-    rows.sort(key=lambda r: (r.occurred_at, MILESTONES.index(r.milestone) if r.milestone in MILESTONES
-                             else len(MILESTONES)))
-    start = milestones.get("impact_started_at")
-    out = []
-    for r in rows:
-        stamp = r.occurred_at.astimezone(UTC).isoformat(timespec="seconds")  # one call: both forms
-        out.append(TimelineEntry(
-            time=f"{stamp[:10]} {stamp[11:19]}",
-            iso=f"{stamp[:19]}Z",
-            since_impact=_since(start, r.occurred_at),
-            milestone=MILESTONE_LABELS.get(r.milestone) if r.milestone else None,
-            text=r.text or r.kind,
-            source=r.source,
-            actor=names.get(r.actor, r.actor) if r.actor else "",
-        ))
-    return out
-
-
 def _first_actor(rows: Sequence[TimelineRow], milestone: str) -> str | None:
     return next((r.actor for r in rows if r.milestone == milestone and r.actor), None)
 
 
 def derived_facts(facts: IncidentFacts, ms: Mapping[str, datetime | None], dur: Mapping[str, int | None],
-                  rows: Sequence[TimelineRow], names: Mapping[str, str]) -> dict[str, list[str]]:
+                  rows: Sequence[TimelineRow], people: Directory) -> dict[str, list[str]]:
     """Detection / Response / Recovery lines that the data already answers, so no one retypes them."""
-    who = lambda uid: names.get(uid or "", uid or "")  # noqa: E731
+    who = people.name
     detector = {
         "pagerduty": "Detected by a PagerDuty alert",
         "slack": "Declared in Slack" + (f" by {who(facts.reporter)}" if facts.reporter else ""),
         "cli": "Declared from the CLI" + (f" by {who(facts.reporter)}" if facts.reporter else ""),
     }.get(facts.origin, f"Detected ({facts.origin})")
-    detection = [f"{detector} at {utc_text(ms.get('detected_at'))} UTC, "
+    detection = [f"{detector} at {utc_text(ms.get('detected_at'))}, "
                  f"{format_duration(dur.get('ttd_s'))} after impact started (TTD)."]
     if dur.get("ttd_s") == 0:
         detection.append("Impact start equals detection: if users were hurt earlier, move the impact "
@@ -287,7 +242,7 @@ def derived_facts(facts: IncidentFacts, ms: Mapping[str, datetime | None], dur: 
     response = []
     if ms.get("acknowledged_at"):
         acker = _first_actor(rows, "acknowledged_at")
-        response.append(f"Acknowledged at {utc_text(ms['acknowledged_at'])} UTC"
+        response.append(f"Acknowledged at {utc_text(ms['acknowledged_at'])}"
                         + (f" by {who(acker)}" if acker else "")
                         + f", {format_duration(dur.get('tta_s'))} after detection (TTA).")
     else:
@@ -298,15 +253,21 @@ def derived_facts(facts: IncidentFacts, ms: Mapping[str, datetime | None], dur: 
     steps = (("mitigated_at", "ttm_s", "Impact mitigated"), ("resolved_at", "ttr_s", "Resolved"))
     for m, metric, verb in steps:
         if ms.get(m):
-            recovery.append(f"{verb} at {utc_text(ms[m])} UTC, {format_duration(dur.get(metric))} after "
+            recovery.append(f"{verb} at {utc_text(ms[m])}, {format_duration(dur.get(metric))} after "
                             f"impact started ({metric[:3].upper()}).")
         else:
             recovery.append(f"Not {verb.split()[-1].lower()} yet.")
     if ms.get("closed_at"):
-        recovery.append(f"Closed at {utc_text(ms['closed_at'])} UTC.")
+        recovery.append(f"Closed at {utc_text(ms['closed_at'])}.")
     if facts.close_override_reason:
         recovery.append(f"Closed with open corrective actions; reason: {facts.close_override_reason}")
     return {"detection": detection, "response": response, "recovery": recovery}
+
+
+def impact_fields(narrative: Mapping[str, Any]) -> tuple[Field, ...]:
+    """The structured impact: users affected, customer facing, SLO / error budget spent ("—" if unset)."""
+    return tuple(Field(k, label[0].upper() + label[1:].replace(" (yes/no)", ""), _text(narrative.get(k)) or "—")
+                 for k, label in IMPACT_FIELDS.items())
 
 
 def sort_actions(actions: Iterable[ActionRow]) -> list[ActionRow]:
@@ -344,24 +305,33 @@ def build_rca(
     actions: Iterable[ActionRow],
     narrative: Mapping[str, Any],
     *,
-    names: Mapping[str, str] | None = None,
+    people: Directory | None = None,
+    review: ReviewInfo | None = None,
+    findings: Sequence[QualityFinding] = (),
     generated_at: datetime | None = None,
 ) -> RcaDocument:
-    """Everything an RCA shows, in order. ``names`` maps Slack ids to display names."""
-    names = names or {}
+    """Everything an RCA shows, in order. ``people`` turns ids into display names."""
+    people = people or Directory()
+    review = review or ReviewInfo()
     rows = list(timeline)
     dur = durations(milestones)
-    derived = derived_facts(facts, milestones, dur, rows, names)
-    who = lambda uid: names.get(uid or "", uid or "")  # noqa: E731
+    derived = derived_facts(facts, milestones, dur, rows, people)
+    who = people.name
     start = milestones.get("impact_started_at") or milestones.get("detected_at")
-    authors = _text(narrative.get("authors")) or ", ".join(
-        dict.fromkeys(who(p) for p in (facts.commander, facts.scribe) if p)) or PROMPTS["authors"]
+    authors = (", ".join(who(a) for a in review.authors) or _text(narrative.get("authors"))
+               or ", ".join(dict.fromkeys(who(p) for p in (facts.commander, facts.scribe) if p))
+               or PROMPTS["authors"])
+    status = LABELS.get(review.status, review.status)
+    if review.status == "final" and review.override_reason:
+        status += f" (signed off with open findings: {review.override_reason})"
     header = (
         Field("ref", "Incident", facts.ref),
         Field("date", "Date (UTC)", start.astimezone(UTC).strftime("%Y-%m-%d") if start else "—"),
+        Field("document_status", "Document status", status),
         Field("authors", "Authors", authors),
+        Field("reviewers", "Reviewers", ", ".join(who(r) for r in review.reviewers) or "—"),
         Field("commander", "Incident commander", who(facts.commander) or "—"),
-        Field("status", "Status", facts.status),
+        Field("status", "Incident status", facts.status),
         Field("severity", "Severity", facts.severity),
         Field("services", "Services", facts.service or "—"),
     )
@@ -370,12 +340,22 @@ def build_rca(
     dur_fields = tuple(Field(k, METRIC_LABELS[k], format_duration(dur.get(k))) for k in DEFINITIONS)
     lessons = tuple(_text_section(k, t, narrative) for k, t in (
         ("went_well", "What went well"), ("went_wrong", "What went wrong"), ("lucky", "Where we got lucky")))
+    main, appendix = split_timeline(rows, milestones, people)
+    comms = communications(rows, milestones.get("impact_started_at"), people, facts.slack_channel_name)
+    crew = participants(rows, people, opened_at=milestones.get("detected_at"),
+                        roles_now={"commander": facts.commander, "scribe": facts.scribe,
+                                   "reporter": facts.reporter})
+    impact = _text_section("impact", "Impact", narrative)
+    impact = Section(key="impact", title="Impact", body=impact.body, prompt=impact.prompt,
+                     milestones=impact_fields(narrative))
     sections = (
         _text_section("summary", "Summary", narrative),
-        _text_section("impact", "Impact", narrative),
-        Section(key="timeline", title="Timeline", kind="timeline",
-                rows=tuple(timeline_entries(rows, milestones, names)),
+        impact,
+        Section(key="participants", title="Participants", kind="participants", rows=tuple(crew)),
+        Section(key="timeline", title="Timeline", kind="timeline", rows=tuple(main),
                 milestones=ms_fields, durations=dur_fields),
+        Section(key="communications", title="Communications", kind="communications", rows=tuple(comms),
+                prompt=None if comms else "No status update was posted (`/incident update <text>`)."),
         _text_section("detection", "Detection", narrative, derived["detection"]),
         _text_section("response", "Response", narrative, derived["response"]),
         _text_section("recovery", "Recovery", narrative, derived["recovery"]),
@@ -388,7 +368,9 @@ def build_rca(
     )
     gen = (generated_at or datetime.now(UTC)).astimezone(UTC)
     return RcaDocument(ref=facts.ref, title=facts.title, header=header, sections=sections,
-                       generated_at=gen.isoformat(timespec="seconds").replace("+00:00", "Z"))
+                       generated_at=utc_text(gen), status=review.status, status_label=status,
+                       appendix=tuple(appendix), findings=tuple(findings), participants=tuple(crew),
+                       communications=tuple(comms))
 
 
 def _links_section(facts: IncidentFacts, actions: Sequence[ActionRow],

@@ -18,7 +18,9 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal, Transition
+from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
+from incident_bot.services.directory import remember_user
 from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
 from incident_bot.slack import messages
@@ -95,6 +97,7 @@ def add_action(
                       text=stored(source, f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): "
                                           f"{title}"))
     queue_sync(session, item, tracker, created=True)
+    remember_user(session, item.owner_id)  # so the RCA, the digest and reminders can name the owner
     return item
 
 
@@ -187,12 +190,13 @@ def list_actions(
     return rows
 
 
-def action_dict(row: ActionListing) -> dict[str, Any]:
-    """The stable JSON shape of ``actions list --format json``."""
+def action_dict(row: ActionListing, people: Directory | None = None) -> dict[str, Any]:
+    """The stable JSON shape of ``actions list --format json``; ``owner`` is ``{"id", "name"}`` or null."""
     a = row.item
     return {
         "id": a.id, "incident": row.incident_ref, "title": a.title, "type": a.type, "priority": a.priority,
-        "owner": a.owner_id, "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
+        "owner": (people or Directory()).person(a.owner_id),
+        "due_date": a.due_date.isoformat() if a.due_date else None, "status": a.status,
         "overdue": row.overdue, "ticket_url": a.ticket_url, "ticket_key": a.ticket_key, "created_by": a.created_by,
         "created_at": iso(a.created_at), "closed_at": iso(a.closed_at),
     }

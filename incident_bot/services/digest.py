@@ -139,6 +139,28 @@ def _top_services(session: Session, since: datetime, until: datetime) -> list[tu
     return [(str(s), int(c)) for s, c in session.execute(stmt)]
 
 
+def _no_service(session: Session, since: datetime, until: datetime) -> int:
+    m = IncidentMetrics
+    stmt = select(func.count()).where(m.detected_at >= since, m.detected_at < until,  # type: ignore[operator]
+                                      m.service.is_(None))  # type: ignore[union-attr]
+    return int(session.execute(stmt).scalar_one())
+
+
+def _open_incidents(session: Session, now: datetime) -> list[core.IncidentRow]:
+    """Incidents still open now (whenever they were detected): what a lead may need to chase."""
+    i = Incident
+    stmt = (select(i.ref, i.title, i.severity, i.status, i.detected_at, i.commander_id, i.slack_channel_id,
+                   i.slack_channel_name, i.service)
+            .where(i.status.in_(("triggered", "acknowledged", "mitigated")),  # type: ignore[attr-defined]
+                   i.detected_at.is_not(None), i.detected_at < now)  # type: ignore[union-attr,operator]
+            .order_by(i.severity, i.detected_at).limit(OPEN_LIMIT))
+    return [core.IncidentRow(ref=r[0], title=r[1], severity=r[2], status=r[3], detected_at=r[4], commander_id=r[5],
+                             channel_id=r[6], channel_name=r[7], service=r[8]) for r in session.execute(stmt)]
+
+
+OPEN_LIMIT = 50
+
+
 def _missing_rca(session: Session, until: datetime, settings: Settings) -> list[str]:
     start = schedule.weeks_ending(until, settings.tzinfo, MISSING_RCA_WEEKS)[0][0]
     i = Incident
@@ -171,14 +193,17 @@ def gather(session: Session, settings: Settings, since: datetime, until: datetim
     trend = _trend(session, metrics, until, settings, set(targets))
     incidents = _incidents(session, since, until, severities)
     capa = _capa(session, since, until, now, settings)
-    ids = {i.commander_id or "" for i in incidents} | {a.owner_id or "" for a in capa.overdue_items}
+    open_now = _open_incidents(session, now)
+    ids = ({i.commander_id or "" for i in (*incidents, *open_now)}
+           | {a.owner_id or "" for a in capa.overdue_items})
     return core.DigestInput(
         since=since, until=until, timezone=settings.timezone, zone=zone, now=now,
         label=schedule.period_key(since, until, zone),
         current=metrics(since, until), previous=metrics(*schedule.previous_period(since, until, zone)),
         incidents=incidents, capa=capa, top_services=_top_services(session, since, until),
         missing_rca=_missing_rca(session, until, settings), targets=targets, trend=trend,
-        names=_names(session, ids),
+        names=_names(session, ids), open_incidents=open_now, no_service=_no_service(session, since, until),
+        rca_base_url=settings.web_base_url,
     )
 
 
@@ -228,9 +253,10 @@ def render_digest(session: Session, settings: Settings, since: datetime, until: 
     return render_view(digest_view(session, settings, since, until, now=now), fmt, settings)[0]
 
 
-def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime) -> str:
+def demo_digest_text(session: Session, settings: Settings, since: datetime, until: datetime, *,
+                     now: datetime | None = None) -> str:
     """The Markdown digest of ``[since, until)``; ``incident-bot demo`` prints it at the end."""
-    return render_digest(session, settings, since, until, "md")
+    return render_digest(session, settings, since, until, "md", now=now)
 
 
 def already_posted(session: Session, key: str) -> DigestRun | None:

@@ -25,9 +25,14 @@ def _style(colours: tuple[str, ...]) -> Style:
                  label_font_size=11, major_label_font_size=11, legend_font_size=11, title_font_size=13)
 
 
-def _render(chart: Any) -> str:
-    svg = chart.render(is_unicode=True)
-    return _SCRIPT.sub("", svg)
+def _render(chart: Any, name: str = "chart") -> str:
+    svg = _SCRIPT.sub("", chart.render(is_unicode=True))
+    # pygal gives every chart the same element ids ("activate-serie-0"): three charts in one page
+    # would repeat them (invalid HTML, and a reference could hit the wrong chart). Prefix them.
+    return _IDS.sub(lambda m: f'{m.group(1)}{name}-{m.group(2)}', svg)
+
+
+_IDS = re.compile(r'(id="|href="#|url\(#)(activate-serie-\d+)')
 
 
 def _base(cls: Any, title: str, labels: list[str], colours: tuple[str, ...], **extra: Any) -> Any:
@@ -47,7 +52,7 @@ def incidents_chart(trend: list[dict[str, Any]]) -> str:
                   tuple(SEV_COLOURS.values()), min_scale=1, max_scale=6)
     for sev in SEV_COLOURS:
         chart.add(sev, [int(p["by_severity"].get(sev, 0)) for p in trend])
-    return _render(chart)
+    return _render(chart, "incidents")
 
 
 def mttr_chart(trend: list[dict[str, Any]]) -> str:
@@ -62,7 +67,7 @@ def mttr_chart(trend: list[dict[str, Any]]) -> str:
                   margin_bottom=16)
     chart.add("mean", [minutes(p["mttr_mean"]) for p in trend])
     chart.add("p90", [minutes(p["mttr_p90"]) for p in trend])
-    return _render(chart)
+    return _render(chart, "mttr")
 
 
 def target_chart(trend: list[dict[str, Any]]) -> str:
@@ -71,7 +76,7 @@ def target_chart(trend: list[dict[str, Any]]) -> str:
     chart = _base(pygal.Bar, "% within response target", labels, ("#3c9d5d",), range=(0, 100),
                   y_labels=[0, 25, 50, 75, 100], show_legend=False)
     chart.add("within target", [p["share"] for p in trend])
-    return _render(chart)
+    return _render(chart, "targets")
 
 
 def trend_charts(view: dict[str, Any]) -> dict[str, str]:

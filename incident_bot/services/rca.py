@@ -6,6 +6,7 @@ timeline rows and must still export in well under a second (bench/bench_rca.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -13,21 +14,26 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.core import blameless, capa
+from incident_bot.core import blameless, capa, rca_review
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.people import Directory, looks_like_slack_id, name_variants
 from incident_bot.core.rca import (
     NARRATIVE_KEYS,
     ActionRow,
     IncidentFacts,
     RcaDocument,
+    ReviewInfo,
     TimelineRow,
     apply_narrative,
     build_rca,
 )
+from incident_bot.core.rca_review import QualityFinding, ReviewError
 from incident_bot.rendering import RenderResult, render
+from incident_bot.services.directory import directory, display_names
 from incident_bot.slack.mrkdwn import row_plain
 from storage import repo
-from storage.models import ActionItem, Incident, SlackUser, TimelineEvent, utcnow
+from storage.models import ActionItem, Incident, TimelineEvent, utcnow
+from storage.models import RcaDocument as RcaRow
 
 FORMATS: dict[str, str] = {"md": "rca.md.j2", "markdown": "rca.md.j2", "html": "rca.html.j2"}
 
@@ -41,15 +47,6 @@ def get_incident(session: Session, ref: str, *, lock: bool = False) -> Incident:
     if inc is None:
         raise RcaError(f"no incident {ref}")
     return inc
-
-
-def display_names(session: Session, user_ids: Iterable[str | None]) -> dict[str, str]:
-    """Slack ids -> display names from the users cache; ids with no cached name are left out."""
-    ids = sorted({u for u in user_ids if u})
-    if not ids:
-        return {}
-    stmt = select(SlackUser.user_id, SlackUser.name).where(SlackUser.user_id.in_(ids))  # type: ignore[attr-defined]
-    return {uid: name for uid, name in session.execute(stmt).all() if name}
 
 
 def _timeline_rows(session: Session, incident_id: int) -> list[TimelineRow]:
@@ -67,6 +64,38 @@ def _actions(session: Session, incident_id: int) -> list[ActionItem]:
     return list(session.execute(stmt).scalars())
 
 
+def review_info(session: Session, inc: Incident) -> ReviewInfo:
+    row = session.get(RcaRow, inc.id)
+    if row is None:
+        return ReviewInfo()
+    return ReviewInfo(status=row.status, authors=tuple(row.authors or ()), reviewers=tuple(row.reviewers or ()),
+                      changed_at=row.status_changed_at, changed_by=row.status_changed_by,
+                      override_reason=row.final_override_reason)
+
+
+def _people(session: Session, inc: Incident, rows: list[TimelineRow], items: list[ActionItem],
+            review: ReviewInfo) -> Directory:
+    ids = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id, *review.authors, *review.reviewers,
+           *(a.owner_id for a in items), *{r.actor for r in rows}]
+    # Ids mentioned inside texts ("Commander: U0ADA") are looked up too.
+    ids += [m for r in rows for m in _ID_IN_TEXT.findall(r.text or "")]
+    return directory(session, ids)
+
+
+_ID_IN_TEXT = re.compile(r"\b([UW][A-Z0-9]{2,})\b")
+
+
+def quality(session: Session, inc: Incident, *, items: list[ActionItem] | None = None,
+            people: Directory | None = None) -> list[QualityFinding]:
+    """What is missing before this RCA can be final (core/rca_review.py)."""
+    assert inc.id is not None
+    items = _actions(session, inc.id) if items is None else items
+    found, _problems = check_language(session, inc.ref, people=people)
+    facts = [rca_review.ActionFacts(a.id, a.type, a.status, a.owner_id, a.due_date) for a in items]
+    return rca_review.quality_findings(inc.rca or {}, facts, incident_status=inc.status,
+                                       blameless_count=len(found))
+
+
 def rca_document(session: Session, inc: Incident, *, today: date | None = None,
                  generated_at: datetime | None = None) -> RcaDocument:
     """Load everything the RCA shows and build its content. ``today`` (team zone) marks overdue actions."""
@@ -74,11 +103,10 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     today = today or datetime.now(UTC).date()
     rows = _timeline_rows(session, inc.id)
     items = _actions(session, inc.id)
-    people = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id,
-              *(a.owner_id for a in items), *{r.actor for r in rows}]
-    names = display_names(session, people)
+    review = review_info(session, inc)
+    people = _people(session, inc, rows, items, review)
     # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.
-    rows = [r._replace(text=row_plain(r.source, r.text, names)) for r in rows]
+    rows = [r._replace(text=row_plain(r.source, r.text, dict(people.names))) for r in rows]
     facts = IncidentFacts(
         ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
         origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,
@@ -87,12 +115,13 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     )
     actions = [
         ActionRow(id=a.id, title=a.title, type=a.type, priority=a.priority, status=a.status,
-                  owner=names.get(a.owner_id or "", a.owner_id), due_date=a.due_date, ticket_url=a.ticket_url,
+                  owner=people.name(a.owner_id) or None, due_date=a.due_date, ticket_url=a.ticket_url,
                   overdue=capa.is_overdue(a.status, a.due_date, today))
         for a in items
     ]
+    findings = quality(session, inc, items=items, people=people)
     return build_rca(facts, {m: getattr(inc, m) for m in MILESTONES}, rows, actions, dict(inc.rca or {}),
-                     names=names, generated_at=generated_at)
+                     people=people, review=review, findings=findings, generated_at=generated_at)
 
 
 def rca_context(session: Session, ref: str, *, today: date | None = None) -> dict[str, Any]:
@@ -117,6 +146,9 @@ def export_rca(session: Session, ref: str, fmt: str = "md", templates_dir: str |
 def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[str]:
     """Edit narrative fields (blank clears one); returns the fields that changed. Unknown keys raise."""
     inc = get_incident(session, ref, lock=True)
+    row = session.get(RcaRow, inc.id)
+    if row is not None and row.status == "final":
+        raise RcaError(f"the RCA of {inc.ref} is final; reopen it first: incident-bot rca {inc.ref} --status draft")
     try:
         narrative, changed = apply_narrative(inc.rca or {}, updates)
     except ValueError as exc:
@@ -128,12 +160,12 @@ def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[s
     return changed
 
 
-def check_language(session: Session, ref: str, *, words_file: str | None = None
-                   ) -> tuple[list[blameless.Finding], list[str]]:
+def check_language(session: Session, ref: str, *, words_file: str | None = None,
+                   people: Directory | None = None) -> tuple[list[blameless.Finding], list[str]]:
     """Blameful phrasing in the incident's narrative, and problems reading the word lists.
 
-    The incident's people (responders, owners, timeline actors with cached Slack names) are passed
-    to the checker, so "because Alex pushed..." is caught whatever the name.
+    The incident's people (responders, owners, timeline actors: Slack names from the cache, PagerDuty
+    names as stored) are passed to the checker, so "Bob made a human error" flags Bob too.
     """
     inc = get_incident(session, ref)
     assert inc.id is not None
@@ -141,15 +173,47 @@ def check_language(session: Session, ref: str, *, words_file: str | None = None
     owners = select(ActionItem.owner_id).where(ActionItem.incident_id == inc.id).distinct()  # type: ignore[arg-type]
     ids = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id,
            *session.execute(actors).scalars(), *session.execute(owners).scalars()]
-    people: set[str] = set()
-    for name in display_names(session, ids).values():
-        people.add(name)
-        first = name.split()[0] if name.split() else ""
-        if len(first) > 2:
-            people.add(first)
+    names = dict(people.names) if people else display_names(session, ids)
+    # PagerDuty actors are stored by name ("Ada Oncall"): they are people too.
+    written = [i for i in ids if i and not looks_like_slack_id(i) and i.lower() not in ("bot", "incident-bot")]
     rules = blameless.load_rules(words_file)
-    return blameless.check(inc.rca or {}, rules=rules, people=people), list(rules.problems)
+    known = name_variants([*names.values(), *written])
+    return blameless.check(inc.rca or {}, rules=rules, people=known), list(rules.problems)
 
 
-__all__ = ["FORMATS", "NARRATIVE_KEYS", "RcaError", "check_language", "export_rca", "get_incident",
-           "rca_context", "rca_document", "set_narrative"]
+def set_status(session: Session, ref: str, status: str, *, actor: str | None = None,
+               reviewers: Iterable[str] = (), authors: Iterable[str] = (), override: str | None = None,
+               now: datetime | None = None) -> tuple[str, list[QualityFinding]]:
+    """Move the RCA document to ``status`` (draft | review | final); returns (status, open findings).
+
+    ``final`` is refused while the quality check finds something, unless ``override`` gives a reason;
+    the reason is stored and recorded on the timeline. Raises :class:`RcaError` with the reason.
+    """
+    inc = get_incident(session, ref, lock=True)
+    assert inc.id is not None
+    row = session.get(RcaRow, inc.id) or RcaRow(incident_id=inc.id)
+    reviewers_now = list(dict.fromkeys([*(row.reviewers or []), *(r for r in reviewers if r)]))
+    findings = quality(session, inc) if status == "final" else []
+    try:
+        new = rca_review.next_status(row.status, status.strip().lower(), reviewers=reviewers_now,
+                                     findings=findings, override=override)
+    except ReviewError as exc:
+        raise RcaError(f"{inc.ref}: {exc}") from None
+    now = now or utcnow()
+    row.status, row.reviewers = new, reviewers_now
+    row.authors = list(dict.fromkeys([*(row.authors or []), *(a for a in authors if a)]))
+    row.status_changed_at, row.status_changed_by, row.updated_at = now, actor, now
+    row.final_override_reason = (override or "").strip() or None if new == "final" and findings else None
+    session.add(row)
+    text = f"RCA status: {rca_review.LABELS[new].lower()}"
+    if new == "review":
+        text += " (reviewers: " + ", ".join(reviewers_now) + ")"
+    if row.final_override_reason:
+        text += f"; signed off with {len(findings)} open finding(s), reason: {row.final_override_reason}"
+    repo.add_timeline(session, incident_id=inc.id, occurred_at=now, source="cli" if actor is None else "slack",
+                      kind="rca_status", actor=actor, text=text)
+    return new, findings
+
+
+__all__ = ["FORMATS", "NARRATIVE_KEYS", "RcaError", "check_language", "display_names", "export_rca",
+           "get_incident", "quality", "rca_context", "rca_document", "review_info", "set_narrative", "set_status"]

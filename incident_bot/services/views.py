@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.core.durations import durations
+from incident_bot.core.durations import durations, iso_utc
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.people import ID_TOKEN, Directory
+from incident_bot.services.directory import directory
 from incident_bot.slack.mrkdwn import row_plain
 from storage import repo
 from storage.models import Incident
 
 
 def iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts)
 
 
-def incident_dict(inc: Incident) -> dict[str, Any]:
+ROLES = ("commander", "comms", "scribe", "reporter")
+
+
+def incident_dict(inc: Incident, people: Directory | None = None) -> dict[str, Any]:
+    """One incident for machines. People are ``{"id": "U0ADA", "name": "Ada"}`` (name null when unknown)."""
+    people = people or Directory()
     ms = {m: getattr(inc, m) for m in MILESTONES}
     return {
         "ref": inc.ref,
@@ -33,15 +38,21 @@ def incident_dict(inc: Incident) -> dict[str, Any]:
         "slack": {"channel_id": inc.slack_channel_id, "channel_name": inc.slack_channel_name},
         "milestones": {m: iso(v) for m, v in ms.items()},
         "metrics": durations(ms),
+        "people": {role: people.person(getattr(inc, f"{role}_id")) for role in ROLES},
     }
 
 
 def incident_detail(session: Session, inc: Incident) -> dict[str, Any]:
-    doc = incident_dict(inc)
+    rows = list(repo.timeline(session, inc.id or 0))
+    people = directory(session, [*(getattr(inc, f"{r}_id") for r in ROLES), *(e.actor for e in rows),
+                                 *(m for e in rows for m in ID_TOKEN.findall(e.text or ""))])
+    doc = incident_dict(inc, people)
+    # ``actor`` stays the stored id (or PagerDuty name); ``actor_name`` is what a person reads.
     doc["timeline"] = [
         {"occurred_at": iso(e.occurred_at), "source": e.source, "kind": e.kind, "actor": e.actor,
-         "text": row_plain(e.source, e.text)}
-        for e in repo.timeline(session, inc.id or 0)
+         "actor_name": people.name(e.actor) or None, "text": row_plain(e.source, e.text),
+         "text_named": people.humanize(row_plain(e.source, e.text))}
+        for e in rows
     ]
     return doc
 

@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from incident_bot.core.durations import format_duration
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.slack.messages import SEV_EMOJI, STATUS_EMOJI, section, when
 from incident_bot.slack.mrkdwn import escape, link, row_md, truncate, truncate_md, user
@@ -37,9 +38,7 @@ def _dicts(blocks: list[Any]) -> list[dict[str, Any]]:
 def elapsed(start: datetime | None, now: datetime) -> str:
     if start is None:
         return "—"
-    secs = max(0, int((now - start).total_seconds()))
-    h, rem = divmod(secs, 3600)
-    return f"{h}h {rem // 60:02d}m" if h else f"{rem // 60}m {rem % 60:02d}s"
+    return format_duration(max(0, int((now - start).total_seconds())))
 
 
 def status_card(inc: Any, now: datetime) -> list[dict[str, Any]]:

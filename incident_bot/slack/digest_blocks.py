@@ -64,9 +64,9 @@ def pack(lines: Sequence[str], *, heading: str = "", limit: int = SECTION_LIMIT)
 def _counts(view: dict[str, Any]) -> str:
     sev = " · ".join(f"{SEV_EMOJI.get(r['severity'], '⚪')} {r['severity']} {r['count']}"
                      for r in view["by_severity"])
-    change = view["total_change"]["text"]
-    return (f"*{view['total']} incidents* ({change} vs {view['total_prev']} the period before)\n{sev}\n"
-            f"Last 8 weeks: `{view['spark']['incidents']}`")
+    vs = f" {view['total_vs']}" if view.get("total_vs") else ""
+    trend = f"\nLast 8 weeks: `{view['spark']['incidents']}`" if view["spark"]["incidents"] else ""
+    return f"*{view['total']} incident{'' if view['total'] == 1 else 's'}*{vs}\n{sev}{trend}"
 
 
 def _metric_field(m: dict[str, Any]) -> MarkdownTextObject:
@@ -77,7 +77,8 @@ def _metric_field(m: dict[str, Any]) -> MarkdownTextObject:
 
 def _major_line(m: dict[str, Any]) -> str:
     where = channel(m["channel_id"], "") if m.get("channel_id") else ""
-    parts = [f"{SEV_EMOJI.get(m['severity'], '⚪')} *{escape(m['ref'])}*" + (f" {where}" if where else ""),
+    ref = link(m["rca_url"], m["ref"]) if m.get("rca_url") else f"*{escape(m['ref'])}*"
+    parts = [f"{SEV_EMOJI.get(m['severity'], '⚪')} {ref}" + (f" {where}" if where else ""),
              escape(truncate(m["title"], TITLE_LIMIT)), m["duration_text"],
              user(m["commander"]) if m.get("commander") else "no commander"]
     if m.get("target_status"):
@@ -100,8 +101,9 @@ def _targets(view: dict[str, Any]) -> str:
     if not view["targets"]:
         return "*Response targets*: none configured (RESPONSE_TARGETS)"
     pct = "—" if share["pct"] is None else f"{share['pct']}%"
-    lines = [f"*Response targets*: {pct} within target ({share['met']} met, {share['missed']} missed) "
-             f"{share['change']['text']} · last 8 weeks `{view['spark']['share']}`"]
+    lines = [f"*Response targets*: {pct} within target ({share['met']} met, {share['missed']} missed)"
+             + (f" {share['change_text']}" if share.get("change_text") else "")
+             + (f" · last 8 weeks `{view['spark']['share']}`" if view["spark"]["share"] else "")]
     for t in view["targets"]:
         still_open = f", {t['pending']} open" if t["pending"] else ""
         lines.append(f"{t['severity']} (TTR ≤ {t['ttr_text']}, TTD ≤ {t['ttd_text']}): "
@@ -127,26 +129,41 @@ def _capa(view: dict[str, Any]) -> list[str]:
 def _services_and_rca(view: dict[str, Any]) -> str:
     services = " · ".join(f"{escape(s['service'])} {s['count']}" for s in view["top_services"]) or "—"
     missing = view["missing_rca"]
-    refs = ", ".join(escape(r) for r in missing[:MAX_MISSING_RCA])
+    refs = ", ".join(link(r["url"], r["ref"]) if r["url"] else escape(r["ref"])
+                     for r in view["missing_rca_links"][:MAX_MISSING_RCA])
     if len(missing) > MAX_MISSING_RCA:
         refs += f" …and {len(missing) - MAX_MISSING_RCA} more"
     return (f"*Top services*: {services}\n"
             f"*Missing an RCA* ({len(missing)}): {refs or 'none'}")
 
 
+def _open(view: dict[str, Any]) -> list[str]:
+    rows = view.get("open_incidents") or []
+    if not rows:
+        return ["*Open incidents*: none"]
+    lines = [f"{SEV_EMOJI.get(o['severity'], '⚪')} "
+             + (link(o["rca_url"], o["ref"]) if o.get("rca_url") else f"*{escape(o['ref'])}*")
+             + (f" {channel(o['channel_id'], '')}" if o.get("channel_id") else "")
+             + f" · {escape(truncate(o['title'], TITLE_LIMIT))} · {o['status']} for {o['age_text']}"
+             for o in rows[:MAX_MAJOR]]
+    return pack(lines, heading=f"*Open incidents*: {len(rows)}")
+
+
 def digest_blocks(view: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=truncate(f"📊 SEV digest · {view['label']}", HEADER_LIMIT),
                                          emoji=True)),
-        ContextBlock(elements=[_md(f"{view['period_text']} · {escape(view['timezone'])}")]),
+        ContextBlock(elements=[_md(f"{view['period_text']} · {escape(view['timezone'])}"
+                                   + (f" · *{escape(view['partial_text'])}*" if view.get("partial") else ""))]),
         _section(_counts(view)),
         SectionBlock(fields=[_metric_field(m) for m in view["metrics"]]),
         ContextBlock(elements=[_md(
-            f"MTT* = mean over incidents resolved in the period, vs the period before. "
-            f"MTTR last 8 weeks: `{view['spark']['mttr']}`")]),
+            "MTT* = mean over incidents resolved in the period, vs the period before."
+            + (f" MTTR last 8 weeks: `{view['spark']['mttr']}`" if view["spark"]["mttr"] else ""))]),
         DividerBlock(),
     ]
     blocks += [_section(t) for t in _major(view)]
+    blocks += [_section(t) for t in _open(view)]
     blocks.append(_section(_targets(view)))
     blocks += [_section(t) for t in _capa(view)]
     blocks.append(_section(_services_and_rca(view)))

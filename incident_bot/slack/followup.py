@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -26,6 +27,7 @@ from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.core.text import clean, units
 from incident_bot.services import actions as capa_svc
 from incident_bot.services import commands as svc
+from incident_bot.services import nudge as nudge_svc
 from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
 from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
@@ -40,11 +42,14 @@ STATUS_ACTION = "capa_status"
 EDITABLE = [k for k in NARRATIVE_KEYS if k != "links"]
 LABELS = {"summary": "Summary", "impact": "Impact", "root_causes": "Root causes and contributing factors",
           "trigger": "Trigger", "detection": "Detection", "response": "Response", "recovery": "Recovery",
-          "went_well": "What went well", "went_wrong": "What went wrong", "lucky": "Where we got lucky"}
+          "went_well": "What went well", "went_wrong": "What went wrong", "lucky": "Where we got lucky",
+          "users_affected": "Users affected", "customer_facing": "Customer facing (yes/no)",
+          "slo_budget_spent": "SLO / error budget spent", "authors": "Authors"}
 
 EXTRA_COMMANDS.extend([
     ("rca", "render the blameless RCA (Markdown) and upload it here"),
     ("rca edit", "edit the RCA narrative in a form"),
+    ("rca status review @reviewer | final [override <reason>] | draft", "move the RCA document along"),
     ("action <text> [@owner] [due <date>] [type]", "add a CAPA action item (corrective, preventive, ...)"),
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
@@ -61,6 +66,8 @@ def _today(inv: Invocation) -> Any:
 def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any]:
     if inv.args.strip().lower() == "edit":  # opened on the accept path (trigger_id lives 3 s)
         return svc.Reply(f"Run `{inv.command} rca edit` again to open the RCA form.", ok=False)
+    if inv.args.strip().lower().startswith("status"):
+        return _rca_status(s, inv, inc, inv.args.strip()[len("status"):].strip())
     result = rca_svc.export_rca(s, inc.ref, "md", inv.rt.settings.rca_templates_dir, today=_today(inv))
     findings, _ = rca_svc.check_language(s, inc.ref, words_file=getattr(inv.rt.settings, "blameless_words_file",
                                                                           None))
@@ -81,6 +88,34 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
                       actor=inv.user_id, text="RCA exported to the channel")
     extra = f" {len(findings)} blameless-language warning(s) are in the summary." if findings else ""
     return svc.Reply(f"Rendering the RCA of {inc.ref}; it will be uploaded here.{extra}", ref=inc.ref)
+
+
+def _rca_status(s: Session, inv: Invocation, inc: Incident, rest: str) -> svc.Reply:
+    """``rca status review @reviewer…`` | ``rca status final [override <reason>]`` | ``rca status draft``."""
+    word, _, tail = rest.partition(" ")
+    word = word.lower()
+    if word not in ("draft", "review", "final"):
+        return svc.Reply("Usage: `/incident rca status review @reviewer`, `/incident rca status final "
+                         "[override <reason>]` or `/incident rca status draft`.", ok=False)
+    reviewers = MENTION.findall(tail) if word == "review" else []
+    override = None
+    if word == "final" and tail.lower().startswith("override"):
+        override = tail[len("override"):].strip() or None
+    try:
+        status, findings = rca_svc.set_status(s, inc.ref, word, actor=inv.user_id, reviewers=reviewers,
+                                              authors=[inv.user_id] if word == "review" else [],
+                                              override=override)
+    except rca_svc.RcaError as exc:
+        return svc.Reply(escape(str(exc)), ok=False)
+    text = {"draft": f"The RCA of {inc.ref} is a draft again: edit it with `/incident rca edit`.",
+            "review": f"The RCA of {inc.ref} is in review by " + ", ".join(user(r) for r in reviewers) + ".",
+            "final": f"The RCA of {inc.ref} is final."}[status]
+    if findings:
+        text += f" Signed off with {len(findings)} open finding(s); the reason is on the timeline."
+    return svc.Reply(text, ref=inc.ref)
+
+
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 @handler("action")
@@ -243,3 +278,14 @@ def change_status(s: Session, user_id: str, channel_id: str, value: str, tracker
         return Outcome({"text": f"Only members of this channel can change {inc.ref}'s actions."}, ok=False)
     capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack", tracker=tracker)
     return Outcome({"text": f"Action #{item.id} is now {status.replace('_', ' ')}."})
+
+
+def snooze_nudge(s: Session, rt: Any, user_id: str, channel_id: str) -> Outcome:
+    """The reminder's *Snooze* button: one more interval of quiet before the next reminder (members only)."""
+    inc = repo.incident_by_channel(s, channel_id)
+    if inc is None:
+        return Outcome({"text": "This channel has no incident any more."}, ok=False)
+    if not svc.is_member(s, channel_id, user_id):
+        return Outcome({"text": f"Only members of this channel can snooze {inc.ref}'s reminders."}, ok=False)
+    interval = nudge_svc.snooze(s, rt.settings, inc, user_id=user_id, now=utcnow())
+    return Outcome({"text": f"Snoozed: the next status update reminder comes in {interval}."})

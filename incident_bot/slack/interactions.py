@@ -18,7 +18,7 @@ from incident_bot.core.text import clean, units
 from incident_bot.core.timeparse import TimeParseError, parse_user_time
 from incident_bot.runtime import Runtime
 from incident_bot.services import commands as svc
-from incident_bot.slack import blocks, followup
+from incident_bot.slack import blocks, followup, messages
 from incident_bot.slack.commands import TITLE_MAX, Invocation, Outcome, run_in_incident
 from incident_bot.slack.mrkdwn import from_slack, to_plain
 from storage import repo
@@ -166,6 +166,8 @@ def apply_action(s: Session, rt: Runtime, body: dict[str, Any]) -> Outcome:
     action_id = str(action.get("action_id", ""))
     user_id = str((body.get("user") or {}).get("id", ""))
     channel_id = str((body.get("channel") or {}).get("id", ""))
+    if action_id == messages.NUDGE_SNOOZE_ACTION:
+        return followup.snooze_nudge(s, rt, user_id, channel_id)
     if action_id.startswith(followup.STATUS_ACTION):
         return followup.change_status(s, user_id, channel_id, str(action.get("value", "")),
                                       tracker=rt.settings.capa_tracker)

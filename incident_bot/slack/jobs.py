@@ -32,6 +32,7 @@ from incident_bot.pipeline.jobs import (
     RetryLater,
     resolve_placeholder,
 )
+from incident_bot.services.directory import remember_user
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import from_slack
 from storage import repo
@@ -235,6 +236,7 @@ def pin_to_timeline(ctx: Context, row: Any, inc: Incident | None, uncertain: boo
     def store(session: Session) -> None:
         repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=_ts_time(ts), source="slack",
                           kind="pinned", actor=author, text=text, source_event_id=f"pin:{channel}:{ts}")
+        remember_user(session, author)  # the RCA and timeline show the author's name
 
     return Delivered(result={"ts": ts}, store=store)
 

@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from incident_bot.core.durations import utc_text
 from incident_bot.slack.mrkdwn import channel, escape, link, truncate, truncate_md, user
 
 SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
@@ -35,7 +36,7 @@ def when(ts: datetime | None) -> str:
     if ts is None:
         return "—"
     epoch = int(ts.timestamp())
-    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{ts:%Y-%m-%d %H:%M} UTC>"
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{utc_text(ts, seconds=False)}>"
 
 
 def message(text: str, blocks: list[Any]) -> dict[str, Any]:
@@ -141,3 +142,18 @@ def plain(text_md: str, fallback: str) -> dict[str, Any]:
 
 def channel_ref(inc: Any) -> str:
     return channel(inc.slack_channel_id, f"#{inc.slack_channel_name or inc.ref}")
+
+
+NUDGE_SNOOZE_ACTION = "status_nudge_snooze"
+
+
+def status_nudge(inc: Any, *, commander: str | None, quiet_for: str, interval: str) -> dict[str, Any]:
+    """The stale-communications reminder: names the commander, offers a snooze of one interval."""
+    who = user(commander) if commander else "No commander is set (`/incident role commander @someone`);"
+    text = (f"⏰ {who} no status update for {quiet_for}. Post one with `/incident update <text>`: "
+            f"it goes to this channel and the announcement thread. Next reminder in {interval}.")
+    return message(f"{inc.ref}: no status update for {quiet_for}", [
+        section(text),
+        ActionsBlock(block_id="status_nudge", elements=[
+            ButtonElement(text=f"Snooze {interval}", action_id=NUDGE_SNOOZE_ACTION, value=inc.ref)]),
+    ])

@@ -10,6 +10,7 @@ import base64
 import copy
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -125,6 +126,8 @@ class Workspace:
         self.socket_mode_url: str | None = None  # set by SocketModeStandIn
         self._last_ts = 0
         self._serial = 0
+        # Seconds since the epoch; the demo replaces it with its scripted clock so transcripts repeat.
+        self.clock: Callable[[], float] = time.time
         self.users[BOT_USER_ID] = User(BOT_USER_ID, "incident-bot", None, is_bot=True)
 
     def new_id(self, prefix: str) -> str:
@@ -135,7 +138,7 @@ class Workspace:
     def next_ts(self) -> str:
         """Wall-clock based like Slack's, but strictly increasing and unique even within one microsecond."""
         with self.lock:
-            self._last_ts = max(int(time.time() * 1_000_000), self._last_ts + 1)
+            self._last_ts = max(int(self.clock() * 1_000_000), self._last_ts + 1)
             return micros_to_ts(self._last_ts)
 
     def user(self, user_id: Any) -> User:

@@ -1,0 +1,171 @@
+"""Parts of the RCA derived from the timeline: the curated timeline and its appendix, participants
+with their roles, and the communications log. Pure: plain rows in, plain rows out.
+
+Why curate: a reader signs the timeline of what happened to users and responders (milestones, notes,
+pins, status updates, severity and role changes). Rows that record the bot's own bookkeeping (a CAPA
+added, responders invited, the RCA exported) are kept, but in an appendix, so they neither pad the
+story nor appear to happen "after the resolve".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from incident_bot.core.durations import format_duration, utc_clock, utc_text
+from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.people import Directory, looks_like_slack_id
+
+MILESTONE_LABELS: dict[str, str] = {
+    "impact_started_at": "Impact started", "detected_at": "Detected", "acknowledged_at": "Acknowledged",
+    "mitigated_at": "Mitigated", "resolved_at": "Resolved", "closed_at": "Closed",
+}
+# Bookkeeping: true and kept, but not part of the story (appendix).
+BOOKKEEPING_KINDS = frozenset({
+    "action_added", "action_status", "responders", "rca_exported", "rca_edited", "rca_status",
+    "status_nudge", "nudge_snoozed", "incident.responder.added", "responder_added", "reassigned", "delegated",
+})
+# What counts as a communication to stakeholders.
+COMMUNICATION_KINDS = frozenset({"status_update", "status_update_published", "incident.status_update_published"})
+_ROLE_TEXT = re.compile(r"^(?P<role>commander|comms|scribe)\s*:\s*(?P<who>\S+)", re.IGNORECASE)
+
+
+class TimelineRow(NamedTuple):
+    """One stored timeline row. A NamedTuple: an RCA may hold thousands."""
+
+    occurred_at: datetime
+    source: str
+    kind: str
+    text: str = ""
+    actor: str | None = None
+    milestone: str | None = None
+
+
+class TimelineEntry(NamedTuple):
+    time: str  # "2026-11-26 14:54:12Z"
+    iso: str  # "2026-11-26T14:54:12Z"
+    since_impact: str  # "+4m 12s" from the start of impact, "" before it or when unknown
+    milestone: str | None  # label ("Detected") when this row marks a milestone
+    text: str
+    source: str
+    actor: str
+
+
+class Participant(NamedTuple):
+    id: str | None
+    name: str
+    roles: str  # "Commander from 09:41:07Z; reporter"
+    first_seen: str
+    last_seen: str
+    entries: int
+
+
+class Communication(NamedTuple):
+    time: str
+    since_impact: str
+    by: str
+    channel: str
+    text: str
+
+
+def humanize(text: str, people: Directory) -> str:
+    """Slack mentions and known Slack ids in stored text become names (unknown ids stay as they are)."""
+    return people.humanize(text)
+
+
+def since(start: datetime | None, ts: datetime) -> str:
+    if start is None or ts < start:
+        return ""
+    return "+" + format_duration(int((ts - start).total_seconds()))
+
+
+def with_milestones(rows: Iterable[TimelineRow], milestones: Mapping[str, datetime | None]) -> list[TimelineRow]:
+    """Rows in time order, plus a row for each milestone that no row marks."""
+    rows = list(rows)
+    present = {(r.milestone, r.occurred_at.replace(microsecond=0)) for r in rows if r.milestone}
+    for m in MILESTONES:
+        ts = milestones.get(m)
+        if ts is not None and (m, ts.replace(microsecond=0)) not in present:
+            rows.append(TimelineRow(occurred_at=ts, source="milestone", kind=m, milestone=m,
+                                    text=MILESTONE_LABELS[m]))
+    rows.sort(key=lambda r: (r.occurred_at, MILESTONES.index(r.milestone) if r.milestone in MILESTONES
+                             else len(MILESTONES)))
+    return rows
+
+
+def entry(r: TimelineRow, start: datetime | None, people: Directory) -> TimelineEntry:
+    stamp = utc_text(r.occurred_at)
+    return TimelineEntry(
+        time=stamp, iso=stamp.replace(" ", "T"), since_impact=since(start, r.occurred_at),
+        milestone=MILESTONE_LABELS.get(r.milestone) if r.milestone else None,
+        text=humanize(r.text or r.kind, people), source=r.source, actor=people.name(r.actor),
+    )
+
+
+def split_timeline(rows: Iterable[TimelineRow], milestones: Mapping[str, datetime | None],
+                   people: Directory) -> tuple[list[TimelineEntry], list[TimelineEntry]]:
+    """(the curated timeline, the bookkeeping appendix), both in time order."""
+    start = milestones.get("impact_started_at")
+    main: list[TimelineEntry] = []
+    appendix: list[TimelineEntry] = []
+    for r in with_milestones(rows, milestones):
+        (appendix if r.kind in BOOKKEEPING_KINDS and not r.milestone else main).append(entry(r, start, people))
+    return main, appendix
+
+
+def communications(rows: Sequence[TimelineRow], start: datetime | None, people: Directory,
+                   channel: str | None) -> list[Communication]:
+    """Every status update posted, in time order: when, by whom, where."""
+    out = []
+    for r in rows:
+        if r.kind not in COMMUNICATION_KINDS:
+            continue
+        where = ("PagerDuty status update" if r.source == "pagerduty"
+                 else f"#{channel} and the announcement thread" if channel else "incident channel")
+        out.append(Communication(utc_text(r.occurred_at), since(start, r.occurred_at), people.name(r.actor),
+                                 where, humanize(r.text, people)))
+    return out
+
+
+def participants(rows: Sequence[TimelineRow], people: Directory, *, roles_now: Mapping[str, str | None],
+                 opened_at: datetime | None) -> list[Participant]:
+    """Who took part: each person's roles (with the time they took them) and their activity span.
+
+    Roles come from role changes on the timeline; a current holder with no role row (the declarer is
+    commander from the start) held it from the opening. Bookkeeping rows do not make a participant.
+    """
+    held: dict[str, list[str]] = {}
+    has_row: set[tuple[str, str]] = set()
+    for r in rows:
+        m = _ROLE_TEXT.match(r.text or "") if r.kind == "role" else None
+        if m:
+            role, who = m.group("role").lower(), m.group("who")
+            held.setdefault(who, []).append(f"{role} from {utc_clock(r.occurred_at)}")
+            has_row.add((role, who))
+    for role, who in roles_now.items():
+        if who and (role, who) not in has_row:
+            label = role if role == "reporter" or opened_at is None else f"{role} from {utc_clock(opened_at)}"
+            held.setdefault(who, []).insert(0, label)
+    seen: dict[str, list[datetime]] = {}
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.actor and r.kind not in BOOKKEEPING_KINDS:
+            seen.setdefault(r.actor, []).append(r.occurred_at)
+            counts[r.actor] = counts.get(r.actor, 0) + 1
+    everyone = list(dict.fromkeys([*held, *seen]))
+    out = []
+    for who in everyone:
+        times = sorted(seen.get(who, []))
+        first = min(times) if times else None
+        out.append((first, Participant(
+            id=who if looks_like_slack_id(who) else None,
+            name=people.name(who), roles="; ".join(held.get(who, [])) or "responder",
+            first_seen=utc_text(first) if first else "—", last_seen=utc_text(times[-1]) if times else "—",
+            entries=counts.get(who, 0))))
+    # Role holders first (commander at the top), then by first activity.
+    rank = {"commander": 0, "comms": 1, "scribe": 2, "reporter": 3}
+    out.sort(key=lambda p: (min(rank.get(x.split()[0], 9) for x in p[1].roles.split("; ")),
+                            p[0].timestamp() if p[0] else float("inf")))
+    return [p for _, p in out]
