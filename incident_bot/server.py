@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from incident_bot import trackers, web
+from incident_bot.http_body import BodyTooLarge, BodyTooSlow, read_body
 from incident_bot.observability import DELIVERIES, INBOX_COLLECTOR, OUTBOX_COLLECTOR, REGISTRY, REQUEST_LATENCY
 from incident_bot.pagerduty import inbound, signature
 from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
@@ -38,40 +39,7 @@ from incident_bot.slack.socket_mode import SocketModeHook
 from storage.db import ping, session_scope
 
 log = logging.getLogger("incident_bot.server")
-MAX_BODY = 256 * 1024
 INGEST_DEADLINE = 4.0  # seconds; PagerDuty waits 5 s for an answer
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyTooSlow(Exception):
-    pass
-
-
-async def read_body(request: Request, timeout: float, limit: int = MAX_BODY) -> bytes:
-    """:func:`read_limited` within ``timeout`` seconds: a client trickling its body (slowloris) is cut off
-    with 408 instead of holding a connection and a task for minutes."""
-    try:
-        return await asyncio.wait_for(read_limited(request, limit), timeout)
-    except TimeoutError:
-        raise BodyTooSlow from None
-
-
-async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
-    """Read the body, refusing more than ``limit`` bytes without buffering an attacker's gigabytes."""
-    declared = request.headers.get("content-length")
-    # isascii: "²".isdigit() is True and int("²") raises; len: int() of 4,300+ digits raises too.
-    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _log(outcome: str, status: int, started: float, **fields: Any) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -24,12 +23,10 @@ from incident_bot.services.directory import remember_user
 from incident_bot.services.incidents import apply_signals, milestone_for
 from incident_bot.services.views import iso
 from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, link, stored
+from incident_bot.slack.mrkdwn import stored
 from incident_bot.trackers.outbound import queue_sync
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
-
-REMINDER_MAX_ITEMS = 40  # Block Kit allows 50 blocks a message; the rest is summarised in one line
 
 
 @dataclass(frozen=True)
@@ -255,32 +252,6 @@ def _zone_label(zone: tzinfo | str | None, today: date) -> str:
     return getattr(zone, "key", None) or noon.tzname() or ""
 
 
-def reminder_message(owner: str, rows: list[tuple[ActionItem, str, str]], *, today: date,
-                     zone_label: str) -> dict[str, Any]:
-    """One DM listing every overdue action of one owner; every outside value is mrkdwn-escaped."""
-    n = len(rows)
-    when = f"{today.isoformat()}" + (f" ({escape(zone_label)})" if zone_label else "")
-    blocks: list[Any] = [messages.section(
-        f":alarm_clock: You own {n} overdue CAPA action{'s' if n != 1 else ''} as of {when}:")]
-    for item, ref, title in rows[:REMINDER_MAX_ITEMS]:
-        days = capa.days_overdue(item.due_date, today)
-        due = item.due_date.isoformat() if item.due_date else "?"
-        parts = [f"*#{item.id}* {escape(item.title)}",
-                 f"{escape(ref)} · {escape(title)}",
-                 f"due {due} ({days} day{'s' if days != 1 else ''} overdue) · {item.priority} · {item.type}"
-                 f" · {item.status}"]
-        if item.ticket_url:
-            parts[-1] += " · " + link(safe_url(item.ticket_url), "ticket")
-        blocks.append(messages.section("\n".join(parts)))
-    if n > REMINDER_MAX_ITEMS:
-        blocks.append(messages.section(f"…and {n - REMINDER_MAX_ITEMS} more: "
-                                       f"`incident-bot actions list --overdue --owner {owner}`"))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(
-        text="Done or no longer needed? `/incident actions` in the incident channel, or "
-             "`incident-bot actions set ID --status done` (or `wont_do`).")]))
-    return messages.message(f"You own {n} overdue CAPA action{'s' if n != 1 else ''}", blocks)
-
-
 def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str | None = None) -> int:
     """Queue one DM per owner with all of their overdue open actions; returns how many were queued.
 
@@ -302,7 +273,7 @@ def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str
     for owner in sorted(by_owner):
         rows = sorted(by_owner[owner],
                       key=lambda r: capa.action_sort_key(r[0].priority, r[0].due_date, r[0].id))
-        payload = {"channel": owner, **reminder_message(owner, rows, today=today, zone_label=label)}
+        payload = {"channel": owner, **messages.reminder_message(owner, rows, today=today, zone_label=label)}
         if repo.enqueue(session, order_key=f"dm:{owner}", method="chat.postMessage", payload=payload,
                         dedup_key=f"capa-reminder:{owner}:{today.isoformat()}"):
             queued += 1

@@ -6,7 +6,7 @@ every value that comes from outside goes through :func:`mrkdwn.escape` first.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -20,7 +20,9 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from incident_bot.core import capa
 from incident_bot.core.durations import utc_text
+from incident_bot.core.rca import safe_url
 from incident_bot.slack.mrkdwn import channel, escape, link, truncate, truncate_md, user
 
 SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
@@ -157,3 +159,32 @@ def status_nudge(inc: Any, *, commander: str | None, quiet_for: str, interval: s
         ActionsBlock(block_id="status_nudge", elements=[
             ButtonElement(text=f"Snooze {interval}", action_id=NUDGE_SNOOZE_ACTION, value=inc.ref)]),
     ])
+
+
+REMINDER_MAX_ITEMS = 40  # Block Kit allows 50 blocks a message; the rest is summarised in one line
+
+
+def reminder_message(owner: str, rows: list[tuple[Any, str, str]], *, today: date,
+                     zone_label: str) -> dict[str, Any]:
+    """One DM listing every overdue action of one owner; every outside value is mrkdwn-escaped."""
+    n = len(rows)
+    when = f"{today.isoformat()}" + (f" ({escape(zone_label)})" if zone_label else "")
+    blocks: list[Any] = [section(
+        f":alarm_clock: You own {n} overdue CAPA action{'s' if n != 1 else ''} as of {when}:")]
+    for item, ref, title in rows[:REMINDER_MAX_ITEMS]:
+        days = capa.days_overdue(item.due_date, today)
+        due = item.due_date.isoformat() if item.due_date else "?"
+        parts = [f"*#{item.id}* {escape(item.title)}",
+                 f"{escape(ref)} · {escape(title)}",
+                 f"due {due} ({days} day{'s' if days != 1 else ''} overdue) · {item.priority} · {item.type}"
+                 f" · {item.status}"]
+        if item.ticket_url:
+            parts[-1] += " · " + link(safe_url(item.ticket_url), "ticket")
+        blocks.append(section("\n".join(parts)))
+    if n > REMINDER_MAX_ITEMS:
+        blocks.append(section(f"…and {n - REMINDER_MAX_ITEMS} more: "
+                                       f"`incident-bot actions list --overdue --owner {owner}`"))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(
+        text="Done or no longer needed? `/incident actions` in the incident channel, or "
+             "`incident-bot actions set ID --status done` (or `wont_do`).")]))
+    return message(f"You own {n} overdue CAPA action{'s' if n != 1 else ''}", blocks)

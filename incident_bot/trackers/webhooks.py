@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from incident_bot.config import Settings
+from incident_bot.http_body import BodyTooLarge, BodyTooSlow, read_body
 from incident_bot.observability import DELIVERIES
 from incident_bot.pipeline import inbox
 
@@ -71,12 +72,12 @@ def _add(app: FastAPI, rt: Any, route: Route) -> None:
 
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
-        from incident_bot.server import BodyTooLarge, read_limited
-
         try:
-            body = await read_limited(request, MAX_BODY)
+            body = await read_body(request, rt.settings.http_body_timeout, MAX_BODY)
         except BodyTooLarge:
             return answer("too_large", 413, started)
+        except BodyTooSlow:
+            return answer("too_slow", 408, started)
         if not route.verify(body, request.headers, request.query_params, rt.settings):
             return answer("bad_signature", 401, started)
         try:

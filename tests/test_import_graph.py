@@ -1,0 +1,89 @@
+"""The arrows point one way (README, "How the code is laid out"), checked on the source, so a new import
+that breaks a layer fails here rather than in review.
+
+Rules:
+- ``core`` is pure: it imports nothing of ours but ``core``, and no SDK, HTTP, SQL or web framework;
+- ``pipeline`` knows no vendor: no Slack, PagerDuty or tracker SDK, no adapter package;
+- ``storage`` imports nothing from ``incident_bot``;
+- ``services`` (use cases) import no Slack SDK, no web framework and no entry point;
+- only ``slack/`` imports ``slack_sdk`` / ``slack_bolt`` (the stand-ins and the wiring aside);
+- nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "incident_bot"
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function (no import hides from the check)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def files(sub: str) -> list[Path]:
+    base = ROOT / sub
+    return sorted(base.rglob("*.py")) if base.is_dir() else [base]
+
+
+def offending(sub: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in files(sub):
+        bad = sorted(m for m in imports(path)
+                     if m.startswith(forbidden) and not m.startswith(allowed))
+        if bad:
+            out[str(path.relative_to(ROOT))] = bad
+    return out
+
+
+VENDORS = ("slack_sdk", "slack_bolt", "pagerduty", "httpx", "githubkit", "fastapi", "starlette", "uvicorn",
+           "aiohttp")
+ENTRY_POINTS = ("incident_bot.cli", "incident_bot.commands", "incident_bot.bootstrap", "incident_bot.server")
+
+
+@pytest.mark.parametrize(("layer", "forbidden", "allowed"), [
+    ("incident_bot/core", ("incident_bot", "storage", "sqlalchemy", "sqlmodel", *VENDORS), ("incident_bot.core",)),
+    ("incident_bot/pipeline", (*VENDORS, "incident_bot.slack", "incident_bot.pagerduty", "incident_bot.trackers",
+                               "incident_bot.web", *ENTRY_POINTS), ()),
+    ("storage", ("incident_bot",), ()),
+    ("incident_bot/services", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", *ENTRY_POINTS), ()),
+])
+def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    assert offending(layer, forbidden, allowed) == {}
+
+
+def test_only_the_slack_adapter_speaks_slack() -> None:
+    outside = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("slack", "testing") or rel.name in ("bootstrap.py", "server.py", "demo.py"):
+            continue
+        bad = sorted(m for m in imports(path) if m.startswith(("slack_sdk", "slack_bolt")))
+        if bad:
+            outside[str(rel)] = bad
+    # Known exceptions, each a reason: PagerDuty jobs invite people in Slack (users.lookupByEmail).
+    assert outside == {"pagerduty/jobs.py": ["slack_sdk.errors"]}
+
+
+def test_nothing_imports_an_entry_point() -> None:
+    bad = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("commands",) or rel.name in ("cli.py", "__main__.py", "bootstrap.py", "demo.py"):
+            continue
+        hits = sorted(m for m in imports(path) if m.startswith(ENTRY_POINTS) and not
+                      (rel.name == "bootstrap.py" and m == "incident_bot.server"))
+        if hits:
+            bad[str(rel)] = hits
+    assert bad == {}, "an entry point is imported by a layer below it"
