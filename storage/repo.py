@@ -136,14 +136,19 @@ def add_timeline(
     actor: str | None = None,
     milestone: str | None = None,
     source_event_id: str | None = None,
+    known_new: bool = False,
 ) -> bool:
-    """Add a timeline row; with a ``source_event_id`` a second add of the same event is a no-op."""
+    """Add a timeline row; with a ``source_event_id`` a second add of the same event is a no-op.
+
+    ``known_new``: the caller knows this event was never added (the inbox applies each delivery once):
+    the row is written with the transaction's other rows in one multi-row INSERT instead of its own
+    round trip. The unique key still holds; a duplicate would fail the batch, not pass silently."""
     values = {
         "incident_id": incident_id, "occurred_at": occurred_at, "source": source, "kind": kind,
         "text": text, "actor": actor, "milestone": milestone, "source_event_id": source_event_id,
         "recorded_at": utcnow(),
     }
-    if source_event_id is None:
+    if source_event_id is None or known_new:
         session.add(TimelineEvent(**values))
         return True
     return insert_ignore(session, TimelineEvent, values, ["incident_id", "source", "source_event_id"])

@@ -195,6 +195,19 @@ def differences(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]])
 
 # -- Slack effects ---------------------------------------------------------------------------------------
 
+def wait_folded(engine: Engine, timeout: float) -> None:
+    """Until no accepted delivery is waiting for the fold worker."""
+    from incident_bot.pipeline import inbox
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as s:
+            if not inbox.has_work(s):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the inbox was not folded in {timeout} s")
+
+
 def wait_drained(engine: Engine, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -249,8 +262,11 @@ def run_replica_campaign(pg_url: str, slack, incidents: int, seed: int, drain_ti
         first = send_all([r.url for r in replicas], sends, rnd)
         sent = time.monotonic()
         assert set(first) == {202}, f"with no fault injected, every send is accepted at once: {dict(first)}"
-        # The oracle is computed while the replicas' outboxes drain (they pace conversations.create).
-        diff = differences(snapshot(engine), serial_replay(deliveries))
+        # The oracle is computed while the replicas fold and drain; a 202 means stored, not yet applied,
+        # so the snapshot waits for every accepted delivery to be folded.
+        want = serial_replay(deliveries)
+        wait_folded(engine, 120)
+        diff = differences(snapshot(engine), want)
         assert diff == [], "\n".join(diff)
         wait_drained(engine, drain_timeout)
         with Session(engine) as s:

@@ -84,6 +84,7 @@ def defer(session: Session, row: InboxDelivery, subject_id: str) -> None:
 
 
 def take_deferred(session: Session, source: str, subject_id: str) -> list[InboxDelivery]:
+    session.flush()  # rows deferred earlier in this same batch must be seen
     stmt = (select(InboxDelivery).where(InboxDelivery.source == source, InboxDelivery.status == DEFERRED,  # type: ignore[arg-type]
                                         InboxDelivery.subject_id == subject_id)  # type: ignore[arg-type]
             .order_by(InboxDelivery.id))  # type: ignore[arg-type]

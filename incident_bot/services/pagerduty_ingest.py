@@ -142,10 +142,14 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     if ev.clamped_from:
         repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind="clock_clamped",
                           text=f"{ev.event_type}: PagerDuty's time {ev.clamped_from} is ahead of our clock; "
-                               "recorded at the time it was received", source_event_id=f"{ev.event_id}:clamped")
+                               "recorded at the time it was received", source_event_id=f"{ev.event_id}:clamped",
+                          known_new=True)
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
         actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
+        # Each delivery is applied once (the inbox), so its row is new; the trigger's row may already be
+        # the incident's opening row.
+        known_new=tr_in.kind != "triggered",
     )
     if ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled:
         # Responders are invited to the channel as they acknowledge (paged services included).
