@@ -8,8 +8,10 @@ an incident with a signed ``/incident declare``, and the bench waits until the o
 channel and recorded the user as a member (so ``note`` is allowed). Then, for each webhook rate, two
 load generator processes run at once: PagerDuty deliveries at that open-loop rate, and bursts of 50
 signed ``/incident note ...`` commands fired at the same instant every 2 s. The ack's latency is from
-the burst's start to the HTTP 200 (the ephemeral answer is the ack's body). A rate of 0 measures the
-commands alone. Goal (issue 6): p99 < 100 ms while the 200/s webhook load runs.
+the burst's start to the HTTP 200: the command is stored in the inbox and acked, and its answer reaches the
+user through the command's response_url (the stand-in's) once the fold worker applied it; every note is
+counted in the database at the end. A rate of 0 measures the commands alone. Goal (issue 9): p99 <= 4x
+the reference and < 300 ms, none over 3 s, with bursts of 50 while 100 webhooks/s arrive.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from storage.db import make_engine
 from storage.models import ChannelMember, Incident, TimelineEvent
 
 USER = "U0BENCH"
-GOAL_P99_MS = 100.0
+GOAL_P99_MS = 300.0
 
 
 def declare(url: str, title: str) -> None:
@@ -70,19 +72,25 @@ def notes_stored(db_url: str) -> int:
         engine.dispose()
 
 
-def run_backend(backend: str, tmp: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_backend(backend: str, tmp: Path, args: argparse.Namespace, app: str) -> list[dict[str, Any]]:
+    """One app (``ours`` or the ``reference`` handler) on a fresh database: a burst of one, then bursts of
+    ``--burst`` at each webhook rate."""
     slack = bi.slack_standin()
     slack.add_user(USER, "bench-user", "bench@example.com")
     out = []
+    name = f"ack_{app}_{backend}"
     try:
-        with bi.database(backend, tmp, f"ack_{backend}") as url, \
-                bi.ours(url, slack, tmp, f"ack_{backend}") as srv:
-            declare(srv.url, "Checkout errors (slack ack bench)")
-            channel = wait_for_channel(url)
-            stored_before = notes_stored(url)
-            single = bi.loadgen(srv.url, workload="slack-note", mode="burst", concurrency=1, every=0.5,
-                                duration=5, secret=bi.SLACK_SECRET, slack_user=USER, slack_channel=channel)
-            out.append({"backend": backend, "webhook_rate": 0.0, "burst": 1, "acks": single,
+        with bi.database(backend, tmp, name, migrate=app == "ours") as url, \
+                (bi.ours(url, slack, tmp, name) if app == "ours" else bi.reference(url, tmp, name)) as srv:
+            channel = "C0BENCH"
+            if app == "ours":
+                declare(srv.url, "Checkout errors (slack ack bench)")
+                channel = wait_for_channel(url)
+            stored_before = notes_stored(url) if app == "ours" else 0
+            notes = {"workload": "slack-note", "mode": "burst", "secret": bi.SLACK_SECRET, "slack_user": USER,
+                     "slack_channel": channel, "slack_response_url": slack.response_url("bench")}
+            single = bi.loadgen(srv.url, concurrency=1, every=0.5, duration=5, **notes)
+            out.append({"app": app, "backend": backend, "webhook_rate": 0.0, "burst": 1, "acks": single,
                         "webhooks": None})
             for i, rate in enumerate(args.webhook_rates):
                 hook = None
@@ -91,26 +99,46 @@ def run_backend(backend: str, tmp: Path, args: argparse.Namespace) -> list[dict[
                                             duration=args.duration + 2, warmup=1, secret=bi.PD_SECRET,
                                             prefix=f"SA{i}", seed=3 + i)
                     time.sleep(2.5)  # the generator prepares its bodies, then the load runs for a second
-                acks = bi.loadgen(srv.url, workload="slack-note", mode="burst", concurrency=args.burst,
-                                  every=args.every, duration=args.duration - 1, secret=bi.SLACK_SECRET,
-                                  slack_user=USER, slack_channel=channel)
+                acks = bi.loadgen(srv.url, concurrency=args.burst, every=args.every, duration=args.duration - 1,
+                                  **notes)
                 hooks = bi.finish_loadgen(hook) if hook else None
-                out.append({"backend": backend, "webhook_rate": rate, "burst": args.burst, "acks": acks,
-                            "webhooks": hooks})
+                out.append({"app": app, "backend": backend, "webhook_rate": rate, "burst": args.burst,
+                            "acks": acks, "webhooks": hooks})
                 time.sleep(2)
-            stored = notes_stored(url) - stored_before
-            for row in out:
-                row["notes_stored_total"] = stored
-            out[-1]["notes_acked_total"] = sum(r["acks"]["ok"] for r in out)
+            if app == "ours":
+                bi_wait_folded(url)
+                stored = notes_stored(url) - stored_before
+                for row in out:
+                    row["notes_stored_total"] = stored
+                out[-1]["notes_acked_total"] = sum(r["acks"]["ok"] for r in out)
     finally:
         slack.stop()
     return out
 
 
+def bi_wait_folded(db_url: str, timeout: float = 120.0) -> None:
+    """Until the fold worker has applied every stored command (the notes are counted after that)."""
+    from incident_bot.pipeline import inbox
+    from storage.db import session_scope
+
+    engine = make_engine(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope(engine) as s:
+                if not inbox.has_work(s):
+                    return
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="sqlite,postgres")
-    p.add_argument("--webhook-rates", default="200,50,0",
+    p.add_argument("--apps", default="reference,ours",
+                   help="reference: verify + one INSERT + empty 200 (bench/reference_app.py); ours: `serve`")
+    p.add_argument("--webhook-rates", default="100,0",
                    type=lambda v: [float(x) for x in v.split(",")],
                    help="PagerDuty deliveries/s running meanwhile, one measurement each (0 = none)")
     p.add_argument("--burst", type=int, default=50, help="concurrent commands per burst")
@@ -121,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmpdir:
         for backend in args.backends.split(","):
-            print(f"  slack ack: {backend} ...", flush=True)
-            results += run_backend(backend, Path(tmpdir), args)
+            for app in args.apps.split(","):
+                print(f"  slack ack: {app} on {backend} ...", flush=True)
+                results += run_backend(backend, Path(tmpdir), args, app)
     doc = {"results": results,
            "params": {"burst": args.burst, "every": args.every, "duration": args.duration}}
     print_report(doc)
@@ -135,27 +164,34 @@ def print_report(doc: dict[str, Any]) -> None:
     prm = doc["params"]
     print(f"\nSlack ack: bursts of {prm['burst']} concurrent `/incident note` every {prm['every']:.0f} s for "
           f"{prm['duration']:.0f} s, while PagerDuty deliveries arrive at the given open-loop rate")
-    print("| backend | commands at once | webhooks/s offered | webhooks/s answered | webhook p99 | note acks "
-          "| ack p50 | ack p99 | ack max | not acked in time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| backend | app | commands at once | webhooks/s offered | webhooks/s answered | webhook p99 "
+          "| note acks | ack p50 | ack p99 | ack max | not acked in 3 s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in doc["results"]:
         a, w = r["acks"], r["webhooks"]
         wh = (f"{w['ok_per_s']:.0f} | {w['p99_ms']} ms" if w else "- | -")
-        print(f"| {r['backend']} | {r.get('burst', prm['burst'])} | {r['webhook_rate']:.0f} | {wh} "
-              f"| {a['requests']} | {a['p50_ms']} ms | {a['p99_ms']} ms | {a['max_ms']} ms "
-              f"| {a['requests'] - a['ok']} |")
+        late = a["requests"] - a["ok"] + a.get("over_3s", 0)
+        print(f"| {r['backend']} | {r.get('app', 'ours')} | {r.get('burst', prm['burst'])} | {r['webhook_rate']:.0f} "
+              f"| {wh} | {a['requests']} | {a['p50_ms']} ms | {a['p99_ms']} ms | {a['max_ms']} ms | {late} |")
     for r in doc["results"]:
         if "notes_acked_total" in r:
             print(f"{r['backend']}: {r['notes_acked_total']} notes acked, {r['notes_stored_total']} "
-                  "on the timeline")
-    print("(not acked in time: Bolt answers 404 when the listener has not acked within 3 s; Slack then shows "
-          "the user an error although the note may be stored)")
-    for r in doc["results"]:
-        if r["webhook_rate"] == 200:
-            p99 = r["acks"]["p99_ms"]
-            ok = p99 is not None and p99 < GOAL_P99_MS and r["acks"]["ok"] == r["acks"]["requests"]
-            print(f"{r['backend']}: ack p99 with 200 webhooks/s = {p99} ms (goal < {GOAL_P99_MS:.0f} ms: "
-                  f"{'met' if ok else 'MISSED'})")
+                  "on the timeline once folded")
+    for backend in sorted({r["backend"] for r in doc["results"]}):
+        for rate in sorted({r["webhook_rate"] for r in doc["results"] if r.get("burst", 0) > 1}, reverse=True):
+            pick = {r.get("app", "ours"): r for r in doc["results"]
+                    if r["backend"] == backend and r["webhook_rate"] == rate and r.get("burst", 0) > 1}
+            ours, ref = pick.get("ours"), pick.get("reference")
+            if not ours:
+                continue
+            p99 = ours["acks"]["p99_ms"]
+            ratio = (p99 / ref["acks"]["p99_ms"]) if ref and ref["acks"]["p99_ms"] else None
+            ok = (p99 is not None and p99 < GOAL_P99_MS and (ratio is None or ratio <= 4)
+                  and ours["acks"]["ok"] == ours["acks"]["requests"] and (ours["acks"]["max_ms"] or 0) < 3000)
+            ref_p99 = ref["acks"]["p99_ms"] if ref else None
+            versus = f", reference {ref_p99} ms, ratio {ratio:.1f}x" if ratio else ""
+            print(f"{backend}, {rate:.0f} webhooks/s: ack p99 {p99} ms{versus} (goal <= 4x and "
+                  f"< {GOAL_P99_MS:.0f} ms, none over 3 s: {'met' if ok else 'MISSED'})")
 
 
 if __name__ == "__main__":

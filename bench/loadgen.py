@@ -118,11 +118,12 @@ def pd_triggers(count: int, *, secret: str, prefix: str) -> list[Req]:
         number=i + 1)), secret, "trigger") for i in range(count)]
 
 
-def slack_notes(count: int, *, secret: str, user: str, channel: str) -> list[Req]:
+def slack_notes(count: int, *, secret: str, user: str, channel: str, response_url: str | None = None) -> list[Req]:
     out = []
     for i in range(count):
+        extra = {"response_url": response_url} if response_url else {}
         raw, headers = signed(slash_body(f"note bench note {i}: checked shard {i % 16}", user=user,
-                                         channel=channel), secret)
+                                         channel=channel, **extra), secret)
         out.append(Req(SLACK_PATH, raw, {**headers, "Content-Type": FORM}, "note"))
     return out
 
@@ -253,6 +254,7 @@ def summarise(samples: list[Sample], t0: float, wall: float, warmup: float) -> d
     seconds = max(1e-9, wall - warmup)
     return {
         "sent": len(samples), "requests": len(kept), "ok": len(ok), "statuses": statuses,
+        "over_3s": sum(1 for ms in lat if ms > 3000),
         "seconds": round(seconds, 3),
         "ok_per_s": round(len(ok) / seconds, 1),
         "p50_ms": _r(pct(lat, 0.50)), "p90_ms": _r(pct(lat, 0.90)), "p99_ms": _r(pct(lat, 0.99)),
@@ -284,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret", required=True, help="PagerDuty webhook secret or Slack signing secret")
     p.add_argument("--slack-user", default="U0BENCH")
     p.add_argument("--slack-channel", default="C0BENCH")
+    p.add_argument("--slack-response-url", default=None,
+                   help="response_url of the commands (the Slack stand-in's), where their answers go")
     p.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.workload == "pd-triggers":
         reqs = pd_triggers(count, secret=args.secret, prefix=args.prefix)
     else:
-        reqs = slack_notes(count, secret=args.secret, user=args.slack_user, channel=args.slack_channel)
+        reqs = slack_notes(count, secret=args.secret, user=args.slack_user, channel=args.slack_channel,
+                           response_url=args.slack_response_url)
     prep_s = time.perf_counter() - t_prep
     if args.inprocess:
         print(json.dumps(drive_inprocess(args.inprocess, reqs)))

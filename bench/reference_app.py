@@ -15,6 +15,8 @@ outbox, metrics, logging) is what the ratio ours/reference prices.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -110,6 +112,20 @@ def create_app(url: str, secrets: list[str]) -> FastAPI:
             return JSONResponse({"error": "malformed"}, status_code=400)
         await run_in_threadpool(store.insert, event_id, event_type)
         return JSONResponse({"status": "accepted"}, status_code=202)
+
+    slack_secret = os.environ.get("SLACK_SIGNING_SECRET", "")
+
+    @app.post("/slack/events")
+    async def slack(request: Request) -> Response:
+        """The least a Slack receiver can do: the v0 signature over the raw body, one durable row keyed
+        on the body's hash, an empty 200 (the answer would go through response_url later)."""
+        body = await request.body()
+        ts = request.headers.get("x-slack-request-timestamp", "")
+        mac = hmac.new(slack_secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest("v0=" + mac, request.headers.get("x-slack-signature", "")):
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        await run_in_threadpool(store.insert, "slack:" + hashlib.sha256(body).hexdigest(), "command")
+        return Response(status_code=200)
 
     @app.get("/healthz")
     async def healthz() -> Response:
