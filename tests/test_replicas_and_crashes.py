@@ -112,6 +112,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  #
     env = server_env(db_url, slack)
     server = ServerProcess(env).start()
     acked: list[str] = []
+    acked_incidents: list[str] = []
     stop = threading.Event()
 
     def load() -> None:
@@ -120,6 +121,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  #
             ev = pd.delivery("incident.triggered", pd.incident_data(f"PDK{i:04d}", title=f"Load {i}"))
             if post(server.url, ev) == 202:
                 acked.append(ev["event"]["id"])
+                acked_incidents.append(f"PDK{i:04d}")
             i += 1
 
     t = threading.Thread(target=load)
@@ -137,6 +139,8 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  #
             stored = set(s.execute(select(InboxDelivery.event_id)).scalars())
             incidents = s.execute(select(Incident)).scalars().all()
         assert set(acked) <= stored, "every acknowledged delivery is in the database"
+        assert set(acked_incidents) <= {i.pagerduty_incident_id for i in incidents}, \
+            "and was applied after the restart (the fold picks up what the dead process stored)"
         assert all(i.slack_channel_id for i in incidents), "and its Slack effects were delivered"
         for inc in incidents:
             assert len(slack.messages(inc.slack_channel_id)) == 1
@@ -144,3 +148,46 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  #
         engine.dispose()
     finally:
         restarted.stop()
+
+
+@pytest.mark.postgres
+def test_a_killed_workers_call_in_flight_is_taken_over_in_seconds(pg_url, slack) -> None:  # type: ignore[no-untyped-def]
+    """Replica A is killed while its conversations.create is in flight; replica B takes the call over when
+    A's heartbeat stops (~10 s), not when the 120 s lease runs out."""
+    env = server_env(pg_url, slack, OUTBOX_BACKOFF_BASE="0.2", OUTBOX_BACKOFF_CAP="1")
+    a = ServerProcess(env).start()
+    b = None
+    slack.delay_before("conversations.create", 60)  # A's call hangs: in flight when A dies
+    try:
+        ev = pd.delivery("incident.triggered", pd.incident_data("PDTAKE1", title="Takeover"))
+        assert post(a.url, ev) == 202
+        engine = make_engine(pg_url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until A has claimed the call
+            with Session(engine) as s:
+                if s.execute(select(OutboxMessage).where(OutboxMessage.method == "conversations.create",
+                                                         OutboxMessage.status == "inflight")).first():
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("replica A never claimed conversations.create")
+        a.kill()
+        slack.delay_before("conversations.create", 0)
+        killed_at = time.monotonic()
+        b = ServerProcess(env).start()
+        while time.monotonic() - killed_at < 60:
+            with Session(engine) as s:
+                inc = s.execute(select(Incident)).scalar_one()
+            if inc.slack_channel_id:
+                break
+            time.sleep(0.2)
+        taken_over_after = time.monotonic() - killed_at
+        assert inc.slack_channel_id, "replica B created the channel"
+        # The lease is 120 s: a channel within 60 s can only come from the heartbeat takeover.
+        assert taken_over_after < 60, taken_over_after
+        engine.dispose()
+    finally:
+        slack.delay_before("conversations.create", 0)
+        a.kill()
+        if b is not None:
+            b.stop()
