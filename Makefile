@@ -32,8 +32,8 @@ test-min:                        ## a fast subset on the lowest versions pyproje
 java:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "installing a Java runtime for the HTML validator (apt: default-jre-headless)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends default-jre-headless; \
-	  else sudo apt-get install -y --no-install-recommends default-jre-headless; fi; }
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends default-jre-headless; }
 
 lint: $(BIN)/incident-bot
 	$(BIN)/ruff check .

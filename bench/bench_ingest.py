@@ -300,7 +300,43 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
                           secret=PD_SECRET, prefix="PO", seed=2)
         # under py-spy the pid is py-spy's: its CPU is not the server's
         doc["server_cpu_s"] = None if profile else round(sum(cpu_seconds(s.pid) for s in servers) - cpu0, 2)
+        if app == "ours":
+            doc["fold_lag"] = fold_lag(url)
     return {"app": label, "backend": backend, "mode": mode, "rate": rate, **doc}
+
+
+def fold_lag(url: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Once the fold worker caught up: from a delivery's 202 (its inbox row) to its effects committed
+    (the row's done mark, in the same transaction), p50/p99 over every applied delivery, and how long the
+    backlog took to clear after the load stopped."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    t0 = time.monotonic()
+    try:
+        with engine.connect() as conn:
+            while time.monotonic() - t0 < timeout:
+                if not conn.execute(text("SELECT 1 FROM inbox WHERE status = 'pending' LIMIT 1")).first():
+                    break
+                conn.commit()
+                time.sleep(0.2)
+            caught_up = round(time.monotonic() - t0, 1)
+            rows = conn.execute(text("SELECT received_at, done_at FROM inbox WHERE done_at IS NOT NULL "
+                                     "AND payload IS NULL AND outcome = 'processed'")).all()
+    finally:
+        engine.dispose()
+    lags = sorted(1000 * (_ts(d) - _ts(r)).total_seconds() for r, d in rows)
+    def q(p: float) -> float | None:
+        return round(lags[min(len(lags) - 1, int(p * len(lags)))], 1) if lags else None
+    return {"applied": len(lags), "p50_ms": q(0.5), "p99_ms": q(0.99), "caught_up_after_s": caught_up}
+
+
+def _ts(value: Any) -> Any:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):  # SQLite returns text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 Run = tuple[str, str, str, float | None, int, dict[str, str] | None]
@@ -413,6 +449,13 @@ def print_report(doc: dict[str, Any]) -> None:
         cpu = f"{1000 * r['server_cpu_s'] / max(1, r['sent']):.2f}" if r.get("server_cpu_s") else "-"
         print(f"| {r['backend']} | {r['app']} | {load} | {r['ok_per_s']:.0f} | {r['p50_ms']} ms "
               f"| {r['p99_ms']} ms | {r['max_ms']} ms | {failures(r)} | {cpu} |")
+    for r in doc["results"]:
+        lag = r.get("fold_lag")
+        if lag and lag["applied"]:
+            load = "closed loop" if r["mode"] == "closed" else f"{r['rate']:.0f}/s"
+            print(f"fold lag, {r['backend']}, {r['app']}, {load}: 202 -> applied p50 {lag['p50_ms']} ms, "
+                  f"p99 {lag['p99_ms']} ms over {lag['applied']} deliveries; backlog cleared "
+                  f"{lag['caught_up_after_s']} s after the load stopped")
     for backend, by_app in doc["ratios"].items():
         for app, ratio in by_app.items():
             at = find(doc["results"], backend, app, "open", prm["rate"])

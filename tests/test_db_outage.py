@@ -205,13 +205,28 @@ def test_pagerduty_load_through_a_database_outage(app, slack) -> None:  # type: 
         assert {i.status for i in incs} == {"resolved"}
         assert s.execute(select(func.count()).select_from(OutboxMessage)
                          .where(OutboxMessage.status != "done")).scalar_one() == 0
+    # An incident whose resolve was applied before its trigger (the trigger was refused during the
+    # outage and redelivered later) was over when the bot could first apply it: recorded quietly, with
+    # its milestones and timeline, but no channel born resolved (README: PagerDuty set-up).
+    quiet = [i for i in incs if not i.slack_channel_wanted]
+    assert len(quiet) < incidents // 2, "most incidents were live when applied"
+    for inc in quiet:
+        assert inc.slack_channel_id is None and inc.resolved_at is not None, inc.ref
     created = [c for c in slack.calls("conversations.create") if c.status == 200]
-    assert len(created) == incidents, "one channel per incident"
+    assert len(created) == incidents - len(quiet), "one channel per incident seen open"
     for inc in incs:
+        if inc in quiet:
+            continue
         assert inc.slack_channel_id, inc.ref
         texts = [m["text"] for m in slack.messages(inc.slack_channel_id)]
-        assert len(texts) == MESSAGES_PER_INCIDENT, (inc.ref, texts)
-    assert len(slack.messages(app.announce)) == incidents
+        # An acknowledgement applied after the resolve (refused, then redelivered late) is recorded, not
+        # announced: old news in the channel.
+        with Session(app.rt.engine) as s:
+            recorded = dict(s.execute(select(TimelineEvent.kind, TimelineEvent.recorded_at)
+                                      .where(TimelineEvent.incident_id == inc.id)).all())
+        late_ack = recorded["acknowledged"] > recorded["resolved"]
+        assert len(texts) == MESSAGES_PER_INCIDENT - late_ack, (inc.ref, texts)
+    assert len(slack.messages(app.announce)) == incidents - len(quiet)
     assert slack.duplicate_messages() == []
     assert slack.crashes() == []
 

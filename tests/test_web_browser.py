@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from incident_bot.bootstrap import build_app
 from incident_bot.core import schedule
 from incident_bot.services.metrics import period_metrics
+from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.testing.live_server import LiveServer
 from incident_bot.testing.slack_standin import SlackStandIn
 from incident_bot.web import session as web_session
@@ -213,11 +214,14 @@ def test_sign_in_and_every_page(browser: webdriver.Chrome, site: Site) -> None:
     with session_scope(site.engine) as s:
         inc = s.execute(select(Incident).where(Incident.ref == ref)).scalar_one()
         title = inc.title
-        notes = s.execute(select(TimelineEvent.text).where(TimelineEvent.incident_id == inc.id)).scalars().all()
+        notes = [row_plain(src, text) for src, text in s.execute(
+            select(TimelineEvent.source, TimelineEvent.text).where(TimelineEvent.incident_id == inc.id,
+                                                                   TimelineEvent.kind == "note")).all()]
     open_page(d, site, f"/ui/incidents/{ref}")
     assert d.find_element(By.ID, "incident-title").text == f"{ref}: {title}"  # shown as text, never run
     timeline = texts(d, "#timeline table.timeline tbody td:nth-child(3)")
-    assert all(any(n in row for row in timeline) for n in notes)
+    missing = [n for n in notes if not any(n in row for row in timeline)]
+    assert not missing, (missing, timeline)
     assert len(timeline) >= len(notes)
     tickets = [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "#actions table a")]
     assert tickets == [TICKET]

@@ -49,7 +49,9 @@ def seed(engine: Engine, settings: Settings, *, now: datetime | None = None) -> 
                                     url="https://acme.pagerduty.com/incidents/PXYZ999", service_name="payments-api"))
                 for k in range(30):
                     repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=at + timedelta(minutes=1, seconds=k),
-                                      source="slack", kind="note", actor="U0BOB", text=f"note {k} <b>not bold</b>")
+                                      source="slack", kind="note", actor="U0BOB",
+                                      # typed in Slack, stored as Slack sends it (escaping model: README)
+                                      text=f"note {k} &lt;b&gt;not bold&lt;/b&gt;")
                 refs["full"] = inc.ref
             if n % 3 != 2:
                 _step(s, inc, "acknowledged", "acknowledge", at + timedelta(minutes=2 + n), actor="U0ALICE")

@@ -122,11 +122,11 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     before_sev, before_status = inc.severity, inc.status
     tr = apply_signals(session, inc, tr_in.signals, strict=False, source=SOURCE, actor=ev.agent,
                        source_event_id=ev.event_id)
-    if not inc.slack_channel_wanted and inc.origin != "import" and (
-            inc.status in OPEN_STATUSES or tr_in.kind == "triggered"):
-        # Recorded quietly because it was over when we first heard of it, and now reopened, or its own
-        # trigger arrives late (it overtook its trigger during an outage): a live incident, so it gets
-        # its channel, whatever the order of the deliveries. A resolve alone never opens one.
+    if not inc.slack_channel_wanted and inc.origin != "import" and inc.status in OPEN_STATUSES:
+        # Recorded quietly because it was over when we first heard of it, and now open again (reopened):
+        # a live incident, so it gets its channel now. An incident that is over when we can first apply
+        # it (its trigger arrives after its resolve, e.g. both delayed by an outage) stays quiet: a
+        # channel born resolved helps nobody.
         request_channel(session, inc, fired_by=f"PagerDuty {tr_in.kind}",
                         announce_channel=settings.incident_announce_channel, invite_oncall=True,
                         web_base_url=settings.web_base_url)
