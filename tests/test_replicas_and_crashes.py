@@ -100,7 +100,11 @@ def test_two_replicas_random_redeliveries_equal_a_serial_replay(pg_url, slack) -
             assert s.execute(select(func.count()).select_from(InboxDelivery)).scalar_one() == len(deliveries)
             assert s.execute(select(func.count()).select_from(OutboxMessage)
                              .where(OutboxMessage.status != "done")).scalar_one() == 0
-        assert len([c for c in slack.calls("conversations.create") if c.status == 200]) == 30
+            # Shuffled: an incident whose resolve was applied before its trigger was over when the bot could
+            # first apply it, and is recorded without a channel (issue 10 #21: no channel born resolved).
+            seen_open = sum(1 for inc in incs if inc.slack_channel_wanted)
+            assert all(inc.slack_channel_id is None for inc in incs if not inc.slack_channel_wanted)
+        assert len([c for c in slack.calls("conversations.create") if c.status == 200]) == seen_open
         assert slack.duplicate_messages() == []
         engine.dispose()
     finally:
