@@ -58,14 +58,16 @@ def next_number(session: Session, name: str = "incident") -> int:
     return int(row[0])
 
 
-def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = ()) -> None:
+def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = (),
+                   incident_ids: Iterable[int] = ()) -> None:
     """Lock every incident a batch will touch, in id order, before it writes: two batches then always
     take their locks in the same order and cannot deadlock. SQLite already holds the write lock."""
-    pd_ids, channels = list(pagerduty_ids), list(channel_ids)
-    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels):
+    pd_ids, channels, ids = list(pagerduty_ids), list(channel_ids), list(incident_ids)
+    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels or ids):
         return
     by_pd = select(PagerDutyLink.incident_id).where(PagerDutyLink.pagerduty_incident_id.in_(pd_ids))  # type: ignore[attr-defined]
-    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels))  # type: ignore[union-attr]
+    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels)  # type: ignore[union-attr]
+                                      | Incident.id.in_(ids))  # type: ignore[union-attr]
             .order_by(Incident.id).with_for_update())  # type: ignore[arg-type]
     session.execute(stmt).all()
 

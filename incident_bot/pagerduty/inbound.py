@@ -13,13 +13,16 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
+from incident_bot.pagerduty.events import MalformedDelivery, PagerDutyEvent, PagerDutyIncident, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
+from incident_bot.services import grouping
 from incident_bot.services.pagerduty_ingest import fold_event, needs_counter
+from storage import repo
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
+IMPORT_SOURCE = "pagerduty-import"  # history read back by `incident-bot backfill pagerduty`
 
 
 def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
@@ -33,18 +36,44 @@ def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
 
 
 class PagerDutyApplier:
-    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``)."""
+    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``).
 
-    def __init__(self, settings: Settings) -> None:
+    ``imported``: the applier of source ``pagerduty-import`` (``incident-bot backfill pagerduty``): the
+    same fold, quietly (no channel, no message, no outbox row)."""
+
+    def __init__(self, settings: Settings, *, imported: bool = False) -> None:
         self.settings = settings
+        self.imported = imported
 
     def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
         ids = {r.subject_id for r in rows if r.subject_id}
         plan.pagerduty_ids |= ids
-        if needs_counter(s, ids):
-            plan.may_open = True
+        new = needs_counter(s, ids, return_new=True)
+        if not new:
+            return
+        plan.may_open = True
+        if not grouping.enabled(self.settings):
+            return
+        # A new PagerDuty incident may join the open incident of its service (alert storm): take the
+        # counter lock now (always a batch's first lock), so no other batch opens an incident for these
+        # services until we commit, and name the candidates for the fold to lock in id order.
+        repo.lock_counter(s)
+        triggers = []
+        for r in rows:
+            if r.subject_id in new:
+                pd = _incident_of(r)
+                if pd is not None and pd.service_id and pd.created_at:
+                    triggers.append((pd.service_id, pd.created_at))
+        plan.incident_ids |= grouping.candidate_ids(s, self.settings, triggers)
 
     def apply(self, s: Session, row: InboxDelivery) -> Applied:
         ev = parse_delivery((row.payload or "").encode())
-        result = fold_event(s, self.settings, ev, row)
+        result = fold_event(s, self.settings, ev, row, imported=self.imported)
         return Applied(result.outcome, result.incident_id)
+
+
+def _incident_of(row: InboxDelivery) -> PagerDutyIncident | None:
+    try:
+        return parse_delivery((row.payload or "").encode()).incident
+    except MalformedDelivery:
+        return None  # apply() raises on it, and the fold isolates the row

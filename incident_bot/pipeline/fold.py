@@ -42,6 +42,7 @@ class Plan:
     may_open: bool = False
     pagerduty_ids: set[str] = field(default_factory=set)
     channel_ids: set[str] = field(default_factory=set)
+    incident_ids: set[int] = field(default_factory=set)  # e.g. the open incident an alert storm joins
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class FoldWorker:
                 applier.plan(s, group, plan)
         if plan.may_open:
             repo.lock_counter(s)
-        repo.lock_incidents(s, pagerduty_ids=plan.pagerduty_ids, channel_ids=plan.channel_ids)
+        repo.lock_incidents(s, pagerduty_ids=plan.pagerduty_ids, channel_ids=plan.channel_ids,
+                            incident_ids=plan.incident_ids)
         # Grouped by subject (an incident's deliveries together, in arrival order): locks are already
         # held, and the incident's messages are queued in the order its inputs arrived.
         for row in sorted(rows, key=lambda r: (r.source, r.subject_id or "", r.id or 0)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -15,6 +16,7 @@ from incident_bot.core.severity import severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import translate
 from incident_bot.pipeline import inbox
+from incident_bot.services import grouping
 from incident_bot.services.incidents import (
     NewIncident,
     apply_signals,
@@ -41,20 +43,28 @@ class FoldResult:
     applied_deferred: tuple[InboxDelivery, ...] = ()
 
 
-def needs_counter(session: Session, pd_incident_ids: set[str]) -> bool:
+def needs_counter(session: Session, pd_incident_ids: set[str], *, return_new: bool = False) -> Any:
     """True when some of these PagerDuty incidents have no incident of ours yet: the batch may open one,
     so it takes the counter lock first (always first: a fixed lock order, no deadlock between replicas)."""
     if not pd_incident_ids:
-        return False
+        return set() if return_new else False
     known = set(session.execute(select(PagerDutyLink.pagerduty_incident_id).where(
         PagerDutyLink.pagerduty_incident_id.in_(pd_incident_ids))).scalars())  # type: ignore[attr-defined]
-    return bool(pd_incident_ids - known)
+    new = pd_incident_ids - known
+    return new if return_new else bool(new)
 
 
-def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery) -> FoldResult:
-    """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done)."""
+def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, *,
+               imported: bool = False) -> FoldResult:
+    """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done).
+
+    ``imported``: an event read back from PagerDuty's history (``incident-bot backfill``): the same fold,
+    but no channel, message, topic or invitation (no outbox row at all), a new incident is recorded with
+    ``origin="import"``, and a timeline row that says what a live delivery already said is not added."""
     if not ev.known or not ev.incident_id:
         return FoldResult("ignored")
+    source = row.source
+    announce = not imported
     inc = repo.incident_for_pagerduty(session, ev.incident_id)
     if inc is None and ev.incident is None:
         # A note about an incident we have not opened yet (deliveries overtake each other): keep it and
@@ -67,19 +77,28 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
             return FoldResult("deferred")
     applied: list[InboxDelivery] = []
     if inc is None:
-        inc = _open_from_pagerduty(session, settings, ev)
+        assert ev.incident is not None
+        group = grouping.find_group(session, settings, ev.incident)
+        if group is not None:  # an alert storm: join the open incident of the service, no new channel
+            inc = group
+            grouping.join(session, inc, ev, source=source, quiet=imported)
+        else:
+            inc = _open_from_pagerduty(session, settings, ev, imported=imported)
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
-        _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
-        for deferred in inbox.take_deferred(session, SOURCE, ev.incident_id):
-            _apply(session, settings, inc, parse_delivery((deferred.payload or "").encode()), announce=True)
+        _apply(session, settings, inc, ev, announce=announce and ev.event_type != "incident.triggered",
+               imported=imported)
+        for deferred in inbox.take_deferred(session, source, ev.incident_id):
+            _apply(session, settings, inc, parse_delivery((deferred.payload or "").encode()), announce=announce,
+                   imported=imported)
             inbox.finish(session, deferred, outcome="processed", incident_id=inc.id)
             applied.append(deferred)
     else:
-        _apply(session, settings, inc, ev, announce=True)
+        _apply(session, settings, inc, ev, announce=announce, imported=imported)
     return FoldResult("processed", inc.id, tuple(applied))
 
 
-def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent) -> Incident:
+def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent, *,
+                         imported: bool = False) -> Incident:
     pd = ev.incident
     assert pd is not None
     # Serialise incident creation on the counter row, then look again: a replica that held the lock
@@ -92,10 +111,11 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
     # Whichever delivery arrives first opens the incident; every PagerDuty incident was triggered at
     # created_at, so the opening row is the trigger's row, the same whatever the arrival order.
     what = "PagerDuty triggered"
-    return open_incident(
+    inc = open_incident(
         session,
         NewIncident(
-            title=pd.title, detected_at=detected, origin="pagerduty", service=pd.service_name,
+            title=pd.title, detected_at=detected, origin="import" if imported else "pagerduty",
+            service=pd.service_name,
             severity=severity_for(pd.priority, pd.urgency, settings.severity_map),
             fired_by=what, pagerduty_incident_id=pd.id, pagerduty_url=pd.html_url,
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
@@ -107,17 +127,32 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
         invite_oncall=True,
         # Over when we first hear of it (resolved before the bot saw its trigger, e.g. opened before the
         # bot was installed): recorded for metrics and history, but no channel born resolved.
-        quiet=ev.event_type == "incident.resolved" or pd.status == "resolved",
+        quiet=imported or ev.event_type == "incident.resolved" or pd.status == "resolved",
     )
+    link = session.get(PagerDutyLink, pd.id)
+    if link is not None:  # what grouping, merge and unlink need of it
+        link.service_id, link.title, link.triggered_at, link.status = pd.service_id, pd.title, detected, pd.status
+        session.add(link)
+    return inc
 
 
-def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, *, announce: bool) -> None:
+def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, *, announce: bool,
+           imported: bool = False) -> None:
     at = ev.occurred_at or utcnow()
     tr_in = translate(ev, at, settings.severity_map)
+    link = session.get(PagerDutyLink, ev.incident_id) if ev.incident_id else None
+    if grouping.is_joined(link):
+        assert link is not None
+        grouping.linked_event(session, inc, link, ev, tr_in, at, imported=imported)
+        return
     before_sev, before_status = inc.severity, inc.status
     tr = apply_signals(session, inc, tr_in.signals, strict=False, source=SOURCE, actor=ev.agent,
                        source_event_id=ev.event_id)
-    if not inc.slack_channel_wanted and inc.origin != "import" and inc.status in OPEN_STATUSES:
+    if link is not None and ev.incident and ev.incident.status:
+        link.status = ev.incident.status
+        session.add(link)
+    if (not inc.slack_channel_wanted and inc.origin != "import" and not imported
+            and inc.status in OPEN_STATUSES):
         # Recorded quietly while it was over, and now open again (reopened): it needs its channel now.
         request_channel(session, inc, fired_by=f"PagerDuty {tr_in.kind}",
                         announce_channel=settings.incident_announce_channel, invite_oncall=True,
@@ -131,11 +166,13 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     # The trigger's row is the opening row (added when the incident opened, by whichever delivery came
     # first): the same key makes this add a no-op.
     row_id = trigger_row_id(ev.incident_id or "") if tr_in.kind == "triggered" else ev.event_id
-    repo.add_timeline(
-        session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
-        actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
-    )
-    if ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled:
+    if not (imported and grouping.said_already(session, inc.id, tr_in.kind, at, ev.agent)):
+        repo.add_timeline(
+            session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
+            actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
+        )
+    if (ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled
+            and not imported):
         # Responders are invited to the channel as they acknowledge (paged services included).
         repo.enqueue(session, order_key=f"incident:{inc.id}", method="incident.invite_pd_user",
                      incident_id=inc.id, payload={"pd_user_id": ev.agent_id},
