@@ -37,6 +37,7 @@ from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
 
 STORM_KEY = "storm:"
+STORM_HOLD = timedelta(seconds=5)
 
 
 def enabled(settings: Settings) -> bool:
@@ -85,7 +86,6 @@ def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, qu
     session.add(PagerDutyLink(pagerduty_incident_id=pd.id, incident_id=inc.id, primary=False, url=pd.html_url,
                               service_name=pd.service_name, service_id=pd.service_id, title=pd.title,
                               triggered_at=pd.created_at, status=pd.status or "triggered"))
-    session.flush()
     at = pd.created_at or ev.occurred_at or utcnow()
     repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source="pagerduty", kind="linked",
                       text=f"PagerDuty incident {pd.id} joined (same service, within the group window): "
@@ -121,9 +121,11 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
         row.payload = _payload(count, service, first, last, titles)  # reassigned: JSON column saved
         session.add(row)
         return
+    # Held a few seconds: the joins that follow are counted into it instead of each posting a line (the
+    # incident's later messages wait behind it, at most STORM_HOLD).
     repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                  payload=_payload(1, service, at, at, [title]),
-                 dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}")
+                 dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}", not_before=utcnow() + STORM_HOLD)
 
 
 def _payload(count: int, service: str | None, first: datetime, last: datetime, titles: list[str]) -> dict:
