@@ -108,7 +108,8 @@ def test_storm_of_1000_triggers_makes_5_channels_and_resolves_all(stormbot, page
     stormbot.drain(timeout=60)
     assert all(i["status"] == "resolved" for i in pagerduty.incidents()), "all 1,000 resolved"
     with Session(stormbot.rt.engine) as s:
-        dead = s.execute(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "dead")).scalar_one()
+        dead = s.execute(select(func.count()).select_from(OutboxMessage)
+                         .where(OutboxMessage.status == "dead")).scalar_one()
     assert dead == 0
 
 
