@@ -123,7 +123,8 @@ def test_killed_half_way_then_resumed(sqlite_url, pagerduty, history) -> None:  
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     with Session(engine) as s:
-        done = s.execute(select(func.count()).select_from(BackfillWindow).where(BackfillWindow.status == "done")).scalar_one()
+        done = s.execute(select(func.count()).select_from(BackfillWindow)
+                         .where(BackfillWindow.status == "done")).scalar_one()
     assert 4 <= done < 13, "killed half-way"
     pagerduty.delay_before("GET /log_entries", 0)
     resumed = _backfill(sqlite_url, pagerduty)["summary"]
