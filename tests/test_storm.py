@@ -143,3 +143,48 @@ def test_trigger_after_the_window_opens_a_new_incident(db_url, slack) -> None:  
         bot.http.close()
         bot.server.stop()
         bot.rt.engine.dispose()
+
+
+def test_merge_from_cli_and_unlink_from_slack(db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import command, slack_event
+
+    slack.add_user("U0ADA", "ada", "ada@example.com")
+    bot = start_bot(db_url, slack)
+    try:
+        sid, name = SERVICES[0]
+        for k, minutes in enumerate((0, 1, 30)):  # PM0 and PM1 group; PM2 (30 min later) opens its own
+            at = T0 + timedelta(minutes=minutes)
+            data = pd.incident_data(f"PM{k}", created_at=at, service_id=sid, service_name=name)
+            assert bot.send_pd(pd.delivery("incident.triggered", data, occurred_at=at)).status_code == 202
+            bot.drain()
+        with Session(bot.rt.engine) as s:
+            first, second = s.execute(select(Incident).order_by(Incident.id)).scalars().all()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))},
+               "DATABASE_URL": db_url}
+        out = subprocess.run([sys.executable, "-m", "incident_bot", "incidents", "merge", first.ref, second.ref],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        bot.drain()
+        with Session(bot.rt.engine) as s:
+            owners = dict(s.execute(select(PagerDutyLink.pagerduty_incident_id, PagerDutyLink.incident_id)).all())
+            assert set(owners.values()) == {first.id}
+            assert s.get(Incident, second.id).status == "closed"
+            assert s.execute(select(func.count()).select_from(IncidentMetrics)).scalar_one() == 1, "counted once"
+        # Split PM1 out again, from the group's channel.
+        slack_event(bot, {"type": "member_joined_channel", "user": "U0ADA", "channel": first.slack_channel_id})
+        answer = command(bot, "unlink PM1", channel=first.slack_channel_id)
+        assert "split out" in answer, answer
+        bot.drain()
+        with Session(bot.rt.engine) as s:
+            link = s.get(PagerDutyLink, "PM1")
+            new = s.get(Incident, link.incident_id)
+            assert new.id not in (first.id, second.id) and link.primary and new.slack_channel_id
+            assert new.detected_at == T0 + timedelta(minutes=1)
+    finally:
+        bot.http.close()
+        bot.server.stop()
+        bot.rt.engine.dispose()

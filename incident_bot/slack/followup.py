@@ -167,3 +167,35 @@ def change_status(s: Session, user_id: str, channel_id: str, value: str) -> Outc
         return Outcome({"text": f"Only members of this channel can change {inc.ref}'s actions."}, ok=False)
     capa_svc.set_status(s, item.id or 0, status, actor=user_id, source="slack")
     return Outcome({"text": f"Action #{item.id} is now {status.replace('_', ' ')}."})
+
+
+# -- grouping after the fact (issue 13) ------------------------------------------------------------------
+
+EXTRA_COMMANDS.extend([
+    ("merge INC-n", "merge another incident into this one (its PagerDuty incidents are linked here)"),
+    ("unlink <PagerDuty id>", "split a linked PagerDuty incident out into its own incident"),
+])
+CHANGES_STATE.update({"merge", "unlink"})
+
+
+@handler("merge")
+def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    from incident_bot.services import regroup
+
+    ref = inv.args.strip().split()[0] if inv.args.strip() else ""
+    other = repo.incident_by_ref(s, ref, lock=True) if ref else None
+    if other is None:
+        return svc.Reply(f"Usage: `{inv.command} merge INC-n` (an incident to merge into {inc.ref}).", ok=False)
+    done = regroup.merge(s, inc, other, actor=inv.user_id)
+    return svc.Reply(done.text, ok=done.ok, ref=inc.ref)
+
+
+@handler("unlink")
+def _unlink(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    from incident_bot.services import regroup
+
+    pd_id = inv.args.strip().split()[0] if inv.args.strip() else ""
+    if not pd_id:
+        return svc.Reply(f"Usage: `{inv.command} unlink <PagerDuty incident id>`.", ok=False)
+    done = regroup.unlink(s, inv.rt.settings, inc, pd_id, actor=inv.user_id)
+    return svc.Reply(done.text, ok=done.ok, ref=inc.ref)
