@@ -37,7 +37,7 @@ def stormbot(db_url, slack, pagerduty):  # type: ignore[no-untyped-def]
     slack.rate_limit("conversations.create", 20)
     b = start_bot(db_url, slack, pagerduty_api_token="pd-token", pagerduty_api_url=pagerduty.url,
                   pagerduty_ca_bundle=pagerduty.ca_pem_path, pagerduty_from_email="bot@example.com",
-                  slack_channel_create_per_minute=19)
+                  slack_channel_create_per_minute=19, group_by="service")
     try:
         yield b
     finally:
@@ -128,7 +128,7 @@ def test_group_by_none_opens_one_incident_per_trigger(db_url, slack) -> None:  #
 
 
 def test_trigger_after_the_window_opens_a_new_incident(db_url, slack) -> None:  # type: ignore[no-untyped-def]
-    bot = start_bot(db_url, slack, group_window="5m")
+    bot = start_bot(db_url, slack, group_by="service", group_window="5m")
     try:
         sid, name = SERVICES[0]
         for k, minutes in enumerate((0, 4, 11)):
@@ -153,7 +153,7 @@ def test_merge_from_cli_and_unlink_from_slack(db_url, slack) -> None:  # type: i
     from .conftest import command, slack_event
 
     slack.add_user("U0ADA", "ada", "ada@example.com")
-    bot = start_bot(db_url, slack)
+    bot = start_bot(db_url, slack, group_by="service")
     try:
         sid, name = SERVICES[0]
         for k, minutes in enumerate((0, 1, 30)):  # PM0 and PM1 group; PM2 (30 min later) opens its own
