@@ -108,9 +108,11 @@ EXPECTED = {
         "by_severity": {"SEV1": 1, "SEV2": 2, "SEV3": 1, "SEV4": 1},
         "major": [
             {"ref": "INC-3", "title": "API down <!channel> & more", "severity": "SEV1", "ttr_s": 5400,
-             "commander": "U0ADA"},
-            {"ref": "INC-4", "title": "Incident 4", "severity": "SEV2", "ttr_s": 3600, "commander": "U0BOB"},
-            {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "ttr_s": None, "commander": None},
+             "commander": "U0ADA", "pagerduty_count": 0},
+            {"ref": "INC-4", "title": "Incident 4", "severity": "SEV2", "ttr_s": 3600, "commander": "U0BOB",
+             "pagerduty_count": 0},
+            {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "ttr_s": None, "commander": None,
+             "pagerduty_count": 0},
         ],
     },
     # Resolved in W44: INC-3, INC-4, INC-6 and INC-9 (detected in W43). Not INC-7 (resolved in W45).

@@ -174,6 +174,15 @@ def test_merge_from_cli_and_unlink_from_slack(db_url, slack) -> None:  # type: i
             assert set(owners.values()) == {first.id}
             assert s.get(Incident, second.id).status == "closed"
             assert s.execute(select(func.count()).select_from(IncidentMetrics)).scalar_one() == 1, "counted once"
+        # The digest lists the incident with its PagerDuty count; metrics count it once.
+        out = subprocess.run([sys.executable, "-m", "incident_bot", "digest", "--since", "2026-11-26", "--until",
+                              "2026-11-27", "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        import json
+
+        doc = json.loads(out.stdout)
+        assert doc["incidents"]["total"] == 1
+        assert [(m["ref"], m["pagerduty_count"]) for m in doc["incidents"]["major"]] == [(first.ref, 3)]
         # Split PM1 out again, from the group's channel.
         slack_event(bot, {"type": "member_joined_channel", "user": "U0ADA", "channel": first.slack_channel_id})
         answer = command(bot, "unlink PM1", channel=first.slack_channel_id)

@@ -78,7 +78,8 @@ def _metric_field(m: dict[str, Any]) -> MarkdownTextObject:
 def _major_line(m: dict[str, Any]) -> str:
     where = channel(m["channel_id"], "") if m.get("channel_id") else ""
     parts = [f"{SEV_EMOJI.get(m['severity'], '⚪')} *{escape(m['ref'])}*" + (f" {where}" if where else ""),
-             escape(truncate(m["title"], TITLE_LIMIT)), m["duration_text"],
+             escape(truncate(m["title"], TITLE_LIMIT))
+             + (f" ({escape(m['pagerduty_text'])})" if m.get("pagerduty_text") else ""), m["duration_text"],
              user(m["commander"]) if m.get("commander") else "no commander"]
     if m.get("target_status"):
         parts.append(f"{TARGET_ICON[m['target_status']]} {escape(m['target_text'])}")
