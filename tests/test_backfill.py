@@ -172,3 +172,55 @@ def test_dry_run_reads_tens_of_thousands_bisecting_full_windows(sqlite_url) -> N
         spans = {(p["since"], p["until"]) for p in pages}
         assert len(spans) > 2, "the 170-day window was bisected (over 10,000 incidents)"
         assert min(dtparser.isoparse(a) for a, _ in spans) == SINCE
+
+
+def test_backfill_over_live_history_adds_nothing_twice(db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    from incident_bot.testing import pagerduty_payloads as pdp
+
+    from .conftest import start_bot
+
+    small = make_history(40, since=SINCE, until=SINCE + timedelta(days=20), services=3, seed=5)
+    # One incident that live webhooks already delivered (trigger, acknowledge, resolve at PagerDuty's times).
+    inc = next(i for i in small.incidents
+               if sorted(e["type"] for e in small.entries if e["incident"]["id"] == i["id"])
+               == ["acknowledge_log_entry", "resolve_log_entry", "trigger_log_entry"])
+    entries = {e["type"]: e for e in small.entries if e["incident"]["id"] == inc["id"]}
+    bot = start_bot(db_url, slack)
+    try:
+        data = pdp.incident_data(inc["id"], title=inc["title"], created_at=dtparser.isoparse(inc["created_at"]),
+                                 service_id=inc["service"]["id"], service_name=inc["service"]["summary"])
+        for event_type, kind in (("incident.triggered", "trigger_log_entry"),
+                                 ("incident.acknowledged", "acknowledge_log_entry"),
+                                 ("incident.resolved", "resolve_log_entry")):
+            e = entries[kind]
+            agent = e["agent"]["summary"] if e["agent"]["type"] == "user_reference" else None
+            doc = pdp.delivery(event_type, data, occurred_at=dtparser.isoparse(e["created_at"]), agent=agent)
+            assert bot.send_pd(doc).status_code == 202
+        bot.drain()
+        with Session(bot.rt.engine) as s:
+            live = s.execute(select(Incident)).scalar_one()
+            rows_before = [(t.kind, t.occurred_at, t.actor) for t in s.execute(
+                select(TimelineEvent).where(TimelineEvent.incident_id == live.id)).scalars()]
+            outbox_before = s.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
+            slack_calls = len(slack.calls())
+        with PagerDutyStandIn() as standin:
+            small.attach(standin)
+            client, stats = make_client("tok", standin.url, ca_bundle=standin.ca_pem_path, per_minute=100_000)
+            opts = svc.Options(since=SINCE, until=SINCE + timedelta(days=20))
+            summary = svc.run(bot.rt.engine, bot.rt.settings, client, stats, opts)
+        assert summary.incidents == 40
+        bot.drain()
+        with Session(bot.rt.engine) as s:
+            rows_after = [(t.kind, t.occurred_at, t.actor) for t in s.execute(
+                select(TimelineEvent).where(TimelineEvent.incident_id == live.id)).scalars()]
+            assert sorted(rows_after, key=str) == sorted(rows_before, key=str), "nothing said twice"
+            again = s.get(Incident, live.id)
+            assert (again.acknowledged_at, again.resolved_at, again.origin) == (
+                live.acknowledged_at, live.resolved_at, "pagerduty")
+            assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 40
+            assert s.execute(select(func.count()).select_from(OutboxMessage)).scalar_one() == outbox_before
+        assert len(slack.calls()) == slack_calls, "the import made no Slack call"
+    finally:
+        bot.http.close()
+        bot.server.stop()
+        bot.rt.engine.dispose()
