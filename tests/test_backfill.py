@@ -224,3 +224,21 @@ def test_backfill_over_live_history_adds_nothing_twice(db_url, slack) -> None:  
         bot.http.close()
         bot.server.stop()
         bot.rt.engine.dispose()
+
+
+def test_progress_line_on_a_terminal_only() -> None:
+    import io
+
+    from incident_bot.pagerduty.backfill import Stats
+
+    out = io.StringIO()
+    progress = svc.Progress(out, enabled=True)
+    progress.update(svc.Summary(windows=12, incidents=1234, log_entries=5678), Stats(requests=42, throttled=1), 3,
+                    force=True)
+    progress.done()
+    line = out.getvalue()
+    assert "window 3/12" in line and "1,234 incidents" in line and "5,678 log entries" in line
+    assert "42 requests" in line and "429s: 1" in line and line.endswith("\n")
+    quiet = io.StringIO()
+    svc.Progress(quiet).update(svc.Summary(windows=1), Stats(), 1, force=True)  # StringIO is not a TTY
+    assert quiet.getvalue() == ""
