@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="afterwards, compare TTA/TTR with PagerDuty's analytics and explain every difference")
     pd.add_argument("--window", default="30d", type=_window,
                     help="checkpoint window (default 30d; PagerDuty allows at most 180d)")
-    pd.add_argument("--max-rpm", type=float, default=900, help="requests per minute (at most 960; default 900)")
+    pd.add_argument("--max-rpm", type=_rpm, default=900, help="requests per minute (at most 960; default 900)")
     pd.add_argument("--format", choices=("table", "json"), default="table")
     pd.set_defaults(func=_pagerduty)
 
@@ -40,6 +40,16 @@ def _date(text: str) -> datetime:
         return dtparser.isoparse(text)
     except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD) or ISO 8601 time") from None
+
+
+def _rpm(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= value <= 960:
+        raise argparse.ArgumentTypeError("PagerDuty allows at most 960 requests a minute: give 1 to 960")
+    return value
 
 
 def _window(text: str) -> int:
