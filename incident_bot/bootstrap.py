@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from incident_bot.config import Settings
 from incident_bot.pagerduty import jobs as pagerduty_jobs
-from incident_bot.pagerduty.inbound import PagerDutyApplier
+from incident_bot.pagerduty.inbound import IMPORT_SOURCE, PagerDutyApplier
 from incident_bot.pagerduty.rest import PagerDutyRest
 from incident_bot.pipeline.fold import FoldWorker
 from incident_bot.pipeline.heartbeat import Heartbeat, new_worker_id
@@ -44,6 +44,15 @@ def job_registry() -> JobRegistry:
             .add(tracker_jobs.JOBS, tracker_jobs.classify))
 
 
+def appliers(settings: Settings, slack: Any = None) -> dict[str, Any]:
+    """The fold's appliers by inbox source. ``backfill`` folds its imported rows with the same ones."""
+    found: dict[str, Any] = {"pagerduty": PagerDutyApplier(settings),
+                             IMPORT_SOURCE: PagerDutyApplier(settings, imported=True)}
+    if slack is not None:
+        found["slack"] = slack
+    return found
+
+
 def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_overrides: Any) -> Runtime:
     engine = prepare_database(settings)
     rt = Runtime(settings=settings, engine=engine, identity=Identity(team_id=settings.slack_team_id))
@@ -64,8 +73,7 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     }
     kwargs.update(worker_overrides)
     rt.worker = OutboxWorker(engine, ctx, job_registry(), **kwargs)
-    rt.fold = FoldWorker(engine, {"pagerduty": PagerDutyApplier(settings), "slack": SlackApplier(rt),
-                                   **tracker_appliers(settings)},
+    rt.fold = FoldWorker(engine, {**appliers(settings, SlackApplier(rt)), **tracker_appliers(settings)},
                          batch_size=settings.fold_batch_size, max_attempts=settings.fold_max_attempts,
                          poll_interval=settings.fold_poll_interval, on_folded=rt.worker.notify)
     rt.heartbeat = Heartbeat(engine, worker_id)

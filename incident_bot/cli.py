@@ -24,6 +24,7 @@ COMMANDS = {
     "rca": "export or edit an incident's blameless RCA",
     "actions": "CAPA action items",
     "digest": "the weekly SEV digest",
+    "backfill": "import incident history from PagerDuty (quietly: no Slack)",
     "demo": "run one incident end to end with no credentials",
 }
 

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     pagerduty_from_email: str | None = None
     pagerduty_ca_bundle: str | None = None
     resolve_linked_pagerduty: bool = True
+    # Alert storms: a PagerDuty trigger on a service that already has an open incident opened within
+    # GROUP_WINDOW joins it (a linked PagerDuty incident, no new channel). GROUP_BY=none: one per trigger.
+    group_by: str = "service"
+    group_window: Annotated[float, NoDecode] = 600.0  # seconds; "10m", "90s", "1h" accepted
 
     # CAPA tickets in the team's tracker (incident_bot/trackers, docs/trackers.md). Unset: no sync.
     capa_tracker: str | None = None
@@ -246,6 +250,27 @@ class Settings(BaseSettings):
             raise ValueError("PAGERDUTY_FROM_EMAIL is required with PAGERDUTY_API_TOKEN "
                              "(PagerDuty writes need the email of a PagerDuty user)")
         return self
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str) -> str:
+        if value.strip().lower() not in ("service", "none"):
+            raise ValueError("must be service or none")
+        return value.strip().lower()
+
+    @field_validator("group_window", mode="before")
+    @classmethod
+    def _group_window(cls, value: Any) -> float:
+        from incident_bot.core.targets import parse_duration
+
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            seconds = float(text) if text.isdigit() else float(parse_duration(text))
+        if not 0 <= seconds <= 86400:
+            raise ValueError("must be a duration from 0 to 24h, e.g. 10m, 90s or 600")
+        return seconds
 
     @field_validator("log_level")
     @classmethod

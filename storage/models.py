@@ -48,6 +48,7 @@ class Counter(SQLModel, table=True):
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_pd_service_status", "pagerduty_service_id", "status"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: int = Field(unique=True, index=True)
@@ -118,6 +119,31 @@ class PagerDutyLink(SQLModel, table=True):
     url: str | None = None
     service_name: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # What grouping and ``/incident unlink`` need of a linked PagerDuty incident without asking PagerDuty.
+    service_id: str | None = Field(default=None, max_length=64)
+    title: str | None = Field(default=None, max_length=1024)
+    triggered_at: datetime | None = None
+    status: str | None = Field(default=None, max_length=16)  # PagerDuty's: triggered | acknowledged | resolved
+
+
+class BackfillWindow(SQLModel, table=True):
+    """One window of a history backfill (``incident-bot backfill pagerduty``): its checkpoint.
+
+    ``scope`` names the run's filter (source and services); a window whose status is ``done`` is skipped
+    by the next run over the same scope, so an interrupted backfill continues where it stopped.
+    """
+
+    __tablename__ = "backfill_windows"
+
+    scope: str = Field(primary_key=True, max_length=64)
+    since: datetime = Field(primary_key=True)
+    until: datetime = Field(primary_key=True)
+    status: str = Field(default="running", max_length=16)  # running | done
+    incidents: int = 0
+    log_entries: int = 0
+    requests: int = 0
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
 
 
 class TimelineEvent(SQLModel, table=True):

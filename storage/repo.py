@@ -59,6 +59,15 @@ def _ensure_counter(session: Session, name: str) -> None:
         done.add(name)
 
 
+def get_link(session: Session, pd_incident_id: str) -> PagerDutyLink | None:
+    """The link of a PagerDuty incident, including one added earlier in this transaction and not yet
+    written (the fold's PagerDuty path runs without autoflush, and ``session.get`` does not see those)."""
+    for obj in session.new:
+        if isinstance(obj, PagerDutyLink) and obj.pagerduty_incident_id == pd_incident_id:
+            return obj
+    return session.get(PagerDutyLink, pd_incident_id)
+
+
 def lock_counter(session: Session, name: str = "incident") -> None:
     """Take the counter's row lock now (PostgreSQL); SQLite already holds the database write lock."""
     if name in session.info.setdefault("counter_locked", set()):
@@ -78,14 +87,16 @@ def next_number(session: Session, name: str = "incident") -> int:
     return int(row[0])
 
 
-def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = ()) -> None:
+def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = (),
+                   incident_ids: Iterable[int] = ()) -> None:
     """Lock every incident a batch will touch, in id order, before it writes: two batches then always
     take their locks in the same order and cannot deadlock. SQLite already holds the write lock."""
-    pd_ids, channels = list(pagerduty_ids), list(channel_ids)
-    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels):
+    pd_ids, channels, ids = list(pagerduty_ids), list(channel_ids), list(incident_ids)
+    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels or ids):
         return
     by_pd = select(PagerDutyLink.incident_id).where(PagerDutyLink.pagerduty_incident_id.in_(pd_ids))  # type: ignore[attr-defined]
-    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels))  # type: ignore[union-attr]
+    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels)  # type: ignore[union-attr]
+                                      | Incident.id.in_(ids))  # type: ignore[union-attr]
             .order_by(Incident.id).with_for_update())  # type: ignore[arg-type]
     session.execute(stmt).all()
 

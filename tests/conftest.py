@@ -99,6 +99,8 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
         "scheduler_enabled": False,
         # The stand-in has no Tier 2 limit unless a test sets one; don't pace channel creation in tests.
         "slack_channel_create_per_minute": 6000,
+        # Alert-storm grouping is tested on its own (tests/test_storm.py); elsewhere one trigger = one incident.
+        "group_by": "none",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -246,6 +248,7 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
         "OUTBOX_POLL_INTERVAL": "0.05",
         "SCHEDULER_ENABLED": "false",
         "SLACK_CHANNEL_CREATE_PER_MINUTE": "6000",
+        "GROUP_BY": "none",
         "LOG_LEVEL": "WARNING",
     })
     env.update(extra)

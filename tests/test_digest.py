@@ -110,11 +110,11 @@ EXPECTED = {
         "major": [
             # People are {"id", "name"}: the name from the users cache, null when it has none (U0BOB).
             {"ref": "INC-3", "title": "API down <!channel> & more", "severity": "SEV1", "ttr_s": 5400,
-             "commander": {"id": "U0ADA", "name": "ada"}, "rca_url": None},
+             "commander": {"id": "U0ADA", "name": "ada"}, "rca_url": None, "pagerduty_count": 0},
             {"ref": "INC-4", "title": "Incident 4", "severity": "SEV2", "ttr_s": 3600,
-             "commander": {"id": "U0BOB", "name": None}, "rca_url": None},
+             "commander": {"id": "U0BOB", "name": None}, "rca_url": None, "pagerduty_count": 0},
             {"ref": "INC-5", "title": "Incident 5", "severity": "SEV2", "ttr_s": None, "commander": None,
-             "rca_url": None},
+             "rca_url": None, "pagerduty_count": 0},
         ],
         # Still open when the digest is made (whenever detected): INC-5 (W44) and INC-8 (W45's first instant).
         "open": [

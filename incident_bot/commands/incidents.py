@@ -24,6 +24,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.add_argument("ref", metavar="REF", help="incident reference, e.g. INC-42")
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(func=_show)
+    merge = isub.add_parser("merge", help="merge incident B into incident A (alert storms split in two)",
+                            description="B's PagerDuty incidents are linked to A; B is closed as a duplicate "
+                                        "and counted once in metrics.")
+    merge.add_argument("target", metavar="A")
+    merge.add_argument("other", metavar="B")
+    merge.set_defaults(func=_merge)
+    unlink = isub.add_parser("unlink", help="split a linked PagerDuty incident out into its own incident")
+    unlink.add_argument("ref", metavar="REF")
+    unlink.add_argument("pagerduty_id", metavar="PAGERDUTY_ID")
+    unlink.set_defaults(func=_unlink)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -53,6 +63,42 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(render_text(doc))
     return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from incident_bot.services import regroup
+
+    engine = database(settings_for(command="incidents merge"))
+    with session_scope(engine) as s:
+        repo.lock_counter(s)
+        found = {ref: repo.incident_by_ref(s, ref) for ref in (args.target, args.other)}
+        missing = [ref for ref, inc in found.items() if inc is None]
+        if missing:
+            print(f"incident-bot: no incident {missing[0]}", file=sys.stderr)
+            return 1
+        target, other = found[args.target], found[args.other]
+        assert target is not None and other is not None
+        for inc in sorted((target, other), key=lambda i: i.id or 0):  # id order, as every batch locks
+            repo.lock_incident(s, inc.id or 0)
+        done = regroup.merge(s, target, other, actor=None)
+    print(done.text, file=sys.stdout if done.ok else sys.stderr)
+    return 0 if done.ok else 1
+
+
+def _unlink(args: argparse.Namespace) -> int:
+    from incident_bot.services import regroup
+
+    settings = settings_for(command="incidents unlink")
+    engine = database(settings)
+    with session_scope(engine) as s:
+        repo.lock_counter(s)
+        inc = repo.incident_by_ref(s, args.ref, lock=True)
+        if inc is None:
+            print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
+            return 1
+        done = regroup.unlink(s, settings, inc, args.pagerduty_id, actor=None)
+    print(done.text, file=sys.stdout if done.ok else sys.stderr)
+    return 0 if done.ok else 1
 
 
 def render_text(doc: dict) -> str:

@@ -45,6 +45,7 @@ class IncidentRow:
     channel_id: str | None = None
     channel_name: str | None = None
     service: str | None = None
+    pagerduty_count: int = 0  # PagerDuty incidents linked (an alert storm folded into one incident)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def build_json(inp: DigestInput) -> dict[str, Any]:
             "total": int((inp.current.get("incidents") or {}).get("total") or 0),
             "by_severity": by_sev,
             "major": [{"ref": i.ref, "title": i.title, "severity": i.severity, "ttr_s": i.ttr_s,
-                       "commander": person(inp.names, i.commander_id), "rca_url": rca_url(inp, i.ref)}
+                       "commander": person(inp.names, i.commander_id), "rca_url": rca_url(inp, i.ref),
+                       "pagerduty_count": i.pagerduty_count}
                       for i in major_incidents(inp)],
             "open": [{"ref": i.ref, "title": i.title, "severity": i.severity, "status": i.status,
                       "detected_at": iso(i.detected_at), "commander": person(inp.names, i.commander_id)}
@@ -304,7 +306,8 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
             elapsed = int((inp.now - (inc.impact_started_at or inc.detected_at)).total_seconds())
         major.append({
             "ref": inc.ref, "title": inc.title, "severity": inc.severity, "status": inc.status,
-            "ttr_s": inc.ttr_s, "ongoing": ongoing,
+            "ttr_s": inc.ttr_s, "ongoing": ongoing, "pagerduty_count": inc.pagerduty_count,
+            "pagerduty_text": f"{inc.pagerduty_count} PagerDuty incidents" if inc.pagerduty_count > 1 else "",
             "duration_text": format_duration(inc.ttr_s) if not ongoing
             else f"open for {format_duration(max(0, elapsed or 0))}",
             "detected_text": _local(inc.detected_at, zone),

@@ -13,13 +13,16 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
+from incident_bot.pagerduty.events import MalformedDelivery, PagerDutyEvent, PagerDutyIncident, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
+from incident_bot.services import grouping
 from incident_bot.services.pagerduty_ingest import bound_times, fold_event, needs_counter
+from storage import repo
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
+IMPORT_SOURCE = "pagerduty-import"  # history read back by `incident-bot backfill pagerduty`
 
 
 def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
@@ -33,16 +36,35 @@ def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
 
 
 class PagerDutyApplier:
-    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``)."""
+    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``).
 
-    def __init__(self, settings: Settings) -> None:
+    ``imported``: the applier of source ``pagerduty-import`` (``incident-bot backfill pagerduty``): the
+    same fold, quietly (no channel, no message, no outbox row)."""
+
+    def __init__(self, settings: Settings, *, imported: bool = False) -> None:
         self.settings = settings
+        self.imported = imported
 
     def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
         ids = {r.subject_id for r in rows if r.subject_id}
         plan.pagerduty_ids |= ids
-        if needs_counter(s, ids):
-            plan.may_open = True
+        new = needs_counter(s, ids, return_new=True)
+        if not new:
+            return
+        plan.may_open = True
+        if not grouping.enabled(self.settings):
+            return
+        # A new PagerDuty incident may join the open incident of its service (alert storm): take the
+        # counter lock now (always a batch's first lock), so no other batch opens an incident for these
+        # services until we commit, and name the candidates for the fold to lock in id order.
+        repo.lock_counter(s)
+        triggers = []
+        for r in rows:
+            if r.subject_id in new:
+                pd = _incident_of(r)
+                if pd is not None and pd.service_id and pd.created_at:
+                    triggers.append((pd.service_id, pd.created_at))
+        plan.incident_ids |= grouping.candidate_ids(s, self.settings, triggers)
 
     def apply(self, s: Session, row: InboxDelivery) -> Applied:
         # The clock rule: a source time later than the row's receipt (plus a small skew) is clamped to it.
@@ -51,6 +73,16 @@ class PagerDutyApplier:
         # hundreds of them (it was a third of the fold's time). The few reads that need pending rows
         # flush themselves (open_incident, inbox.take_deferred); lookups of incidents opened in this
         # batch are served from the transaction's cache (repo.incident_for_pagerduty).
-        with s.no_autoflush:
-            result = fold_event(s, self.settings, ev, row)
+        if self.imported:  # imports check "said already" against rows of the same batch: autoflush on
+            result = fold_event(s, self.settings, ev, row, imported=True)
+        else:
+            with s.no_autoflush:
+                result = fold_event(s, self.settings, ev, row)
         return Applied(result.outcome, result.incident_id)
+
+
+def _incident_of(row: InboxDelivery) -> PagerDutyIncident | None:
+    try:
+        return parse_delivery((row.payload or "").encode()).incident
+    except MalformedDelivery:
+        return None  # apply() raises on it, and the fold isolates the row

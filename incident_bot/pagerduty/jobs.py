@@ -87,6 +87,12 @@ def pagerduty_resolve(ctx: Context, row: OutboxMessage, inc: Incident | None, un
     return Delivered(result={"resolved": row.payload["incident_id"]})
 
 
+def pagerduty_resolve_many(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
+    """Resolve the PagerDuty incidents of an alert-storm group, up to 100 per call."""
+    done = _pd(ctx).resolve_incidents(list(row.payload["incident_ids"]))
+    return Delivered(result={"resolved": len(done)})
+
+
 def pagerduty_page(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
     """Open a PagerDuty incident on a service, linked to ours, with the Slack channel in its body."""
     if inc is None:
@@ -138,5 +144,6 @@ JOBS = (
     JobKind("incident.invite_oncall", invite_oncall),
     JobKind("incident.invite_pd_user", invite_pagerduty_user),
     JobKind("pagerduty.resolve", pagerduty_resolve),
+    JobKind("pagerduty.resolve_many", pagerduty_resolve_many),
     JobKind("pagerduty.page", pagerduty_page),
 )

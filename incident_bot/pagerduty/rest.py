@@ -78,3 +78,24 @@ class PagerDutyRest:
 
     def resolve_incident(self, incident_id: str) -> dict[str, Any]:
         return self.client.rput(f"incidents/{incident_id}", json={"type": "incident", "status": "resolved"})
+
+    def resolve_incidents(self, incident_ids: list[str]) -> list[str]:
+        """Resolve many in one call (``PUT /incidents``, PagerDuty's bulk update). If PagerDuty refuses the
+        batch (one of them is already resolved), each is resolved on its own and "already resolved" is
+        not an error. Returns the ids resolved by this call."""
+        body = {"incidents": [{"id": i, "type": "incident_reference", "status": "resolved"} for i in incident_ids]}
+        try:
+            self.client.rput("incidents", json=body)
+            return list(incident_ids)
+        except pagerduty.HttpError as exc:
+            if getattr(exc.response, "status_code", None) != 400:
+                raise
+        done = []
+        for incident_id in incident_ids:
+            try:
+                self.resolve_incident(incident_id)
+                done.append(incident_id)
+            except pagerduty.HttpError as exc:
+                if "already resolved" not in (getattr(exc.response, "text", "") or "").lower():
+                    raise
+        return done

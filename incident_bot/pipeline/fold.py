@@ -42,6 +42,7 @@ class Plan:
     may_open: bool = False
     pagerduty_ids: set[str] = field(default_factory=set)
     channel_ids: set[str] = field(default_factory=set)
+    incident_ids: set[int] = field(default_factory=set)  # e.g. the open incident an alert storm joins
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,10 @@ class Applier(Protocol):
 class FoldWorker:
     def __init__(self, engine: Engine, appliers: dict[str, Applier], *, batch_size: int = 200,
                  poll_interval: float = 0.1, max_attempts: int = 5,
-                 on_folded: Callable[[], None] | None = None) -> None:
+                 on_folded: Callable[[], None] | None = None, sources: Sequence[str] | None = None) -> None:
         self.engine = engine
+        # Only these inbox sources are claimed (``backfill`` folds its own rows, never a live source's).
+        self.sources = tuple(sources) if sources is not None else None
         self.appliers = appliers
         # SQLite has one writer: a long batch would hold up the accept path's INSERTs behind it.
         self.batch_size = min(batch_size, 50) if engine.dialect.name == "sqlite" else batch_size
@@ -126,7 +129,7 @@ class FoldWorker:
         started = time.perf_counter()
         try:
             with session_scope(self.engine) as s:
-                rows = _claim(s, self.batch_size)
+                rows = _claim(s, self.batch_size, sources=self.sources)
                 claimed = [r.id for r in rows if r.id is not None]
                 if rows:
                     self._apply_all(s, rows)
@@ -154,7 +157,8 @@ class FoldWorker:
                 applier.plan(s, group, plan)
         if plan.may_open:
             repo.lock_counter(s)
-        repo.lock_incidents(s, pagerduty_ids=plan.pagerduty_ids, channel_ids=plan.channel_ids)
+        repo.lock_incidents(s, pagerduty_ids=plan.pagerduty_ids, channel_ids=plan.channel_ids,
+                            incident_ids=plan.incident_ids)
         # Grouped by subject (an incident's deliveries together, in arrival order): locks are already
         # held, and the incident's messages are queued in the order its inputs arrived.
         finished: list[tuple[InboxDelivery, Applied]] = []
@@ -209,9 +213,12 @@ def _transient(exc: OperationalError) -> bool:
     return _sqlstate(exc) in ("40P01", "40001")
 
 
-def _claim(s: Session, limit: int, *, only_id: int | None = None) -> list[InboxDelivery]:
+def _claim(s: Session, limit: int, *, only_id: int | None = None,
+           sources: Sequence[str] | None = None) -> list[InboxDelivery]:
     stmt = (select(InboxDelivery).where(InboxDelivery.status == inbox.PENDING)  # type: ignore[arg-type]
             .order_by(InboxDelivery.id).limit(limit))  # type: ignore[arg-type]
+    if sources is not None:
+        stmt = stmt.where(InboxDelivery.source.in_(sources))  # type: ignore[attr-defined]
     if only_id is not None:
         stmt = stmt.where(InboxDelivery.id == only_id)  # type: ignore[arg-type]
     if s.get_bind().dialect.name == "postgresql":

@@ -64,6 +64,27 @@ def accept(engine: Engine, *, source: str, event_id: str, event_type: str, paylo
     return Accepted(row[0] if row else None)
 
 
+def accept_many(engine: Engine, rows: list[dict[str, Any]], *, source: str) -> int:
+    """Store many inputs of one source in one transaction (a history import); idempotent on (source,
+    event_id). ``rows``: dicts with ``event_id``, ``event_type``, ``payload``, ``subject_id``. Returns how
+    many were new."""
+    if not rows:
+        return 0
+    dialect = engine.dialect.name
+    stmt = _STATEMENTS.get(dialect)
+    if stmt is None:
+        stmt = _STATEMENTS[dialect] = _insert_stmt(dialect)
+    now = utcnow()
+    new = 0
+    with engine.begin() as conn:
+        for r in rows:
+            new += conn.execute(stmt, {
+                "source": source, "event_id": r["event_id"], "event_type": r["event_type"][:64],
+                "status": PENDING, "outcome": None, "attempts": 0, "payload": r["payload"],
+                "subject_id": r.get("subject_id"), "received_at": now}).first() is not None
+    return new
+
+
 # -- worker side ----------------------------------------------------------------------------------
 
 def finish(session: Session, row: InboxDelivery, *, outcome: str, incident_id: int | None = None,

@@ -34,7 +34,16 @@ from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
 from incident_bot.services.metrics import period_metrics
 from storage import repo
-from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, OutboxMessage, SlackUser, utcnow
+from storage.models import (
+    ActionItem,
+    DigestRun,
+    Incident,
+    IncidentMetrics,
+    OutboxMessage,
+    PagerDutyLink,
+    SlackUser,
+    utcnow,
+)
 
 TREND_WEEKS = 8
 MISSING_RCA_WEEKS = 8
@@ -75,17 +84,22 @@ class _Metrics:
 def _incidents(session: Session, since: datetime, until: datetime, severities: set[str]
                ) -> list[core.IncidentRow]:
     i, m = Incident, IncidentMetrics
+    linked = (select(func.count()).select_from(PagerDutyLink)
+              .where(PagerDutyLink.incident_id == i.id).scalar_subquery())  # type: ignore[arg-type]
     stmt = (
         select(i.ref, i.title, i.severity, i.status, i.detected_at, i.impact_started_at, i.resolved_at,
-               m.ttd_s, m.ttr_s, i.commander_id, i.slack_channel_id, i.slack_channel_name, i.service)
+               m.ttd_s, m.ttr_s, i.commander_id, i.slack_channel_id, i.slack_channel_name, i.service, linked)
         .join(m, m.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
         .where(i.detected_at >= since, i.detected_at < until,  # type: ignore[operator]
-               i.severity.in_(sorted(severities)))  # type: ignore[attr-defined]
+               i.severity.in_(sorted(severities)),  # type: ignore[attr-defined]
+               # An incident merged into another has no metrics row: it is listed (and counted) once, there.
+               m.incident_id.is_not(None))  # type: ignore[union-attr]
         .order_by(i.detected_at, i.number)  # type: ignore[arg-type]
     )
     return [core.IncidentRow(ref=r[0], title=r[1], severity=r[2], status=r[3], detected_at=r[4],
                              impact_started_at=r[5], resolved_at=r[6], ttd_s=r[7], ttr_s=r[8],
-                             commander_id=r[9], channel_id=r[10], channel_name=r[11], service=r[12])
+                             commander_id=r[9], channel_id=r[10], channel_name=r[11], service=r[12],
+                             pagerduty_count=int(r[13] or 0))
             for r in session.execute(stmt)]
 
 

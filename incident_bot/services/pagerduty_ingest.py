@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -16,6 +17,7 @@ from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import severity_of, translate
 from incident_bot.pipeline import inbox
+from incident_bot.services import grouping
 from incident_bot.services.incidents import (
     NewIncident,
     apply_signals,
@@ -42,20 +44,28 @@ class FoldResult:
     applied_deferred: tuple[InboxDelivery, ...] = ()
 
 
-def needs_counter(session: Session, pd_incident_ids: set[str]) -> bool:
+def needs_counter(session: Session, pd_incident_ids: set[str], *, return_new: bool = False) -> Any:
     """True when some of these PagerDuty incidents have no incident of ours yet: the batch may open one,
     so it takes the counter lock first (always first: a fixed lock order, no deadlock between replicas)."""
     if not pd_incident_ids:
-        return False
+        return set() if return_new else False
     known = set(session.execute(select(PagerDutyLink.pagerduty_incident_id).where(
         PagerDutyLink.pagerduty_incident_id.in_(pd_incident_ids))).scalars())  # type: ignore[attr-defined]
-    return bool(pd_incident_ids - known)
+    new = pd_incident_ids - known
+    return new if return_new else bool(new)
 
 
-def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery) -> FoldResult:
-    """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done)."""
+def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, *,
+               imported: bool = False) -> FoldResult:
+    """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done).
+
+    ``imported``: an event read back from PagerDuty's history (``incident-bot backfill``): the same fold,
+    but no channel, message, topic or invitation (no outbox row at all), a new incident is recorded with
+    ``origin="import"``, and a timeline row that says what a live delivery already said is not added."""
     if not ev.known or not ev.incident_id:
         return FoldResult("ignored")
+    source = row.source
+    announce = not imported
     inc = repo.incident_for_pagerduty(session, ev.incident_id)
     if inc is None and ev.incident is None:
         # A note about an incident we have not opened yet (deliveries overtake each other): keep it and
@@ -68,21 +78,29 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
             return FoldResult("deferred")
     applied: list[InboxDelivery] = []
     if inc is None:
-        inc = _open_from_pagerduty(session, settings, ev)
+        assert ev.incident is not None
+        group = grouping.find_group(session, settings, ev.incident)
+        if group is not None:  # an alert storm: join the open incident of the service, no new channel
+            inc = group
+            grouping.join(session, inc, ev, source=source, quiet=imported)
+        else:
+            inc = _open_from_pagerduty(session, settings, ev, imported=imported)
         session.info.setdefault("pd_incidents", {})[ev.incident_id] = inc
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
-        _apply(session, settings, inc, ev, announce=ev.event_type != "incident.triggered")
-        for deferred in inbox.take_deferred(session, SOURCE, ev.incident_id):
+        _apply(session, settings, inc, ev, announce=announce and ev.event_type != "incident.triggered",
+               imported=imported)
+        for deferred in inbox.take_deferred(session, source, ev.incident_id):
             later = bound_times(parse_delivery((deferred.payload or "").encode()), deferred.received_at)
-            _apply(session, settings, inc, later, announce=True)
+            _apply(session, settings, inc, later, announce=announce, imported=imported)
             inbox.finish(session, deferred, outcome="processed", incident_id=inc.id)
             applied.append(deferred)
     else:
-        _apply(session, settings, inc, ev, announce=True)
+        _apply(session, settings, inc, ev, announce=announce, imported=imported)
     return FoldResult("processed", inc.id, tuple(applied))
 
 
-def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent) -> Incident:
+def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent, *,
+                         imported: bool = False) -> Incident:
     pd = ev.incident
     assert pd is not None
     # Serialise incident creation on the counter row, then look again: a replica that held the lock
@@ -95,10 +113,11 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
     # Whichever delivery arrives first opens the incident; every PagerDuty incident was triggered at
     # created_at, so the opening row is the trigger's row, the same whatever the arrival order.
     what = "PagerDuty triggered"
-    return open_incident(
+    inc = open_incident(
         session,
         NewIncident(
-            title=pd.title, detected_at=detected, origin="pagerduty", service=pd.service_name,
+            title=pd.title, detected_at=detected, origin="import" if imported else "pagerduty",
+            service=pd.service_name,
             # An unmapped priority name has no severity to keep yet: urgency (then SEV3) opens it.
             severity=severity_of(pd, settings.severity_map) or severity_for(None, pd.urgency, settings.severity_map)
             or FALLBACK,
@@ -112,17 +131,32 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
         invite_oncall=True,
         # Over when we first hear of it (resolved before the bot saw its trigger, e.g. opened before the
         # bot was installed): recorded for metrics and history, but no channel born resolved.
-        quiet=ev.event_type == "incident.resolved" or pd.status == "resolved",
+        quiet=imported or ev.event_type == "incident.resolved" or pd.status == "resolved",
     )
+    link = repo.get_link(session, pd.id)
+    if link is not None:  # what grouping, merge and unlink need of it
+        link.service_id, link.title, link.triggered_at, link.status = pd.service_id, pd.title, detected, pd.status
+        session.add(link)
+    return inc
 
 
-def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, *, announce: bool) -> None:
+def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, *, announce: bool,
+           imported: bool = False) -> None:
     at = ev.occurred_at or utcnow()
     tr_in = translate(ev, at, settings.severity_map)
+    link = repo.get_link(session, ev.incident_id) if ev.incident_id else None
+    if grouping.is_joined(link):
+        assert link is not None
+        grouping.linked_event(session, inc, link, ev, tr_in, at, imported=imported)
+        return
     before_sev, before_status = inc.severity, inc.status
     tr = apply_signals(session, inc, tr_in.signals, strict=False, source=SOURCE, actor=ev.agent,
                        source_event_id=ev.event_id)
-    if not inc.slack_channel_wanted and inc.origin != "import" and inc.status in OPEN_STATUSES:
+    if link is not None and ev.incident and ev.incident.status:
+        link.status = ev.incident.status
+        session.add(link)
+    if (not inc.slack_channel_wanted and inc.origin != "import" and not imported
+            and inc.status in OPEN_STATUSES):
         # Recorded quietly because it was over when we first heard of it, and now open again (reopened):
         # a live incident, so it gets its channel now. An incident that is over when we can first apply
         # it (its trigger arrives after its resolve, e.g. both delayed by an outage) stays quiet: a
@@ -144,14 +178,16 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
                           text=f"{ev.event_type}: PagerDuty's time {ev.clamped_from} is ahead of our clock; "
                                "recorded at the time it was received", source_event_id=f"{ev.event_id}:clamped",
                           known_new=True)
-    repo.add_timeline(
-        session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
-        actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
-        # Each delivery is applied once (the inbox), so its row is new; the trigger's row may already be
-        # the incident's opening row.
-        known_new=tr_in.kind != "triggered",
-    )
-    if ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled:
+    if not (imported and grouping.said_already(session, inc.id, tr_in.kind, at, ev.agent)):
+        repo.add_timeline(
+            session, incident_id=inc.id, occurred_at=at, source=SOURCE, kind=tr_in.kind, text=tr_in.text,
+            actor=ev.agent, milestone=milestone_for(tr_in.kind, tr.changed), source_event_id=row_id,
+            # Each delivery is applied once (the inbox), so its row is new; the trigger's row may already be
+            # the incident's opening row.
+            known_new=tr_in.kind != "triggered",
+        )
+    if (ev.event_type == "incident.acknowledged" and ev.agent_id and settings.pagerduty_rest_enabled
+            and not imported):
         # Responders are invited to the channel as they acknowledge (paged services included).
         repo.enqueue(session, order_key=f"incident:{inc.id}", method="incident.invite_pd_user",
                      incident_id=inc.id, payload={"pd_user_id": ev.agent_id},

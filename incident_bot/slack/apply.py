@@ -93,4 +93,5 @@ def _declares(row: InboxDelivery) -> bool:
         text = str(json.loads(row.payload or "{}").get("text") or "")
     except ValueError:
         return False
-    return text.strip().lower().startswith("declare")
+    # merge/unlink may open an incident (unlink) or lock a second one: the counter lock first, always.
+    return text.strip().lower().startswith(("declare", "unlink", "merge"))

@@ -79,7 +79,8 @@ def _major_line(m: dict[str, Any]) -> str:
     where = channel(m["channel_id"], "") if m.get("channel_id") else ""
     ref = link(m["rca_url"], m["ref"]) if m.get("rca_url") else f"*{escape(m['ref'])}*"
     parts = [f"{SEV_EMOJI.get(m['severity'], '⚪')} {ref}" + (f" {where}" if where else ""),
-             escape(truncate(m["title"], TITLE_LIMIT)), m["duration_text"],
+             escape(truncate(m["title"], TITLE_LIMIT))
+             + (f" ({escape(m['pagerduty_text'])})" if m.get("pagerduty_text") else ""), m["duration_text"],
              user(m["commander"]) if m.get("commander") else "no commander"]
     if m.get("target_status"):
         parts.append(f"{TARGET_ICON[m['target_status']]} {escape(m['target_text'])}")

@@ -289,3 +289,33 @@ def snooze_nudge(s: Session, rt: Any, user_id: str, channel_id: str) -> Outcome:
         return Outcome({"text": f"Only members of this channel can snooze {inc.ref}'s reminders."}, ok=False)
     interval = nudge_svc.snooze(s, rt.settings, inc, user_id=user_id, now=utcnow())
     return Outcome({"text": f"Snoozed: the next status update reminder comes in {interval}."})
+# -- grouping after the fact (issue 13) ------------------------------------------------------------------
+
+EXTRA_COMMANDS.extend([
+    ("merge INC-n", "merge another incident into this one (its PagerDuty incidents are linked here)"),
+    ("unlink <PagerDuty id>", "split a linked PagerDuty incident out into its own incident"),
+])
+CHANGES_STATE.update({"merge", "unlink"})
+
+
+@handler("merge")
+def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    from incident_bot.services import regroup
+
+    ref = inv.args.strip().split()[0] if inv.args.strip() else ""
+    other = repo.incident_by_ref(s, ref, lock=True) if ref else None
+    if other is None:
+        return svc.Reply(f"Usage: `{inv.command} merge INC-n` (an incident to merge into {inc.ref}).", ok=False)
+    done = regroup.merge(s, inc, other, actor=inv.user_id)
+    return svc.Reply(done.text, ok=done.ok, ref=inc.ref)
+
+
+@handler("unlink")
+def _unlink(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    from incident_bot.services import regroup
+
+    pd_id = inv.args.strip().split()[0] if inv.args.strip() else ""
+    if not pd_id:
+        return svc.Reply(f"Usage: `{inv.command} unlink <PagerDuty incident id>`.", ok=False)
+    done = regroup.unlink(s, inv.rt.settings, inc, pd_id, actor=inv.user_id)
+    return svc.Reply(done.text, ok=done.ok, ref=inc.ref)

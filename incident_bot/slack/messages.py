@@ -188,3 +188,14 @@ def reminder_message(owner: str, rows: list[tuple[Any, str, str]], *, today: dat
         text="Done or no longer needed? `/incident actions` in the incident channel, or "
              "`incident-bot actions set ID --status done` (or `wont_do`).")]))
     return message(f"You own {n} overdue CAPA action{'s' if n != 1 else ''}", blocks)
+def storm_line(*, count: int, service: str | None, span_s: float, titles: list[str]) -> dict[str, Any]:
+    """The one channel line for a burst of PagerDuty incidents that joined this incident (coalesced)."""
+    where = f" on *{escape(service)}*" if service else ""
+    noun = "PagerDuty incident" if count == 1 else "PagerDuty incidents"
+    span = f"{max(1, round(span_s / 60))} min" if span_s >= 60 else f"{max(1, round(span_s))} s"
+    md = f"📎 *+{count} {noun}*{where} in the last {span}, linked to this incident (no new channel)"
+    if titles:
+        md += "\n" + "\n".join(f"• {escape(t[:150])}" for t in titles[:3])
+        if count > len(titles[:3]):
+            md += f"\n… and {count - len(titles[:3])} more (`/incident status` lists them)"
+    return plain(md, fallback=f"+{count} {noun}{' on ' + service if service else ''}")

@@ -146,6 +146,20 @@ class PagerDutyStandIn(StandInServer):
             }
         return service_id
 
+    def seed_incident(self, incident_id: str, service_id: str, title: str, created_at: str) -> None:
+        """An incident that already exists in the account (triggered by a monitor, not through this API)."""
+        with self._lock:
+            service = self.services[service_id]
+            self._incidents[incident_id] = {
+                "id": incident_id, "type": "incident", "title": title, "summary": title, "status": "triggered",
+                "urgency": "high", "incident_key": incident_id.lower(), "created_at": created_at,
+                "updated_at": created_at, "last_status_change_at": created_at, "resolved_at": None,
+                "service": self._ref(service, "service_reference"),
+                "escalation_policy": service["escalation_policy"], "assignments": [], "priority": None,
+                "html_url": f"{WEB}/incidents/{incident_id}", "self": f"/incidents/{incident_id}",
+            }
+            self._notes[incident_id] = []
+
     # -- reading state back ----------------------------------------------------------------------------------
 
     def incidents(self) -> list[dict[str, Any]]:
@@ -203,6 +217,9 @@ class PagerDutyStandIn(StandInServer):
 
     def _fault_reply(self, fault: Fault) -> Reply:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault.status == 429:  # PagerDuty's own rate-limit headers (ratelimit-reset: seconds to wait)
+            headers.update({"ratelimit-limit": "960", "ratelimit-remaining": "0",
+                            "ratelimit-reset": str(fault.retry_after or 1)})
         message = fault.error or {429: "Rate Limit Exceeded"}.get(fault.status, "Internal Server Error")
         code = 2020 if fault.status == 429 else 5000
         return _json(fault.status, {"error": {"message": message, "code": code}}, headers)
