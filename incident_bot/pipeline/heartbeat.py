@@ -90,7 +90,7 @@ class Heartbeat:
             dead = _dead_workers(s, self.worker_id, None if everyone_else else now - self.dead_after)
             taken = outbox.release_claims_of(s, dead, now=now) if dead else 0
             if everyone_else:
-                taken += outbox.release_unowned(s, now=now)
+                taken += outbox.release_claims_of(s, None, now=now)
             if dead:
                 s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id.in_(dead)))  # type: ignore[attr-defined]
         if taken:

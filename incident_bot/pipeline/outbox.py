@@ -77,27 +77,17 @@ def requeue_expired(session: Session, *, now: datetime) -> int:
     return len(rows)
 
 
-def release_claims_of(session: Session, worker_ids: list[str], *, now: datetime) -> int:
-    """In-flight rows of dead workers: hand them out again now, flagged as uncertain (the call may have
-    reached Slack before the worker died)."""
-    if not worker_ids:
+def release_claims_of(session: Session, worker_ids: list[str] | None, *, now: datetime) -> int:
+    """In-flight rows of dead workers (``None``: of any worker, for SQLite at start-up, where this process
+    is the only one and every in-flight row was left by a previous run that died): hand them out again
+    now, flagged as uncertain (the call may have reached Slack before the worker died)."""
+    if worker_ids is not None and not worker_ids:
         return 0
-    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT,  # type: ignore[arg-type]
-                                       OutboxMessage.claimed_by.in_(worker_ids))  # type: ignore[union-attr]
+    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT)  # type: ignore[arg-type]
+    if worker_ids is not None:
+        stmt = stmt.where(OutboxMessage.claimed_by.in_(worker_ids))  # type: ignore[union-attr]
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(session.execute(stmt).scalars())
-    for row in rows:
-        row.status, row.claimed_by, row.lease_until, row.next_attempt_at = PENDING, None, None, now
-        row.result = {**row.result, "uncertain": True}
-        session.add(row)
-    return len(rows)
-
-
-def release_unowned(session: Session, *, now: datetime) -> int:
-    """SQLite at start-up, where this process is the only worker: every in-flight row was left by a
-    previous run that died, so all of them go back to the queue at once (uncertain)."""
-    stmt = select(OutboxMessage).where(OutboxMessage.status == INFLIGHT)  # type: ignore[arg-type]
     rows = list(session.execute(stmt).scalars())
     for row in rows:
         row.status, row.claimed_by, row.lease_until, row.next_attempt_at = PENDING, None, None, now
