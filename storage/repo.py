@@ -182,16 +182,18 @@ def enqueue(
         "dedup_key": dedup_key, "result": {}, "created_at": utcnow(),
     }
     if dedup_key is None:
-        session.add(OutboxMessage(**values))
+        enqueue_row(session, order_key=order_key, method=method, payload=payload, incident_id=incident_id,
+                    not_before=not_before)
         return True
     return insert_ignore(session, OutboxMessage, values, ["dedup_key"])
 
 
 def enqueue_row(session: Session, *, order_key: str, method: str, payload: dict[str, Any],
-                incident_id: int | None = None) -> OutboxMessage:
+                incident_id: int | None = None, not_before: datetime | None = None) -> OutboxMessage:
     """Queue a call and return its row (not yet flushed: a batch's rows go out in one multi-row INSERT)."""
     row = OutboxMessage(order_key=order_key, method=method, payload=payload, incident_id=incident_id,
-                        status="pending", attempts=0, next_attempt_at=utcnow(), result={}, created_at=utcnow())
+                        status="pending", attempts=0, next_attempt_at=not_before or utcnow(), result={},
+                        created_at=utcnow())
     session.add(row)
     return row
 

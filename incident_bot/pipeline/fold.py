@@ -16,7 +16,6 @@ logs and ``incident-bot inbox list --failed``, and never blocks the rows behind 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sqlmodel import Session
 
 from incident_bot.observability import FOLD_BATCHES, INBOX_FAILED
 from incident_bot.pipeline import inbox
+from incident_bot.pipeline.loop import LoopWorker
 from storage import repo
 from storage.db import session_scope
 from storage.models import InboxDelivery, utcnow
@@ -49,7 +49,6 @@ class Plan:
 class Applied:
     outcome: str
     incident_id: int | None = None
-    keep_payload: bool = False  # deferred rows keep their input until they can be applied
 
 
 class Applier(Protocol):
@@ -60,56 +59,24 @@ class Applier(Protocol):
     def apply(self, session: Session, row: InboxDelivery) -> Applied: ...
 
 
-class FoldWorker:
+class FoldWorker(LoopWorker):
+    name = "fold"
+
     def __init__(self, engine: Engine, appliers: dict[str, Applier], *, batch_size: int = 200,
                  poll_interval: float = 0.1, max_attempts: int = 5,
                  on_folded: Callable[[], None] | None = None, sources: Sequence[str] | None = None) -> None:
+        super().__init__(poll_interval=poll_interval)
         self.engine = engine
         # Only these inbox sources are claimed (``backfill`` folds its own rows, never a live source's).
         self.sources = tuple(sources) if sources is not None else None
         self.appliers = appliers
         # SQLite has one writer: a long batch would hold up the accept path's INSERTs behind it.
         self.batch_size = min(batch_size, 50) if engine.dialect.name == "sqlite" else batch_size
-        self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self.on_folded = on_folded or (lambda: None)
-        self.wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="fold", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def notify(self) -> None:
-        self.wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                did = self.run_once()
-            except OperationalError as exc:  # the database is away: wait, never die
-                log.warning("fold: database unavailable (%s)", exc.__class__.__name__)
-                did = 0
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("fold: unexpected error in the worker loop")
-                did = 0
-                self._stop.wait(1.0)
-            if did:
-                self.on_folded()
-            else:
-                self.wake.wait(self.poll_interval)
-                self.wake.clear()
+    def after_progress(self) -> None:
+        self.on_folded()
 
     # -- one batch -------------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -173,8 +140,7 @@ class FoldWorker:
                 finished.append((row, done))
         # Marked done together at the end: one multi-row UPDATE instead of one per row.
         for row, done in finished:
-            inbox.finish(s, row, outcome=done.outcome, incident_id=done.incident_id,
-                         keep_payload=done.keep_payload)
+            inbox.finish(s, row, outcome=done.outcome, incident_id=done.incident_id)
 
     def _apply_alone(self, row_id: int) -> None:
         try:

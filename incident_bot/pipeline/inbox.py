@@ -13,7 +13,6 @@ claim and the effect commit together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -28,7 +27,6 @@ _TABLE = InboxDelivery.__table__  # type: ignore[attr-defined]
 # Column sizes: ids longer than these are refused at the door (HTTP 400), never truncated into a
 # collision with another delivery.
 MAX_EVENT_ID = 255
-MAX_SUBJECT_ID = 64
 
 
 @dataclass(frozen=True)
@@ -87,14 +85,12 @@ def accept_many(engine: Engine, rows: list[dict[str, Any]], *, source: str) -> i
 
 # -- worker side ----------------------------------------------------------------------------------
 
-def finish(session: Session, row: InboxDelivery, *, outcome: str, incident_id: int | None = None,
-           keep_payload: bool = False) -> None:
+def finish(session: Session, row: InboxDelivery, *, outcome: str, incident_id: int | None = None) -> None:
     """Mark a row applied, in the transaction that applied it (so the effect and the mark are one)."""
     row.status, row.outcome, row.done_at = DONE, outcome[:16], utcnow()
     row.incident_id = incident_id if incident_id is not None else row.incident_id
     row.last_error = None
-    if not keep_payload:
-        row.payload = None  # the effect is in the incident tables now; the raw input is not needed
+    row.payload = None  # the effect is in the incident tables now; the raw input is not needed
     session.add(row)
 
 
@@ -137,8 +133,3 @@ def counts(session: Session) -> dict[str, int]:
 def has_work(session: Session) -> bool:
     q = select(InboxDelivery.id).where(InboxDelivery.status == PENDING).limit(1)  # type: ignore[attr-defined]
     return session.execute(q).first() is not None
-
-
-def oldest_pending(session: Session) -> datetime | None:
-    return session.execute(select(func.min(InboxDelivery.received_at))
-                           .where(InboxDelivery.status == PENDING)).scalar()  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from sqlmodel import Session
 from incident_bot.observability import OUTBOX_DELIVERIES
 from incident_bot.pipeline import outbox as q
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobRegistry, UnknownJobKind
+from incident_bot.pipeline.loop import LoopWorker
 from incident_bot.pipeline.rate_limits import RateGate
 from storage import repo
 from storage.db import session_scope
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
 
 
-class OutboxWorker:
+class OutboxWorker(LoopWorker):
+    name = "outbox"
+
     def __init__(
         self,
         engine: Engine,
@@ -53,6 +56,7 @@ class OutboxWorker:
         gate: RateGate | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        super().__init__(poll_interval=poll_interval, threads=threads)
         self.engine = engine
         self.ctx = ctx
         self.registry = registry
@@ -60,49 +64,10 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.poll_interval = poll_interval
-        self.threads = threads
         self.gate = gate or RateGate()
         self.clock = clock
-        self.wake = threading.Event()
         self._lost_lock = threading.Lock()
         self._lost_claims: set[datetime] = set()
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._stop.clear()
-        for i in range(self.threads):
-            t = threading.Thread(target=self._loop, name=f"outbox-{i}", daemon=True)
-            t.start()
-            self._workers.append(t)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self.wake.set()
-        for t in self._workers:
-            t.join(timeout)
-        self._workers.clear()
-
-    def notify(self) -> None:
-        self.wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                did = self.run_once()
-            except OperationalError as exc:  # database down: wait and try again, never die
-                log.warning("outbox: database unavailable (%s)", exc.__class__.__name__)
-                did = 0
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("outbox: unexpected error in the worker loop")
-                did = 0
-                self._stop.wait(1.0)
-            if not did:
-                self.wake.wait(self.poll_interval)
-                self.wake.clear()
 
     # -- one step ----------------------------------------------------------------------------------
     def run_once(self) -> int:
