@@ -398,13 +398,14 @@ def main(argv: list[str] | None = None) -> int:
             spy = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
             if args.profile and not spy:
                 print("  ingest: no py-spy (.venv/bin/pip install py-spy): no profile", flush=True)
-            if args.profile and spy and "ours" in args.apps:
-                for backend in args.backends.split(","):
-                    raw = tmp / f"profile_{backend}.txt"
-                    print(f"  ingest: ours on {backend}, closed loop, under py-spy --gil ...", flush=True)
+            ours_apps = [a for a in args.apps.split(",") if a.startswith("ours")] if spy and args.profile else []
+            for backend in args.backends.split(","):
+                for app in ours_apps:
+                    raw = tmp / ("profile_" + re.sub(r"[^\w]+", "_", f"{backend} {app}") + ".txt")
+                    print(f"  ingest: {app} on {backend}, closed loop, under py-spy --gil ...", flush=True)
                     t0 = time.monotonic()
-                    run_phase("ours", backend, "closed", tmp, args, slack, profile=raw)
-                    profiles[backend] = profile_summary(raw, time.monotonic() - t0)
+                    run_phase(app, backend, "closed", tmp, args, slack, profile=raw)
+                    profiles[f"{app} on {backend}"] = profile_summary(raw, time.monotonic() - t0)
         finally:
             slack.stop()
     doc = {"results": results, "ratios": ratios(results), "profiles": profiles, "inprocess": inprocess,
@@ -477,7 +478,7 @@ def print_report(doc: dict[str, Any]) -> None:
     for backend, prof in doc.get("profiles", {}).items():
         if not prof:
             continue
-        print(f"\npy-spy --gil, ours on {backend}, closed loop: {prof['samples']} samples, GIL held "
+        print(f"\npy-spy --gil, {backend}, closed loop: {prof['samples']} samples, GIL held "
               f"{100 * prof['gil_busy']:.0f}% of the time")
         for title, key in (("thread doing", "roles"), ("leaf frame in", "layers"),
                            ("our function (inclusive)", "ours")):

@@ -3,10 +3,12 @@
 uvicorn bounds idle keep-alive connections (``timeout_keep_alive``), the header size
 (``h11_max_incomplete_event_size``) and the number of open connections (``limit_concurrency``, then 503),
 but it has no deadline for a request's headers: a client that sends one header byte every few seconds
-holds a connection for ever (slowloris). :class:`DeadlineH11Protocol` adds that deadline to uvicorn's h11
-protocol. The body has its own deadline in the request handler (``server.read_body``, 408). Behind a
-reverse proxy, set the proxy's own header/body timeouts too (nginx ``client_header_timeout``,
-``client_body_timeout``): it is the better place to shed slow clients.
+holds a connection for ever (slowloris). :class:`HeaderDeadline` adds that deadline to uvicorn's HTTP
+protocol: httptools (llhttp, C; what ``uvicorn[standard]`` installs and what the benchmarks measure: the
+pure-Python h11 parser cost a third of the accept path's CPU) or h11 where httptools is missing. The
+body has its own deadline in the request handler (``http_body.read_body``, 408). Behind a reverse proxy,
+set the proxy's own header/body timeouts too (nginx ``client_header_timeout``, ``client_body_timeout``):
+it is the better place to shed slow clients.
 """
 
 from __future__ import annotations
@@ -18,19 +20,27 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is optional in uvicorn; the h11 protocol then serves
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 from incident_bot.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus: a request's headers must arrive within ``header_timeout`` seconds of
-    the connection opening (or of the client starting its next request on a kept-alive connection)."""
+class HeaderDeadline:
+    """Mixed into a uvicorn HTTP protocol: a request's headers must arrive within ``header_timeout`` seconds
+    of the connection opening (or of the client starting its next request on a kept-alive connection)."""
 
     header_timeout = 10.0
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._header_deadline: asyncio.TimerHandle | None = None
         self._arm()
 
@@ -49,17 +59,17 @@ class DeadlineH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._waiting_for_headers():
             self._arm()  # the first byte of the next request on a kept-alive connection starts its clock
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if not self._waiting_for_headers():
             self._disarm()  # headers complete: the body has its own deadline in the handler
 
     def on_response_complete(self) -> None:
         self._disarm()  # idle from here: uvicorn's keep-alive timeout applies until the next byte
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
@@ -68,10 +78,18 @@ class DeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class DeadlineH11Protocol(HeaderDeadline, H11Protocol):
+    pass
+
+
+PROTOCOL: type = (type("DeadlineHttpToolsProtocol", (HeaderDeadline, HttpToolsProtocol), {})
+                  if HttpToolsProtocol is not None else DeadlineH11Protocol)
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.Config`` (shared by ``serve``, the demo and the tests)."""
-    protocol = type("ConfiguredH11Protocol", (DeadlineH11Protocol,),
-                    {"header_timeout": settings.http_header_timeout})
+    """Keyword arguments for ``uvicorn.Config`` (shared by ``serve``, the demo and the tests). Header size:
+    h11's bound is set below; llhttp's is its built-in 80 KB (Slack's and PagerDuty's are under 2 KB)."""
+    protocol = type("ConfiguredProtocol", (PROTOCOL,), {"header_timeout": settings.http_header_timeout})
     return {
         "http": protocol,
         "timeout_keep_alive": settings.http_keep_alive_timeout,

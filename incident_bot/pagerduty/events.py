@@ -98,9 +98,14 @@ def _time(value: Any) -> datetime | None:
     if not text:
         return None
     try:
-        parsed = dtparser.isoparse(text)
-    except (ValueError, OverflowError):
-        return None
+        # The C parser takes what PagerDuty sends (RFC 3339) in a microsecond; dateutil, 20 times slower,
+        # the rest of ISO 8601 (both on the accept path, twice a delivery).
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = dtparser.isoparse(text)
+        except (ValueError, OverflowError):
+            return None
     if parsed.tzinfo is None:
         return None  # PagerDuty always sends a zone; a naive time is not trustworthy
     try:
