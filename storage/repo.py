@@ -65,6 +65,11 @@ def get_link(session: Session, pd_incident_id: str) -> PagerDutyLink | None:
     for obj in session.new:
         if isinstance(obj, PagerDutyLink) and obj.pagerduty_incident_id == pd_incident_id:
             return obj
+    loaded = session.info.get("pd_links", {}).get(pd_incident_id)
+    if loaded is not None:
+        return loaded
+    if pd_incident_id in session.info.get("pd_links_absent", ()):
+        return None  # looked for by lock_incidents under the counter lock: none can appear but ours
     return session.get(PagerDutyLink, pd_incident_id)
 
 
@@ -90,15 +95,45 @@ def next_number(session: Session, name: str = "incident") -> int:
 def lock_incidents(session: Session, *, pagerduty_ids: Iterable[str] = (), channel_ids: Iterable[str] = (),
                    incident_ids: Iterable[int] = ()) -> None:
     """Lock every incident a batch will touch, in id order, before it writes: two batches then always
-    take their locks in the same order and cannot deadlock. SQLite already holds the write lock."""
-    pd_ids, channels, ids = list(pagerduty_ids), list(channel_ids), list(incident_ids)
-    if session.get_bind().dialect.name != "postgresql" or not (pd_ids or channels or ids):
+    take their locks in the same order and cannot deadlock. SQLite already holds the write lock.
+
+    Then load them, and the PagerDuty links of the batch, into the transaction: the batch's lookups by
+    PagerDuty id (``incident_for_pagerduty``, ``get_link``) are answered from memory instead of a query
+    per delivery. The links are read after the locks, so they are the current ones (a merge moves links
+    only while it holds both incidents' locks); an incident a link was moved to in between is locked
+    here too (out of order, as a lookup after the lock always did: a deadlock is retried by the fold)."""
+    pd_ids, channels, ids = list(pagerduty_ids), list(channel_ids), set(incident_ids)
+    if not (pd_ids or channels or ids):
         return
-    by_pd = select(PagerDutyLink.incident_id).where(PagerDutyLink.pagerduty_incident_id.in_(pd_ids))  # type: ignore[attr-defined]
-    stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels)  # type: ignore[union-attr]
-                                      | Incident.id.in_(ids))  # type: ignore[union-attr]
-            .order_by(Incident.id).with_for_update())  # type: ignore[arg-type]
-    session.execute(stmt).all()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        by_pd = select(PagerDutyLink.incident_id).where(PagerDutyLink.pagerduty_incident_id.in_(pd_ids))  # type: ignore[attr-defined]
+        stmt = (select(Incident.id).where(Incident.id.in_(by_pd) | Incident.slack_channel_id.in_(channels)  # type: ignore[union-attr]
+                                          | Incident.id.in_(ids))  # type: ignore[union-attr]
+                .order_by(Incident.id).with_for_update())  # type: ignore[arg-type]
+        ids.update(session.execute(stmt).scalars())
+    links = list(session.execute(select(PagerDutyLink).where(
+        PagerDutyLink.pagerduty_incident_id.in_(pd_ids))).scalars()) if pd_ids else []  # type: ignore[attr-defined]
+    if "incident" in session.info.get("counter_locked", ()):
+        # Under the counter lock no other transaction can add a link (opening or joining takes it), so
+        # "no link" stays true until this transaction adds one.
+        found = {link.pagerduty_incident_id for link in links}
+        session.info.setdefault("pd_links_absent", set()).update(set(pd_ids) - found)
+    # Held here, not only in the session's identity map, which keeps unchanged objects weakly.
+    session.info.setdefault("pd_links", {}).update({link.pagerduty_incident_id: link for link in links})
+    ids.update(link.incident_id for link in links)
+    cond = Incident.id.in_(ids)  # type: ignore[union-attr]
+    if channels and not postgres:
+        cond = cond | Incident.slack_channel_id.in_(channels)  # type: ignore[union-attr]
+    stmt = select(Incident).where(cond).order_by(Incident.id)  # type: ignore[arg-type]
+    if postgres:
+        stmt = stmt.with_for_update()
+    loaded = {inc.id: inc for inc in session.execute(stmt).scalars()}
+    known = session.info.setdefault("pd_incidents", {})
+    for link in links:
+        if link.incident_id in loaded:
+            known.setdefault(link.pagerduty_incident_id, loaded[link.incident_id])
+    session.info.setdefault("loaded_incidents", {}).update(loaded)
 
 
 def lock_incident(session: Session, incident_id: int) -> Incident | None:
@@ -112,6 +147,8 @@ def incident_for_pagerduty(session: Session, pd_incident_id: str, *, lock: bool 
     known = session.info.setdefault("pd_incidents", {})
     if pd_incident_id in known:
         return known[pd_incident_id]
+    if lock and pd_incident_id in session.info.get("pd_links_absent", ()):
+        return None  # see lock_incidents: no link, and none can appear but one this transaction adds
     stmt = (select(Incident).join(PagerDutyLink, PagerDutyLink.incident_id == Incident.id)  # type: ignore[arg-type]
             .where(PagerDutyLink.pagerduty_incident_id == pd_incident_id))  # type: ignore[arg-type]
     if lock:
@@ -189,11 +226,14 @@ def enqueue(
 
 
 def enqueue_row(session: Session, *, order_key: str, method: str, payload: dict[str, Any],
-                incident_id: int | None = None, not_before: datetime | None = None) -> OutboxMessage:
-    """Queue a call and return its row (not yet flushed: a batch's rows go out in one multi-row INSERT)."""
+                incident_id: int | None = None, not_before: datetime | None = None,
+                dedup_key: str | None = None) -> OutboxMessage:
+    """Queue a call and return its row (not yet flushed: a batch's rows go out in one multi-row INSERT).
+    A ``dedup_key`` here must be new (a duplicate fails the transaction): use ``enqueue`` for keys that
+    may exist."""
     row = OutboxMessage(order_key=order_key, method=method, payload=payload, incident_id=incident_id,
                         status="pending", attempts=0, next_attempt_at=not_before or utcnow(), result={},
-                        created_at=utcnow())
+                        created_at=utcnow(), dedup_key=dedup_key)
     session.add(row)
     return row
 

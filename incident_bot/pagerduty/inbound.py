@@ -52,6 +52,7 @@ class PagerDutyApplier:
         if not new:
             return
         plan.may_open = True
+        inbox.expect_subjects(s, IMPORT_SOURCE if self.imported else SOURCE, new)
         if not grouping.enabled(self.settings):
             return
         # A new PagerDuty incident may join the open incident of its service (alert storm): take the
@@ -61,18 +62,18 @@ class PagerDutyApplier:
         triggers = []
         for r in rows:
             if r.subject_id in new:
-                pd = _incident_of(r)
+                pd = _incident_of(s, r)
                 if pd is not None and pd.service_id and pd.created_at:
                     triggers.append((pd.service_id, pd.created_at))
         plan.incident_ids |= grouping.candidate_ids(s, self.settings, triggers)
+        s.info["group_candidates_loaded"] = True  # the fold locks and loads them (repo.lock_incidents)
 
     def apply(self, s: Session, row: InboxDelivery) -> Applied:
-        # The clock rule: a source time later than the row's receipt (plus a small skew) is clamped to it.
-        ev = bound_times(parse_delivery((row.payload or "").encode()), row.received_at)
+        ev = _event_of(s, row)
         # No autoflush: every query would otherwise first write out everything pending, and a batch runs
         # hundreds of them (it was a third of the fold's time). The few reads that need pending rows
-        # flush themselves (open_incident, inbox.take_deferred); lookups of incidents opened in this
-        # batch are served from the transaction's cache (repo.incident_for_pagerduty).
+        # flush themselves (open_incident); lookups of incidents, links and deferred rows are served from
+        # what the batch loaded under its locks (repo.lock_incidents, inbox.take_deferred).
         if self.imported:  # imports check "said already" against rows of the same batch: autoflush on
             result = fold_event(s, self.settings, ev, row, imported=True)
         else:
@@ -81,8 +82,20 @@ class PagerDutyApplier:
         return Applied(result.outcome, result.incident_id)
 
 
-def _incident_of(row: InboxDelivery) -> PagerDutyIncident | None:
+def _event_of(s: Session, row: InboxDelivery) -> PagerDutyEvent:
+    """The row's delivery, parsed once per transaction (the plan reads it too), with the clock rule: a
+    source time later than the row's receipt (plus a small skew) is clamped to it."""
+    cache: dict[int, PagerDutyEvent] = s.info.setdefault("pd_events", {})
+    ev = cache.get(row.id or 0)
+    if ev is None:
+        ev = bound_times(parse_delivery((row.payload or "").encode()), row.received_at)
+        if row.id is not None:
+            cache[row.id] = ev
+    return ev
+
+
+def _incident_of(s: Session, row: InboxDelivery) -> PagerDutyIncident | None:
     try:
-        return parse_delivery((row.payload or "").encode()).incident
+        return _event_of(s, row).incident
     except MalformedDelivery:
         return None  # apply() raises on it, and the fold isolates the row

@@ -98,14 +98,35 @@ def defer(session: Session, row: InboxDelivery, subject_id: str) -> None:
     """Keep a row that cannot be applied yet (its incident does not exist) until its subject appears."""
     row.status, row.outcome, row.subject_id = DEFERRED, "deferred", subject_id
     session.add(row)
+    session.info.setdefault(("deferred_now", row.source), []).append(row)
+
+
+def expect_subjects(session: Session, source: str, subject_ids: set[str]) -> None:
+    """Name the subjects this transaction may open (the fold's plan), so that the first
+    ``take_deferred`` reads the deferred rows of all of them in one query."""
+    session.info.setdefault(("subjects", source), set()).update(subject_ids)
 
 
 def take_deferred(session: Session, source: str, subject_id: str) -> list[InboxDelivery]:
-    session.flush()  # rows deferred earlier in this same batch must be seen
-    stmt = (select(InboxDelivery).where(InboxDelivery.source == source, InboxDelivery.status == DEFERRED,  # type: ignore[arg-type]
-                                        InboxDelivery.subject_id == subject_id)  # type: ignore[arg-type]
-            .order_by(InboxDelivery.id))  # type: ignore[arg-type]
-    return list(session.execute(stmt).scalars())
+    """The rows deferred for ``subject_id``: by earlier transactions (read once per transaction, for
+    every subject ``expect_subjects`` named; the caller holds the lock under which rows are deferred, so
+    none can be added behind its back) and by this one (kept in memory: no flush, no query)."""
+    cache: dict[str, list[InboxDelivery]] = session.info.setdefault(("deferred", source), {})
+    loaded: set[str] = session.info.setdefault(("deferred_loaded", source), set())
+    if subject_id not in loaded:
+        wanted = (session.info.get(("subjects", source), set()) | {subject_id}) - loaded
+        stmt = (select(InboxDelivery).where(InboxDelivery.source == source,  # type: ignore[arg-type]
+                                            InboxDelivery.status == DEFERRED,  # type: ignore[arg-type]
+                                            InboxDelivery.subject_id.in_(wanted)))  # type: ignore[union-attr]
+        for row in session.execute(stmt).scalars():
+            cache.setdefault(row.subject_id or "", []).append(row)
+        loaded |= wanted
+    found = {id(r): r for r in cache.pop(subject_id, []) if r.status == DEFERRED}
+    now = session.info.get(("deferred_now", source), [])
+    for row in now:
+        if row.subject_id == subject_id and row.status == DEFERRED:
+            found[id(row)] = row
+    return sorted(found.values(), key=lambda r: r.id or 0)
 
 
 def retry(session: Session, *, row_id: int | None = None) -> int:

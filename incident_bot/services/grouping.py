@@ -70,6 +70,16 @@ def find_group(session: Session, settings: Settings, pd: PagerDutyIncident) -> I
         return None
     window = timedelta(seconds=settings.group_window)
     at = pd.created_at
+    if session.info.get("group_candidates_loaded"):
+        # The fold's plan named every incident this trigger may join (candidate_ids, same service and
+        # window, any status) and locked and loaded them; with the incidents opened or joined in this
+        # batch, the answer is in memory, and fresher than a query (the batch writes without autoflush).
+        pool = {id(i): i for i in (*session.info.get("loaded_incidents", {}).values(),
+                                   *session.info.get("pd_incidents", {}).values()) if i is not None}
+        fits = [i for i in pool.values()
+                if i.pagerduty_service_id == pd.service_id and i.detected_at is not None
+                and at - window <= i.detected_at <= at + window and (i.resolved_at is None or i.resolved_at >= at)]
+        return max(fits, key=lambda i: (i.detected_at, i.id or 0), default=None)
     stmt = (select(Incident)
             .where(Incident.pagerduty_service_id == pd.service_id,  # type: ignore[arg-type]
                    Incident.detected_at >= at - window, Incident.detected_at <= at + window,  # type: ignore[operator]
@@ -107,15 +117,12 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
     joins coalesce); once it has been sent, the next join starts a new one."""
     assert inc.id is not None
     key = order_key(inc.id)
-    stmt = (select(OutboxMessage)
-            .where(OutboxMessage.order_key == key, OutboxMessage.status == outbox.PENDING,  # type: ignore[arg-type]
-                   OutboxMessage.method == "chat.postMessage",  # type: ignore[arg-type]
-                   OutboxMessage.dedup_key.like(f"{STORM_KEY}{inc.id}:%"))  # type: ignore[union-attr]
-            .order_by(OutboxMessage.id.desc()).limit(1))  # type: ignore[union-attr]
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)  # a worker claiming it: leave it, start a new one
-    row = session.execute(stmt).scalar_one_or_none()
+    held: dict[int, OutboxMessage] = session.info.setdefault("storm_rows", {})
+    row = held.get(inc.id)  # this transaction's line for the incident: found or queued by an earlier join
+    if row is None:
+        row = _pending_line(session, key, inc.id)
     if row is not None:
+        held[inc.id] = row
         storm = dict(row.payload.get("storm") or {})
         first = min(datetime.fromisoformat(storm["first"]), at)
         last = max(datetime.fromisoformat(storm["last"]), at)
@@ -125,10 +132,22 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
         session.add(row)
         return
     # Held a few seconds: the joins that follow are counted into it instead of each posting a line (the
-    # incident's later messages wait behind it, at most STORM_HOLD).
-    repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
-                 payload=_payload(1, service, at, at, [title]),
-                 dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}", not_before=utcnow() + STORM_HOLD)
+    # incident's later messages wait behind it, at most STORM_HOLD). The dedup key is unique (a uuid):
+    # the row is added to the session, written with the batch, and kept for the next join.
+    held[inc.id] = repo.enqueue_row(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
+                                    payload=_payload(1, service, at, at, [title]), not_before=utcnow() + STORM_HOLD,
+                                    dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}")
+
+
+def _pending_line(session: Session, key: str, incident_id: int) -> OutboxMessage | None:
+    stmt = (select(OutboxMessage)
+            .where(OutboxMessage.order_key == key, OutboxMessage.status == outbox.PENDING,  # type: ignore[arg-type]
+                   OutboxMessage.method == "chat.postMessage",  # type: ignore[arg-type]
+                   OutboxMessage.dedup_key.like(f"{STORM_KEY}{incident_id}:%"))  # type: ignore[union-attr]
+            .order_by(OutboxMessage.id.desc()).limit(1))  # type: ignore[union-attr]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)  # a worker claiming it: leave it, start a new one
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def _payload(count: int, service: str | None, first: datetime, last: datetime, titles: list[str]) -> dict:
@@ -161,8 +180,9 @@ def linked_event(session: Session, inc: Incident, link: PagerDutyLink, ev: Pager
     text = f"[{link.pagerduty_incident_id}] {tr_in.text}"
     if imported and said_already(session, inc.id, tr_in.kind, at, ev.agent, text=text):
         return
+    # Each delivery is applied once (the inbox): its row is new, written with the batch's other rows.
     repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source="pagerduty", kind=tr_in.kind,
-                      text=text, actor=ev.agent, source_event_id=ev.event_id)
+                      text=text, actor=ev.agent, source_event_id=ev.event_id, known_new=True)
 
 
 def said_already(session: Session, incident_id: int | None, kind: str, at: datetime, actor: str | None, *,
