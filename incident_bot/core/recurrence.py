@@ -17,9 +17,11 @@ first, then the higher score, then the higher number). ``wont_do`` actions are n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from incident_bot.core.durations import utc_text
+from incident_bot.core.rca import RcaDocument, Section
 from incident_bot.core.similarity import Candidate, Match, Subject, match
 
 MIN_SCORE = 4
@@ -82,3 +84,28 @@ def find(subject: Subject, earlier: Iterable[Earlier], counted: frozenset[str], 
         if best is None or key > best[0]:
             best = (key, rec)
     return best[1] if best else None
+
+
+SECTION_KEY = "previous_incident"
+SECTION_TITLE = "Previous incident and its actions"
+
+
+def rca_section(rec: Recurrence, ref: str, *, previous_root_cause: str | None = None) -> Section:
+    """The RCA's "previous incident and its actions" section of a recurrence: plain text and facts, so every
+    template (a team's own too) shows it with the layout of a text section."""
+    n = rec.days_since
+    when = "the day" if n == 0 else f"{n} day{'s' if n != 1 else ''}"
+    body = (f"{ref} opened {when} after a CAPA action of {rec.previous.ref} ({rec.previous.title}) was marked done "
+            f"({'; '.join(rec.reasons)}). Say in the root causes whether that fix was incomplete, did not reach "
+            "this failure, or this is another failure.")
+    facts = [f"{rec.previous.ref} detected {utc_text(rec.previous.detected_at, seconds=False)}"
+             + (f"; root cause: {previous_root_cause}" if previous_root_cause else "")]
+    facts += [f"Action #{f.action_id} {f.title}: done {utc_text(f.done_at, seconds=False)}" for f in rec.fixes]
+    return Section(key=SECTION_KEY, title=SECTION_TITLE, kind="previous", body=body, facts=tuple(facts))
+
+
+def with_section(doc: RcaDocument, section: Section, *, before: str = "links") -> RcaDocument:
+    """The document with ``section`` placed before the section keyed ``before`` (at the end without it)."""
+    keys = [s.key for s in doc.sections]
+    at = keys.index(before) if before in keys else len(keys)
+    return replace(doc, sections=(*doc.sections[:at], section, *doc.sections[at:]))

@@ -45,7 +45,7 @@ def counted_words(session: Session, subject: rules.Subject) -> frozenset[str]:
     return rules.informative(subject.stems, df, total)
 
 
-def _candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
+def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
     """Candidates by incident id, with their indexed words; merged incidents (no metrics row) are left out."""
     ids = sorted(set(ids))
     if not ids:
@@ -80,7 +80,7 @@ def similar(session: Session, inc: Incident, *, limit: int = 3,
             stmt = (select(Incident.id).where(column == value, *past)  # type: ignore[arg-type]
                     .order_by(Incident.detected_at.desc()).limit(SERVICE_CANDIDATES))  # type: ignore[union-attr]
             ids += list(session.execute(stmt).scalars())
-    return rules.rank(subject, _candidates(session, ids).values(), counted, limit=limit)
+    return rules.rank(subject, candidates(session, ids).values(), counted, limit=limit)
 
 
 def recurrence(session: Session, inc: Incident, *, window: timedelta,
@@ -100,7 +100,7 @@ def recurrence(session: Session, inc: Incident, *, window: timedelta,
     if not fixes:
         return None
     counted = counted_words(session, subject) if counted is None else counted
-    found = _candidates(session, fixes)
+    found = candidates(session, fixes)
     earlier = [rec_rules.Earlier(found[iid], tuple(f)) for iid, f in fixes.items() if iid in found]
     return rec_rules.find(subject, earlier, counted, window=window)
 
@@ -127,7 +127,7 @@ class PastIncident:
     channel_name: str | None
 
 
-def _first_line(value: Any) -> str | None:
+def first_line(value: Any) -> str | None:
     lines = value if isinstance(value, (list, tuple)) else str(value or "").splitlines()
     for line in (str(x).strip().lstrip("-*• ").strip() for x in lines):
         if line:
@@ -156,7 +156,7 @@ def describe(session: Session, matches: list[rules.Match]) -> list[PastIncident]
         total, done = capa.get(r[1], [0, 0])
         out.append(PastIncident(ref=c.ref, title=c.title, score=m.score, reasons=m.reasons, shared_words=m.shared,
                                 same_service=m.same_service, service=c.service, detected_at=c.detected_at,
-                                ttr_s=r[5], root_cause=_first_line((r[2] or {}).get("root_causes")),
+                                ttr_s=r[5], root_cause=first_line((r[2] or {}).get("root_causes")),
                                 capa_done=done, capa_total=total, channel_id=r[3], channel_name=r[4]))
     return out
 
