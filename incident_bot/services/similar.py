@@ -26,8 +26,9 @@ from storage.db import session_scope
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch
 
 log = logging.getLogger(__name__)
-TEXT_CANDIDATES = 200
-SERVICE_CANDIDATES = 50
+TEXT_CANDIDATES = 60  # the database's best text matches, ranked again by the core
+SERVICE_CANDIDATES = 30  # the most recent resolved incidents of the same service
+RECURRENCE_TEXT_CANDIDATES = 30
 ROOT_CAUSE_LINE = 160
 
 
@@ -85,21 +86,30 @@ def similar(session: Session, inc: Incident, *, limit: int = 3,
 
 def recurrence(session: Session, inc: Incident, *, window: timedelta,
                counted: frozenset[str] | None = None) -> rec_rules.Recurrence | None:
-    """The earlier incident ``inc`` recurs after its CAPA was marked done (core/recurrence.py), or None."""
+    """The earlier incident ``inc`` recurs after its CAPA was marked done (core/recurrence.py), or None.
+
+    Only incidents that can qualify are read: those with a CAPA done in the window before ``inc`` was
+    detected that are on its service, or among the text index's best matches of its words."""
     assert inc.detected_at is not None
     subject = subject_of(inc)
     a = ActionItem
-    stmt = (select(a.incident_id, a.id, a.title, a.closed_at)
-            .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
-            .where(a.status == "done", a.closed_at >= inc.detected_at - window,  # type: ignore[operator]
-                   a.closed_at <= inc.detected_at, Incident.detected_at <= inc.detected_at,  # type: ignore[operator]
-                   a.incident_id != inc.id))
+    in_window = [a.status == "done", a.closed_at >= inc.detected_at - window,  # type: ignore[operator]
+                 a.closed_at <= inc.detected_at, a.incident_id != inc.id]  # type: ignore[operator]
+    fixed = select(a.incident_id).where(*in_window)
+    ids: set[int] = set()
+    for column, value in ((Incident.service, inc.service), (Incident.pagerduty_service_id, inc.pagerduty_service_id)):
+        if value:
+            ids |= set(session.execute(select(Incident.id).where(column == value, Incident.id.in_(fixed))).scalars())  # type: ignore[arg-type,union-attr]
+    counted = counted_words(session, subject) if counted is None else counted
+    i = Incident.__table__  # type: ignore[attr-defined]
+    ids |= set(text_search.text_candidates(session, sorted(counted), where=[i.c.id.in_(fixed)],
+                                           limit=RECURRENCE_TEXT_CANDIDATES))
+    if not ids:
+        return None
     fixes: dict[int, list[rec_rules.Fix]] = {}
+    stmt = select(a.incident_id, a.id, a.title, a.closed_at).where(*in_window, a.incident_id.in_(sorted(ids)))  # type: ignore[attr-defined]
     for incident_id, action_id, title, done_at in session.execute(stmt):
         fixes.setdefault(incident_id, []).append(rec_rules.Fix(action_id, title, done_at))
-    if not fixes:
-        return None
-    counted = counted_words(session, subject) if counted is None else counted
     found = candidates(session, fixes)
     earlier = [rec_rules.Earlier(found[iid], tuple(f)) for iid, f in fixes.items() if iid in found]
     return rec_rules.find(subject, earlier, counted, window=window)
