@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Engine, Table, text
 
 from incident_bot.core.durations import durations
-from storage import migrate
+from storage import migrate, text_search
 from storage.db import is_sqlite, make_engine, normalise_url
-from storage.models import Counter, Incident, IncidentMetrics, TimelineEvent
+from storage.models import ActionItem, Counter, Incident, IncidentMetrics, TimelineEvent
 
 SEVERITY_WEIGHTS = {"SEV1": 4, "SEV2": 14, "SEV3": 50, "SEV4": 32}
 SERVICES = [f"svc-{name}" for name in (
@@ -41,6 +41,20 @@ NOTES = ("Looking at dashboards", "Error rate climbing on", "Rolled back the las
          "Status page updated",
          "Root cause suspected in", "Failover started for", "Traffic drained from")
 CHUNK = 5_000  # incidents per batch (~50,000 timeline rows)
+# Words of titles and root causes (bench/bench_similar.py): failure modes with their usual symptoms and
+# causes, so that similar incidents exist in the history the way they do in a team's.
+FAILURES = (
+    ("Elevated 5xx", "connection pool exhausted after a deploy"), ("Latency", "slow query missing an index"),
+    ("Outage", "bad configuration push"), ("Degraded", "noisy neighbour on the node pool"),
+    ("Timeouts calling", "upstream provider latency and retry storm"), ("Disk full on", "log volume not rotated"),
+    ("Memory leak in", "cache without eviction"), ("Certificate expired for", "renewal job disabled"),
+    ("Queue backlog in", "consumer group rebalancing after a broker restart"),
+    ("Replication lag on", "long running transaction on the primary"),
+    ("DNS resolution failures in", "resolver misconfigured by a config push"),
+    ("Error budget burn on", "feature flag rollout to all users"), ("Deploy failed for", "schema migration lock"),
+    ("Cache stampede on", "cold cache after a restart"), ("Rate limited by", "quota exhausted by a batch job"),
+    ("Crash loop in", "out of memory after a dependency upgrade"),
+)
 
 
 def lognormal_s(rng: random.Random, median_s: float, sigma: float, cap_s: int) -> int:
@@ -75,11 +89,17 @@ def make_incident(rng: random.Random, number: int, detected: datetime, end: date
     milestones = {"impact_started_at": impact, "detected_at": detected, "acknowledged_at": ack,
                   "mitigated_at": mitigated, "resolved_at": resolved, "closed_at": closed}
     commander = rng.choice(PEOPLE)
+    words = random.Random(number * 7919 + 17)  # its own stream: every other figure stays as it was
+    symptom, cause = words.choice(FAILURES)
     inc = {"id": number, "number": number, "ref": f"INC-{number}", "service": service, "severity": sev,
            "status": status, "title": f"{rng.choice(('Elevated 5xx', 'Latency', 'Outage', 'Degraded'))} "
                                       f"on {service}",
            "origin": "pagerduty" if rng.random() < 0.8 else "slack", "commander_id": commander,
            **milestones}
+    joined = symptom.endswith((" on", " in", " for", " by"))
+    inc["title"] = f"{symptom} {service}" if joined else f"{symptom} on {service}"
+    inc["rca"] = ({"summary": f"{symptom} on {service} for users.", "root_causes": f"{cause.capitalize()}."}
+                  if closed is not None else {})
 
     def row(at: datetime, kind: str, txt: str, milestone: str | None = None) -> dict[str, Any]:
         source = "slack" if kind == "note" else "pagerduty"
@@ -102,6 +122,21 @@ def make_incident(rng: random.Random, number: int, detected: datetime, end: date
 
 
 Rows = list[dict[str, Any]]
+
+
+def actions_for(inc: dict[str, Any], end: datetime) -> Rows:
+    """CAPA of a closed incident: one or two, most of them done within three weeks."""
+    if inc["closed_at"] is None:
+        return []
+    rng = random.Random(inc["number"] * 104729 + 3)
+    out = []
+    for _ in range(rng.choice((1, 1, 2))):
+        done = inc["closed_at"] + timedelta(days=rng.uniform(0.5, 21))
+        status = "done" if rng.random() < 0.7 and done < end else "open"
+        out.append({"incident_id": inc["id"], "title": f"Prevent: {inc['rca']['root_causes'][:80]}",
+                    "type": "corrective", "priority": "medium", "status": status,
+                    "created_at": inc["closed_at"], "closed_at": done if status == "done" else None})
+    return out
 
 
 def generate(n: int, *, end: datetime, seed: int) -> Iterator[tuple[Rows, Rows, Rows]]:
@@ -177,7 +212,7 @@ def _pg_load(engine: Engine, table: Table, rows: list[dict[str, Any]], now: date
 def reset(engine: Engine) -> None:
     with engine.begin() as conn:
         for name in ("incident_metrics", "timeline_events", "action_items", "pagerduty_links", "outbox",
-                     "incidents"):
+                     "incident_search", "incidents"):
             conn.execute(text(f"DELETE FROM {name}"))
         conn.execute(text("DELETE FROM counters WHERE name = 'incident'"))
 
@@ -201,9 +236,15 @@ def load(url: str, n: int, *, end: datetime, seed: int, do_reset: bool) -> dict[
             loader(engine, Incident.__table__, incs, now)  # type: ignore[attr-defined]
             loader(engine, TimelineEvent.__table__, timeline, now)  # type: ignore[attr-defined]
             loader(engine, IncidentMetrics.__table__, metrics, now)  # type: ignore[attr-defined]
+            actions = [a for inc in incs for a in actions_for(inc, end)]
+            if actions:
+                loader(engine, ActionItem.__table__, actions, now)  # type: ignore[attr-defined]
             counts["incidents"] += len(incs)
             counts["timeline_events"] += len(timeline)
         with engine.begin() as conn:
+            text_search.rebuild(conn)  # the bulk load bypassed the ORM, whose flush keeps the index
+            # Migration 0002 seeds the counter at 0: replace it (inserting it again failed on a fresh database).
+            conn.execute(text("DELETE FROM counters WHERE name = 'incident'"))
             conn.execute(Counter.__table__.insert().values(name="incident", value=n))  # type: ignore[attr-defined]
             if not is_sqlite(url):
                 conn.execute(text("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "

@@ -24,6 +24,7 @@ from incident_bot.pipeline.rate_limits import DEFAULT_BUDGETS, RateGate
 from incident_bot.runtime import Identity, Runtime, prepare_database
 from incident_bot.scheduler import SchedulerHook
 from incident_bot.server import create_app
+from incident_bot.services.similar import IntroLookup
 from incident_bot.slack import jobs as slack_jobs
 from incident_bot.slack.accept import create_bolt_app
 from incident_bot.slack.apply import SlackApplier
@@ -63,7 +64,8 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     slack = make_slack_client(settings.slack_bot_token, settings.slack_api_url, settings.slack_timeout)
     api_host = _host(settings.slack_api_url)
     ctx = Context(slack=slack, pagerduty=PagerDutyRest.from_settings(settings),
-                  respond_hosts=(api_host,) if api_host else (), tracker=build_tracker(settings, engine))
+                  respond_hosts=(api_host,) if api_host else (), tracker=build_tracker(settings, engine),
+                  history=IntroLookup(engine, settings.recurrence_delta))
     budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute}
     kwargs: dict[str, Any] = {
         "gate": RateGate(budgets), "max_attempts": settings.outbox_max_attempts,

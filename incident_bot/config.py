@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # GROUP_WINDOW joins it (a linked PagerDuty incident, no new channel). GROUP_BY=none: one per trigger.
     group_by: str = "service"
     group_window: Annotated[float, NoDecode] = 600.0  # seconds; "10m", "90s", "1h" accepted
+    # Recurrence after CAPA (core/recurrence.py): an incident detected within this long after a CAPA
+    # action of an earlier, same-service or similar incident was marked done is flagged.
+    recurrence_window: Annotated[float, NoDecode] = 30 * 86400.0  # seconds; "30d", "2w"... accepted
 
     # CAPA tickets in the team's tracker (incident_bot/trackers, docs/trackers.md). Unset: no sync.
     capa_tracker: str | None = None
@@ -271,6 +274,26 @@ class Settings(BaseSettings):
         if not 0 <= seconds <= 86400:
             raise ValueError("must be a duration from 0 to 24h, e.g. 10m, 90s or 600")
         return seconds
+
+    @field_validator("recurrence_window", mode="before")
+    @classmethod
+    def _recurrence_window(cls, value: Any) -> float:
+        from incident_bot.core.targets import parse_duration
+
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            if text.endswith("w") and text[:-1].isdigit():
+                text = f"{int(text[:-1]) * 7}d"
+            seconds = float(text) if text.isdigit() else float(parse_duration(text))
+        if not 86400 <= seconds <= 365 * 86400:
+            raise ValueError("must be a duration from 1d to 365d, e.g. 30d, 6w or 2592000 (seconds)")
+        return seconds
+
+    @property
+    def recurrence_delta(self) -> timedelta:
+        return timedelta(seconds=self.recurrence_window)
 
     @field_validator("log_level")
     @classmethod

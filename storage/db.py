@@ -16,6 +16,8 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
+from storage import text_search  # noqa: F401  (its flush hook keeps the text index in step with incidents)
+
 DEFAULT_SQLITE_URL = "sqlite:///incident-bot.db"
 
 

@@ -48,7 +48,9 @@ class Counter(SQLModel, table=True):
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_pd_service_status", "pagerduty_service_id", "status"),)
+    __table_args__ = (Index("ix_incidents_pd_service_status", "pagerduty_service_id", "status"),
+                      # Similar past incidents on a service, newest first (storage/text_search.py users).
+                      Index("ix_incidents_service_detected", "service", "detected_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     number: int = Field(unique=True, index=True)
@@ -259,6 +261,8 @@ class ActionItem(SQLModel, table=True):
     """A CAPA (corrective and preventive action) item."""
 
     __tablename__ = "action_items"
+    # CAPA marked done in a window: recurrence after CAPA (core/recurrence.py).
+    __table_args__ = (Index("ix_action_items_status_closed", "status", "closed_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incidents.id", index=True)
@@ -347,3 +351,17 @@ class RcaDocument(SQLModel, table=True):
     status_changed_by: str | None = Field(default=None, max_length=255)
     final_override_reason: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class IncidentSearch(SQLModel, table=True):
+    """An incident's words, as storage/text_search.py reads them: what the text index is built on.
+
+    PostgreSQL adds a generated ``tsv`` column with a GIN index; SQLite an FTS5 table over these two
+    columns (migration 0007). Written in the flush that writes the incident, never by hand.
+    """
+
+    __tablename__ = "incident_search"
+
+    incident_id: int = Field(primary_key=True, foreign_key="incidents.id", ondelete="CASCADE")
+    title_terms: str = ""  # title and service name
+    body_terms: str = ""  # description, RCA summary and root causes (words not already in the title)

@@ -79,7 +79,8 @@ def test_incidents_list_and_show_json(db_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": db_url}
     shown = json.loads(run(["incidents", "show", "INC-1", "--format", "json"], env, tmp_path).stdout)
     assert set(shown) == {"ref", "title", "status", "severity", "service", "pagerduty", "slack", "milestones",
-                          "metrics", "people", "timeline"}
+                          "metrics", "people", "timeline", "similar", "recurrence"}
+    assert shown["similar"] == [] and shown["recurrence"] is None  # the only incident: nothing before it
     assert shown["people"] == {"commander": None, "comms": None, "scribe": None, "reporter": None}
     assert shown["milestones"] == {
         "impact_started_at": "2026-11-26T13:55:00Z", "detected_at": "2026-11-26T14:00:00Z",

@@ -143,6 +143,21 @@ EXPECTED = {
     # INC-7 has no service: counted as null ("(no service)" in text), not left out.
     "top_services": [{"service": "api", "count": 2}, {"service": "db", "count": 1}, {"service": "web", "count": 1},
                      {"service": None, "count": 1}],
+    # Issue 16, by hand: api had INC-1, INC-3, INC-4 in the 4 weeks, MTBF (27 Oct 12:00 - 20 Oct 10:05) / 2;
+    # db INC-9, INC-2, INC-5: (28 Oct 09:05 - 24 Oct 10:00) / 2. INC-1's action #1, done 27 Oct 10:00, did
+    # not hold: INC-4 on api was detected two hours later (a recurrence, 0 days); INC-3 came before it.
+    "keeps_breaking": {
+        "recurrence_window_s": 30 * 86400,
+        "repeated_services": [
+            {"service": "db", "incidents": 3, "mtbf_s": 171150, "last_detected_at": "2026-10-28T09:05:00Z"},
+            {"service": "api", "incidents": 3, "mtbf_s": 305850, "last_detected_at": "2026-10-27T12:00:00Z"}],
+        "capa_effectiveness": {"held": 0, "recurred": 1, "pending": 0, "no_service": 0, "judged": 1, "share": 0,
+                               "recurred_items": [{"action_id": 1, "title": "Add an alert", "incident": "INC-1",
+                                                   "service": "api", "done_at": "2026-10-27T10:00:00Z",
+                                                   "recurred_by": "INC-4"}]},
+        "recurrences": [{"ref": "INC-4", "title": "Incident 4", "service": "api", "previous": "INC-1",
+                         "days_since": 0, "reasons": ["same service (api)", "shared words: incident, api, happened"]}],
+    },
     "missing_rca": ["INC-3", "INC-9"],
     "rca_links": {},  # WEB_BASE_URL unset
     "targets": {
@@ -163,9 +178,9 @@ def test_hand_made_two_weeks_json(seeded) -> None:  # type: ignore[no-untyped-de
     with session_scope(engine) as s:
         doc = service.build_digest(s, settings, *W44, now=NOW)
     assert doc == EXPECTED
-    # Exactly the keys of issue 5, nothing renamed, nothing extra.
+    # Exactly the keys of issue 5 (and issue 16's keeps_breaking), nothing renamed, nothing extra.
     assert list(doc) == ["period", "incidents", "mttd_s", "mtta_s", "mttm_s", "mttr_s", "previous", "capa",
-                         "top_services", "missing_rca", "rca_links", "targets"]
+                         "top_services", "keeps_breaking", "missing_rca", "rca_links", "targets"]
 
 
 def test_change_trend_and_target_share(seeded) -> None:  # type: ignore[no-untyped-def]

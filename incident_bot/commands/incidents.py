@@ -1,4 +1,4 @@
-"""``incident-bot incidents list|show``."""
+"""``incident-bot incidents list|show|similar|merge|unlink``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 from incident_bot.commands.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
+from incident_bot.services import similar as similar_svc
 from incident_bot.services.views import incident_detail, incident_dict, list_incidents
 from storage import repo
 from storage.db import session_scope
@@ -24,6 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.add_argument("ref", metavar="REF", help="incident reference, e.g. INC-42")
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(func=_show)
+    sim = isub.add_parser("similar", help="similar past incidents (why: same service, shared words) and "
+                                          "recurrence after CAPA",
+                          description="Resolved incidents detected before REF: same service first, then the "
+                                      "text score (2 per word both titles share, 1 per other shared word), then "
+                                      "the most recent. See the README, 'Similar incidents and recurrence'.")
+    sim.add_argument("ref", metavar="REF", help="incident reference, e.g. INC-42")
+    sim.add_argument("--limit", type=_limit, default=3, metavar="N", help="how many (1-50, default 3)")
+    sim.add_argument("--format", choices=("table", "json"), default="table")
+    sim.set_defaults(func=_similar)
     merge = isub.add_parser("merge", help="merge incident B into incident A (alert storms split in two)",
                             description="B's PagerDuty incidents are linked to A; B is closed as a duplicate "
                                         "and counted once in metrics.")
@@ -50,19 +60,63 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 50:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 50")
+    return int(text)
+
+
 def _show(args: argparse.Namespace) -> int:
-    engine = database(settings_for(command="incidents show"))
+    settings = settings_for(command="incidents show")
+    engine = database(settings)
     with session_scope(engine) as s:
         inc = repo.incident_by_ref(s, args.ref)
         if inc is None:
             print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
             return 1
         doc = incident_detail(s, inc)
+        learned = similar_svc.learn(s, inc, window=settings.recurrence_delta)
+    doc["similar"] = [similar_svc.past_json(p) for p in learned.similar]
+    doc["recurrence"] = similar_svc.recurrence_json(learned.recurrence)
     if args.format == "json":
         print_json(doc)
         return 0
     print(render_text(doc))
     return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    settings = settings_for(command="incidents similar")
+    engine = database(settings)
+    with session_scope(engine) as s:
+        inc = repo.incident_by_ref(s, args.ref)
+        if inc is None:
+            print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
+            return 1
+        learned = similar_svc.learn(s, inc, window=settings.recurrence_delta, limit=args.limit)
+        ref = inc.ref
+    doc = {"ref": ref, "similar": [similar_svc.past_json(p) for p in learned.similar],
+           "recurrence": similar_svc.recurrence_json(learned.recurrence)}
+    if args.format == "json":
+        print_json(doc)
+        return 0
+    print(similar_text(doc))
+    return 0
+
+
+def similar_text(doc: dict) -> str:
+    rows = [[p["ref"], str(p["score"]), (p["service"] or "-")[:20], p["title"][:50], (p["detected_at"] or "-")[:10],
+             format_duration(p["ttr_s"], unknown="-"), f"{p['capa']['done']}/{p['capa']['total']}",
+             "; ".join(p["reasons"])] for p in doc["similar"]]
+    out = [table(rows, ["REF", "SCORE", "SERVICE", "TITLE", "DETECTED", "TTR", "CAPA DONE", "WHY"]) if rows
+           else f"no similar past incident for {doc['ref']}"]
+    out += [f"  {p['ref']} root cause: {p['root_cause']}" for p in doc["similar"] if p["root_cause"]]
+    rec = doc["recurrence"]
+    if rec:
+        out.append(f"recurrence: {doc['ref']} opened {rec['days_since']} day(s) after CAPA of {rec['previous']} "
+                   f"was marked done ({rec['capa_done']}; actions {', '.join(f'#{a}' for a in rec['actions'])}; "
+                   f"{'; '.join(rec['reasons'])})")
+    return "\n".join(out)
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -115,6 +169,12 @@ def render_text(doc: dict) -> str:
     out += [f"  {k.removesuffix('_at'):<16} {v or '-'}" for k, v in doc["milestones"].items()]
     out.append("metrics: " + "  ".join(
         f"{k.removesuffix('_s').upper()}={format_duration(v, unknown='-')}" for k, v in doc["metrics"].items()))
+    if doc.get("recurrence"):
+        r = doc["recurrence"]
+        out.append(f"recurrence: after CAPA of {r['previous']} done {r['days_since']} day(s) before ({r['capa_done']})")
+    if doc.get("similar"):
+        out.append("similar past incidents: " + ", ".join(f"{p['ref']} ({'; '.join(p['reasons'])})"
+                                                            for p in doc["similar"]))
     out.append("timeline:")
     out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} "
             + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e.get("text_named", e["text"])

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             print("incident-bot: --reviewer and --override go with --status", file=sys.stderr)
             return 2
         with session_scope(engine) as s:
-            result = rca.export_rca(s, args.ref, args.format, settings.rca_templates_dir, today=today)
+            result = rca.export_rca(s, args.ref, args.format, settings.rca_templates_dir, today=today,
+                                       window=settings.recurrence_delta)
             findings, problems = ([], []) if args.no_check else rca.check_language(
                 s, args.ref, words_file=settings.blameless_words_file)
     except rca.RcaError as exc:

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from incident_bot.core.durations import format_duration, iso_utc
+from incident_bot.core.learning import learning_view
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.sparkline import sparkline
 from incident_bot.core.targets import Target, TargetResult, evaluate_target
@@ -104,6 +105,7 @@ class DigestInput:
     open_incidents: Sequence[IncidentRow] = ()  # still open at ``now``, whenever detected
     no_service: int = 0  # incidents detected in the period with no service
     rca_base_url: str | None = None  # WEB_BASE_URL: RCA links go to {base}/ui/incidents/{ref}
+    keeps_breaking: Mapping[str, Any] | None = None  # core/learning.py learning_json
 
 
 # -- the JSON document -------------------------------------------------------------------------------
@@ -194,6 +196,7 @@ def build_json(inp: DigestInput) -> dict[str, Any]:
     doc["top_services"] = [{"service": s, "count": int(n)} for s, n in inp.top_services]
     if inp.no_service:
         doc["top_services"].append({"service": None, "count": inp.no_service})
+    doc["keeps_breaking"] = dict(inp.keeps_breaking) if inp.keeps_breaking is not None else None
     doc["missing_rca"] = list(inp.missing_rca)
     doc["rca_links"] = {ref: rca_url(inp, ref) for ref in inp.missing_rca} if inp.rca_base_url else {}
     doc["targets"] = {
@@ -376,6 +379,7 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
                      for a in inp.capa.overdue_items]},
         "top_services": services,
         "missing_rca": doc["missing_rca"],
+        "keeps_breaking": learning_view(doc["keeps_breaking"]) if doc["keeps_breaking"] else None,
         "missing_rca_links": [{"ref": r, "url": rca_url(inp, r)} for r in doc["missing_rca"]],
     }
 

@@ -32,6 +32,7 @@ from incident_bot.core import digest as core
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
+from incident_bot.services import learning
 from incident_bot.services.metrics import period_metrics
 from storage import repo
 from storage.models import (
@@ -218,6 +219,7 @@ def gather(session: Session, settings: Settings, since: datetime, until: datetim
         missing_rca=_missing_rca(session, until, settings), targets=targets, trend=trend,
         names=_names(session, ids), open_incidents=open_now, no_service=_no_service(session, since, until),
         rca_base_url=settings.web_base_url,
+        keeps_breaking=learning.keeps_breaking_doc(session, since, until, now=now, window=settings.recurrence_delta),
     )
 
 

@@ -188,8 +188,11 @@ def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_
     repo.enqueue(session, order_key=key, method="conversations.create", incident_id=inc.id,
                  payload={"name": channel_name(inc.number, inc.title), "is_private": False})
     set_topic(session, inc)
-    post(session, inc, messages.channel_intro(
-        inc, fired_by=fired_by, web_url=messages.web_page(web_base_url, f"/ui/incidents/{inc.ref}")))
+    # Similar past incidents and a recurrence are looked up when the outbox posts the intro (slack/jobs.py),
+    # not here: the fold stays as fast as it was, and a slow lookup never holds SQLite's write lock.
+    post(session, inc, {**messages.channel_intro(
+        inc, fired_by=fired_by, web_url=messages.web_page(web_base_url, f"/ui/incidents/{inc.ref}")),
+        "history": {"web_base_url": web_base_url}})
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                      payload={"channel": announce_channel, "render": "announcement",

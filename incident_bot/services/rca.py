@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.core import blameless, capa, rca_review
+from incident_bot.core import blameless, capa, rca_review, recurrence
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.core.people import Directory, looks_like_slack_id, name_variants
 from incident_bot.core.rca import (
@@ -29,6 +29,7 @@ from incident_bot.core.rca import (
 )
 from incident_bot.core.rca_review import QualityFinding, ReviewError
 from incident_bot.rendering import RenderResult, render
+from incident_bot.services import similar
 from incident_bot.services.directory import directory, display_names
 from incident_bot.slack.mrkdwn import row_plain
 from storage import repo
@@ -97,7 +98,7 @@ def quality(session: Session, inc: Incident, *, items: list[ActionItem] | None =
 
 
 def rca_document(session: Session, inc: Incident, *, today: date | None = None,
-                 generated_at: datetime | None = None) -> RcaDocument:
+                 generated_at: datetime | None = None, window: timedelta = recurrence.DEFAULT_WINDOW) -> RcaDocument:
     """Load everything the RCA shows and build its content. ``today`` (team zone) marks overdue actions."""
     assert inc.id is not None
     today = today or datetime.now(UTC).date()
@@ -120,13 +121,21 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
         for a in items
     ]
     findings = quality(session, inc, items=items, people=people)
-    return build_rca(facts, {m: getattr(inc, m) for m in MILESTONES}, rows, actions, dict(inc.rca or {}),
-                     people=people, review=review, findings=findings, generated_at=generated_at)
+    doc = build_rca(facts, {m: getattr(inc, m) for m in MILESTONES}, rows, actions, dict(inc.rca or {}),
+                    people=people, review=review, findings=findings, generated_at=generated_at)
+    rec = similar.recurrence(session, inc, window=window) if inc.detected_at else None
+    if rec is None:
+        return doc
+    prev = session.execute(select(Incident.rca).where(Incident.number == rec.previous.number)).scalar_one_or_none()
+    cause = similar.first_line((prev or {}).get("root_causes"))
+    section = recurrence.rca_section(rec, inc.ref, previous_root_cause=cause)
+    return recurrence.with_section(doc, section)
 
 
-def rca_context(session: Session, ref: str, *, today: date | None = None) -> dict[str, Any]:
+def rca_context(session: Session, ref: str, *, today: date | None = None,
+                window: timedelta = recurrence.DEFAULT_WINDOW) -> dict[str, Any]:
     """The template variables for an incident's RCA (see the docstring of core/rca.py)."""
-    return rca_document(session, get_incident(session, ref), today=today).context()
+    return rca_document(session, get_incident(session, ref), today=today, window=window).context()
 
 
 def template_for(fmt: str) -> str:
@@ -137,10 +146,10 @@ def template_for(fmt: str) -> str:
 
 
 def export_rca(session: Session, ref: str, fmt: str = "md", templates_dir: str | None = None, *,
-               today: date | None = None) -> RenderResult:
+               today: date | None = None, window: timedelta = recurrence.DEFAULT_WINDOW) -> RenderResult:
     """Render the RCA; a broken team template falls back to the default and says so in ``warnings``."""
     template = template_for(fmt)
-    return render(template, rca_context(session, ref, today=today), templates_dir=templates_dir)
+    return render(template, rca_context(session, ref, today=today, window=window), templates_dir=templates_dir)
 
 
 def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.runtime import Runtime
-from incident_bot.slack import commands, events, followup, interactions  # noqa: F401  (followup: sub-commands)
+from incident_bot.slack import commands, events, followup, interactions, similar  # noqa: F401  (sub-commands)
 from incident_bot.slack.workspace import workspace_refusal
 from storage.models import InboxDelivery
 

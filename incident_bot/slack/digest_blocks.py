@@ -30,6 +30,7 @@ HEADER_LIMIT = 150
 MAX_MAJOR = 20
 MAX_OVERDUE = 10
 MAX_MISSING_RCA = 30
+MAX_RECURRENCES = 10
 TITLE_LIMIT = 90
 SEV_EMOJI = {"SEV1": "🔴", "SEV2": "🟠", "SEV3": "🟡", "SEV4": "🔵"}
 TARGET_ICON = {"met": "✅", "missed": "❌", "pending": "⏳"}
@@ -138,6 +139,19 @@ def _services_and_rca(view: dict[str, Any]) -> str:
             f"*Missing an RCA* ({len(missing)}): {refs or 'none'}")
 
 
+def _keeps_breaking(view: dict[str, Any]) -> list[str]:
+    kb = view.get("keeps_breaking")
+    if not kb:
+        return []
+    services = " · ".join(f"{escape(s['service'])} {s['incidents']} (MTBF {s['mtbf_text']})" for s in kb["services"])
+    lines = [f"Repeated services (4 weeks): {services or 'none'}", f"CAPA effectiveness: {escape(kb['capa_text'])}"]
+    lines += [f"♻️ *{escape(r['ref'])}* {escape(truncate(r['title'], TITLE_LIMIT))} recurs {escape(r['previous'])} "
+              f"{r['days_since']} days after its CAPA was done" for r in kb["recurrences"][:MAX_RECURRENCES]]
+    if len(kb["recurrences"]) > MAX_RECURRENCES:
+        lines.append(f"…and {len(kb['recurrences']) - MAX_RECURRENCES} more: `{view['command']}`")
+    return pack(lines, heading="*What keeps breaking*")
+
+
 def _open(view: dict[str, Any]) -> list[str]:
     rows = view.get("open_incidents") or []
     if not rows:
@@ -167,6 +181,7 @@ def digest_blocks(view: dict[str, Any]) -> list[Block]:
     blocks += [_section(t) for t in _open(view)]
     blocks.append(_section(_targets(view)))
     blocks += [_section(t) for t in _capa(view)]
+    blocks += [_section(t) for t in _keeps_breaking(view)]
     blocks.append(_section(_services_and_rca(view)))
     footer = ContextBlock(elements=[_md(f"Full digest: `{view['command']} --format html`"
                                         + (f" · {link(view['web_url'], 'in the web view')}" if view.get("web_url")

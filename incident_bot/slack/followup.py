@@ -68,7 +68,8 @@ def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, An
         return svc.Reply(f"Run `{inv.command} rca edit` again to open the RCA form.", ok=False)
     if inv.args.strip().lower().startswith("status"):
         return _rca_status(s, inv, inc, inv.args.strip()[len("status"):].strip())
-    result = rca_svc.export_rca(s, inc.ref, "md", inv.rt.settings.rca_templates_dir, today=_today(inv))
+    result = rca_svc.export_rca(s, inc.ref, "md", inv.rt.settings.rca_templates_dir, today=_today(inv),
+                                window=inv.rt.settings.recurrence_delta)
     findings, _ = rca_svc.check_language(s, inc.ref, words_file=getattr(inv.rt.settings, "blameless_words_file",
                                                                           None))
     summary = f"📄 Blameless RCA for {inc.ref} ({escape(inc.title)}), exported by {user(inv.user_id)}."

@@ -79,6 +79,7 @@ def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
             raise Permanent("announcement without an incident")
         p.update(messages.announcement(inc))
     capture = p.pop("capture", None)
+    history = p.pop("history", None)
     channel = resolve_placeholder(p.pop("channel"), inc, "chat.postMessage")
     if "thread_ts" in p:
         p["thread_ts"] = resolve_placeholder(p["thread_ts"], inc, "chat.postMessage thread")
@@ -87,6 +88,10 @@ def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
         if found:
             log.info("outbox %s: already posted before a crash/timeout, not posting again", row.id)
             return _captured(found, capture)
+    if isinstance(history, dict) and inc is not None and inc.id is not None and ctx.history is not None:
+        learned = ctx.history(inc.id)  # read now, in the outbox: never on the accept path or in the fold
+        if learned is not None:
+            p["blocks"] = messages.with_history(p.get("blocks") or [], learned, history.get("web_base_url"))
     meta = {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": row.id}}
     try:
         resp = ctx.slack.chat_postMessage(channel=channel, metadata=meta, unfurl_links=False, **p)

@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 
 from incident_bot.core import capa
-from incident_bot.core.durations import utc_text
+from incident_bot.core.durations import format_duration, utc_text
 from incident_bot.core.rca import safe_url
 from incident_bot.slack.mrkdwn import channel, escape, link, truncate, truncate_md, user
 
@@ -113,6 +113,53 @@ def channel_intro(inc: Any, *, fired_by: str, web_url: str | None = None) -> dic
         )]),
     ]
     return message(f"{inc.ref} {inc.severity}: {inc.title}", blocks)
+
+
+SIMILAR_TITLE = 100
+
+
+def _past_ref(ref: str, web_base_url: str | None) -> str:
+    url = web_page(web_base_url, f"/ui/incidents/{ref}")
+    return link(url, ref) if url else f"*{escape(ref)}*"
+
+
+def history_blocks(learned: Any, web_base_url: str | None = None) -> list[SectionBlock]:
+    """Similar past incidents (``services.similar.PastIncident``) and a recurrence after CAPA, each with
+    why it was chosen: the intro message and ``/incident similar`` show the same."""
+    blocks = []
+    rec = learned.recurrence
+    if rec is not None:
+        why = "; ".join(rec.reasons)
+        n = rec.days_since
+        days = "the day this incident opened" if n == 0 else f"{n} day{'s' if n != 1 else ''} before this opened"
+        blocks.append(section(
+            f"♻️ *Recurrence after CAPA*: {_past_ref(rec.previous.ref, web_base_url)} "
+            f"({escape(truncate(rec.previous.title, SIMILAR_TITLE))}) had a CAPA action marked done {days} "
+            f"({escape(why)}). Did that fix hold? Done: "
+            + ", ".join(f"#{f.action_id} {escape(truncate(f.title, 80))}" for f in rec.fixes[:3])))
+    if learned.similar:
+        lines = ["*Similar past incidents*"]
+        for p in learned.similar:
+            where = f" {channel(p.channel_id, '')}" if p.channel_id else ""
+            took = f"resolved in {format_duration(p.ttr_s)}" if p.ttr_s is not None else "resolved"
+            capa_text = f"CAPA {p.capa_done}/{p.capa_total} done" if p.capa_total else "no CAPA"
+            line = (f"• {_past_ref(p.ref, web_base_url)}{where} {escape(truncate(p.title, SIMILAR_TITLE))} · "
+                    f"{utc_text(p.detected_at, seconds=False)} · {took} · {capa_text}")
+            if p.root_cause:
+                line += f"\n   Root cause: {escape(p.root_cause)}"
+            line += f"\n   _Why: {escape('; '.join(p.reasons))}_"
+            lines.append(line)
+        blocks.append(section("\n".join(lines)))
+    return blocks
+
+
+def with_history(blocks: list[dict[str, Any]], learned: Any, web_base_url: str | None) -> list[dict[str, Any]]:
+    """The intro's blocks with the history sections put above its buttons (blocks already serialised)."""
+    extra = [b.to_dict() for b in history_blocks(learned, web_base_url)]
+    if not extra:
+        return blocks
+    at = next((n for n, b in enumerate(blocks) if b.get("block_id") == "incident_actions"), len(blocks))
+    return [*blocks[:at], *extra, *blocks[at:]]
 
 
 def announcement(inc: Any) -> dict[str, Any]:

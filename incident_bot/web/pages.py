@@ -17,9 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from incident_bot.config import Settings
 from incident_bot.core import schedule
+from incident_bot.core.learning import RECENT, learning_view
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.runtime import Runtime
 from incident_bot.services import digest as digest_service
+from incident_bot.services import learning
 from incident_bot.services.digest_chart import trend_charts
 from incident_bot.services.metrics import period_metrics
 from incident_bot.services.rca import export_rca
@@ -109,7 +111,7 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
             inc = queries.incident_by_ref(s, ref)
             if inc is None:
                 raise NotFound(f"No incident {ref[:40]}.")
-            view = queries.incident_view(s, inc, today=today())
+            view = queries.incident_view(s, inc, today=today(), window=settings.recurrence_delta)
             return {**view.doc.context(), "view": view, "inc": inc, "title": f"{inc.ref}: {inc.title}",
                     "channel_url": digest_service.channel_url(inc.slack_channel_id)}
         return await render(request, "incident.html.j2", load)
@@ -126,7 +128,8 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
                 inc = queries.incident_by_ref(s, ref)
                 if inc is None:
                     return None
-                return inc.ref, export_rca(s, inc.ref, fmt, settings.rca_templates_dir, today=today()).text
+                return inc.ref, export_rca(s, inc.ref, fmt, settings.rca_templates_dir, today=today(),
+                                          window=settings.recurrence_delta).text
         found = await run_in_threadpool(work)
         if found is None:
             return Response("No such incident", status_code=404, headers=headers())
@@ -149,7 +152,10 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
             if len(service) > 255:
                 raise queries.BadFilter("service is limited to 255 characters")
             weeks = int(weeks_text)
+            now = utcnow()
+            kb = learning.keeps_breaking_doc(s, now - RECENT, now, now=now, window=settings.recurrence_delta)
             return {"charts": _metric_weeks(s, settings, weeks, severity, service), "severity": severity,
+                    "keeps_breaking": learning_view(kb),
                     "service": service, "weeks": weeks, "week_choices": WEEK_CHOICES, "severities": SEVERITIES,
                     "services": queries.services(s), "title": "Metrics"}
         return await render(request, "metrics.html.j2", load)

@@ -21,6 +21,7 @@ from incident_bot.core.lifecycle import STATUSES
 from incident_bot.core.rca import RcaDocument, safe_url
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.services.rca import display_names, rca_document
+from storage import text_search
 from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, PagerDutyLink, utcnow
 
 PAGE_SIZE = 50
@@ -110,7 +111,10 @@ def list_incidents(session: Session, f: IncidentFilter, *, now: datetime | None 
     if span is not None:
         where.append(i.detected_at >= (now or utcnow()) - span)  # type: ignore[operator]
     if f.q:
-        where.append(func.lower(i.title).like(_like(f.q.lower()), escape="\\"))
+        # The text index (storage/text_search.py): words of the title, service, summary and root causes, the
+        # last word as a prefix. A search with no word in it ("5%") falls back to a scan of the titles.
+        found = text_search.matching(session.get_bind().dialect.name, f.q)
+        where.append(found if found is not None else func.lower(i.title).like(_like(f.q.lower()), escape="\\"))
     total = int(session.execute(select(func.count()).select_from(i).where(*where)).scalar_one())
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(f.page, pages)
@@ -155,9 +159,10 @@ class IncidentView:
     review: str  # the RCA's state, in words
 
 
-def incident_view(session: Session, inc: Incident, *, today: date) -> IncidentView:
+def incident_view(session: Session, inc: Incident, *, today: date,
+                  window: timedelta = timedelta(days=30)) -> IncidentView:
     assert inc.id is not None
-    doc = rca_document(session, inc, today=today)
+    doc = rca_document(session, inc, today=today, window=window)
     links = session.execute(select(PagerDutyLink).where(PagerDutyLink.incident_id == inc.id)  # type: ignore[arg-type]
                             .order_by(PagerDutyLink.primary.desc(), PagerDutyLink.created_at)).scalars()  # type: ignore[attr-defined]
     pd = [PagerDutyRef(p.pagerduty_incident_id, safe_url(p.url), p.service_name, p.primary) for p in links]

@@ -1,0 +1,27 @@
+"""``/incident similar``: the similar past incidents of this channel's incident, and a recurrence after CAPA,
+with why each was chosen (the same lookup and the same blocks as the intro message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from incident_bot.services import similar as similar_svc
+from incident_bot.slack import messages
+from incident_bot.slack.commands import EXTRA_COMMANDS, Invocation, handler
+from storage.models import Incident
+
+EXTRA_COMMANDS.append(("similar", "similar past incidents (same service, shared words) and recurrence after CAPA"))
+LIMIT = 5
+
+
+@handler("similar")
+def _similar(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+    settings = inv.rt.settings
+    learned = similar_svc.learn(s, inc, window=settings.recurrence_delta, limit=LIMIT)
+    blocks = messages.history_blocks(learned, settings.web_base_url)
+    if not blocks:
+        return {"text": f"No similar past incident for {inc.ref}: no resolved incident on its service or sharing "
+                        "its words, and no recurrence after a CAPA."}
+    return messages.message(f"{inc.ref}: similar past incidents", blocks)

@@ -1,0 +1,248 @@
+"""The incidents' text index: what a "word" is, how the index is kept in step, and how it is queried.
+
+One concept, one place. A word is a run of letters and digits, lower-cased, not a stop word, reduced to
+its stem by the Snowball English stemmer (``timeouts`` and ``timeout`` are one word, so are ``failing``
+and ``failed``). Python decides the words, not the database, so SQLite and PostgreSQL index exactly the
+same ones and a similarity found on one is found on the other.
+
+Each incident has one row in ``incident_search``: the words of its title and service name
+(``title_terms``), and the other words of its description, RCA summary and root causes
+(``body_terms``). The row is written in the flush that writes the incident (a session hook below): a
+new incident, a title or service changed by PagerDuty, an RCA edit, an imported incident
+(``backfill``) are all indexed in the same transaction, whoever wrote them. Over that table:
+
+- PostgreSQL: a generated ``tsvector`` column (title words weight A, the rest B) with a GIN index,
+  built with ``array_to_tsvector``, so no text search configuration re-parses our words;
+- SQLite: an FTS5 table over the same two columns (external content, kept by triggers), and an
+  ``fts5vocab`` table that tells in how many incidents a word appears.
+
+Both are created by migration 0007, which also indexes the incidents already there.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import snowballstemmer
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    cast,
+    column,
+    event,
+    func,
+    inspect,
+    literal_column,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from storage.models import Counter, Incident, IncidentSearch
+
+# Function words, and words every incident title has whatever broke. Kept short on purpose: a word that
+# is merely frequent in a team's history is found out by its document frequency (``doc_freq``).
+STOP_WORDS = frozenset({
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
+    "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
+    "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had",
+    "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is",
+    "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on",
+    "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so",
+    "some", "such", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they",
+    "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what",
+    "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours"
+})
+_WORD = re.compile(r"[^\W_]+")
+MAX_WORD = 40  # longer runs are hashes, ids, base64: not words anyone searches for
+MAX_TERMS = 300  # per field: a 20-page root cause does not need more to be found
+_STEMMER = snowballstemmer.stemmer("english")
+_STEM_LOCK = threading.Lock()  # a stemmer object keeps state while it works: one caller at a time
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    with _STEM_LOCK:
+        return str(_STEMMER.stemWord(word))
+
+
+def words(text: str | None) -> dict[str, str]:
+    """The words of a text: stem -> the first spelling seen (explanations show the spelling), in order."""
+    out: dict[str, str] = {}
+    for raw in _WORD.findall(unicodedata.normalize("NFKC", text or "").lower()):
+        if len(raw) < 2 or len(raw) > MAX_WORD or raw in STOP_WORDS or (raw.isdigit() and len(raw) < 3):
+            continue  # "5" of "5%" is noise; "502" or "2026" are not
+        out.setdefault(stem(raw), raw)
+        if len(out) >= MAX_TERMS:
+            break
+    return out
+
+
+def _narrative(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "\n".join(str(v) for v in value)
+    return str(value or "")
+
+
+def fields(title: str | None, service: str | None, description: str | None,
+           rca: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(title words, other words) of an incident, as :func:`words` gives them."""
+    head = words(f"{title or ''} {service or ''}")
+    rca = rca or {}
+    body_text = "\n".join([description or "", _narrative(rca.get("summary")), _narrative(rca.get("root_causes"))])
+    body = {k: v for k, v in words(body_text).items() if k not in head}
+    return head, body
+
+
+def _row(incident_id: int, title: str | None, service: str | None, description: str | None,
+         rca: Mapping[str, Any] | None) -> dict[str, Any]:
+    head, body = fields(title, service, description, rca)
+    return {"incident_id": incident_id, "title_terms": " ".join(head), "body_terms": " ".join(body)}
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    table = IncidentSearch.__table__  # type: ignore[attr-defined]
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    stmt = ins.on_conflict_do_update(index_elements=["incident_id"], set_={
+        "title_terms": ins.excluded.title_terms, "body_terms": ins.excluded.body_terms})
+    conn.execute(stmt, rows)
+
+
+_WATCHED = ("title", "service", "description", "rca")
+
+
+def _changed(inc: Incident) -> bool:
+    attrs = inspect(inc).attrs
+    return any(attrs[name].history.has_changes() for name in _WATCHED)
+
+
+@event.listens_for(Session, "after_flush")
+def _keep_in_step(session: Session, _flush_context: Any) -> None:
+    """Index every incident this flush inserted, or whose title, service, description or RCA it changed.
+    After the flush, so a new incident has its id; on the flush's own connection, so the index row
+    commits or rolls back (a savepoint too) with the incident."""
+    rows = [_row(o.id, o.title, o.service, o.description, o.rca) for o in [*session.new, *session.dirty]
+            if isinstance(o, Incident) and o.id is not None and (o in session.new or _changed(o))]
+    if rows:
+        _upsert(session.connection(), rows)
+
+
+def rebuild(conn: Connection, *, chunk: int = 2000) -> int:
+    """Index every incident (the migration that creates the index; bulk loads that bypass the ORM).
+    Returns how many incidents were indexed."""
+    i = Incident.__table__  # type: ignore[attr-defined]
+    done, last = 0, 0
+    while True:
+        batch = conn.execute(select(i.c.id, i.c.title, i.c.service, i.c.description, i.c.rca)
+                             .where(i.c.id > last).order_by(i.c.id).limit(chunk)).all()
+        if not batch:
+            return done
+        _upsert(conn, [_row(*r) for r in batch])
+        done, last = done + len(batch), batch[-1][0]
+
+
+# -- queries -------------------------------------------------------------------------------------------
+
+def _pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _pg_query(terms: Iterable[str], op: str = " | ", prefix_last: bool = False) -> str:
+    """A tsquery of lexemes as they are (quoted: no configuration parses them again)."""
+    quoted = [f"'{t}'" for t in terms]
+    if prefix_last and quoted:
+        quoted[-1] += ":*"
+    return op.join(quoted)
+
+
+def _fts_query(terms: Iterable[str], op: str = " OR ", prefix_last: bool = False) -> str:
+    quoted = [f'"{t}"' for t in terms]
+    if prefix_last and quoted:
+        quoted[-1] += "*"
+    return op.join(quoted)
+
+
+def indexed_total(session: Session) -> int:
+    """How many incidents there are (the counter behind INC-<n>: one row read, not a count of 100,000)."""
+    value = session.execute(select(Counter.value).where(Counter.name == "incident")).scalar_one_or_none()
+    return int(value or 0)
+
+
+def doc_freq(session: Session, terms: Iterable[str], *, cap: int) -> dict[str, int]:
+    """In how many incidents each word appears, counted up to ``cap + 1`` (enough to know "more than
+    cap"; PostgreSQL stops counting there, SQLite's vocabulary table knows the number outright)."""
+    terms = sorted(set(terms))
+    if not terms:
+        return {}
+    if _pg(session):
+        parts = [f"SELECT :t{n} AS term, (SELECT count(*) FROM (SELECT 1 FROM incident_search "
+                 f"WHERE tsv @@ CAST(:q{n} AS tsquery) LIMIT :cap) AS hits) AS n" for n in range(len(terms))]
+        params: dict[str, Any] = {"cap": cap + 1}
+        for n, t in enumerate(terms):
+            params[f"t{n}"], params[f"q{n}"] = t, _pg_query([t])
+        rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
+    else:
+        marks = ", ".join(f":t{n}" for n in range(len(terms)))
+        rows = session.execute(text(f"SELECT term, doc FROM incident_search_vocab WHERE term IN ({marks})"),
+                               {f"t{n}": t for n, t in enumerate(terms)}).all()
+    found = {str(t): min(int(n), cap + 1) for t, n in rows}
+    return {t: found.get(t, 0) for t in terms}
+
+
+def text_candidates(session: Session, terms: Iterable[str], *, where: Iterable[ColumnElement[bool]] = (),
+                    limit: int = 200) -> list[int]:
+    """Ids of incidents sharing at least one of ``terms``, the database's best text matches first
+    (``ts_rank`` with title words weighted above the rest; FTS5's ``bm25`` with the same weighting).
+    ``where`` filters on ``incidents`` columns. The caller ranks them again (core/similarity.py)."""
+    terms = list(dict.fromkeys(terms))
+    if not terms:
+        return []
+    i = Incident.__table__  # type: ignore[attr-defined]
+    if _pg(session):
+        s = table("incident_search", column("incident_id"), column("tsv", postgresql.TSVECTOR()))
+        query = cast(bindparam("fts_q", _pg_query(terms)), postgresql.TSQUERY())
+        stmt = (select(s.c.incident_id).join(i, i.c.id == s.c.incident_id)
+                .where(s.c.tsv.op("@@")(query), *where)
+                .order_by(func.ts_rank(s.c.tsv, query).desc(), i.c.detected_at.desc(), i.c.id.desc()))
+    else:
+        f = table("incident_search_fts", column("rowid"), column("incident_search_fts"))
+        stmt = (select(f.c.rowid).join(i, i.c.id == f.c.rowid)
+                .where(f.c.incident_search_fts.op("MATCH")(bindparam("fts_q", _fts_query(terms))), *where)
+                .order_by(func.bm25(literal_column("incident_search_fts"), 2.0, 1.0), i.c.detected_at.desc(),
+                          i.c.id.desc()))
+    return [int(r[0]) for r in session.execute(stmt.limit(limit))]
+
+
+def terms_of(session: Session, ids: Iterable[int]) -> dict[int, tuple[frozenset[str], frozenset[str]]]:
+    """The indexed (title words, other words) of these incidents."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    t = IncidentSearch
+    stmt = select(t.incident_id, t.title_terms, t.body_terms).where(t.incident_id.in_(ids))  # type: ignore[attr-defined]
+    return {int(r[0]): (frozenset((r[1] or "").split()), frozenset((r[2] or "").split()))
+            for r in session.execute(stmt)}
+
+
+def matching(dialect: str, query: str) -> ColumnElement[bool] | None:
+    """A predicate on ``incidents.id`` for a search box: every word of ``query`` (the last one as a
+    prefix, so "check" finds "checkout"), in the title, service, summary or root causes. None when the
+    query has no word to look up ("5%", "on"): the caller decides what that finds."""
+    terms = list(words(query))
+    if not terms:
+        return None
+    if dialect == "postgresql":
+        s = table("incident_search", column("incident_id"), column("tsv", postgresql.TSVECTOR()))
+        q = cast(bindparam("search_q", _pg_query(terms, " & ", prefix_last=True)), postgresql.TSQUERY())
+        return Incident.id.in_(select(s.c.incident_id).where(s.c.tsv.op("@@")(q)))  # type: ignore[union-attr]
+    f = table("incident_search_fts", column("rowid"), column("incident_search_fts"))
+    q2 = bindparam("search_q", _fts_query(terms, " AND ", prefix_last=True))
+    return Incident.id.in_(select(f.c.rowid).where(f.c.incident_search_fts.op("MATCH")(q2)))  # type: ignore[union-attr]
