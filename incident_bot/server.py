@@ -106,8 +106,8 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
             _log("malformed", 400, started, reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            accepted = await asyncio.wait_for(run_in_threadpool(inbound.store, rt.engine, ev, body),
-                                              timeout=INGEST_DEADLINE)
+            async with asyncio.timeout(INGEST_DEADLINE):
+                accepted = await run_in_threadpool(inbound.store, rt.engine, ev, body)
         except (OperationalError, DBAPIError, TimeoutError) as exc:
             # Not known to be stored, so not acknowledged: PagerDuty redelivers on 5xx, 503 says "try
             # again". A deadline, because a database behind a network partition answers nothing at all

@@ -16,7 +16,10 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
-from storage import text_search  # noqa: F401  (its flush hook keeps the text index in step with incidents)
+from storage import (
+    sqlite_gate,
+    text_search,  # noqa: F401  (its flush hook keeps the text index in step with incidents)
+)
 
 DEFAULT_SQLITE_URL = "sqlite:///incident-bot.db"
 
@@ -45,6 +48,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+
+    # Queued in this process first (first come, first served; see storage/sqlite_gate.py), then the lock.
+    sqlite_gate.install(engine)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]

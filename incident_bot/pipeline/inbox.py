@@ -108,12 +108,14 @@ def expect_subjects(session: Session, source: str, subject_ids: set[str]) -> Non
 
 
 def take_deferred(session: Session, source: str, subject_id: str) -> list[InboxDelivery]:
-    """The rows deferred for ``subject_id``: by earlier transactions (read once per transaction, for
-    every subject ``expect_subjects`` named; the caller holds the lock under which rows are deferred, so
-    none can be added behind its back) and by this one (kept in memory: no flush, no query)."""
+    """The rows deferred for ``subject_id``, by earlier transactions or this one. Read once per
+    transaction for every subject ``expect_subjects`` named (the caller holds the lock under which rows
+    are deferred, so none can be added behind its back); rows this transaction defers after that are
+    kept in memory. A savepoint's rollback clears ``session.info``: the next call reads again."""
     cache: dict[str, list[InboxDelivery]] = session.info.setdefault(("deferred", source), {})
     loaded: set[str] = session.info.setdefault(("deferred_loaded", source), set())
     if subject_id not in loaded:
+        session.flush()  # rows deferred earlier in this transaction must be seen by the query
         wanted = (session.info.get(("subjects", source), set()) | {subject_id}) - loaded
         stmt = (select(InboxDelivery).where(InboxDelivery.source == source,  # type: ignore[arg-type]
                                             InboxDelivery.status == DEFERRED,  # type: ignore[arg-type]

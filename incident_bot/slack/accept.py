@@ -69,10 +69,10 @@ async def store(rt: Runtime, *, event_id: str, event_type: str, body: dict[str, 
                 subject_id: str | None) -> inbox.Accepted:
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     try:
-        accepted = await asyncio.wait_for(run_in_threadpool(
-            inbox.accept, rt.engine, source=SOURCE, event_id=event_id[:inbox.MAX_EVENT_ID],
-            event_type=event_type, payload=payload, subject_id=(subject_id or None) and subject_id[:64]),
-            timeout=STORE_DEADLINE)
+        async with asyncio.timeout(STORE_DEADLINE):
+            accepted = await run_in_threadpool(
+                inbox.accept, rt.engine, source=SOURCE, event_id=event_id[:inbox.MAX_EVENT_ID],
+                event_type=event_type, payload=payload, subject_id=(subject_id or None) and subject_id[:64])
     except (OperationalError, DBAPIError, TimeoutError) as exc:
         DELIVERIES.labels(source="slack", outcome="unavailable").inc()
         log.warning("slack %s: database unavailable (%s)", event_type, exc.__class__.__name__)

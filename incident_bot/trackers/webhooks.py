@@ -95,8 +95,8 @@ def _add(app: FastAPI, rt: Any, route: Route) -> None:
         if event_type is None:
             kwargs.update(payload="", status=inbox.DONE, outcome="ignored")
         try:
-            accepted = await asyncio.wait_for(run_in_threadpool(lambda: inbox.accept(rt.engine, **kwargs)),
-                                              timeout=DEADLINE)
+            async with asyncio.timeout(DEADLINE):
+                accepted = await run_in_threadpool(lambda: inbox.accept(rt.engine, **kwargs))
         except (OperationalError, DBAPIError, TimeoutError) as exc:
             return answer("unavailable", 503, started, error=exc.__class__.__name__)
         if rt.fold:

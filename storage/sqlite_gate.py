@@ -1,0 +1,96 @@
+"""SQLite's one writer, handed out in arrival order within the process.
+
+Every transaction on SQLite begins with ``BEGIN IMMEDIATE`` (storage/db.py): it takes the database's
+write lock or waits for it. SQLite's own wait is a busy handler that sleeps and polls (1, 2, 5 ... 100 ms):
+a thread that just committed takes the lock again before the sleepers wake, so under an alert storm the
+fold worker's back-to-back batches starved the accept path's one-row INSERTs past their 4 s deadline
+(503s). Here the threads of one process queue for it in a ticket line instead: first come, first served,
+woken the moment the lock is free, so an accept waits at most for the batch in front of it.
+
+Other processes (the CLI next to ``serve``) still meet SQLite's busy handler; the gate only orders this
+process's threads. A transaction that does not end within ``timeout`` (a leak, a hung statement) does not
+block the line for ever: the next in line goes ahead and SQLite's own lock decides.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+
+class TicketGate:
+    """A FIFO lock handed from one holder straight to the next waiter (one wake-up, no herd), which any
+    thread may release (the pool's check-in may run on another thread than the BEGIN)."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._mutex = threading.Lock()
+        self._held = False
+        self._line: collections.deque[threading.Event] = collections.deque()
+
+    def acquire(self) -> threading.Event | None:
+        """Wait for the gate; returns the token to give back. None: taken without waiting."""
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return None
+            turn = threading.Event()
+            self._line.append(turn)
+        if not turn.wait(self.timeout):
+            with self._mutex:
+                if turn in self._line:  # the holder is stuck: go ahead, SQLite's own lock decides
+                    self._line.remove(turn)
+                    return turn
+        return turn
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._line:
+                self._line.popleft().set()  # still held: handed to the next in line
+            else:
+                self._held = False
+
+    @property
+    def waiting(self) -> int:
+        with self._mutex:
+            return len(self._line)
+
+
+def install(engine: Engine, timeout: float = 30.0) -> TicketGate:
+    """Queue this engine's transactions through one gate: taken at BEGIN, given back once COMMIT or
+    ROLLBACK has finished (not before: the next in line would meet the lock still held and fall back
+    to SQLite's sleeping busy handler), or when the connection goes back to the pool."""
+    gate = TicketGate(timeout)
+    holding: set[int] = set()  # id() of the DBAPI connections that hold the gate
+    dialect = engine.dialect
+
+    def _take(conn: Any) -> None:
+        key = id(conn.connection.dbapi_connection)
+        if key in holding:
+            return  # this connection holds it already
+        gate.acquire()
+        holding.add(key)
+
+    def _give_back(dbapi_conn: Any) -> None:
+        key = id(dbapi_conn)
+        if key in holding:
+            holding.discard(key)
+            gate.release()
+
+    def _ending(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def end(dbapi_conn: Any) -> None:
+            try:
+                original(dbapi_conn)
+            finally:
+                _give_back(dbapi_conn)
+        return end
+
+    dialect.do_commit = _ending(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = _ending(dialect.do_rollback)  # type: ignore[method-assign]
+    event.listen(engine, "begin", _take)
+    event.listen(engine.pool, "checkin", lambda dbapi_conn, _record: _give_back(dbapi_conn))
+    return gate
