@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from incident_bot.testing.tls import ThrowawayTLS
+
 
 @dataclass(frozen=True)
 class Call:
@@ -156,6 +158,7 @@ class StandInServer:
         self._thread: threading.Thread | None = None
         self._port = 0
         self._is_down = False
+        self.tls: ThrowawayTLS | None = None  # set by an HTTPS stand-in: serve TLS with its certificate
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -233,7 +236,7 @@ class StandInServer:
                 self._connections.discard(conn)
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        return None
+        return self.tls.server_context if self.tls is not None else None
 
     # -- call log --------------------------------------------------------------------------------------------
 
