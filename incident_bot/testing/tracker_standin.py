@@ -29,7 +29,8 @@ class ApiError(Exception):
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, json.dumps(body).encode(), headers or {})
+    """A JSON answer; ``body=None`` answers with no body at all (Jira's 204 No Content)."""
+    return Reply(status, b"" if body is None else json.dumps(body).encode(), headers or {})
 
 
 class TrackerStandIn(StandInServer):

@@ -152,16 +152,23 @@ class JiraTracker:
         if CATEGORY[current.state] == CATEGORY[status]:
             return
         options = self.http.request("GET", f"/rest/api/3/issue/{key}/transitions").get("transitions") or []
-        for t in options:
+
+        def fits(t: dict[str, Any]) -> bool:
             to = t.get("to") or {}
-            name = str(to.get("name") or "").lower()
+            name = str(to.get("name") or t.get("name") or "").lower()
             if status in ("done", "wont_do") and self.done_statuses:
-                fits = name in {s.lower() for s in self.done_statuses}
-            else:
-                fits = (to.get("statusCategory") or {}).get("key") == CATEGORY[status]
-            if fits:
-                self.http.request("POST", f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": t["id"]}})
-                return
+                return name in {s.lower() for s in self.done_statuses}
+            return (to.get("statusCategory") or {}).get("key") == CATEGORY[status]
+
+        def wont(t: dict[str, Any]) -> bool:
+            return str((t.get("to") or {}).get("name") or t.get("name") or "").lower() in WONT
+
+        candidates = [t for t in options if fits(t)]
+        # Done and Won't Do are both in the "done" category: prefer the one that says what we mean.
+        candidates.sort(key=lambda t: wont(t) != (status == "wont_do"))
+        if candidates:
+            self.http.request("POST", f"/rest/api/3/issue/{key}/transitions",
+                              json={"transition": {"id": candidates[0]["id"]}})
 
     def fetch(self, keys: list[str]) -> list[Ticket]:
         found: list[Ticket] = []
