@@ -217,3 +217,14 @@ def parse_action_text(text: str, today: date) -> ParsedAction:
     if not title:
         raise CapaError("an action needs a title: /incident action <what to do> [@owner] [due <date>] [type]")
     return ParsedAction(title=title, owner_id=owner, due_date=due_date, type=kind, priority=prio)
+
+
+_OPAQUE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def ticket_label(key: str | None) -> str:
+    """How a ticket is named in a link: its key (``OPS-7``, ``acme/ops#12``), or "ticket" for an opaque id
+    (Linear's UUID) or a ticket linked by hand."""
+    if not key or _OPAQUE_ID.fullmatch(key):
+        return "ticket"
+    return key
