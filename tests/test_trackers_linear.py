@@ -164,12 +164,14 @@ def test_changes_update_the_ticket_and_our_own_echo_is_ignored(tbot, linear) -> 
     ch = declare(tbot)
     command(tbot, "action Add a canary stage <@U0BOB>", channel=ch)
     tbot.drain()
+    linear.fail_next("POST /graphql issueUpdate", status=500)  # retried with backoff
     run = cli(tbot, "actions", "set", "1", "--owner", "U0ADA", "--priority", "high", "--due", "2026-12-24",
               env={"CAPA_TRACKER": "linear"})
     assert run.returncode == 0, run.stderr
     issue = linear.by_identifier("OPS-1")
     tbot.slack.wait_for(lambda: (issue["assignee"] or {}).get("email") == "ada@example.com", timeout=15)
     assert (issue["priority"], issue["dueDate"]) == (2.0, "2026-12-24")
+    assert [c.status for c in linear.calls("POST /graphql issueUpdate")][:2] == [500, 200]
     # Someone moves it to "In Review" (a started state): in progress here.
     send(tbot, linear.move("OPS-1", "In Review"))
     wait_status(tbot, 1, "in_progress")

@@ -1,9 +1,10 @@
-"""The HTTP machinery shared by the Slack and PagerDuty stand-ins.
+"""The HTTP machinery shared by the stand-ins (Slack, PagerDuty, GitHub, Jira, Linear).
 
 A stand-in is a real server on 127.0.0.1 (stdlib ``ThreadingHTTPServer`` in a daemon thread) so that the
-real clients (slack_sdk, Bolt, pagerduty) run their real HTTP code, retries and timeouts. This module owns
-what both stand-ins share: the server lifecycle (start/stop, down/up on the same port), the call log, and
-fault injection (failures, delays, a sliding-window rate limit). Subclasses turn a request into a reply.
+real clients (slack_sdk, Bolt, pagerduty, httpx) run their real HTTP code, retries and timeouts. This module
+owns what the stand-ins share: the server lifecycle (start/stop, down/up on the same port; HTTPS when
+``tls`` is set, see :mod:`tls`), the call log, and fault injection (failures, delays, a sliding-window rate
+limit). Subclasses turn a request into a reply.
 """
 
 from __future__ import annotations
