@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     jira_issue_type: str = "Task"
     jira_done_statuses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     jira_webhook_secret: str | None = None
+    # Jira's JQL search shows a new issue only after a delay: how long a create whose answer was lost waits
+    # for its ticket to show before it creates one (docs/trackers.md, "Exactly once").
+    jira_search_settle: float = Field(default=60.0, ge=0, le=3600)
     linear_api_key: str | None = None
     linear_team_id: str | None = None
     linear_api_url: str = "https://api.linear.app/graphql"

@@ -391,3 +391,21 @@ def test_actions_are_stored_as_rows(engine: Engine) -> None:
     with session_scope(engine) as s:
         row = s.execute(select(ActionItem)).scalar_one()
         assert (row.type, row.priority, row.due_date, row.created_by) == ("mitigation", "low", DUE, "U0ALICE")
+
+
+def test_action_edit_parsing() -> None:
+    """`/incident action #N ...`: every word understood, or refused with the word that was not."""
+    from incident_bot.core.capa import ActionEdit, is_action_edit, parse_action_edit
+
+    today = date(2026, 12, 1)
+    assert parse_action_edit("#3 <@U0BOB|bob> due 2026-12-20 priority:high in progress", today) == ActionEdit(
+        3, owner_id="U0BOB", due_date=date(2026, 12, 20), priority="high", status="in_progress")
+    assert parse_action_edit("#12 owner none due none low won't do", today) == ActionEdit(
+        12, clear_owner=True, clear_due=True, priority="low", status="wont_do")
+    assert parse_action_edit("#2 Done", today) == ActionEdit(2, status="done")
+    assert parse_action_edit("#2", today).empty
+    assert is_action_edit(" #4 done") and not is_action_edit("Fix #4 for good")
+    for bad, why in (("#2 fix it", "'fix'"), ("#2 due someday", "after due is not a date"),
+                     ("#2 type:process", "'type:process'"), ("#2 <@U0A> <@U0B>", "one owner")):
+        with pytest.raises(capa.CapaError, match=why):
+            parse_action_edit(bad, today)

@@ -85,7 +85,8 @@ def seed(engine: Engine) -> None:
             ActionItem(id=1, incident_id=i1.id, title="Add an alert", owner_id="U0ADA",
                        due_date=date(2026, 10, 28), status="done", created_at=t(21, 10), closed_at=t(27, 10)),
             ActionItem(id=2, incident_id=i3.id, title="Fix the retry storm", owner_id="U0BOB",
-                       due_date=date(2026, 10, 30), status="open", created_at=t(26, 12)),
+                       due_date=date(2026, 10, 30), status="open", created_at=t(26, 12),
+                       ticket_key="OPS-7", ticket_url="https://acme.atlassian.net/browse/OPS-7"),
             ActionItem(id=3, incident_id=i3.id, title="Due on the day after the week", owner_id="U0CAT",
                        due_date=date(2026, 11, 2), status="open", created_at=t(26, 12)),
             ActionItem(id=4, incident_id=i4.id, title="Runbook", owner_id=None, due_date=date(2026, 10, 29),
@@ -136,9 +137,9 @@ EXPECTED = {
         "mttr_s": summary(2550, 1500, 3600, 2),
     },
     "capa": {"opened": 4, "done": 1, "overdue": 2, "overdue_items": [
-        {"id": 4, "title": "Runbook", "owner": None, "due": "2026-10-29", "incident": "INC-4"},
+        {"id": 4, "title": "Runbook", "owner": None, "due": "2026-10-29", "incident": "INC-4", "ticket_url": None},
         {"id": 2, "title": "Fix the retry storm", "owner": {"id": "U0BOB", "name": None}, "due": "2026-10-30",
-         "incident": "INC-3"},
+         "incident": "INC-3", "ticket_url": "https://acme.atlassian.net/browse/OPS-7"},
     ]},
     # INC-7 has no service: counted as null ("(no service)" in text), not left out.
     "top_services": [{"service": "api", "count": 2}, {"service": "db", "count": 1}, {"service": "web", "count": 1},
@@ -253,7 +254,10 @@ def test_cli_formats_and_post_once(seeded, db_url, monkeypatch, tmp_path: Path, 
     html = (tmp_path / "d.html").read_text()
     assert html.count("<svg") == 3 and "<script" not in html.lower()
     assert "API down &lt;!channel&gt; &amp; more" in html and "<!channel>" not in html
-    assert not [u for u in re.findall(r'(?:src|href)="([^"]+)"', html) if not u.startswith("https://slack.com/")]
+    # Self-contained: nothing is loaded; the only links go out to Slack channels and CAPA tickets.
+    assert not re.findall(r'src="(https?:[^"]+)"', html)
+    assert not [u for u in re.findall(r'(?:src|href)="([^"]+)"', html)
+                if not u.startswith(("https://slack.com/", "https://acme.atlassian.net/browse/"))]
     assert main(["digest", "--week", "2026-W44", "--post"]) == 0
     assert "queued for C0DIGEST" in capsys.readouterr().out
     assert main(["digest", "--week", "2026-W44", "--post"]) == 0
@@ -353,8 +357,15 @@ def test_new_sections_on_the_hand_made_week(seeded) -> None:  # type: ignore[no-
     assert "## Open incidents" in md and f"| {link('INC-5')} | SEV2 | acknowledged |" in md
     assert f"{link('INC-3')}, {link('INC-9')}" in md
     assert "| [INC-3](https://bot.example.com/ui/incidents/INC-3) | SEV1 |" in md
-    assert "| 2 | Fix the retry storm | INC-3 | U0BOB | 2026-10-30 | 3 |" in md  # unknown name: the id
-    assert "| 4 | Runbook | INC-4 | no owner | 2026-10-29 | 4 |" in md
+    # Unknown name: the id. Each action links its ticket (issue 14).
+    assert ("| 2 | Fix the retry storm | INC-3 | U0BOB | 2026-10-30 | 3 | "
+            "[OPS-7](https://acme.atlassian.net/browse/OPS-7) |") in md
+    assert "| 4 | Runbook | INC-4 | no owner | 2026-10-29 | 4 |  |" in md
+    with session_scope(engine) as s:
+        html = service.render_digest(s, settings, *W44, "html", now=NOW)
+    assert '<a href="https://acme.atlassian.net/browse/OPS-7">OPS-7</a>' in html
+    blocks = json.dumps(digest_message(view))
+    assert "<https://acme.atlassian.net/browse/OPS-7|OPS-7>" in blocks
     assert "| (no service) | 1 |" in md
     assert "partial period" not in md  # W44 is over at NOW
     for stray in ("— ·", "(— vs", "(= 0% vs 0", "`·"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
 from dateutil import parser as dateparser
 from dateutil.relativedelta import relativedelta
@@ -217,3 +218,88 @@ def parse_action_text(text: str, today: date) -> ParsedAction:
     if not title:
         raise CapaError("an action needs a title: /incident action <what to do> [@owner] [due <date>] [type]")
     return ParsedAction(title=title, owner_id=owner, due_date=due_date, type=kind, priority=prio)
+
+
+@dataclass(frozen=True)
+class ActionEdit:
+    """``/incident action #N ...``: what to change on action N (None: leave as it is)."""
+
+    action_id: int
+    owner_id: str | None = None
+    clear_owner: bool = False
+    due_date: date | None = None
+    clear_due: bool = False
+    priority: str | None = None
+    status: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.owner_id or self.clear_owner or self.due_date or self.clear_due or self.priority
+                    or self.status)
+
+
+_EDIT = re.compile(r"\s*#(\d{1,9})\b(.*)", re.DOTALL)
+_STATUS_WORDS = {"open": "open", "reopen": "open", "in_progress": "in_progress", "started": "in_progress",
+                 "done": "done", "wont_do": "wont_do", "won't_do": "wont_do"}
+
+
+def is_action_edit(text: str) -> bool:
+    return bool(_EDIT.match(text))
+
+
+def parse_action_edit(text: str, today: date) -> ActionEdit:
+    """``#N [@owner | owner none] [due <date> | due none] [high|medium|low] [open|in progress|done|won't do]``.
+
+    Every word must be understood: an edit that half applies is worse than a refusal that says why."""
+    m = _EDIT.match(text)
+    if not m:
+        raise CapaError("an edit starts with the action's number, e.g. #3")
+    rest = _TAGGED.sub(lambda t: t.group(0) if t.group(1).lower() == "type" else f" {t.group(2)} ", m.group(2))
+    rest = re.sub(r"\b(in|won't|won’t|wont)[ _-](progress|do)\b",
+                  lambda w: f"{w.group(1).replace('’', chr(39))}_{w.group(2)}", rest, flags=re.IGNORECASE)
+    fields: dict[str, Any] = {}
+    mentions = _MENTION.findall(rest)
+    if len(mentions) > 1:
+        raise CapaError("one owner at a time")
+    if mentions:
+        fields["owner_id"] = mentions[0]
+    words = _MENTION.sub(" ", rest).split()
+    i = 0
+    while i < len(words):
+        w = words[i].lower().strip(",.;")
+        if w == "owner" and i + 1 < len(words) and words[i + 1].lower() in ("none", "nobody"):
+            fields["clear_owner"], i = True, i + 2
+        elif w == "owner" and mentions:
+            i += 1
+        elif w == "due" and i + 1 < len(words) and words[i + 1].lower() in ("none", "never"):
+            fields["clear_due"], i = True, i + 2
+        elif w == "due":
+            for n in range(min(4, len(words) - i - 1), 0, -1):
+                try:
+                    fields["due_date"] = parse_due(" ".join(words[i + 1:i + 1 + n]), today)
+                except DueTooFar:
+                    raise
+                except CapaError:
+                    continue
+                i += 1 + n
+                break
+            else:
+                raise CapaError(f"{' '.join(words[i + 1:i + 3]) or 'nothing'!r} after due is not a date")
+        elif w in PRIORITIES:
+            fields["priority"], i = w, i + 1
+        elif w in _STATUS_WORDS:
+            fields["status"], i = _STATUS_WORDS[w], i + 1
+        else:
+            raise CapaError(f"{words[i]!r} is not something an action edit understands")
+    return ActionEdit(int(m.group(1)), **fields)
+
+
+_OPAQUE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def ticket_label(key: str | None) -> str:
+    """How a ticket is named in a link: its key (``OPS-7``, ``acme/ops#12``), or "ticket" for an opaque id
+    (Linear's UUID) or a ticket linked by hand."""
+    if not key or _OPAQUE_ID.fullmatch(key):
+        return "ticket"
+    return key

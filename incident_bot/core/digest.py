@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from incident_bot.core.capa import ticket_label
 from incident_bot.core.durations import format_duration, iso_utc
 from incident_bot.core.learning import learning_view
+from incident_bot.core.rca import safe_url
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.sparkline import sparkline
 from incident_bot.core.targets import Target, TargetResult, evaluate_target
@@ -66,6 +68,8 @@ class OverdueItem:
     owner_id: str | None
     due: date
     incident_ref: str | None = None
+    ticket_url: str | None = None  # its ticket in the team's tracker (docs/trackers.md), or linked by hand
+    ticket_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def build_json(inp: DigestInput) -> dict[str, Any]:
         "done": inp.capa.done,
         "overdue": len(inp.capa.overdue_items),
         "overdue_items": [{"id": a.id, "title": a.title, "owner": person(inp.names, a.owner_id),
-                           "due": a.due.isoformat(), "incident": a.incident_ref}
+                           "due": a.due.isoformat(), "incident": a.incident_ref, "ticket_url": a.ticket_url}
                           for a in inp.capa.overdue_items],
     }
     # Incidents with no service are counted (service null), not silently left out.
@@ -375,7 +379,9 @@ def build_view(inp: DigestInput, doc: dict[str, Any] | None = None) -> dict[str,
                      {"id": a.id, "title": a.title, "owner": a.owner_id,
                       "owner_name": inp.names.get(a.owner_id or "") or a.owner_id or "no owner",
                       "due": a.due.isoformat(), "incident_ref": a.incident_ref,
-                      "days_overdue": (inp.capa.as_of - a.due).days if inp.capa.as_of else None}
+                      "days_overdue": (inp.capa.as_of - a.due).days if inp.capa.as_of else None,
+                      "ticket_url": a.ticket_url, "ticket_link": safe_url(a.ticket_url),
+                      "ticket_label": ticket_label(a.ticket_key)}
                      for a in inp.capa.overdue_items]},
         "top_services": services,
         "missing_rca": doc["missing_rca"],

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from incident_bot.core.capa import action_sort_key
+from incident_bot.core.capa import action_sort_key, ticket_label
 from incident_bot.core.durations import DEFINITIONS, durations, format_duration, utc_text
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.core.people import Directory
@@ -113,11 +113,16 @@ class ActionRow:
     due_date: date | None = None
     ticket_url: str | None = None
     overdue: bool = False
+    ticket_key: str | None = None  # the tracker's key when the bot made the ticket (OPS-7, acme/ops#12)
 
     @property
     def ticket_link(self) -> str | None:
         """The ticket URL when it is safe to put in an href (http or https only)."""
         return safe_url(self.ticket_url)
+
+    @property
+    def ticket_label(self) -> str:
+        return ticket_label(self.ticket_key)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,16 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class Wait(Exception):
+    """Not yet: run this row again after ``seconds``, no attempt counted and no other row slowed down (unlike
+    a rate limit). ``note`` is merged into the row's ``result`` so that the next run knows it waited (a
+    tracker create waiting for the tracker's search index to show a ticket it may have made)."""
+
+    def __init__(self, message: str, *, seconds: float, note: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.seconds, self.note = seconds, dict(note or {})
+
+
 class DuplicateJobKind(ValueError):
     pass
 
@@ -68,13 +78,15 @@ class Context:
 @dataclass(frozen=True)
 class Failure:
     """How a failed call is handled: ``retry`` with backoff, ``rate_limited`` (wait ``retry_after`` for
-    every row of the kind, no attempt counted), or ``permanent`` (parked as dead)."""
+    every row of the kind, no attempt counted), ``wait`` (this row only waits ``retry_after``, no attempt
+    counted, ``note`` kept in its result), or ``permanent`` (parked as dead)."""
 
-    action: Literal["retry", "rate_limited", "permanent"]
+    action: Literal["retry", "rate_limited", "wait", "permanent"]
     message: str
     retry_after: float | None = None
     uncertain: bool = True  # the call may have reached the other side
     recognised: bool = True  # False: no adapter knew the error (logged with its traceback)
+    note: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_placeholder(value: Any, inc: Incident | None, what: str) -> Any:
@@ -132,6 +144,8 @@ class JobRegistry:
     def classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, Permanent):
             return Failure("permanent", str(exc))
+        if isinstance(exc, Wait):
+            return Failure("wait", str(exc), retry_after=exc.seconds, note=exc.note)
         if isinstance(exc, RetryLater):
             if exc.retry_after is not None:
                 return Failure("rate_limited", str(exc), retry_after=exc.retry_after)

@@ -164,6 +164,13 @@ class OutboxWorker(LoopWorker):
             self._record(row, lambda s: q.retry_later(
                 s, row.id or 0, at=at, error=f"{failure.message} {retry_after:g}s",
                 uncertain=bool(row.result.get("uncertain")), count_attempt=False))
+        elif failure.action == "wait":
+            at = self.clock() + timedelta(seconds=failure.retry_after or 1.0)
+            log.info("outbox %s: %s waits %.0f s: %s", row.id, row.method, failure.retry_after or 1.0,
+                     failure.message)
+            self._record(row, lambda s: q.retry_later(
+                s, row.id or 0, at=at, error=failure.message, uncertain=bool(row.result.get("uncertain")),
+                count_attempt=False, result={**row.result, **failure.note}))
         else:
             self._retry(row, failure.message, uncertain=failure.uncertain)
 

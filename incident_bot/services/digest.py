@@ -133,14 +133,15 @@ def _capa(session: Session, since: datetime, until: datetime, now: datetime, set
     done = session.execute(select(func.count()).where(
         a.status == "done", a.closed_at >= since, a.closed_at < until)).scalar_one()  # type: ignore[operator]
     overdue_stmt = (
-        select(a.id, a.title, a.owner_id, a.due_date, Incident.ref)
+        select(a.id, a.title, a.owner_id, a.due_date, Incident.ref, a.ticket_url, a.ticket_key)
         .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
         .where(a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of,  # type: ignore[union-attr,operator]
                or_(a.closed_at >= as_of,  # type: ignore[operator]
                    (a.closed_at.is_(None)) & a.status.not_in(CLOSED_STATUSES)))  # type: ignore[union-attr,attr-defined]
         .order_by(a.due_date, a.id)  # type: ignore[arg-type]
     )
-    items = tuple(core.OverdueItem(id=r[0], title=r[1], owner_id=r[2], due=r[3], incident_ref=r[4])
+    items = tuple(core.OverdueItem(id=r[0], title=r[1], owner_id=r[2], due=r[3], incident_ref=r[4],
+                                   ticket_url=r[5], ticket_key=r[6])
                   for r in session.execute(overdue_stmt))
     return core.CapaInput(opened=int(opened), done=int(done), overdue_items=items, as_of=as_of_day)
 

@@ -117,7 +117,7 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     actions = [
         ActionRow(id=a.id, title=a.title, type=a.type, priority=a.priority, status=a.status,
                   owner=people.name(a.owner_id) or None, due_date=a.due_date, ticket_url=a.ticket_url,
-                  overdue=capa.is_overdue(a.status, a.due_date, today))
+                  overdue=capa.is_overdue(a.status, a.due_date, today), ticket_key=a.ticket_key)
         for a in items
     ]
     findings = quality(session, inc, items=items, people=people)

@@ -120,8 +120,9 @@ def _capa(view: dict[str, Any]) -> list[str]:
         owner = user(a["owner"]) if a.get("owner") else "no owner"
         late = f" ({a['days_overdue']} days late)" if a.get("days_overdue") else ""
         ref = f" [{escape(a['incident_ref'])}]" if a.get("incident_ref") else ""
+        ticket = f" · {link(a['ticket_link'], escape(a['ticket_label']))}" if a.get("ticket_link") else ""
         lines.append(f"• #{a['id']}{ref} {escape(truncate(a['title'], TITLE_LIMIT))} — {owner}, "
-                     f"due {a['due']}{late}")
+                     f"due {a['due']}{late}{ticket}")
     if c["overdue"] > MAX_OVERDUE:
         lines.append(f"…and {c['overdue'] - MAX_OVERDUE} more: `{view['command']}`")
     heading = f"*CAPA*: {c['opened']} opened · {c['done']} done · {c['overdue']} overdue"

@@ -51,6 +51,8 @@ EXTRA_COMMANDS.extend([
     ("rca edit", "edit the RCA narrative in a form"),
     ("rca status review @reviewer | final [override <reason>] | draft", "move the RCA document along"),
     ("action <text> [@owner] [due <date>] [type]", "add a CAPA action item (corrective, preventive, ...)"),
+    ("action #N [@owner|owner none] [due <date>|due none] [high|medium|low] [open|in progress|done|won't do]",
+     "change an action item (its ticket follows)"),
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
 ])
@@ -121,6 +123,8 @@ MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 @handler("action")
 def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    if capa.is_action_edit(inv.args):
+        return _edit_action(s, inv, inc)
     try:
         # Parsed as mrkdwn (so `@owner` is still a mention); the title is stored as plain text.
         parsed = capa.parse_action_text(inv.args, _today(inv))
@@ -133,6 +137,31 @@ def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     owner = f", owner {user(item.owner_id)}" if item.owner_id else ""
     due = f", due {item.due_date:%Y-%m-%d}" if item.due_date else ""
     return svc.Reply(f"Added action #{item.id} ({item.type}, {item.priority}{owner}{due}): {escape(item.title)}")
+
+
+def _edit_action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+    """``action #N ...``: owner, due date, priority and status from Slack, as ``actions set`` does from the
+    CLI; with CAPA_TRACKER set the ticket is updated in the same transaction's outbox."""
+    example = f"Example: `{inv.command} action #3 @alex due friday high in progress`"
+    try:
+        edit = capa.parse_action_edit(inv.args, _today(inv))
+    except capa.CapaError as exc:
+        return svc.Reply(f"{escape(str(exc))}. {example}", ok=False)
+    item = s.get(ActionItem, edit.action_id)
+    if item is None or item.incident_id != inc.id:
+        return svc.Reply(f"{inc.ref} has no action #{edit.action_id}: `{inv.command} actions` lists them.", ok=False)
+    if edit.empty:
+        return svc.Reply(f"Nothing to change on action #{item.id}. {example}", ok=False)
+    tracker = inv.rt.settings.capa_tracker
+    capa_svc.update_action(s, item.id or 0, owner_id=edit.owner_id, clear_owner=edit.clear_owner,
+                           due_date=edit.due_date, clear_due=edit.clear_due, priority=edit.priority,
+                           actor=inv.user_id, source="slack", tracker=tracker)
+    if edit.status:
+        capa_svc.set_status(s, item.id or 0, edit.status, actor=inv.user_id, source="slack", tracker=tracker)
+    owner = user(item.owner_id) if item.owner_id else "no owner"
+    due = f"due {item.due_date:%Y-%m-%d}" if item.due_date else "no due date"
+    return svc.Reply(f"Action #{item.id} is now {item.status.replace('_', ' ')} ({item.priority}, {owner}, {due}): "
+                     f"{escape(item.title)}")
 
 
 @handler("actions")

@@ -1,4 +1,5 @@
-"""Local stand-ins of Slack and PagerDuty for the test suite, the benchmarks and ``incident-bot demo``.
+"""Local stand-ins of Slack, PagerDuty and the CAPA trackers (GitHub, Jira, Linear) for the test suite, the
+benchmarks and ``incident-bot demo``.
 
 Exports are loaded on first use, so that importing one helper does not import every stand-in's
 dependencies (the PagerDuty stand-in needs ``trustme`` only when it is constructed).

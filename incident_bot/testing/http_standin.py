@@ -1,9 +1,10 @@
-"""The HTTP machinery shared by the Slack and PagerDuty stand-ins.
+"""The HTTP machinery shared by the stand-ins (Slack, PagerDuty, GitHub, Jira, Linear).
 
 A stand-in is a real server on 127.0.0.1 (stdlib ``ThreadingHTTPServer`` in a daemon thread) so that the
-real clients (slack_sdk, Bolt, pagerduty) run their real HTTP code, retries and timeouts. This module owns
-what both stand-ins share: the server lifecycle (start/stop, down/up on the same port), the call log, and
-fault injection (failures, delays, a sliding-window rate limit). Subclasses turn a request into a reply.
+real clients (slack_sdk, Bolt, pagerduty, httpx) run their real HTTP code, retries and timeouts. This module
+owns what the stand-ins share: the server lifecycle (start/stop, down/up on the same port; HTTPS when
+``tls`` is set, see :mod:`tls`), the call log, and fault injection (failures, delays, a sliding-window rate
+limit). Subclasses turn a request into a reply.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from incident_bot.testing.tls import ThrowawayTLS
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class StandInServer:
         self._thread: threading.Thread | None = None
         self._port = 0
         self._is_down = False
+        self.tls: ThrowawayTLS | None = None  # set by an HTTPS stand-in: serve TLS with its certificate
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -233,7 +237,7 @@ class StandInServer:
                 self._connections.discard(conn)
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        return None
+        return self.tls.server_context if self.tls is not None else None
 
     # -- call log --------------------------------------------------------------------------------------------
 

@@ -13,15 +13,14 @@ import copy
 import json
 import re
 import ssl
-import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.testing.tls import ThrowawayTLS
 
 WEB = "https://standin.pagerduty.com"
 Params = dict[str, Any]  # query string and JSON body of a request, merged
@@ -54,15 +53,9 @@ class PagerDutyStandIn(StandInServer):
 
     def __init__(self, api_keys: list[str] | None = None) -> None:
         super().__init__()
-        import trustme  # here, not at import time: only a running stand-in needs it
-
         self._api_keys = set(api_keys) if api_keys is not None else None
-        self._tmp = tempfile.TemporaryDirectory(prefix="pd-standin-")
-        ca = trustme.CA()
-        self.ca_pem_path = str(Path(self._tmp.name) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_pem_path)
-        self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._server_context)
+        self.tls = ThrowawayTLS("pd-standin-")
+        self.ca_pem_path = self.tls.ca_pem_path
         self.users: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
@@ -95,7 +88,7 @@ class PagerDutyStandIn(StandInServer):
 
     def client_ssl_context(self) -> ssl.SSLContext:
         """A client context trusting only the stand-in's CA, for ``RestApiV2Client(..., verify=...)``."""
-        return ssl.create_default_context(cafile=self.ca_pem_path)
+        return self.tls.client_context()
 
     # -- seed data -------------------------------------------------------------------------------------------
 
@@ -172,9 +165,6 @@ class PagerDutyStandIn(StandInServer):
             return self._public(self._notes.get(incident_id, []))
 
     # -- HTTP plumbing ---------------------------------------------------------------------------------------
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        return self._server_context
 
     def _describe(self, request: Request) -> tuple[str, dict[str, Any]]:
         query = parse_qs(request.query, keep_blank_values=True)

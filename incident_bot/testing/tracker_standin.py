@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.testing.tls import ThrowawayTLS
 
 Answer = tuple[int, Any]
 Route = Callable[[dict[str, Any], Request, re.Match[str]], Answer]
@@ -31,7 +29,8 @@ class ApiError(Exception):
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, json.dumps(body).encode(), headers or {})
+    """A JSON answer; ``body=None`` answers with no body at all (Jira's 204 No Content)."""
+    return Reply(status, b"" if body is None else json.dumps(body).encode(), headers or {})
 
 
 class TrackerStandIn(StandInServer):
@@ -39,23 +38,14 @@ class TrackerStandIn(StandInServer):
 
     def __init__(self, tokens: list[str] | None = None) -> None:
         super().__init__()
-        import trustme
-
         self.tokens = set(tokens or [])
-        self._tmp = tempfile.TemporaryDirectory(prefix="tracker-standin-")
-        ca = trustme.CA()
-        self.ca_pem_path = str(Path(self._tmp.name) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_pem_path)
-        self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._server_context)
+        self.tls = ThrowawayTLS("tracker-standin-")
+        self.ca_pem_path = self.tls.ca_pem_path
         self._compiled = [(verb, re.compile(rx), getattr(self, name)) for verb, rx, name in self.routes]
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        return self._server_context
 
     def _describe(self, request: Request) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(request.query, keep_blank_values=True).items()}

@@ -34,6 +34,11 @@ def marker_id(text: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def carries_marker(text: str | None, action_id: int) -> bool:
+    """Whether a ticket body is action ``action_id``'s: the whole number, so #1 does not claim #12's ticket."""
+    return marker_id(text) == action_id
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
@@ -97,6 +102,7 @@ class Ticket:
 
 class Tracker(Protocol):
     name: str  # "GitHub", "Jira", "Linear": for messages
+    search_settle: float  # seconds a new ticket may take to show in find_ticket's search (0: at once)
 
     def find_user(self, email: str) -> str | None: ...
     def find_ticket(self, spec: TicketSpec) -> Ticket | None: ...
@@ -179,27 +185,40 @@ class Http:
         return self._client
 
     def request(self, verb: str, path: str, **kwargs: Any) -> Any:
-        if self.auth_failed:
-            raise TrackerAuthError(self.auth_failed, status=401)
-        resp = self.client.request(verb, path, **kwargs)
+        """One call; its JSON answer, or the tracker's refusal raised as a :class:`TrackerError`."""
+        resp = self.send(verb, path, **kwargs)
         if resp.status_code < 400:
             return resp.json() if resp.content else {}
+        raise self.error(resp, verb, path)
+
+    def send(self, verb: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, its answer as it came (for a tracker that says errors in the body: Linear)."""
+        if self.auth_failed:
+            raise TrackerAuthError(self.auth_failed, status=401)
+        return self.client.request(verb, path, **kwargs)
+
+    def error(self, resp: httpx.Response, verb: str, path: str) -> TrackerError:
+        """The error an answer of 400 or more stands for: a rate limit, refused credentials, or a refusal."""
         detail = _detail(resp)
         wait = retry_after_from(resp.headers)
         limited = resp.status_code == 429 or (resp.status_code == 403 and (
             wait is not None and (resp.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in resp.headers)))
         if limited:
-            raise TrackerRateLimited(f"{self.name} rate limit (HTTP {resp.status_code}): {detail}",
-                                     status=resp.status_code, retry_after=wait or 60.0)
+            return TrackerRateLimited(f"{self.name} rate limit (HTTP {resp.status_code}): {detail}",
+                                      status=resp.status_code, retry_after=wait or 60.0)
         if resp.status_code in (401, 403):
-            message = (f"{self.name} refused the credentials (HTTP {resp.status_code}: {detail}); check "
-                       f"{self.credential} and its scopes (docs/trackers.md). CAPA sync is paused until restart.")
-            if self.auth_failed is None:
-                log.error(message)
-            self.auth_failed = message
-            raise TrackerAuthError(message, status=resp.status_code)
-        raise TrackerError(f"{self.name} HTTP {resp.status_code} on {verb} {path}: {detail}",
-                           status=resp.status_code, retry_after=wait)
+            return self.refused(f"HTTP {resp.status_code}: {detail}", resp.status_code)
+        return TrackerError(f"{self.name} HTTP {resp.status_code} on {verb} {path}: {detail}",
+                            status=resp.status_code, retry_after=wait)
+
+    def refused(self, detail: str, status: int = 401) -> TrackerAuthError:
+        """Bad credentials: logged once, and every later call of this process fails without a request."""
+        message = (f"{self.name} refused the credentials ({detail}); check {self.credential} and its "
+                   "scopes (docs/trackers.md). CAPA sync is paused until restart.")
+        if self.auth_failed is None:
+            log.error(message)
+        self.auth_failed = message
+        return TrackerAuthError(message, status=status)
 
     def close(self) -> None:
         if self._client is not None:

@@ -14,13 +14,14 @@ import json
 from typing import Any
 
 from incident_bot.config import Settings
-from incident_bot.trackers.base import Http, Ticket, TicketSpec, marker, marker_id, parse_time
+from incident_bot.trackers.base import Http, Ticket, TicketSpec, carries_marker, marker_id, parse_time
 
 API_VERSION = "2022-11-28"
 
 
 class GitHubTracker:
     name = "GitHub"
+    search_settle = 0.0  # the issues list (not the search API) shows a new issue at once
 
     def __init__(self, settings: Settings) -> None:
         assert settings.github_token and settings.github_repository
@@ -63,7 +64,7 @@ class GitHubTracker:
         issues = self.http.request("GET", self._path(), params={
             "labels": f"incident:{spec.incident_ref}", "state": "all", "per_page": 100})
         for issue in issues:
-            if marker(spec.action_id) in (issue.get("body") or "") and "pull_request" not in issue:
+            if carries_marker(issue.get("body"), spec.action_id) and "pull_request" not in issue:
                 return self.ticket(issue)
         return None
 

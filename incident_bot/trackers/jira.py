@@ -1,10 +1,17 @@
 """Jira Cloud over REST v3 with a small ``httpx`` client: descriptions in Atlassian Document Format (the
-common Python clients still post v2 wiki-markup bodies), search with ``/rest/api/3/search/jql``.
+common Python clients still post v2 wiki-markup bodies).
 
 Key: the issue key (``OPS-7``). State: JIRA_DONE_STATUSES when set (names, case-insensitive), else the
 status category: "done" -> done, "indeterminate" -> in_progress, "new" -> open; a done status whose
 resolution is "Won't Do"/"Won't Fix"/"Cancelled" -> wont_do. Status changes go through transitions:
-the first transition whose target is in the wanted category. Owners: ``/user/search?query=<email>``.
+the first transition whose target is in the wanted category. Owners: ``/user/search?query=<email>``
+(active Atlassian accounts only: apps and customers are never assignees).
+
+Reading back: ``POST /rest/api/3/issue/bulkfetch`` by key (read-after-write consistent) for the reconcile;
+``POST /rest/api/3/search/jql`` (the old ``/search`` is gone) only to find a ticket whose key we never
+learnt. That search is eventually consistent (Atlassian: "a few seconds to minutes" before a new issue
+shows), so a create that may have reached Jira waits ``JIRA_SEARCH_SETTLE`` seconds after its lost answer
+before it concludes that no ticket exists (:attr:`JiraTracker.search_settle`, used by the create job).
 """
 
 from __future__ import annotations
@@ -15,7 +22,17 @@ import json
 from typing import Any
 
 from incident_bot.config import Settings
-from incident_bot.trackers.base import UNSET, Http, Ticket, TicketSpec, marker, marker_id, parse_day, parse_time
+from incident_bot.trackers.base import (
+    UNSET,
+    Http,
+    Ticket,
+    TicketSpec,
+    carries_marker,
+    marker,
+    marker_id,
+    parse_day,
+    parse_time,
+)
 
 PRIORITY = {"high": "High", "medium": "Medium", "low": "Low"}
 WONT = ("won't do", "won't fix", "wont do", "cancelled", "canceled", "declined", "duplicate")
@@ -71,6 +88,7 @@ class JiraTracker:
         self.base = settings.jira_url.rstrip("/")
         self.project, self.issue_type = settings.jira_project, settings.jira_issue_type
         self.done_statuses = settings.jira_done_statuses
+        self.search_settle = settings.jira_search_settle
         self.http = Http("Jira", self.base, {"Accept": "application/json", "User-Agent": "incident-bot"},
                          credential="JIRA_API_TOKEN (with JIRA_EMAIL)", ca_bundle=settings.tracker_ca_bundle,
                          timeout=settings.tracker_timeout, auth=(settings.jira_email, settings.jira_api_token))
@@ -83,16 +101,29 @@ class JiraTracker:
                       action_id=marker_id(adf_text(fields.get("description"))))
 
     def find_user(self, email: str) -> str | None:
-        found = self.http.request("GET", "/rest/api/3/user/search", params={"query": email})
-        exact = [u for u in found if str(u.get("emailAddress") or "").lower() == email.lower()] or found
+        found = self.http.request("GET", "/rest/api/3/user/search", params={"query": email, "maxResults": 10})
+        people = [u for u in found if u.get("accountType", "atlassian") == "atlassian" and u.get("active", True)]
+        # emailAddress is hidden by the user's profile visibility unless the token's user may see it: an
+        # exact match when it is shown, else the one person the query found.
+        exact = [u for u in people if str(u.get("emailAddress") or "").lower() == email.lower()] or people
         return exact[0]["accountId"] if len(exact) == 1 else None
+
+    def search(self, jql: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Issues matching ``jql`` (eventually consistent: see the module's docstring), token-paginated."""
+        issues: list[dict[str, Any]] = []
+        body: dict[str, Any] = {"jql": jql, "fields": FIELDS.split(","), "maxResults": 100}
+        while len(issues) < limit:
+            page = self.http.request("POST", "/rest/api/3/search/jql", json=body)
+            issues += page.get("issues") or []
+            if page.get("isLast", True) or not page.get("nextPageToken"):
+                break
+            body["nextPageToken"] = page["nextPageToken"]
+        return issues
 
     def find_ticket(self, spec: TicketSpec) -> Ticket | None:
         jql = f'project = "{self.project}" AND labels = "incident:{spec.incident_ref}" ORDER BY created DESC'
-        found = self.http.request("POST", "/rest/api/3/search/jql",
-                                  json={"jql": jql, "fields": FIELDS.split(","), "maxResults": 100})
-        for issue in found.get("issues") or []:
-            if marker(spec.action_id) in adf_text((issue.get("fields") or {}).get("description")):
+        for issue in self.search(jql):
+            if carries_marker(adf_text((issue.get("fields") or {}).get("description")), spec.action_id):
                 return self.ticket(issue)
         return None
 
@@ -121,23 +152,29 @@ class JiraTracker:
         if CATEGORY[current.state] == CATEGORY[status]:
             return
         options = self.http.request("GET", f"/rest/api/3/issue/{key}/transitions").get("transitions") or []
-        for t in options:
+
+        def fits(t: dict[str, Any]) -> bool:
             to = t.get("to") or {}
-            name = str(to.get("name") or "").lower()
+            name = str(to.get("name") or t.get("name") or "").lower()
             if status in ("done", "wont_do") and self.done_statuses:
-                fits = name in {s.lower() for s in self.done_statuses}
-            else:
-                fits = (to.get("statusCategory") or {}).get("key") == CATEGORY[status]
-            if fits:
-                self.http.request("POST", f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": t["id"]}})
-                return
+                return name in {s.lower() for s in self.done_statuses}
+            return (to.get("statusCategory") or {}).get("key") == CATEGORY[status]
+
+        def wont(t: dict[str, Any]) -> bool:
+            return str((t.get("to") or {}).get("name") or t.get("name") or "").lower() in WONT
+
+        candidates = [t for t in options if fits(t)]
+        # Done and Won't Do are both in the "done" category: prefer the one that says what we mean.
+        candidates.sort(key=lambda t: wont(t) != (status == "wont_do"))
+        if candidates:
+            self.http.request("POST", f"/rest/api/3/issue/{key}/transitions",
+                              json={"transition": {"id": candidates[0]["id"]}})
 
     def fetch(self, keys: list[str]) -> list[Ticket]:
         found: list[Ticket] = []
-        for i in range(0, len(keys), 100):
-            chunk = keys[i:i + 100]
-            page = self.http.request("POST", "/rest/api/3/search/jql", json={
-                "jql": f"key in ({','.join(chunk)})", "fields": FIELDS.split(","), "maxResults": 100})
+        for i in range(0, len(keys), 100):  # bulkfetch takes at most 100 keys
+            page = self.http.request("POST", "/rest/api/3/issue/bulkfetch", json={
+                "issueIdsOrKeys": keys[i:i + 100], "fields": FIELDS.split(",")})
             found += [self.ticket(issue) for issue in page.get("issues") or []]
         return found
 

@@ -7,12 +7,13 @@ mid-call: the row is ``uncertain``) first looks for its own ticket by the incide
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 from sqlmodel import Session
 
-from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent
+from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
 from incident_bot.services.incidents import post
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link
@@ -38,9 +39,27 @@ def create_ticket(ctx: Context, row: OutboxMessage, inc: Incident | None, uncert
         return Delivered(result={"ticket": snap.item.ticket_key, "skipped": "has a ticket"})
     spec = ts.spec(ctx, snap)
     found = ts.tracker.find_ticket(spec) if uncertain else None
+    if uncertain and found is None:
+        _settle(ts, row)
     ticket = found or ts.tracker.create(spec)
     return Delivered(result={"ticket": ticket.key, "adopted": found is not None},
                      store=_store(ts, spec, ticket, adopted=found is not None))
+
+
+def _settle(ts: TrackerSync, row: OutboxMessage) -> None:
+    """Before creating after a lost answer, give an eventually consistent search (Jira's) time to show the
+    ticket that answer was about: wait ``search_settle`` seconds once per failed attempt, then look again."""
+    settle = float(getattr(ts.tracker, "search_settle", 0.0) or 0.0)
+    if settle <= 0:
+        return
+    waited = row.result.get("search_wait") or {}
+    now = time.time()
+    if waited.get("attempt") != row.attempts:  # the first look after this failed attempt
+        raise Wait(f"no {ts.name} ticket found yet; its search can lag, looking again in {settle:g} s",
+                   seconds=settle, note={"search_wait": {"attempt": row.attempts, "since": now}})
+    left = settle - (now - float(waited.get("since") or 0.0))
+    if left > 0.05:
+        raise Wait(f"no {ts.name} ticket found yet; looking again in {left:.0f} s", seconds=left)
 
 
 def _store(ts: TrackerSync, spec: TicketSpec, ticket: Ticket, *, adopted: bool) -> Any:
