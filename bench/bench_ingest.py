@@ -40,7 +40,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from incident_bot.testing.slack_standin import SlackStandIn
+from incident_bot.demo.slack_standin import SlackStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

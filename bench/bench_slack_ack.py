@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ingest as bi
 
-from incident_bot.testing.slack_requests import FORM, signed, slash_body
+from incident_bot.demo.slack_requests import FORM, signed, slash_body
 from storage.db import make_engine
 from storage.models import ChannelMember, Incident, TimelineEvent
 

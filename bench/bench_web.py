@@ -32,7 +32,7 @@ from gen_data import load
 
 from incident_bot.bootstrap import build_app
 from incident_bot.config import Settings
-from incident_bot.testing.live_server import LiveServer
+from incident_bot.demo.live_server import LiveServer
 from incident_bot.web import session as web_session
 from incident_bot.web.settings import web_config
 

@@ -38,8 +38,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from incident_bot.testing import pagerduty_payloads as pd
-from incident_bot.testing.slack_requests import FORM, signed, slash_body
+from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.demo.slack_requests import FORM, signed, slash_body
 
 PD_PATH = "/pagerduty/webhook"
 SLACK_PATH = "/slack/events"

@@ -119,7 +119,7 @@ class Bot:
         return self.server.url
 
     def send_pd(self, doc: dict, *, secret: str = PD_SECRET, headers: dict | None = None):  # type: ignore[no-untyped-def]
-        from incident_bot.testing.pagerduty_payloads import encode, signed_headers
+        from incident_bot.demo.pagerduty_payloads import encode, signed_headers
 
         body = encode(doc)
         h = signed_headers(body, secret)
@@ -134,7 +134,7 @@ class Bot:
 
 @pytest.fixture
 def slack():  # type: ignore[no-untyped-def]
-    from incident_bot.testing.slack_standin import SlackStandIn
+    from incident_bot.demo.slack_standin import SlackStandIn
 
     with SlackStandIn() as standin:
         yield standin
@@ -144,7 +144,7 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
     import httpx
 
     from incident_bot.bootstrap import build_app
-    from incident_bot.testing.live_server import LiveServer
+    from incident_bot.demo.live_server import LiveServer
 
     worker_kw = {k: overrides.pop(k) for k in ("backoff_base", "backoff_cap") if k in overrides}
     start_worker = bool(overrides.pop("start_worker", True))
@@ -259,7 +259,7 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
 
 def slack_post(bot, body: str | bytes, content_type: str, *, secret: str = SLACK_SECRET,  # type: ignore[no-untyped-def]
                timestamp: int | None = None, headers: dict | None = None):
-    from incident_bot.testing.slack_requests import signed
+    from incident_bot.demo.slack_requests import signed
 
     raw, h = signed(body, secret, timestamp=timestamp)
     h["Content-Type"] = content_type
@@ -292,7 +292,7 @@ class Answered:
 
 def slash(bot, text: str, *, user: str = "U0ADA", channel: str = "C0GENERAL", **kw) -> Answered:  # type: ignore[no-untyped-def]
     """Send a signed slash command, with a response_url on the Slack stand-in."""
-    from incident_bot.testing.slack_requests import FORM, slash_body
+    from incident_bot.demo.slack_requests import FORM, slash_body
 
     token = uuid.uuid4().hex
     resp = slack_post(bot, slash_body(text, user=user, channel=channel,
@@ -313,12 +313,12 @@ def command(bot, text: str, **kw) -> str:  # type: ignore[no-untyped-def]
 
 
 def slack_event(bot, event: dict, *, event_id: str | None = None, **kw):  # type: ignore[no-untyped-def]
-    from incident_bot.testing.slack_requests import event_body
+    from incident_bot.demo.slack_requests import event_body
 
     return slack_post(bot, event_body(event, event_id=event_id), "application/json", **kw)
 
 
 def slack_interaction(bot, payload: dict, **kw):  # type: ignore[no-untyped-def]
-    from incident_bot.testing.slack_requests import FORM, interaction_body
+    from incident_bot.demo.slack_requests import FORM, interaction_body
 
     return slack_post(bot, interaction_body(payload), FORM, **kw)

@@ -16,12 +16,12 @@ from dateutil import parser as dtparser
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
 from incident_bot.pagerduty.backfill import RateLimitExhausted, make_client
 from incident_bot.services import backfill as svc
-from incident_bot.testing.pagerduty_history import make_history
-from incident_bot.testing.pagerduty_standin import PagerDutyStandIn
 from storage.db import make_engine
 from storage.models import BackfillWindow, Incident, OutboxMessage, TimelineEvent
+from tests.standins.pagerduty_history import make_history
 
 from .conftest import make_settings
 
@@ -176,7 +176,7 @@ def test_dry_run_reads_tens_of_thousands_bisecting_full_windows(sqlite_url) -> N
 
 
 def test_backfill_over_live_history_adds_nothing_twice(db_url, slack) -> None:  # type: ignore[no-untyped-def]
-    from incident_bot.testing import pagerduty_payloads as pdp
+    from incident_bot.demo import pagerduty_payloads as pdp
 
     from .conftest import start_bot
 

@@ -1,7 +1,7 @@
 """PostgreSQL goes away under load and comes back: 503 (never 500, never a hang), then nothing lost.
 
 The real PostgreSQL is shared, so it is never stopped: the app reaches it through a TCP proxy
-(:mod:`incident_bot.testing.tcp_proxy`) and the proxy going down is the outage the app sees (every live
+(:mod:`tests.standins.tcp_proxy`) and the proxy going down is the outage the app sees (every live
 connection cut, new ones refused), as in a database restart or a failover.
 """
 
@@ -25,11 +25,11 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.demo.slack_requests import FORM, event_body, signed, slash_body
 from incident_bot.pipeline.rate_limits import RateGate
-from incident_bot.testing import pagerduty_payloads as pd
-from incident_bot.testing.slack_requests import FORM, event_body, signed, slash_body
-from incident_bot.testing.tcp_proxy import TcpProxy
 from storage.models import InboxDelivery, Incident, OutboxMessage, TimelineEvent
+from tests.standins.tcp_proxy import TcpProxy
 
 from .conftest import PD_SECRET, SLACK_SECRET, start_bot
 

@@ -31,11 +31,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
+from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.pagerduty import inbound
 from incident_bot.pagerduty.events import parse_delivery
 from incident_bot.pipeline import outbox as q
 from incident_bot.pipeline.fold import FoldWorker
-from incident_bot.testing import pagerduty_payloads as pd
 from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import InboxDelivery, Incident, OutboxMessage, TimelineEvent

@@ -25,10 +25,10 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (every table in SQLModel.metadata)
 from incident_bot.core.text import clean
+from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.demo.slack_requests import FORM, signed, slash_body
 from incident_bot.pagerduty.signature import sign
 from incident_bot.pipeline.rate_limits import RateGate
-from incident_bot.testing import pagerduty_payloads as pd
-from incident_bot.testing.slack_requests import FORM, signed, slash_body
 from storage.models import InboxDelivery, Incident
 
 from .conftest import PD_SECRET, SLACK_SECRET, start_bot

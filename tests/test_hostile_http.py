@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from incident_bot.testing.slack_requests import FORM, slash_body
+from incident_bot.demo.slack_requests import FORM, slash_body
 from storage.limits import EVENT_ID_LEN, SLACK_ID_LEN
 from storage.models import InboxDelivery, Incident, TimelineEvent
 

@@ -22,8 +22,8 @@ from sqlmodel import Session
 
 from incident_bot.core.naming import channel_name
 from incident_bot.core.text import units
+from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.slack.mrkdwn import escape
-from incident_bot.testing import pagerduty_payloads as pd
 from storage.models import ActionItem, InboxDelivery, Incident, TimelineEvent
 
 from .conftest import slack_event, slack_interaction, slash, start_bot

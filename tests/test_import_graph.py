@@ -67,7 +67,7 @@ def test_only_the_slack_adapter_speaks_slack() -> None:
     outside = {}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] in ("slack", "testing") or rel.name in ("bootstrap.py", "server.py", "demo.py"):
+        if rel.parts[0] in ("slack", "demo") or rel.name in ("bootstrap.py", "server.py"):
             continue
         bad = sorted(m for m in imports(path) if m.startswith(("slack_sdk", "slack_bolt")))
         if bad:
@@ -80,10 +80,17 @@ def test_nothing_imports_an_entry_point() -> None:
     bad = {}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] in ("commands",) or rel.name in ("cli.py", "__main__.py", "bootstrap.py", "demo.py"):
+        if rel.parts[0] in ("commands", "demo") or rel.name in ("cli.py", "__main__.py", "bootstrap.py"):
             continue
         hits = sorted(m for m in imports(path) if m.startswith(ENTRY_POINTS) and not
                       (rel.name == "bootstrap.py" and m == "incident_bot.server"))
         if hits:
             bad[str(rel)] = hits
     assert bad == {}, "an entry point is imported by a layer below it"
+
+
+def test_the_package_never_imports_the_tests() -> None:
+    """Test-only stand-ins live in tests/standins/: a plain ``pip install .`` (no tests/) must run."""
+    bad = {str(p.relative_to(PACKAGE)): sorted(m for m in imports(p) if m == "tests" or m.startswith("tests."))
+           for p in PACKAGE.rglob("*.py")}
+    assert {k: v for k, v in bad.items() if v} == {}

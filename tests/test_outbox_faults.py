@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.testing import pagerduty_payloads as pd
+from incident_bot.demo import pagerduty_payloads as pd
 from storage.models import Incident, OutboxMessage
 
 from .conftest import start_bot

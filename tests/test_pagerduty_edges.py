@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from incident_bot.testing import pagerduty_payloads as pd
+from incident_bot.demo import pagerduty_payloads as pd
 from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN
 from storage.models import InboxDelivery, Incident, IncidentMetrics, TimelineEvent
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.testing import pagerduty_payloads as pd
-from incident_bot.testing.pagerduty_standin import PagerDutyStandIn
+from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
 from storage.models import Incident, PagerDutyLink, TimelineEvent
 
 from .conftest import slash, start_bot

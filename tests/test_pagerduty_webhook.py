@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.pagerduty.signature import sign
-from incident_bot.testing import pagerduty_payloads as pd
 from storage.models import (
     InboxDelivery,
     Incident,

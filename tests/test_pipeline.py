@@ -18,12 +18,12 @@ from sqlmodel import Session
 
 from incident_bot.bootstrap import job_registry
 from incident_bot.config import Settings
+from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.pagerduty.inbound import PagerDutyApplier
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import FoldWorker
 from incident_bot.pipeline.heartbeat import Heartbeat
 from incident_bot.pipeline.jobs import DuplicateJobKind, JobKind, JobRegistry, UnknownJobKind
-from incident_bot.testing import pagerduty_payloads as pd
 from storage import repo
 from storage.db import session_scope
 from storage.models import InboxDelivery, Incident, OutboxMessage, TimelineEvent, WorkerHeartbeat, utcnow

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.pipeline import outbox as q
-from incident_bot.testing import pagerduty_payloads as pd
 from storage.db import make_engine
 from storage.models import InboxDelivery, Incident, OutboxMessage
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.testing.socket_mode_standin import SocketModeStandIn, slash_payload
 from storage.models import Incident, TimelineEvent
+from tests.standins.socket_mode_standin import SocketModeStandIn, slash_payload
 
 from .conftest import ServerProcess, server_env, start_bot
 
@@ -111,7 +111,7 @@ def test_an_unreachable_socket_mode_does_not_block_start_up(db_url, slack) -> No
         assert b.http.get(f"{b.url}/healthz").status_code == 200
         ready = b.http.get(f"{b.url}/readyz")
         assert ready.status_code == 200 and ready.json()["socket_mode"] == "connecting"
-        from incident_bot.testing import pagerduty_payloads as pd
+        from incident_bot.demo import pagerduty_payloads as pd
 
         assert b.send_pd(pd.delivery("incident.triggered", pd.incident_data("PDSOCK1"))).status_code == 202
     finally:

@@ -21,7 +21,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from incident_bot.testing import PagerDutyStandIn, SlackStandIn
+from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
+from incident_bot.demo.slack_standin import SlackStandIn
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from incident_bot.testing.github_standin import GitHubStandIn, signed
 from storage.models import ActionItem, InboxDelivery, OutboxMessage
+from tests.standins.github_standin import GitHubStandIn, signed
 
 from .conftest import command, start_bot
 

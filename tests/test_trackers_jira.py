@@ -8,8 +8,8 @@ from datetime import date
 
 import pytest
 
-from incident_bot.testing.jira_standin import JiraStandIn, adf_plain, signed
 from incident_bot.trackers.jira import adf_text
+from tests.standins.jira_standin import JiraStandIn, adf_plain, signed
 
 from .conftest import command, start_bot
 from .tracker_helpers import (

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from incident_bot.testing.linear_standin import LinearStandIn, signed
+from tests.standins.linear_standin import LinearStandIn, signed
 
 from .conftest import command, start_bot
 from .tracker_helpers import (

@@ -13,8 +13,8 @@ import pytest
 
 from incident_bot.bootstrap import build_app
 from incident_bot.config import ConfigError
-from incident_bot.testing.live_server import LiveServer
-from incident_bot.testing.slack_standin import SlackStandIn
+from incident_bot.demo.live_server import LiveServer
+from incident_bot.demo.slack_standin import SlackStandIn
 from incident_bot.web import session as web_session
 from incident_bot.web.auth import safe_next
 from incident_bot.web.settings import web_config

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from incident_bot.testing.slack_standin_state import (
+from incident_bot.demo.slack_standin_state import (
     APP_ID,
     BOT_ID,
     BOT_USER_ID,

@@ -26,8 +26,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from incident_bot.testing.http_standin import Request
-from incident_bot.testing.tracker_standin import Answer, ApiError, TrackerStandIn
+from incident_bot.demo.http_standin import Request
+from tests.standins.tracker_standin import Answer, ApiError, TrackerStandIn
 
 # name -> (id, status category key); every status can be reached from every other (global transitions).
 STATUSES = {"To Do": ("10000", "new"), "In Progress": ("3", "indeterminate"), "Done": ("10001", "done"),

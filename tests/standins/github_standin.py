@@ -16,8 +16,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from incident_bot.testing.http_standin import Request
-from incident_bot.testing.tracker_standin import Answer, ApiError, TrackerStandIn
+from incident_bot.demo.http_standin import Request
+from tests.standins.tracker_standin import Answer, ApiError, TrackerStandIn
 
 WEB = "https://github.standin"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from incident_bot.testing.http_standin import Reply, Request
-from incident_bot.testing.slack_standin_state import TEAM_ID
+from incident_bot.demo.http_standin import Reply, Request
+from incident_bot.demo.slack_standin_state import TEAM_ID
 
 ISSUER = "https://slack.com"
 CODE_SECONDS = 600

@@ -18,11 +18,11 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
-from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
-from incident_bot.testing.slack_standin_api import SlackWebApi
-from incident_bot.testing.slack_standin_oidc import OidcProvider
-from incident_bot.testing.slack_standin_render import render_channel, render_transcript
-from incident_bot.testing.slack_standin_state import (
+from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.demo.slack_standin_api import SlackWebApi
+from incident_bot.demo.slack_standin_oidc import OidcProvider
+from incident_bot.demo.slack_standin_render import render_channel, render_transcript
+from incident_bot.demo.slack_standin_state import (
     BOT_USER_ID,
     Channel,
     SlackError,

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
-from incident_bot.testing.tls import ThrowawayTLS
+from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.demo.tls import ThrowawayTLS
 
 Answer = tuple[int, Any]
 Route = Callable[[dict[str, Any], Request, re.Match[str]], Answer]

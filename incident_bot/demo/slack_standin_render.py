@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from incident_bot.testing.slack_standin_state import Workspace
+from incident_bot.demo.slack_standin_state import Workspace
 
 _NOTICES = {"channel_join", "channel_leave", "channel_topic", "channel_purpose"}
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")

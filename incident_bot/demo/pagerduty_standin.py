@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from incident_bot.testing.http_standin import Fault, Reply, Request, StandInServer
-from incident_bot.testing.tls import ThrowawayTLS
+from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.demo.tls import ThrowawayTLS
 
 WEB = "https://standin.pagerduty.com"
 Params = dict[str, Any]  # query string and JSON body of a request, merged

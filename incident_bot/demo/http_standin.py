@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from incident_bot.testing.tls import ThrowawayTLS
+from incident_bot.demo.tls import ThrowawayTLS
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ import httpx
 
 from incident_bot.config import Settings
 from incident_bot.core.durations import format_duration, utc_clock, utc_text
+from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.demo.live_server import LiveServer
+from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
+from incident_bot.demo.slack_standin import SlackStandIn
 from incident_bot.pipeline import outbox as outbox_q
-from incident_bot.testing import pagerduty_payloads as pd
-from incident_bot.testing.live_server import LiveServer
-from incident_bot.testing.pagerduty_standin import PagerDutyStandIn
-from incident_bot.testing.slack_standin import SlackStandIn
 from storage.db import session_scope
 from storage.models import set_clock
 
@@ -138,7 +138,7 @@ class Demo:
         worker sent to the command's response_url)."""
         import uuid
 
-        from incident_bot.testing.slack_requests import FORM, slash_body
+        from incident_bot.demo.slack_requests import FORM, slash_body
 
         token = uuid.uuid4().hex
         acked = self._slack(slash_body(text, user=user, channel=channel,
@@ -149,12 +149,12 @@ class Demo:
         return str(answers[0].get("text") or "")
 
     def slack_event(self, event: dict[str, Any]) -> str:
-        from incident_bot.testing.slack_requests import event_body
+        from incident_bot.demo.slack_requests import event_body
 
         return self._slack(event_body(event), "application/json")
 
     def _slack(self, body: str, content_type: str) -> str:
-        from incident_bot.testing.slack_requests import signed
+        from incident_bot.demo.slack_requests import signed
 
         assert self.server
         raw, headers = signed(body, self.signing_secret)
@@ -378,7 +378,7 @@ def web_settings(demo: Demo) -> dict[str, Any]:
     the port picked before the server starts (the redirect URL must name it)."""
     import socket
 
-    from incident_bot.testing.slack_standin_state import TEAM_ID
+    from incident_bot.demo.slack_standin_state import TEAM_ID
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,7 @@
 """PagerDuty's history for the REST stand-in: incidents, log entries and raw analytics, as a backfill reads them.
 
 :func:`make_history` builds a deterministic account history (tens of thousands of incidents are fine);
-:meth:`History.attach` serves it from a :class:`~incident_bot.testing.pagerduty_standin.PagerDutyStandIn`:
+:meth:`History.attach` serves it from a :class:`~incident_bot.demo.pagerduty_standin.PagerDutyStandIn`:
 
 - ``GET /incidents`` with ``since``/``until`` (on ``created_at``), ``service_ids[]``, ``total=true`` and
   classic pagination, refusing ``offset + limit > 10000`` as PagerDuty does;
@@ -85,7 +85,7 @@ class History:
         return lo, hi
 
     def _page(self, q: dict[str, Any], key: str, items: Any, count: int) -> tuple[int, dict[str, Any]]:
-        from incident_bot.testing.pagerduty_standin import PagerDutyError
+        from incident_bot.demo.pagerduty_standin import PagerDutyError
 
         limit, offset = min(int(q.get("limit", 25)), 100), int(q.get("offset", 0))
         if offset + limit > ITERATION_LIMIT:

@@ -1,7 +1,7 @@
 """A local stand-in of Slack's Socket Mode WebSocket, beside the Web API stand-in.
 
 The protocol, as slack_sdk's own mock server speaks it: the app calls ``apps.connections.open`` with its
-``xapp-`` token (answered by :class:`~incident_bot.testing.slack_standin.SlackStandIn` with this server's
+``xapp-`` token (answered by :class:`~incident_bot.demo.slack_standin.SlackStandIn` with this server's
 ``ws://`` URL), connects, receives ``{"type": "hello"}``, then envelopes
 ``{"envelope_id", "type": "slash_commands" | "interactive" | "events_api", "payload",
 "accepts_response_payload"}``, and answers each with ``{"envelope_id", "payload"?}`` (the ack).
@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from incident_bot.testing.slack_standin import SlackStandIn
+from incident_bot.demo.slack_standin import SlackStandIn
 
 
 class SocketModeStandIn:

@@ -25,9 +25,9 @@ from typing import Any
 
 from graphql import GraphQLError, build_schema, graphql_sync
 
-from incident_bot.testing.http_standin import Fault, Reply, Request
-from incident_bot.testing.linear_schema import SDL
-from incident_bot.testing.tracker_standin import Answer, TrackerStandIn
+from incident_bot.demo.http_standin import Fault, Reply, Request
+from tests.standins.linear_schema import SDL
+from tests.standins.tracker_standin import Answer, TrackerStandIn
 
 WEB = "https://linear.standin/acme"
 SCHEMA = build_schema(SDL)
