@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from incident_bot.config import Settings
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
 from incident_bot.pagerduty.backfill import make_client
-from incident_bot.services import backfill as svc
+from incident_bot.usecases import backfill as svc
 from storage import migrate
 from storage.db import make_engine
 from tests.standins.pagerduty_history import make_history

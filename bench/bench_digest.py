@@ -42,7 +42,7 @@ import gen_data
 
 from incident_bot.config import Settings
 from incident_bot.core import schedule
-from incident_bot.services.digest import build_digest, post_digest
+from incident_bot.usecases.digest import build_digest, post_digest
 from storage.db import is_sqlite, make_engine, normalise_url, session_scope
 from storage.models import ActionItem
 

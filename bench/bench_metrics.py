@@ -34,7 +34,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_data
 
-from incident_bot.services.metrics import period_metrics
+from incident_bot.usecases.metrics import period_metrics
 from storage.db import make_engine, normalise_url, session_scope
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -24,8 +24,8 @@ from sqlalchemy import insert
 
 from incident_bot.core.lifecycle import Signal
 from incident_bot.rendering import render
-from incident_bot.services import actions, rca
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from incident_bot.usecases import actions, rca
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
 from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import TimelineEvent

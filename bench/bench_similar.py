@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gen_data
 
-from incident_bot.services import similar
+from incident_bot.usecases import similar
 from incident_bot.web import queries
 from storage.db import make_engine, session_scope
 from storage.models import Incident

@@ -24,7 +24,6 @@ from incident_bot.pipeline.rate_limits import DEFAULT_BUDGETS, RateGate
 from incident_bot.runtime import Identity, Runtime, prepare_database
 from incident_bot.scheduler import SchedulerHook
 from incident_bot.server import create_app
-from incident_bot.services.similar import IntroLookup
 from incident_bot.slack import jobs as slack_jobs
 from incident_bot.slack.accept import create_bolt_app
 from incident_bot.slack.apply import SlackApplier
@@ -33,6 +32,7 @@ from incident_bot.slack.socket_mode import SocketModeHook
 from incident_bot.trackers import appliers as tracker_appliers
 from incident_bot.trackers import jobs as tracker_jobs
 from incident_bot.trackers.outbound import build as build_tracker
+from incident_bot.usecases.similar import IntroLookup
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Two layers make "exactly once" hold with any number of replicas:
 2. **The period's unique key.** The lease alone cannot be trusted (a paused leader may wake up after
    its lease ran out), so every job is idempotent on its own: a digest claims its period in
    ``digest_runs`` and queues the message in the same transaction
-   (:func:`incident_bot.services.digest.post_digest`), a reminder uses the outbox ``dedup_key``
+   (:func:`incident_bot.usecases.digest.post_digest`), a reminder uses the outbox ``dedup_key``
    (owner, day).
 
 Catch-up: the last occurrence of ``DIGEST_SCHEDULE`` at or before now is due whenever its period has
@@ -77,7 +77,7 @@ def validate(settings: Settings) -> None:
             schedule.parse_rule(getattr(settings, name), settings.tzinfo)
         except ValueError as exc:
             raise ConfigError(f"{name.upper()} is malformed: {exc}") from None
-    from incident_bot.services.digest import targets_from
+    from incident_bot.usecases.digest import targets_from
 
     targets_from(settings)
     try:
@@ -132,7 +132,7 @@ class Scheduler:
                 log.warning("DIGEST_CHANNEL is not set: the weekly digest is not posted")
                 self._warned_no_channel = True
             return
-        from incident_bot.services.digest import post_digest, posted_before
+        from incident_bot.usecases.digest import post_digest, posted_before
 
         rule = self.settings.digest_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.digest_done_for, now):
@@ -152,7 +152,7 @@ class Scheduler:
                     self.on_enqueued()
 
     def _reminders(self, now: datetime, result: TickResult) -> None:
-        from incident_bot.services.actions import enqueue_overdue_reminders
+        from incident_bot.usecases.actions import enqueue_overdue_reminders
 
         rule = self.settings.capa_reminder_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.reminders_done_for, now):
@@ -186,7 +186,7 @@ class Scheduler:
 
     def _nudges(self, now: datetime, result: TickResult) -> None:
         """Every tick: remind quiet incident channels (once per interval each, see services/nudge.py)."""
-        from incident_bot.services.nudge import enqueue_nudges
+        from incident_bot.usecases.nudge import enqueue_nudges
 
         with session_scope(self.engine) as s:
             result.nudges = enqueue_nudges(s, self.settings, now)

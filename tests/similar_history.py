@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from incident_bot.services.incidents import refresh_metrics
+from incident_bot.usecases.incidents import refresh_metrics
 from storage import repo
 from storage.models import ActionItem, Incident
 

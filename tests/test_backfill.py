@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
 from incident_bot.pagerduty.backfill import RateLimitExhausted, make_client
-from incident_bot.services import backfill as svc
+from incident_bot.usecases import backfill as svc
 from storage.db import make_engine
 from storage.models import BackfillWindow, Incident, OutboxMessage, TimelineEvent
 from tests.standins.pagerduty_history import make_history

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from incident_bot.core.blameless import check, load_rules, parse_rules
-from incident_bot.services import rca
-from incident_bot.services.incidents import NewIncident, open_incident
+from incident_bot.usecases import rca
+from incident_bot.usecases.incidents import NewIncident, open_incident
 from storage.db import session_scope
 from storage.models import SlackUser
 

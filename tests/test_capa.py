@@ -15,8 +15,8 @@ from sqlalchemy import Engine, select
 from incident_bot import cli
 from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal
-from incident_bot.services import actions
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from incident_bot.usecases import actions
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import ActionItem, Incident, OutboxMessage, TimelineEvent

@@ -14,7 +14,7 @@ import pytest
 from incident_bot.config import ConfigError, load_settings
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.severity import parse_severity_map, severity_for
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
 from storage import migrate
 from storage.db import make_engine, session_scope
 

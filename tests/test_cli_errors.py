@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from incident_bot.config import Settings
-from incident_bot.services.incidents import NewIncident, open_incident
+from incident_bot.usecases.incidents import NewIncident, open_incident
 from storage.db import make_engine, session_scope
 
 from .conftest import PG_URL, pg_schema_url

@@ -21,9 +21,9 @@ from incident_bot.cli import main
 from incident_bot.core import digest as core
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
-from incident_bot.services import digest as service
-from incident_bot.services.incidents import refresh_metrics
 from incident_bot.slack.digest_blocks import MAX_BLOCKS, digest_message
+from incident_bot.usecases import digest as service
+from incident_bot.usecases.incidents import refresh_metrics
 from storage.db import session_scope
 from storage.models import ActionItem, DigestRun, Incident, OutboxMessage, SlackUser
 from tests.conftest import make_settings

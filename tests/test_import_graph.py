@@ -5,7 +5,7 @@ Rules:
 - ``core`` is pure: it imports nothing of ours but ``core``, and no SDK, HTTP, SQL or web framework;
 - ``pipeline`` knows no vendor: no Slack, PagerDuty or tracker SDK, no adapter package;
 - ``storage`` imports nothing from ``incident_bot``;
-- ``services`` (use cases) import no Slack SDK, no web framework and no entry point;
+- ``usecases`` import no Slack SDK, no web framework and no entry point;
 - only ``slack/`` imports ``slack_sdk`` / ``slack_bolt`` (the stand-ins and the wiring aside);
 - nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``).
 """
@@ -57,7 +57,7 @@ ENTRY_POINTS = ("incident_bot.cli", "incident_bot.commands", "incident_bot.boots
     ("incident_bot/pipeline", (*VENDORS, "incident_bot.slack", "incident_bot.pagerduty", "incident_bot.trackers",
                                "incident_bot.web", *ENTRY_POINTS), ()),
     ("storage", ("incident_bot",), ()),
-    ("incident_bot/services", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", *ENTRY_POINTS), ()),
+    ("incident_bot/usecases", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", *ENTRY_POINTS), ()),
 ])
 def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> None:
     assert offending(layer, forbidden, allowed) == {}

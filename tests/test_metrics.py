@@ -43,8 +43,8 @@ from sqlalchemy import Engine
 
 from incident_bot.cli import main
 from incident_bot.core.lifecycle import Signal
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
-from incident_bot.services.metrics import incident_metrics, period_metrics
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
+from incident_bot.usecases.metrics import incident_metrics, period_metrics
 from storage.db import make_engine, session_scope
 
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete
 
 from incident_bot.core import stats
-from incident_bot.services.incidents import refresh_metrics
-from incident_bot.services.metrics import period_metrics
+from incident_bot.usecases.incidents import refresh_metrics
+from incident_bot.usecases.metrics import period_metrics
 from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import Incident, IncidentMetrics

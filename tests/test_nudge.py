@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 
 from incident_bot.core.nudge import due_slot, parse_intervals
 from incident_bot.scheduler import Scheduler
-from incident_bot.services import commands, nudge, rca
-from incident_bot.services.incidents import NewIncident, open_incident
+from incident_bot.usecases import incident_changes as commands
+from incident_bot.usecases import nudge, rca
+from incident_bot.usecases.incidents import NewIncident, open_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import OutboxMessage

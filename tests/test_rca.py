@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from incident_bot import cli
 from incident_bot.core.lifecycle import Signal
 from incident_bot.rendering import md_cell, render
-from incident_bot.services import actions, rca
-from incident_bot.services.incidents import NewIncident, apply_signals, milestone_for, open_incident
+from incident_bot.usecases import actions, rca
+from incident_bot.usecases.incidents import NewIncident, apply_signals, milestone_for, open_incident
 from storage import repo
 from storage.db import make_engine, session_scope
 from storage.models import Incident, SlackUser

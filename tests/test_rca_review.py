@@ -17,8 +17,8 @@ from incident_bot.core.blameless import check
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.people import name_variants
 from incident_bot.core.rca_review import QualityFinding, ReviewError, next_status
-from incident_bot.services import actions, rca
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident
+from incident_bot.usecases import actions, rca
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import SlackUser, TimelineEvent

@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from incident_bot.config import Settings
 from incident_bot.core import schedule
 from incident_bot.scheduler import Scheduler
-from incident_bot.services.digest import post_digest
+from incident_bot.usecases.digest import post_digest
 from sqlmodel import Session
 from storage.db import make_engine, session_scope
 

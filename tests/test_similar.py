@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from incident_bot.demo import pagerduty_payloads as pd
-from incident_bot.services import learning
-from incident_bot.services import similar as svc
+from incident_bot.usecases import learning
+from incident_bot.usecases import similar as svc
 from incident_bot.web import queries
 from storage.db import session_scope
 from storage.models import Incident
@@ -118,7 +118,7 @@ def test_recurrence_at_the_window_edges(engine: Engine) -> None:
 
 
 def test_rca_has_the_previous_incident_section(engine: Engine) -> None:
-    from incident_bot.services.rca import export_rca
+    from incident_bot.usecases.rca import export_rca
 
     with session_scope(engine) as s:
         prev = add_incident(s, "Disk full on primary database", service="postgres-main", detected=T0,

@@ -78,7 +78,7 @@ def test_close_needs_corrective_actions_done_or_a_reason(bot, inc) -> None:  # t
 
 
 def test_rca_upload_with_blameless_warning(bot, inc) -> None:  # type: ignore[no-untyped-def]
-    from incident_bot.services.rca import set_narrative
+    from incident_bot.usecases.rca import set_narrative
     from storage.db import session_scope
 
     with session_scope(bot.rt.engine) as s:

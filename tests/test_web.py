@@ -190,7 +190,7 @@ def test_slack_messages_link_to_the_pages_when_web_base_url_is_set(db_url: str, 
     from sqlmodel import Session
 
     from incident_bot.core import schedule
-    from incident_bot.services.digest import post_digest
+    from incident_bot.usecases.digest import post_digest
     from storage.db import session_scope
     from storage.models import Incident, OutboxMessage, utcnow
     from tests.conftest import slash, start_bot

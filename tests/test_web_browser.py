@@ -34,8 +34,8 @@ from incident_bot.bootstrap import build_app
 from incident_bot.core import schedule
 from incident_bot.demo.live_server import LiveServer
 from incident_bot.demo.slack_standin import SlackStandIn
-from incident_bot.services.metrics import period_metrics
 from incident_bot.slack.mrkdwn import row_plain
+from incident_bot.usecases.metrics import period_metrics
 from incident_bot.web import session as web_session
 from incident_bot.web.settings import web_config
 from storage import migrate

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 from incident_bot.config import Settings
 from incident_bot.core import schedule
 from incident_bot.core.lifecycle import Signal
-from incident_bot.services import actions, rca
-from incident_bot.services.digest import post_digest
-from incident_bot.services.incidents import NewIncident, apply_signals, milestone_for, open_incident
+from incident_bot.usecases import actions, rca
+from incident_bot.usecases.digest import post_digest
+from incident_bot.usecases.incidents import NewIncident, apply_signals, milestone_for, open_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, PagerDutyLink, SlackUser, utcnow

@@ -11,9 +11,9 @@ from sqlmodel import Session
 from incident_bot.commands.common import database, print_json, settings_for, table
 from incident_bot.config import Settings
 from incident_bot.core import capa
-from incident_bot.services import actions as svc
-from incident_bot.services.directory import directory
-from incident_bot.services.rca import RcaError, get_incident
+from incident_bot.usecases import actions as svc
+from incident_bot.usecases.directory import directory
+from incident_bot.usecases.rca import RcaError, get_incident
 from storage import repo
 from storage.db import session_scope
 from storage.models import Incident

@@ -64,7 +64,7 @@ def _window(text: str) -> int:
 
 def _pagerduty(args: argparse.Namespace) -> int:
     from incident_bot.pagerduty.backfill import make_client
-    from incident_bot.services import backfill as svc
+    from incident_bot.usecases import backfill as svc
     from storage.models import utcnow
 
     settings = settings_for("pagerduty_api_token", command="backfill pagerduty")
@@ -81,7 +81,7 @@ def _pagerduty(args: argparse.Namespace) -> int:
     summary = svc.run(engine, settings, client, stats, opts, svc.Progress())
     doc: dict = {"summary": summary.as_dict()}
     if args.verify:
-        from incident_bot.services.backfill_verify import verify
+        from incident_bot.usecases.backfill_verify import verify
 
         v = verify(engine, client, since, until, args.service)
         doc["verify"] = {"compared": v.compared, "matching": v.matching,

@@ -11,7 +11,7 @@ from dateutil import parser as dateparser
 
 from incident_bot.commands.common import database, settings_for
 from incident_bot.core import schedule
-from incident_bot.services import digest as service
+from incident_bot.usecases import digest as service
 from storage.db import session_scope
 from storage.models import utcnow
 

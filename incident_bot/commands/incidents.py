@@ -7,8 +7,8 @@ import sys
 
 from incident_bot.commands.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
-from incident_bot.services import similar as similar_svc
-from incident_bot.services.views import incident_detail, incident_dict, list_incidents
+from incident_bot.usecases import similar as similar_svc
+from incident_bot.usecases.json_shapes import incident_detail, incident_dict, list_incidents
 from storage import repo
 from storage.db import session_scope
 
@@ -120,7 +120,7 @@ def similar_text(doc: dict) -> str:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from incident_bot.services import regroup
+    from incident_bot.usecases import regroup
 
     engine = database(settings_for(command="incidents merge"))
     with session_scope(engine) as s:
@@ -140,7 +140,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _unlink(args: argparse.Namespace) -> int:
-    from incident_bot.services import regroup
+    from incident_bot.usecases import regroup
 
     settings = settings_for(command="incidents unlink")
     engine = database(settings)

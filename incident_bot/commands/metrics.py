@@ -12,7 +12,7 @@ from dateutil import parser as dateparser
 from incident_bot.commands.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
 from incident_bot.core.severity import SEVERITIES, normalise_severity
-from incident_bot.services.metrics import METRIC_KEYS, period_metrics
+from incident_bot.usecases.metrics import METRIC_KEYS, period_metrics
 from storage.db import session_scope
 
 DEFAULT_DAYS = 30

@@ -11,7 +11,7 @@ from incident_bot.commands.common import database, settings_for
 from incident_bot.core.capa import today_in
 from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.rendering import RenderError
-from incident_bot.services import rca
+from incident_bot.usecases import rca
 from storage.db import session_scope
 
 EPILOG = f"""\

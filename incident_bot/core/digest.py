@@ -1,6 +1,6 @@
 """The weekly SEV digest as content: plain data in, the JSON document and a template context out. Pure.
 
-The service layer (:mod:`incident_bot.services.digest`) does the SQL and hands over a
+The service layer (:mod:`incident_bot.usecases.digest`) does the SQL and hands over a
 :class:`DigestInput`; everything a lead reads (which incidents are "major", when a response target is
 met or missed, how a change is shown, what the trend looks like) is decided here, so the Slack
 message, the Markdown, the HTML and the JSON cannot disagree.

@@ -194,7 +194,7 @@ def stage_pagerduty(demo: Demo) -> None:
 
 def stage_show(demo: Demo) -> None:
     from incident_bot.commands.incidents import render_text
-    from incident_bot.services.views import incident_detail
+    from incident_bot.usecases.json_shapes import incident_detail
     from storage import repo
 
     demo.say("\n== What Slack users saw ==")
@@ -206,7 +206,7 @@ def stage_show(demo: Demo) -> None:
         demo.say(demo.slack.transcript(ch.id))
     demo.say("\n== The incidents, as `incident-bot incidents show` prints them ==")
     with session_scope(demo.engine) as s:
-        from incident_bot.services.views import list_incidents
+        from incident_bot.usecases.json_shapes import list_incidents
 
         for inc in reversed(list_incidents(s, "all")):
             demo.say("")
@@ -312,9 +312,9 @@ def demo_narrative(inc: Any) -> dict[str, str]:
 def stage_rca(demo: Demo) -> None:
     """The commander fills in the narrative, sends the RCA for review, signs it off, and exports it."""
     from incident_bot.core import capa
-    from incident_bot.services import actions as capa_svc
-    from incident_bot.services import rca as rca_svc
-    from incident_bot.services.directory import directory
+    from incident_bot.usecases import actions as capa_svc
+    from incident_bot.usecases import rca as rca_svc
+    from incident_bot.usecases.directory import directory
     from storage import repo
 
     demo.say("\n== The RCA: `incident-bot rca INC-2 --format md|html` ==")
@@ -354,7 +354,7 @@ def stage_rca(demo: Demo) -> None:
 
 def stage_digest(demo: Demo) -> None:
     from incident_bot.core.schedule import week_containing
-    from incident_bot.services.digest import demo_digest_text
+    from incident_bot.usecases.digest import demo_digest_text
 
     assert demo.settings
     since, until = week_containing(demo.clock.now, demo.settings.tzinfo)

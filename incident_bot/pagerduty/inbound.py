@@ -16,8 +16,8 @@ from incident_bot.config import Settings
 from incident_bot.pagerduty.events import MalformedDelivery, PagerDutyEvent, PagerDutyIncident, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.services import grouping
-from incident_bot.services.pagerduty_ingest import bound_times, fold_event, needs_counter
+from incident_bot.usecases import grouping
+from incident_bot.usecases.pagerduty_ingest import bound_times, fold_event, needs_counter
 from storage import repo
 from storage.models import InboxDelivery
 

@@ -12,9 +12,9 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, resolve_placeholder
-from incident_bot.services.incidents import post
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.usecases.incidents import post
 from storage.models import Incident, OutboxMessage, PagerDutyLink
 
 

@@ -31,7 +31,8 @@ from incident_bot.core.text import clean
 from incident_bot.observability import DELIVERIES
 from incident_bot.pipeline import inbox
 from incident_bot.runtime import Runtime
-from incident_bot.slack import blocks, commands, events, interactions
+from incident_bot.slack import blocks, events, interactions
+from incident_bot.slack import slash_command as commands
 from incident_bot.slack.mrkdwn import from_slack
 from incident_bot.slack.workspace import workspace_refusal
 

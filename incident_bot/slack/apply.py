@@ -18,7 +18,8 @@ from sqlmodel import Session
 
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.runtime import Runtime
-from incident_bot.slack import commands, events, followup, interactions, similar  # noqa: F401  (sub-commands)
+from incident_bot.slack import events, interactions, similar, slash_postincident  # noqa: F401  (sub-commands)
+from incident_bot.slack import slash_command as commands
 from incident_bot.slack.workspace import workspace_refusal
 from storage.models import InboxDelivery
 

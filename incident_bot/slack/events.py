@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
+from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 

@@ -17,10 +17,11 @@ from incident_bot.core.lifecycle import SEVERITIES
 from incident_bot.core.text import clean, units
 from incident_bot.core.timeparse import TimeParseError, parse_user_time
 from incident_bot.runtime import Runtime
-from incident_bot.services import commands as svc
-from incident_bot.slack import blocks, followup, messages
-from incident_bot.slack.commands import TITLE_MAX, Invocation, Outcome, run_in_incident
+from incident_bot.slack import blocks, messages
+from incident_bot.slack import slash_postincident as followup
 from incident_bot.slack.mrkdwn import from_slack, to_plain
+from incident_bot.slack.slash_command import TITLE_MAX, Invocation, Outcome, run_in_incident
+from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.db import session_scope
 from storage.models import utcnow

@@ -32,9 +32,9 @@ from incident_bot.pipeline.jobs import (
     RetryLater,
     resolve_placeholder,
 )
-from incident_bot.services.directory import remember_user
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import from_slack
+from incident_bot.usecases.directory import remember_user
 from storage import repo
 from storage.models import Incident, OutboxMessage, SlackUser, utcnow
 

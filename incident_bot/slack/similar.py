@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from incident_bot.services import similar as similar_svc
 from incident_bot.slack import messages
-from incident_bot.slack.commands import EXTRA_COMMANDS, Invocation, handler
+from incident_bot.slack.slash_command import EXTRA_COMMANDS, Invocation, handler
+from incident_bot.usecases import similar as similar_svc
 from storage.models import Incident
 
 EXTRA_COMMANDS.append(("similar", "similar past incidents (same service, shared words) and recurrence after CAPA"))

@@ -18,11 +18,11 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.services import actions as capa_svc
-from incident_bot.services.incidents import post
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link
 from incident_bot.trackers.base import UNSET, Ticket
+from incident_bot.usecases import actions as capa_svc
+from incident_bot.usecases.incidents import post
 from storage import repo
 from storage.models import ActionItem, InboxDelivery, Incident, utcnow
 

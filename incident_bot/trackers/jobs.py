@@ -14,12 +14,12 @@ import httpx
 from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
-from incident_bot.services.incidents import post
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link
 from incident_bot.trackers.apply import apply_tickets, missing_tickets
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
 from incident_bot.trackers.outbound import TrackerSync, queue_sync
+from incident_bot.usecases.incidents import post
 from storage.models import ActionItem, Incident, OutboxMessage
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pygal
 
-from incident_bot.services import digest_chart
+from incident_bot.usecases import digest_chart
 
 log = logging.getLogger(__name__)
 _STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)

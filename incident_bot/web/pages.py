@@ -20,11 +20,11 @@ from incident_bot.core import schedule
 from incident_bot.core.learning import RECENT, learning_view
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.runtime import Runtime
-from incident_bot.services import digest as digest_service
-from incident_bot.services import learning
-from incident_bot.services.digest_chart import trend_charts
-from incident_bot.services.metrics import period_metrics
-from incident_bot.services.rca import export_rca
+from incident_bot.usecases import digest as digest_service
+from incident_bot.usecases import learning
+from incident_bot.usecases.digest_chart import trend_charts
+from incident_bot.usecases.metrics import period_metrics
+from incident_bot.usecases.rca import export_rca
 from incident_bot.web import charts, queries
 from incident_bot.web.auth import sign_in_redirect, viewer
 from incident_bot.web.render import Clock, css_response, favicon_response, headers, page

@@ -2,7 +2,7 @@
 
 The incident list has to stay fast at 100,000 incidents (bench/bench_web.py): it pages by
 ``number`` (the unique index), filters on indexed columns, and counts with the same WHERE. The
-incident page reuses the RCA export's loader (:func:`incident_bot.services.rca.rca_document`), so the
+incident page reuses the RCA export's loader (:func:`incident_bot.usecases.rca.rca_document`), so the
 page and the exported RCA cannot disagree.
 """
 
@@ -20,7 +20,7 @@ from incident_bot.core import capa
 from incident_bot.core.lifecycle import STATUSES
 from incident_bot.core.rca import RcaDocument, safe_url
 from incident_bot.core.severity import SEVERITIES
-from incident_bot.services.rca import display_names, rca_document
+from incident_bot.usecases.rca import display_names, rca_document
 from storage import text_search
 from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, PagerDutyLink, utcnow
 

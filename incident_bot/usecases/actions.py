@@ -19,12 +19,12 @@ from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal, Transition
 from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
-from incident_bot.services.directory import remember_user
-from incident_bot.services.incidents import apply_signals, milestone_for
-from incident_bot.services.views import iso
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import stored
 from incident_bot.trackers.outbound import queue_sync
+from incident_bot.usecases.directory import remember_user
+from incident_bot.usecases.incidents import apply_signals, milestone_for
+from incident_bot.usecases.json_shapes import iso
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 

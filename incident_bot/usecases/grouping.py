@@ -31,8 +31,8 @@ from incident_bot.config import Settings
 from incident_bot.pagerduty.events import PagerDutyEvent, PagerDutyIncident
 from incident_bot.pagerduty.translate import Translation
 from incident_bot.pipeline import outbox
-from incident_bot.services.incidents import order_key, refresh_metrics
 from incident_bot.slack import messages
+from incident_bot.usecases.incidents import order_key, refresh_metrics
 from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
 

@@ -13,7 +13,9 @@ from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
-from incident_bot.services.incidents import (
+from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, user
+from incident_bot.usecases.incidents import (
     NewIncident,
     apply_signals,
     milestone_for,
@@ -22,8 +24,6 @@ from incident_bot.services.incidents import (
     post,
     set_topic,
 )
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, user
 from storage import repo
 from storage.models import ChannelMember, Incident, PagerDutyLink, SlackUser, utcnow
 

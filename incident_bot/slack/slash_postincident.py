@@ -1,5 +1,5 @@
 """After the fire: ``/incident rca``, ``rca edit``, ``action``, ``actions`` and ``close`` (with the modal and
-the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`incident_bot.slack.commands`.
+the status buttons). Handlers plug into the ``/incident`` dispatcher of :mod:`incident_bot.slack.slash_command`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from sqlmodel import Session
 from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.core.text import clean, units
-from incident_bot.services import actions as capa_svc
-from incident_bot.services import commands as svc
-from incident_bot.services import nudge as nudge_svc
-from incident_bot.services import rca as rca_svc
 from incident_bot.slack import messages
-from incident_bot.slack.commands import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
 from incident_bot.slack.mrkdwn import escape, link, to_plain, truncate, truncate_md, user
+from incident_bot.slack.slash_command import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
+from incident_bot.usecases import actions as capa_svc
+from incident_bot.usecases import incident_changes as svc
+from incident_bot.usecases import nudge as nudge_svc
+from incident_bot.usecases import rca as rca_svc
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
@@ -183,7 +183,7 @@ def _close(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 
 
 def messages_post(s: Session, inc: Incident, md: str) -> None:
-    from incident_bot.services.incidents import post
+    from incident_bot.usecases.incidents import post
 
     post(s, inc, messages.plain(md, fallback=f"{inc.ref} update"))
 
@@ -330,7 +330,7 @@ CHANGES_STATE.update({"merge", "unlink"})
 
 @handler("merge")
 def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
-    from incident_bot.services import regroup
+    from incident_bot.usecases import regroup
 
     ref = inv.args.strip().split()[0] if inv.args.strip() else ""
     other = repo.incident_by_ref(s, ref, lock=True) if ref else None
@@ -342,7 +342,7 @@ def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 
 @handler("unlink")
 def _unlink(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
-    from incident_bot.services import regroup
+    from incident_bot.usecases import regroup
 
     pd_id = inv.args.strip().split()[0] if inv.args.strip() else ""
     if not pd_id:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
-from incident_bot.services.similar import candidates
+from incident_bot.usecases.similar import candidates
 from storage import text_search
 from storage.models import ActionItem, Incident, IncidentMetrics
 

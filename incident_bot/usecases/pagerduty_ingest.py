@@ -17,8 +17,9 @@ from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import severity_of, translate
 from incident_bot.pipeline import inbox
-from incident_bot.services import grouping
-from incident_bot.services.incidents import (
+from incident_bot.slack import messages
+from incident_bot.usecases import grouping
+from incident_bot.usecases.incidents import (
     NewIncident,
     apply_signals,
     milestone_for,
@@ -28,7 +29,6 @@ from incident_bot.services.incidents import (
     request_channel,
     set_topic,
 )
-from incident_bot.slack import messages
 from storage import repo
 from storage.models import InboxDelivery, Incident, PagerDutyLink, utcnow
 

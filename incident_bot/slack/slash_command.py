@@ -18,9 +18,9 @@ from sqlmodel import Session
 from incident_bot.core.severity import normalise_severity
 from incident_bot.core.text import clean, units
 from incident_bot.runtime import Runtime
-from incident_bot.services import commands as svc
 from incident_bot.slack import blocks
 from incident_bot.slack.mrkdwn import escape, from_slack, to_plain
+from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.models import Incident, utcnow
 

@@ -1,7 +1,7 @@
 """The weekly SEV digest: gather the figures with SQL, let the core decide the content, post it once.
 
 Membership is the one of ``incident-bot metrics`` (issue 4), by calling the same
-:func:`incident_bot.services.metrics.period_metrics`: counts over incidents *detected* in
+:func:`incident_bot.usecases.metrics.period_metrics`: counts over incidents *detected* in
 ``[since, until)``, MTTx over incidents *resolved* in it. The rest of the digest follows suit:
 - major incidents and response targets: incidents of that severity detected in the period;
 - top services: incidents detected in the period, by service (incidents without one are left out);
@@ -32,8 +32,8 @@ from incident_bot.core import digest as core
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
-from incident_bot.services import learning
-from incident_bot.services.metrics import period_metrics
+from incident_bot.usecases import learning
+from incident_bot.usecases.metrics import period_metrics
 from storage import repo
 from storage.models import (
     ActionItem,
@@ -258,7 +258,7 @@ def render_view(view: dict[str, Any], fmt: str, settings: Settings) -> tuple[str
 
     context = dict(view)
     if fmt == "html":
-        from incident_bot.services.digest_chart import trend_charts
+        from incident_bot.usecases.digest_chart import trend_charts
 
         context["charts"] = trend_charts(view)
     result = render(f"digest.{fmt}.j2", context, templates_dir=settings.rca_templates_dir)

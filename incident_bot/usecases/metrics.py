@@ -2,7 +2,7 @@
 
 Why SQL and not Python: a year of a busy organisation is ~100,000 incidents and a million timeline rows;
 loading ORM objects for them costs seconds and hundreds of MB. ``incident_metrics`` is a narrow copy of
-the per-incident durations (kept current by :func:`incident_bot.services.incidents.refresh_metrics`), so
+the per-incident durations (kept current by :func:`incident_bot.usecases.incidents.refresh_metrics`), so
 a period is one aggregate query plus one ordered scan per metric for the percentiles, whatever the size.
 
 Membership (issue 4):
@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.core.stats import PERCENTILES, Summary, empty_summary, nearest_rank, rounded_mean
-from incident_bot.services.views import iso
+from incident_bot.usecases.json_shapes import iso
 from storage.models import IncidentMetrics
 
 # Per-incident column -> period key in the JSON document.

@@ -16,8 +16,8 @@ from sqlmodel import Session
 from incident_bot.config import Settings
 from incident_bot.core import nudge
 from incident_bot.core.durations import format_duration, iso_utc
-from incident_bot.services.incidents import order_key
 from incident_bot.slack import messages
+from incident_bot.usecases.incidents import order_key
 from storage import repo
 from storage.models import Incident, TimelineEvent
 

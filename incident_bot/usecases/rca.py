@@ -29,9 +29,9 @@ from incident_bot.core.rca import (
 )
 from incident_bot.core.rca_review import QualityFinding, ReviewError
 from incident_bot.rendering import RenderResult, render
-from incident_bot.services import similar
-from incident_bot.services.directory import directory, display_names
 from incident_bot.slack.mrkdwn import row_plain
+from incident_bot.usecases import similar
+from incident_bot.usecases.directory import directory, display_names
 from storage import repo
 from storage.models import ActionItem, Incident, TimelineEvent, utcnow
 from storage.models import RcaDocument as RcaRow

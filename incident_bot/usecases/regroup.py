@@ -19,9 +19,9 @@ from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
-from incident_bot.services.incidents import NewIncident, apply_signals, open_incident, post, refresh_metrics
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape
+from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident, post, refresh_metrics
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
 
