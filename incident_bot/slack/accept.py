@@ -31,8 +31,7 @@ from incident_bot.core.text import clean
 from incident_bot.observability import DELIVERIES
 from incident_bot.pipeline import inbox
 from incident_bot.runtime import Runtime
-from incident_bot.slack import blocks, events, interactions
-from incident_bot.slack import slash_command as commands
+from incident_bot.slack import blocks, events, interactions, slash_dispatch
 from incident_bot.slack.mrkdwn import from_slack
 from incident_bot.slack.workspace import workspace_refusal
 
@@ -149,13 +148,13 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
         sub, _, args = text.partition(" ")
         sub, args, name = sub.lower(), args.strip(), s.slack_command
         if sub in ("", "help"):
-            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, commands.all_commands()),
+            await ack(text=f"{name} commands", blocks=blocks.help_blocks(name, slash_dispatch.USAGE),
                       response_type="ephemeral")
             return
-        if sub != "declare" and sub not in commands.HANDLERS:
+        if not slash_dispatch.known(sub):
             await ack(text=f"I don't know `{from_slack(sub[:40])}`. Try `{name} help`.", response_type="ephemeral")
             return
-        usage = commands.precheck(sub, args, name)
+        usage = slash_dispatch.precheck(sub, args, name)
         if usage:
             await ack(text=usage, response_type="ephemeral")
             return

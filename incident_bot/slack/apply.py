@@ -18,8 +18,7 @@ from sqlmodel import Session
 
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.runtime import Runtime
-from incident_bot.slack import events, interactions, similar, slash_postincident  # noqa: F401  (sub-commands)
-from incident_bot.slack import slash_command as commands
+from incident_bot.slack import events, interactions, slash_dispatch
 from incident_bot.slack.workspace import workspace_refusal
 from storage.models import InboxDelivery
 
@@ -41,7 +40,7 @@ def apply_slack(s: Session, rt: Runtime, row: InboxDelivery) -> str:
         with s.begin_nested():
             return interactions.apply_view(s, rt, body)
     if kind == "command":
-        return _answered(s, body.get("response_url"), lambda: commands.run_command(s, rt, body))
+        return _answered(s, body.get("response_url"), lambda: slash_dispatch.run_command(s, rt, body))
     if kind == "block_actions":
         return _answered(s, body.get("response_url"), lambda: interactions.apply_action(s, rt, body))
     log.info("slack %s: nothing to apply", kind)
@@ -51,7 +50,7 @@ def apply_slack(s: Session, rt: Runtime, row: InboxDelivery) -> str:
 def _answered(s: Session, response_url: str | None, run: Any) -> str:
     savepoint = s.begin_nested()
     try:
-        outcome: commands.Outcome = run()
+        outcome: slash_dispatch.Outcome = run()
     except (DataError, IntegrityError) as exc:
         # The database is up and refused this input (a value it cannot store): the user's mistake or a gap
         # in validation, not an outage: answered in words, the class logged (never the values).

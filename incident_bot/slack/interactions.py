@@ -17,10 +17,10 @@ from incident_bot.core.lifecycle import SEVERITIES
 from incident_bot.core.text import clean, units
 from incident_bot.core.timeparse import TimeParseError, parse_user_time
 from incident_bot.runtime import Runtime
-from incident_bot.slack import blocks, messages
+from incident_bot.slack import blocks, messages, slash_dispatch
 from incident_bot.slack import slash_postincident as followup
 from incident_bot.slack.mrkdwn import from_slack, to_plain
-from incident_bot.slack.slash_command import TITLE_MAX, Invocation, Outcome, run_in_incident
+from incident_bot.slack.slash_command import TITLE_MAX, Invocation, Outcome
 from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.db import session_scope
@@ -175,7 +175,7 @@ def apply_action(s: Session, rt: Runtime, body: dict[str, Any]) -> Outcome:
     sub = BUTTONS.get(action_id)
     if sub is None:
         return Outcome({}, ok=True)  # a link button or an action we do not handle: nothing to do
-    return run_in_incident(s, Invocation(rt, user_id, channel_id, sub, "", rt.settings.slack_command))
+    return slash_dispatch.run_in_incident(s, Invocation(rt, user_id, channel_id, sub, "", rt.settings.slack_command))
 
 
 def apply_view(s: Session, rt: Runtime, body: dict[str, Any]) -> str:

@@ -8,16 +8,15 @@ from typing import Any
 from sqlmodel import Session
 
 from incident_bot.slack import messages
-from incident_bot.slack.slash_command import EXTRA_COMMANDS, Invocation, handler
+from incident_bot.slack.slash_command import Invocation
 from incident_bot.usecases import similar as similar_svc
 from storage.models import Incident
 
-EXTRA_COMMANDS.append(("similar", "similar past incidents (same service, shared words) and recurrence after CAPA"))
+USAGE = [("similar", "similar past incidents (same service, shared words) and recurrence after CAPA")]
 LIMIT = 5
 
 
-@handler("similar")
-def _similar(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+def similar(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
     settings = inv.rt.settings
     learned = similar_svc.learn(s, inc, window=settings.recurrence_delta, limit=LIMIT)
     blocks = messages.history_blocks(learned, settings.web_base_url)

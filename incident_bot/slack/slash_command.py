@@ -1,4 +1,5 @@
-"""``/incident`` (name configurable): the sub-commands, run by the fold worker on a stored command.
+"""``/incident`` (name configurable) during the fire: status, milestones, severity, roles, notes, timeline,
+paging; run by the fold worker on a stored command (the table of sub-commands: ``slash_dispatch``).
 
 The accept path (``slack.accept``) answers at once with what needs no database (help, usage errors);
 the fold runs the handler inside its transaction and the answer goes back through ``response_url``.
@@ -16,10 +17,10 @@ from dateutil import tz as dtz
 from sqlmodel import Session
 
 from incident_bot.core.severity import normalise_severity
-from incident_bot.core.text import clean, units
+from incident_bot.core.text import units
 from incident_bot.runtime import Runtime
 from incident_bot.slack import blocks
-from incident_bot.slack.mrkdwn import escape, from_slack, to_plain
+from incident_bot.slack.mrkdwn import escape, to_plain
 from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.models import Incident, utcnow
@@ -45,10 +46,6 @@ COMMANDS: list[tuple[str, str]] = [
     ("page <PagerDuty service>", "page that service's on-call"),
     ("help", "this list"),
 ]
-# Sub-commands that change state: only for members of the incident channel.
-CHANGES_STATE = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "started", "update", "note", "page"}
-ANYWHERE = {"declare", "help", ""}
-LOCKS_INCIDENT = {"sev", "role", "ack", "mitigated", "resolve", "reopen", "started", "close", "rca"}
 
 
 @dataclass
@@ -70,42 +67,24 @@ class Invocation:
 
 
 Handler = Callable[[Session, Invocation, Incident], "svc.Reply | dict[str, Any]"]
-HANDLERS: dict[str, Handler] = {}
-EXTRA_COMMANDS: list[tuple[str, str]] = []  # other command families add their usage lines here
 
 
-def handler(*names: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-    return deco
-
-
-def all_commands() -> list[tuple[str, str]]:
-    return COMMANDS[:-1] + EXTRA_COMMANDS + COMMANDS[-1:]
-
-
-@handler("status")
-def _status(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+def status(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
     return {"text": f"{inc.ref} status", "blocks": blocks.status_card(inc, utcnow())}
 
 
-@handler("ack", "mitigated", "resolve", "reopen")
-def _milestone(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def milestone(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.milestone(s, inv.rt.settings, inc, user_id=inv.user_id, command=inv.sub, note=inv.args)
 
 
-@handler("sev")
-def _sev(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def sev(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     sev = normalise_severity(inv.args.removeprefix("SEV").removeprefix("sev")) if inv.args else None
     if sev is None:
         return svc.Reply(f"Give a severity from 1 to 4, e.g. `{inv.command} sev 2`.", ok=False)
     return svc.severity(s, inv.rt.settings, inc, user_id=inv.user_id, sev=sev)
 
 
-@handler("role")
-def _role(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def role(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     parts = inv.args.split()
     if len(parts) != 2 or parts[0].lower() not in svc.ROLES or not USER_MENTION.match(parts[1]):
         return svc.Reply(f"Usage: `{inv.command} role commander|comms|scribe @user`.", ok=False)
@@ -113,8 +92,7 @@ def _role(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.assign_role(s, inc, user_id=inv.user_id, role=parts[0].lower(), assignee=assignee)
 
 
-@handler("started")
-def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     from incident_bot.core.timeparse import TimeParseError, describe, parse_user_time
 
     zone_name = svc.user_tz_name(s, inv.user_id)
@@ -126,8 +104,7 @@ def _started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.impact_started(s, inc, user_id=inv.user_id, when=when, shown=describe(when, zone))
 
 
-@handler("update", "note")
-def _text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def post_text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if not inv.args:
         return svc.Reply(f"Usage: `{inv.command} {inv.sub} <text>`.", ok=False)
     if units(inv.args) > TEXT_MAX:
@@ -139,16 +116,14 @@ def _text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.note(s, inc, user_id=inv.user_id, text=inv.args)
 
 
-@handler("timeline")
-def _timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+def timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
     # ASCII digits only, and few of them: int() of 5,000 digits raises, and so does int("²").
     page = int(inv.args) if re.fullmatch(r"[0-9]{1,6}", inv.args) else 1
     text, bl = blocks.timeline_page(inc, repo.timeline(s, inc.id or 0), page, inv.command)
     return {"text": text, "blocks": bl}
 
 
-@handler("page")
-def _page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if not inv.args:
         return svc.Reply(f"Usage: `{inv.command} page <PagerDuty service>`.", ok=False)
     if len(inv.plain) > 255:
@@ -176,52 +151,3 @@ class Outcome:
 
     reply: dict[str, Any]
     ok: bool = True
-
-
-def run_in_incident(s: Session, inv: Invocation) -> Outcome:
-    """Find the channel's incident, check membership, run the handler: inside the fold's transaction."""
-    # Lock the incident row only for commands that change it (notes and updates just add rows).
-    inc = repo.incident_by_channel(s, inv.channel_id, lock=inv.sub in LOCKS_INCIDENT)
-    if inc is None:
-        return Outcome({"text": f"`{inv.command} {inv.sub}` works inside an incident channel. Declare one "
-                                f"with `{inv.command} declare <title>`, or `{inv.command} help`."}, ok=False)
-    if inv.sub in CHANGES_STATE and not svc.is_member(s, inv.channel_id, inv.user_id):
-        return Outcome({"text": f"Only members of this channel can change {inc.ref}. Join the channel first "
-                                "(if you just joined, try again in a few seconds)."}, ok=False)
-    svc.remember_user(s, inv.user_id)
-    out = HANDLERS[inv.sub](s, inv, inc)
-    if isinstance(out, svc.Reply):
-        return Outcome({"text": out.text}, ok=out.ok)
-    return Outcome(out)
-
-
-def declare_from_text(s: Session, inv: Invocation) -> Outcome:
-    title = " ".join(inv.plain.split())  # a title is one line of plain text (escaping model: README)
-    if len(title) > TITLE_MAX:
-        return Outcome({"text": f"That title is {len(title)} characters; keep it under {TITLE_MAX} (it becomes "
-                                f"the channel topic) and add the detail with `{inv.command} note` once the "
-                                "channel is open."}, ok=False)
-    inc = svc.declare(s, inv.rt.settings, reporter=inv.user_id, title=title)
-    return Outcome({"text": f"Declared *{inc.ref}*: {escape(title)}. Its channel is being created and you "
-                            "are invited; the announcement goes to the incidents channel."})
-
-
-def run_command(s: Session, rt: Runtime, command: dict[str, Any]) -> Outcome:
-    """A stored slash command, run by the fold worker."""
-    # The one boundary for command text: control and bidi characters go, then Slack's escaped text
-    # becomes safe mrkdwn (mass mentions neutralised); nothing after this escapes it again.
-    text = clean(command.get("text")).strip()
-    sub, _, args = text.partition(" ")
-    inv = Invocation(rt, str(command.get("user_id", "")), str(command.get("channel_id", "")), sub.lower(),
-                     from_slack(args.strip()), rt.settings.slack_command, command.get("trigger_id"))
-    usage = precheck(inv.sub, inv.args, inv.command)
-    if usage:
-        return Outcome({"text": usage}, ok=False)
-    if inv.sub == "declare":
-        return declare_from_text(s, inv)
-    if inv.sub not in HANDLERS:
-        return Outcome({"text": f"I don't know `{from_slack(inv.sub[:40])}`. Try `{inv.command} help`."},
-                       ok=False)
-    return run_in_incident(s, inv)
-
-

@@ -27,7 +27,7 @@ from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.core.text import clean, units
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import escape, link, to_plain, truncate, truncate_md, user
-from incident_bot.slack.slash_command import CHANGES_STATE, EXTRA_COMMANDS, Invocation, Outcome, handler
+from incident_bot.slack.slash_command import Invocation, Outcome
 from incident_bot.usecases import actions as capa_svc
 from incident_bot.usecases import incident_changes as svc
 from incident_bot.usecases import nudge as nudge_svc
@@ -46,7 +46,7 @@ LABELS = {"summary": "Summary", "impact": "Impact", "root_causes": "Root causes 
           "users_affected": "Users affected", "customer_facing": "Customer facing (yes/no)",
           "slo_budget_spent": "SLO / error budget spent", "authors": "Authors"}
 
-EXTRA_COMMANDS.extend([
+USAGE: list[tuple[str, str]] = [
     ("rca", "render the blameless RCA (Markdown) and upload it here"),
     ("rca edit", "edit the RCA narrative in a form"),
     ("rca status review @reviewer | final [override <reason>] | draft", "move the RCA document along"),
@@ -55,17 +55,16 @@ EXTRA_COMMANDS.extend([
      "change an action item (its ticket follows)"),
     ("actions", "this incident's action items, with status buttons"),
     ("close [override <reason>]", "close a resolved incident (open corrective actions need a reason)"),
-])
-# `rca` uploads a file and `rca edit` changes the narrative: members only, like every change.
-CHANGES_STATE.update({"action", "close", "rca"})
+    ("merge INC-n", "merge another incident into this one (its PagerDuty incidents are linked here)"),
+    ("unlink <PagerDuty id>", "split a linked PagerDuty incident out into its own incident"),
+]
 
 
 def _today(inv: Invocation) -> Any:
     return capa.today_in(inv.rt.settings.tzinfo, utcnow())
 
 
-@handler("rca")
-def _rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any]:
+def rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any]:
     if inv.args.strip().lower() == "edit":  # opened on the accept path (trigger_id lives 3 s)
         return svc.Reply(f"Run `{inv.command} rca edit` again to open the RCA form.", ok=False)
     if inv.args.strip().lower().startswith("status"):
@@ -121,8 +120,7 @@ def _rca_status(s: Session, inv: Invocation, inc: Incident, rest: str) -> svc.Re
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
-@handler("action")
-def _action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if capa.is_action_edit(inv.args):
         return _edit_action(s, inv, inc)
     try:
@@ -164,14 +162,12 @@ def _edit_action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
                      f"{escape(item.title)}")
 
 
-@handler("actions")
-def _actions(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
+def actions(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
     rows = capa_svc.list_actions(s, incident_ref=inc.ref, today=_today(inv))
     return {"text": f"{inc.ref} actions", "blocks": actions_blocks(inc, rows)}
 
 
-@handler("close")
-def _close(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def close(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     words = inv.plain.split(maxsplit=1)
     reason = words[1] if len(words) == 2 and words[0].lower() == "override" else None
     out = capa_svc.close_incident(s, inc, actor=inv.user_id, at=utcnow(), override_reason=reason)
@@ -321,15 +317,9 @@ def snooze_nudge(s: Session, rt: Any, user_id: str, channel_id: str) -> Outcome:
     return Outcome({"text": f"Snoozed: the next status update reminder comes in {interval}."})
 # -- grouping after the fact (issue 13) ------------------------------------------------------------------
 
-EXTRA_COMMANDS.extend([
-    ("merge INC-n", "merge another incident into this one (its PagerDuty incidents are linked here)"),
-    ("unlink <PagerDuty id>", "split a linked PagerDuty incident out into its own incident"),
-])
-CHANGES_STATE.update({"merge", "unlink"})
 
 
-@handler("merge")
-def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     from incident_bot.usecases import regroup
 
     ref = inv.args.strip().split()[0] if inv.args.strip() else ""
@@ -340,8 +330,7 @@ def _merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     return svc.Reply(done.text, ok=done.ok, ref=inc.ref)
 
 
-@handler("unlink")
-def _unlink(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
+def unlink(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     from incident_bot.usecases import regroup
 
     pd_id = inv.args.strip().split()[0] if inv.args.strip() else ""
