@@ -59,17 +59,24 @@ def _ensure_counter(session: Session, name: str) -> None:
         done.add(name)
 
 
+def add_link(session: Session, link: PagerDutyLink) -> PagerDutyLink:
+    """Add a link and remember it for :func:`get_link` in this transaction (it is written at the flush)."""
+    session.add(link)
+    session.info.setdefault("pd_links", {})[link.pagerduty_incident_id] = link
+    return link
+
+
 def get_link(session: Session, pd_incident_id: str) -> PagerDutyLink | None:
     """The link of a PagerDuty incident, including one added earlier in this transaction and not yet
     written (the fold's PagerDuty path runs without autoflush, and ``session.get`` does not see those)."""
-    for obj in session.new:
-        if isinstance(obj, PagerDutyLink) and obj.pagerduty_incident_id == pd_incident_id:
-            return obj
-    loaded = session.info.get("pd_links", {}).get(pd_incident_id)
-    if loaded is not None:
-        return loaded
+    known = session.info.get("pd_links", {}).get(pd_incident_id)
+    if known is not None:
+        return known  # loaded by lock_incidents, or added by add_link
     if pd_incident_id in session.info.get("pd_links_absent", ()):
         return None  # looked for by lock_incidents under the counter lock: none can appear but ours
+    for obj in session.new:  # added with session.add by a caller that does not use add_link
+        if isinstance(obj, PagerDutyLink) and obj.pagerduty_incident_id == pd_incident_id:
+            return obj
     return session.get(PagerDutyLink, pd_incident_id)
 
 

@@ -74,10 +74,18 @@ def _already_posted(ctx: Context, channel: str, row: OutboxMessage) -> dict[str,
 
 def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
     p = dict(row.payload)
-    if p.pop("render", None) == "announcement":
+    render = p.pop("render", None)
+    storm = p.pop("storm", None)
+    if render == "announcement":
         if inc is None:
             raise Permanent("announcement without an incident")
         p.update(messages.announcement(inc))
+    elif render == "storm_line" and isinstance(storm, dict):
+        # Drawn when it is sent, from the counts the fold kept (grouping.storm_line): the joins of a
+        # storm update numbers, not Block Kit.
+        first, last = (datetime.fromisoformat(storm[k]) for k in ("first", "last"))
+        p.update(messages.storm_line(count=int(storm["count"]), service=p.pop("service", None),
+                                     span_s=(last - first).total_seconds(), titles=list(storm.get("titles") or [])))
     capture = p.pop("capture", None)
     history = p.pop("history", None)
     channel = resolve_placeholder(p.pop("channel"), inc, "chat.postMessage")

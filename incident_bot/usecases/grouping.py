@@ -31,7 +31,6 @@ from incident_bot.config import Settings
 from incident_bot.pagerduty.events import PagerDutyEvent, PagerDutyIncident
 from incident_bot.pagerduty.translate import Translation
 from incident_bot.pipeline import outbox
-from incident_bot.slack import messages
 from incident_bot.usecases.incidents import order_key, refresh_metrics
 from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
@@ -93,16 +92,19 @@ def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, qu
     """Link a new PagerDuty incident to ``inc``: the link, a timeline row, detection, one coalesced line."""
     pd = ev.incident
     assert pd is not None and inc.id is not None
-    session.add(PagerDutyLink(pagerduty_incident_id=pd.id, incident_id=inc.id, primary=False, url=pd.html_url,
-                              service_name=pd.service_name, service_id=pd.service_id, title=pd.title,
-                              triggered_at=pd.created_at, status=pd.status or "triggered"))
+    repo.add_link(session, PagerDutyLink(pagerduty_incident_id=pd.id, incident_id=inc.id, primary=False,
+                                         url=pd.html_url, service_name=pd.service_name, service_id=pd.service_id,
+                                         title=pd.title, triggered_at=pd.created_at, status=pd.status or "triggered"))
     # Later deliveries of this PagerDuty incident in the same batch find it without a query (the link is
     # written with the batch; the fold's PagerDuty path runs without autoflush).
     session.info.setdefault("pd_incidents", {})[pd.id] = inc
     at = pd.created_at or ev.occurred_at or utcnow()
+    # known_new: a PagerDuty incident joins only while it has no link at all, and a link is never gone
+    # after a commit (merge moves it; unlink replaces it in its transaction), so no incident has this
+    # "trigger:" row yet. Written with the batch's other rows, no round trip of its own.
     repo.add_timeline(session, incident_id=inc.id, occurred_at=at, source="pagerduty", kind="linked",
                       text=f"PagerDuty incident {pd.id} joined (same service, within the group window): "
-                           f"{pd.title}", source_event_id=f"trigger:{pd.id}")
+                           f"{pd.title}", source_event_id=f"trigger:{pd.id}", known_new=True)
     if inc.detected_at is not None and at < inc.detected_at:
         # Detection is the earliest trigger of the group.
         inc.detected_at = at
@@ -151,8 +153,8 @@ def _pending_line(session: Session, key: str, incident_id: int) -> OutboxMessage
 
 
 def _payload(count: int, service: str | None, first: datetime, last: datetime, titles: list[str]) -> dict:
-    body = messages.storm_line(count=count, service=service, span_s=(last - first).total_seconds(), titles=titles)
-    return {"channel": "$incident", **body,
+    """The line's intent; the Slack job draws it when it sends (slack/jobs.py ``render``)."""
+    return {"channel": "$incident", "render": "storm_line", "service": service,
             "storm": {"count": count, "first": first.isoformat(), "last": last.isoformat(), "titles": titles}}
 
 

@@ -155,8 +155,8 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
     assert inc.id is not None
     session.info.setdefault("new_incidents", set()).add(inc.id)
     if new.pagerduty_incident_id:
-        session.add(PagerDutyLink(pagerduty_incident_id=new.pagerduty_incident_id, incident_id=inc.id,
-                                  primary=True, url=new.pagerduty_url, service_name=new.service))
+        repo.add_link(session, PagerDutyLink(pagerduty_incident_id=new.pagerduty_incident_id, incident_id=inc.id,
+                                             primary=True, url=new.pagerduty_url, service_name=new.service))
     repo.add_timeline(
         session, incident_id=inc.id, occurred_at=new.detected_at, source=new.origin, kind=new.opened_kind,
         text=stored(new.origin, f"{new.fired_by}: {new.title}"), actor=new.reporter_id, milestone="detected_at",
