@@ -204,6 +204,8 @@ def load(url: str, n: int, *, end: datetime, seed: int, do_reset: bool) -> dict[
             counts["incidents"] += len(incs)
             counts["timeline_events"] += len(timeline)
         with engine.begin() as conn:
+            # Migration 0002 seeds the counter at 0: replace it (a fresh database has no incidents to reset).
+            conn.execute(Counter.__table__.delete().where(Counter.__table__.c.name == "incident"))  # type: ignore[attr-defined]
             conn.execute(Counter.__table__.insert().values(name="incident", value=n))  # type: ignore[attr-defined]
             if not is_sqlite(url):
                 conn.execute(text("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
