@@ -146,7 +146,9 @@ def _complete(table: Table, rows: list[dict[str, Any]], now: datetime) -> tuple[
 
 def _sqlite_load(engine: Engine, table: Table, rows: list[dict[str, Any]], now: datetime) -> None:
     names, values = _complete(table, rows, now)
-    procs = [table.c[n].type.bind_processor(engine.dialect) for n in names]
+    # dialect_impl: the processor the app's own statements use (SQLite DATETIME text without an offset);
+    # the bare TypeDecorator's would write str(datetime), a format the app never writes.
+    procs = [table.c[n].type.dialect_impl(engine.dialect).bind_processor(engine.dialect) for n in names]
     values = [tuple(p(v) if p else v for p, v in zip(procs, r, strict=True)) for r in values]
     marks = ", ".join("?" for _ in names)
     raw = engine.raw_connection()
