@@ -51,6 +51,6 @@ def prepare_database(settings: Settings, *, auto_migrate: bool | None = None) ->
     if auto_migrate is None:
         auto_migrate = is_sqlite(settings.database_url)
     engine = get_engine(settings.database_url)  # creates a SQLite file's directory
-    if auto_migrate:
+    if auto_migrate and not migrate.is_current(engine):  # one SELECT; Alembic loads only to migrate
         migrate.upgrade(settings.database_url)
     return engine
