@@ -67,9 +67,10 @@ def _conditions(
     return conds
 
 
-def _summaries(rows: Sequence[Sequence[int | None]]) -> dict[str, Summary]:
-    """``{"mttd_s": summary, ...}`` of rows of ``(ttd_s, tta_s, ttm_s, ttr_s)`` (integer columns)."""
-    columns = list(zip(*rows, strict=True)) or [()] * len(METRIC_KEYS)
+def _summaries(rows: Sequence[Sequence[Any]], first: int = 0) -> dict[str, Summary]:
+    """``{"mttd_s": summary, ...}`` of rows whose columns from ``first`` on are
+    ``(ttd_s, tta_s, ttm_s, ttr_s)`` (integer columns)."""
+    columns = list(zip(*rows, strict=True))[first:] or [()] * len(METRIC_KEYS)
     out: dict[str, Summary] = {}
     for key, column in zip(METRIC_KEYS.values(), columns, strict=True):
         known = [v for v in column if v is not None]
@@ -160,15 +161,14 @@ def periods_metrics(
             .where(*_conditions(_T.c.detected_at, first, last, severities, services)).group_by(b, _T.c.severity)):
         counts[int(n)].append((severity, count))
     values: list[list[Any]] = [[] for _ in periods]
-    for n, *durations in session.execute(
-            select(bucket(_T.c.resolved_at), *_DURATIONS)
-            .where(*_conditions(_T.c.resolved_at, first, last, severities, services))):
-        values[int(n)].append(durations)
+    for row in session.execute(select(bucket(_T.c.resolved_at), *_DURATIONS)
+                               .where(*_conditions(_T.c.resolved_at, first, last, severities, services))).all():
+        values[row[0]].append(row)
     out = []
     for (since, until), period_counts, period_values in zip(periods, counts, values, strict=True):
         doc: dict[str, Any] = {"window": {"since": iso_utc(since), "until": iso_utc(until)},
                                "incidents": _severity_counts(period_counts)}
-        doc.update(_summaries(period_values))
+        doc.update(_summaries(period_values, first=1))
         out.append(doc)
     return out
 
