@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_cli.py                    # this checkout, SQLite and PostgreSQL
     .venv/bin/python bench/bench_cli.py --compare main     # and main's code beside it, same data
+    .venv/bin/python bench/bench_cli.py --compare 291a5e7  # or any commit
     .venv/bin/python bench/bench_cli.py --backends sqlite --runs 5 --json out.json
 
 Each figure is the wall time of a fresh process (interpreter start-up, imports, settings, queries,
@@ -35,7 +36,6 @@ from typing import Any
 
 import psycopg
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -125,7 +125,7 @@ def export(rev: str, into: Path) -> str:
     """``git archive REV`` into ``into``; returns the revision's schema head."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return ScriptDirectory(str(into / "storage" / "migrations")).get_current_head() or ""
+    return migrate.packaged_head(into / "storage" / "migrations") or ""
 
 
 def print_report(doc: dict[str, Any]) -> None:

@@ -40,14 +40,14 @@ def head() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-@lru_cache(maxsize=1)
-def packaged_head() -> str | None:
+@lru_cache(maxsize=4)
+def packaged_head(migrations: Path = MIGRATIONS_DIR) -> str | None:
     """:func:`head` without importing Alembic: the one revision of ``versions/*.py`` that no other names
     as its ``down_revision`` (read with ``ast``, nothing is executed). None when that is not exactly one
     revision (a branch), and then :func:`is_current` says no and Alembic decides."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+    for path in (migrations / "versions").glob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
             if not isinstance(target, ast.Name) or getattr(node, "value", None) is None:

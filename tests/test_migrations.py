@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +15,8 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables)
+from incident_bot.config import load_settings
+from incident_bot.runtime import prepare_database
 from storage import migrate
 from storage.db import make_engine
 
@@ -55,3 +58,17 @@ def test_models_match_the_migrations(db_url: str) -> None:
 def test_the_packaged_head_is_alembics() -> None:
     """``is_current`` reads the migration files without Alembic: it must name the head Alembic names."""
     assert migrate.packaged_head() == migrate.head() is not None
+
+
+def test_is_current_only_at_the_newest_revision(tmp_path: Path) -> None:
+    """What lets a command skip Alembic: an empty or older database is not current (and is migrated)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    try:
+        assert not migrate.is_current(engine)  # no tables at all
+        migrate.upgrade(url, "0006")
+        assert not migrate.is_current(engine)
+        rt_engine = prepare_database(load_settings(_env_file=None, database_url=url))
+        assert migrate.current(url) == migrate.head() and migrate.is_current(rt_engine)
+    finally:
+        engine.dispose()

@@ -43,6 +43,8 @@ class Directory:
 
     def mentions_to_names(self, text: str) -> str:
         """``<@U0ADA>`` / ``<@U0ADA|ada>`` in stored text -> ``@Ada`` (for documents, not for Slack)."""
+        if "<@" not in text:  # the common case, kept cheap: an RCA may hold thousands of rows
+            return text
         return MENTION.sub(lambda m: "@" + (self.names.get(m.group(1)) or m.group(2) or m.group(1)), text)
 
     def humanize(self, text: str) -> str:

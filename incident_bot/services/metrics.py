@@ -3,12 +3,17 @@
 Why this shape: a year of a busy organisation is ~100,000 incidents and a million timeline rows;
 loading ORM objects for them costs seconds and hundreds of MB. ``incident_metrics`` is a narrow copy of
 the per-incident durations (kept current by :func:`incident_bot.services.incidents.refresh_metrics`), so
-a period is two narrow queries: the incident counts by severity, and the four durations of every
-incident resolved in the window (plain integers, no ORM objects). The figures are then
-:func:`incident_bot.core.stats.summary` of those values: the definition itself (nearest rank, mean
-rounded half to even), so SQL and the pure reference cannot drift apart. Sorting 100,000 integers in
-Python is cheaper than the ordered window function (``ROW_NUMBER() OVER``) per metric this replaced:
-measured at 100,000 incidents in bench/RESULTS.md (2026-12-01, "Read paths").
+a period is two narrow queries: the incident counts by severity, and the durations of the incidents
+resolved in the window, ranked:
+- on SQLite, the four durations of every such incident come back as plain integers and are ranked by
+  :func:`incident_bot.core.stats.sorted_summary` (the definitions themselves: nearest rank, mean rounded
+  half to even). One C-level sort per metric is cheaper than the ordered window function
+  (``ROW_NUMBER() OVER``, one per metric) this replaced;
+- on PostgreSQL, fetching 100,000 rows costs more than sorting them, so the database sorts each metric
+  into an array and sends back the count, the sum and the values at the nearest ranks, computed in
+  integers exactly as :func:`incident_bot.core.stats.nearest_rank` does.
+Both give the same document; tests/test_metrics_property.py checks each database against a reference
+that shares no code with this module. Figures: bench/RESULTS.md ("Read paths", 2026-12-01).
 
 Membership:
 - MTTx figures cover incidents **resolved** in the half-open window ``[since, until)``; an incident
@@ -28,11 +33,12 @@ from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session
 
 from incident_bot.core.durations import iso_utc
 from incident_bot.core.severity import SEVERITIES
-from incident_bot.core.stats import Summary, sorted_summary
+from incident_bot.core.stats import Summary, empty_summary, rounded_mean, sorted_summary
 from storage.models import IncidentMetrics
 
 # Per-incident column -> period key in the JSON document.
@@ -67,16 +73,59 @@ def _conditions(
     return conds
 
 
-def _summaries(rows: Sequence[Sequence[Any]], first: int = 0) -> dict[str, Summary]:
-    """``{"mttd_s": summary, ...}`` of rows whose columns from ``first`` on are
-    ``(ttd_s, tta_s, ttm_s, ttr_s)`` (integer columns)."""
-    columns = list(zip(*rows, strict=True))[first:] or [()] * len(METRIC_KEYS)
-    out: dict[str, Summary] = {}
-    for key, column in zip(METRIC_KEYS.values(), columns, strict=True):
-        known = [v for v in column if v is not None]
-        known.sort()
-        out[key] = sorted_summary(known)
+def _ranked_in_python(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """SQLite: the four durations of every row (plain integers), ranked by :func:`sorted_summary`."""
+    grouped: list[list[Any]] = [[] for _ in range(periods)]
+    for row in session.execute(select(bucket, *_DURATIONS).where(*where)).all():
+        grouped[row[0]].append(row)
+    out = []
+    for rows in grouped:
+        columns = list(zip(*rows, strict=True))[1:] or [()] * len(METRIC_KEYS)
+        figures: dict[str, Summary] = {}
+        for key, column in zip(METRIC_KEYS.values(), columns, strict=True):
+            known = [v for v in column if v is not None]
+            known.sort()
+            figures[key] = sorted_summary(known)
+        out.append(figures)
     return out
+
+
+def _ranked_in_postgres(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """PostgreSQL: each period's values sorted into an array by the database, and only the count, the sum
+    and the two values at the nearest ranks sent back (a fetch of 100,000 rows costs more than the sort)."""
+    aggregates = []
+    for column in _DURATIONS:
+        aggregates += [func.count(column), func.sum(column),
+                       func.array_agg(aggregate_order_by(column, column)).filter(column.is_not(None))]
+    per = select(bucket.label("b"), *aggregates).where(*where).group_by(bucket).subquery()
+    picks: list[Any] = []
+    for m in range(len(METRIC_KEYS)):
+        n, total, values = per.c[1 + 3 * m], per.c[2 + 3 * m], per.c[3 + 3 * m]
+        # core.stats.nearest_rank in integers: ceil(pct * n / 100), 1-based like PostgreSQL's arrays.
+        picks += [n, total, values[(50 * n + 99) // 100], values[(90 * n + 99) // 100]]
+    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in range(periods)]
+    for b, *row in session.execute(select(per.c.b, *picks)):
+        for m, key in enumerate(METRIC_KEYS.values()):
+            n, total, p50, p90 = row[4 * m:4 * m + 4]
+            if n:
+                out[b][key] = {"mean": rounded_mean(int(total), int(n)), "p50": p50, "p90": p90, "n": int(n)}
+    return out
+
+
+def _durations(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """Each period's MTTx figures, the same either way (tests/test_metrics_property.py, both databases)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _ranked_in_postgres(session, where, bucket, periods)
+    return _ranked_in_python(session, where, bucket, periods)
+
+
+def _counts(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Any]]:
+    """Each period's ``{"total", "by_severity"}``."""
+    rows: list[list[tuple[str, int]]] = [[] for _ in range(periods)]
+    for b, severity, count in session.execute(
+            select(bucket, _T.c.severity, func.count()).where(*where).group_by(bucket, _T.c.severity)):
+        rows[b].append((severity, count))
+    return [_severity_counts(r) for r in rows]
 
 
 def _severity_counts(rows: Sequence[tuple[str, int]]) -> dict[str, Any]:
@@ -115,15 +164,12 @@ def period_metrics(
     """
     _check_window(since, until)
     _check_filters(severities)
-    resolved = _conditions(_T.c.resolved_at, since, until, severities, services)
-    detected = _conditions(_T.c.detected_at, since, until, severities, services)
-    counts = session.execute(select(_T.c.severity, func.count()).where(*detected).group_by(_T.c.severity)).all()
-    values = session.execute(select(*_DURATIONS).where(*resolved)).all()
+    one = literal(0)  # a single period
     doc: dict[str, Any] = {
         "window": {"since": iso_utc(since), "until": iso_utc(until)},
-        "incidents": _severity_counts(counts),  # type: ignore[arg-type]
+        "incidents": _counts(session, _conditions(_T.c.detected_at, since, until, severities, services), one, 1)[0],
     }
-    doc.update(_summaries(values))
+    doc.update(_durations(session, _conditions(_T.c.resolved_at, since, until, severities, services), one, 1)[0])
     return doc
 
 
@@ -154,22 +200,15 @@ def periods_metrics(
             return literal(0)
         return case(*[(col < until, n) for n, (_, until) in enumerate(periods[:-1])], else_=len(periods) - 1)
 
-    counts: list[list[tuple[str, int]]] = [[] for _ in periods]
-    b = bucket(_T.c.detected_at).label("b")
-    for n, severity, count in session.execute(
-            select(b, _T.c.severity, func.count())
-            .where(*_conditions(_T.c.detected_at, first, last, severities, services)).group_by(b, _T.c.severity)):
-        counts[int(n)].append((severity, count))
-    values: list[list[Any]] = [[] for _ in periods]
-    for row in session.execute(select(bucket(_T.c.resolved_at), *_DURATIONS)
-                               .where(*_conditions(_T.c.resolved_at, first, last, severities, services))).all():
-        values[row[0]].append(row)
+    n = len(periods)
+    counts = _counts(session, _conditions(_T.c.detected_at, first, last, severities, services),
+                     bucket(_T.c.detected_at), n)
+    figures = _durations(session, _conditions(_T.c.resolved_at, first, last, severities, services),
+                         bucket(_T.c.resolved_at), n)
     out = []
-    for (since, until), period_counts, period_values in zip(periods, counts, values, strict=True):
-        doc: dict[str, Any] = {"window": {"since": iso_utc(since), "until": iso_utc(until)},
-                               "incidents": _severity_counts(period_counts)}
-        doc.update(_summaries(period_values, first=1))
-        out.append(doc)
+    for (since, until), period_counts, period_figures in zip(periods, counts, figures, strict=True):
+        out.append({"window": {"since": iso_utc(since), "until": iso_utc(until)}, "incidents": period_counts,
+                    **period_figures})
     return out
 
 

@@ -108,7 +108,8 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     review = review_info(session, inc)
     people = _people(session, inc, rows, items, review)
     # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.
-    rows = [r._replace(text=row_plain(r.source, r.text, dict(people.names))) for r in rows]
+    names = dict(people.names)
+    rows = [r._replace(text=row_plain(r.source, r.text, names)) for r in rows]
     facts = IncidentFacts(
         ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
         origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,

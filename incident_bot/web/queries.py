@@ -136,30 +136,34 @@ def _where(f: IncidentFilter, now: datetime) -> list[Any]:
     return where
 
 
-def list_incidents(session: Session, f: IncidentFilter, *, now: datetime | None = None) -> IncidentPage:
+def list_incidents(session: Session, f: IncidentFilter, *, now: datetime | None = None, page_size: int = PAGE_SIZE,
+                   count_cap: int = COUNT_CAP) -> IncidentPage:
     i, m = Incident, IncidentMetrics
     number: Any = i.number
     now = now or utcnow()
     where = _where(f, now)
-    matching = select(literal(1)).select_from(i).where(*where).limit(COUNT_CAP + 1).subquery()
+    matching = select(literal(1)).select_from(i).where(*where).limit(count_cap + 1).subquery()
     total = int(session.execute(select(func.count()).select_from(matching)).scalar_one())
     stmt = (select(i.number, i.ref, i.title, i.severity, i.status, i.service, i.detected_at, i.resolved_at, m.ttr_s)
             .join(m, m.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
-            .where(*where).limit(PAGE_SIZE + 1))
-    if f.after is not None:  # newer than the cursor: the PAGE_SIZE just above it, shown newest first
+            .where(*where).limit(page_size + 1))
+    def exists(*more: Any) -> bool:
+        return session.execute(select(number).where(*where, *more).limit(1)).first() is not None
+
+    if f.after is not None:  # the page just above the cursor, shown newest first
         rows = [IncidentListRow(*r) for r in session.execute(stmt.where(number > f.after).order_by(number))]
-        more_newer, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE][::-1]
-        more_older = True  # the page we came from
+        more_newer, rows = len(rows) > page_size, rows[:page_size][::-1]
+        more_older = exists(number <= f.after)
     else:
         if f.before is not None:
             stmt = stmt.where(number < f.before)
         rows = [IncidentListRow(*r) for r in session.execute(stmt.order_by(number.desc()))]
-        more_older, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
-        more_newer = f.before is not None and session.execute(
-            select(number).where(*where, number >= f.before).limit(1)).first() is not None
+        more_older, rows = len(rows) > page_size, rows[:page_size]
+        more_newer = f.before is not None and exists(number >= f.before)
     if not rows and (f.before or f.after):  # a cursor past either end (an edited link): the first page
-        return list_incidents(session, replace(f, before=None, after=None), now=now)
-    return IncidentPage(rows=rows, total=min(total, COUNT_CAP), capped=total > COUNT_CAP,
+        return list_incidents(session, replace(f, before=None, after=None), now=now, page_size=page_size,
+                              count_cap=count_cap)
+    return IncidentPage(rows=rows, total=min(total, count_cap), capped=total > count_cap,
                         newer=rows[0].number if rows and more_newer else None,
                         older=rows[-1].number if rows and more_older else None, services=services(session))
 
