@@ -5,7 +5,7 @@ rows < 200 ms; the metrics page "fast too". Prints p50 / p95 / max in millisecon
 asserts nothing.
 
 Usage: .venv/bin/python bench/bench_web.py [--backend sqlite|postgres] [--incidents 100000] [--rows 5000]
-       [--requests 100] [--database-url URL] [--fresh] [--json FILE]
+       [--requests 100] [--database-url URL] [--fresh] [--only incident,list] [--json FILE]
 
 Data (gen_data.py: a year of incidents, ~10 timeline rows each, plus one incident with --rows timeline
 rows from bench_rca.py) is kept between runs: SQLite in bench/data/web-<n>.db (git-ignored), PostgreSQL
@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--database-url", help="a scratch database instead of the kept one (its incidents are replaced)")
     ap.add_argument("--fresh", action="store_true", help="rebuild the kept data")
+    ap.add_argument("--only", metavar="WORDS", help="only the pages whose label contains one of these "
+                    "comma-separated words (e.g. incident,list)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     url = args.database_url
@@ -145,6 +147,8 @@ def main() -> int:
         "metrics, 52 weeks": "/ui/metrics?weeks=52",
         "metrics, SEV1 + service, 12 weeks": "/ui/metrics?severity=SEV1&service=svc-checkout",
     }
+    if args.only:
+        pages = {k: v for k, v in pages.items() if any(w.strip() in k for w in args.only.split(","))}
     figures: dict[str, dict[str, float]] = {}
     with LiveServer(app, port=port), httpx.Client(base_url=base, cookies={"ib_session": cookie},
                                                    timeout=60) as http:
