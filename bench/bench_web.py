@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 
 from incident_bot.bootstrap import build_app
 from incident_bot.config import Settings
+from incident_bot.runtime import freeze_heap
 from incident_bot.testing.live_server import LiveServer
 from incident_bot.web import session as web_session
 from incident_bot.web.settings import web_config
@@ -111,6 +112,8 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true", help="rebuild the kept data")
     ap.add_argument("--only", metavar="WORDS", help="only the pages whose label contains one of these "
                     "comma-separated words (e.g. incident,list)")
+    ap.add_argument("--no-freeze", action="store_true", help="leave the start-up heap to the garbage collector "
+                    "(as before `serve` froze it), to see what that costs")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     url = args.database_url
@@ -130,6 +133,8 @@ def main() -> int:
                         slack_client_secret="bench-client-secret", web_base_url=base,
                         web_session_secret=SECRET, slack_team_id="T0BENCH", scheduler_enabled=False)
     app = build_app(settings, start_worker=False, listen_host="127.0.0.1")
+    if not args.no_freeze:
+        freeze_heap()  # as `incident-bot serve` does once the app is built
     config = web_config(settings, listen_host="127.0.0.1")
     assert config is not None
     cookie = web_session.issue_session(config, user_id="U0BENCH", team_id="T0BENCH", name="bench")
