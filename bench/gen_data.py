@@ -181,7 +181,9 @@ def _complete(table: Table, rows: list[dict[str, Any]], now: datetime) -> tuple[
 
 def _sqlite_load(engine: Engine, table: Table, rows: list[dict[str, Any]], now: datetime) -> None:
     names, values = _complete(table, rows, now)
-    procs = [table.c[n].type.bind_processor(engine.dialect) for n in names]
+    # dialect_impl: the processor the app's own statements use (SQLite DATETIME text without an offset);
+    # the bare TypeDecorator's would write str(datetime), a format the app never writes.
+    procs = [table.c[n].type.dialect_impl(engine.dialect).bind_processor(engine.dialect) for n in names]
     values = [tuple(p(v) if p else v for p, v in zip(procs, r, strict=True)) for r in values]
     marks = ", ".join("?" for _ in names)
     raw = engine.raw_connection()
@@ -243,15 +245,20 @@ def load(url: str, n: int, *, end: datetime, seed: int, do_reset: bool) -> dict[
             counts["timeline_events"] += len(timeline)
         with engine.begin() as conn:
             text_search.rebuild(conn)  # the bulk load bypassed the ORM, whose flush keeps the index
-            # Migration 0002 seeds the counter at 0: replace it (inserting it again failed on a fresh database).
-            conn.execute(text("DELETE FROM counters WHERE name = 'incident'"))
+            # Migration 0002 seeds the counter at 0: replace it (a fresh database has no incidents to reset).
+            conn.execute(Counter.__table__.delete().where(Counter.__table__.c.name == "incident"))  # type: ignore[attr-defined]
             conn.execute(Counter.__table__.insert().values(name="incident", value=n))  # type: ignore[attr-defined]
             if not is_sqlite(url):
                 conn.execute(text("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
                                   "(SELECT coalesce(max(id), 1) FROM incidents))"))
-                conn.execute(text("ANALYZE"))
             else:
                 conn.execute(text("ANALYZE"))
+        if not is_sqlite(url):
+            # A settled table, as autovacuum leaves it: statistics, and the visibility map that lets
+            # PostgreSQL answer a count from an index alone (right after COPY every row is unchecked).
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for table in ("incidents", "incident_metrics", "timeline_events"):
+                    conn.execute(text(f"VACUUM ANALYZE {table}"))
         return {**counts, "seconds": time.perf_counter() - t0}
     finally:
         engine.dispose()

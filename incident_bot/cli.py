@@ -1,89 +1,111 @@
-"""``incident-bot``: the console script. Each sub-command lives in ``incident_bot/commands/<name>.py``
-with an ``add_parser(subparsers)`` function, so a command family is one small module."""
+"""``incident-bot``: the console script.
+
+Sub-commands are declared in one table, :data:`COMMANDS` (name -> module and one-line help). A command's
+module is imported only when that command runs (or its own ``--help`` is asked for): ``incident-bot
+--help`` lists the table without importing any of them, and ``incident-bot metrics`` loads SQL and
+settings but not the Slack SDK, the web server or the templates. Each module has an
+``add_parser(subparsers)`` that declares its options and sets ``func`` to what runs it.
+
+Start-up time is a feature here: people run these commands in loops, from cron and from CI, and a
+report over 100,000 incidents should take about a second, most of which used to be imports
+(``bench/bench_cli.py`` measures it). So this module imports nothing heavy at the top, and the error
+boundary looks at SQLAlchemy's errors only when the command has loaded SQLAlchemy.
+"""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from incident_bot.errors import ConfigError
 
-from incident_bot.config import ConfigError
-
-# name -> one-line help. Only the module of the command being run is imported (start-up time matters
-# for a CLI that people run in a loop or from cron).
-COMMANDS = {
-    "serve": "run the bot (HTTP endpoints, fold and outbox workers, scheduler)",
-    "worker": "apply stored inputs and deliver the outbox (no HTTP)",
-    "inbox": "stored inputs: list them, replay failed ones",
-    "db": "database migrations",
-    "incidents": "list and show incidents",
-    "metrics": "MTTD / MTTA / MTTM / MTTR for a period",
-    "rca": "export or edit an incident's blameless RCA",
-    "actions": "CAPA action items",
-    "digest": "the weekly SEV digest",
-    "backfill": "import incident history from PagerDuty (quietly: no Slack)",
-    "demo": "run one incident end to end with no credentials",
+# name -> (the module imported when the command runs, with its add_parser(subparsers); the line in --help).
+# Plain tuples: even ``typing`` costs start-up time.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("incident_bot.commands.serve", "run the bot (HTTP endpoints, fold and outbox workers, scheduler)"),
+    "worker": ("incident_bot.commands.worker", "apply stored inputs and deliver the outbox (no HTTP)"),
+    "inbox": ("incident_bot.commands.inbox", "stored inputs: list them, replay failed ones"),
+    "db": ("incident_bot.commands.db", "database migrations"),
+    "incidents": ("incident_bot.commands.incidents", "list and show incidents"),
+    "metrics": ("incident_bot.commands.metrics", "MTTD / MTTA / MTTM / MTTR for a period"),
+    "rca": ("incident_bot.commands.rca", "export or edit an incident's blameless RCA"),
+    "actions": ("incident_bot.commands.actions", "CAPA action items"),
+    "digest": ("incident_bot.commands.digest", "the weekly SEV digest"),
+    "backfill": ("incident_bot.commands.backfill", "import incident history from PagerDuty (quietly: no Slack)"),
+    "demo": ("incident_bot.commands.demo", "run one incident end to end with no credentials"),
 }
 
 
 def _wanted(argv: Sequence[str]) -> str | None:
+    """The command named on the line (the first word that is not an option), if it is one of ours."""
     for arg in argv:
         if not arg.startswith("-"):
             return arg if arg in COMMANDS else None
     return None
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the named command's module declares its own options; every other
+    command is a name and its summary, so nothing else is imported."""
     parser = argparse.ArgumentParser(
         prog="incident-bot",
         description="Incident response for Slack and PagerDuty: incident channels, one timeline, "
                     "MTTD/MTTA/MTTM/MTTR, blameless RCAs with CAPA, a weekly SEV digest.",
-        epilog="Configuration comes from the environment or a .env file; see README.md.",
+        epilog="Configuration comes from the environment or a .env file; see README.md. "
+               "`incident-bot COMMAND --help` shows a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    wanted = _wanted(argv) if argv is not None else None
-    for name, summary in COMMANDS.items():
-        if wanted is not None and name != wanted:
+    wanted = _wanted(argv)
+    for name, (module, summary) in COMMANDS.items():
+        if name == wanted:
+            importlib.import_module(module).add_parser(sub)
+        else:
             sub.add_parser(name, help=summary)
-            continue
-        try:
-            module = importlib.import_module(f"incident_bot.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"incident_bot.commands.{name}":
-                continue  # a command family not built yet
-            raise
-        module.add_parser(sub)
     return parser
 
 
-def _not_migrated(exc: DBAPIError) -> bool:
-    """A table is missing: PostgreSQL's UndefinedTable (42P01), SQLite's "no such table"."""
-    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig)
+def _database_error(exc: BaseException) -> int | None:
+    """The exit status for a database problem the user can fix (printed as one line), None otherwise.
+
+    SQLAlchemy's errors are looked at only when the command loaded SQLAlchemy: an exception cannot be
+    one of them otherwise, and ``incident-bot --help`` must not pay ~0.3 s to import it.
+    """
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError, OperationalError  # already loaded: a lookup, not an import
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    # A table is missing: PostgreSQL's UndefinedTable (42P01), SQLite's "no such table".
+    if getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig):
+        print("incident-bot: the database has no tables yet (run: incident-bot db upgrade)", file=sys.stderr)
+        return 3
+    if not isinstance(exc, OperationalError):
+        return None  # a bug of ours, not the user's: the traceback is what a bug report needs
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+    print(f"incident-bot: database unavailable: {reason}", file=sys.stderr)
+    return 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The one error boundary: a user's mistake (settings, paths, an unmigrated or unreachable database,
     an unknown migration) is one line on stderr and a non-zero exit, never a traceback."""
+    process = argv is None  # this process is the command (not a caller that runs one, such as a test)
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
+    if process:
+        # What is loaded so far (modules, classes: ~150,000 objects) lives until exit; frozen, the garbage
+        # collector stops walking it again and again while a report builds 100,000 rows (0.1-0.25 s of a
+        # `metrics` run, bench/RESULTS.md "Read paths").
+        gc.freeze()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"incident-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    except DBAPIError as exc:
-        if _not_migrated(exc):
-            print("incident-bot: the database has no tables yet (run: incident-bot db upgrade)", file=sys.stderr)
-            return 3
-        if not isinstance(exc, OperationalError):
-            raise  # a bug of ours, not the user's: the traceback is what a bug report needs
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
-        print(f"incident-bot: database unavailable: {reason}", file=sys.stderr)
-        return 3
     except BrokenPipeError:  # `incident-bot incidents list | head`
         sys.stderr.close()
         return 0
@@ -93,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        status = _database_error(exc)
+        if status is None:
+            raise
+        return status
 
 
 if __name__ == "__main__":

@@ -21,12 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from incident_bot.core.schedule import parse_rule
 from incident_bot.core.severity import DEFAULT_SEVERITY_MAP, parse_severity_map
+from incident_bot.errors import ConfigError  # defined apart so the CLI can catch it without loading settings
 from storage.db import DEFAULT_SQLITE_URL, normalise_url
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed. The message is one line that names it."""
-
 
 TRACKERS = ("github", "jira", "linear")
 # What each tracker needs, named as the environment names them (checked by ``require_tracker``).

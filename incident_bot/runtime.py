@@ -5,6 +5,7 @@ Built by ``incident_bot.bootstrap`` (the one place that wires a process); everyt
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -46,11 +47,21 @@ class Runtime:
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
+def freeze_heap() -> None:
+    """Collect, then put every object alive now (modules, classes, the app and its clients: ~180,000 for
+    ``serve``) out of the garbage collector's reach. They live as long as the process; left in, each full
+    collection walks them all again, and a request that builds many objects (an incident page of 5,000
+    timeline rows) triggers several: ~160 ms of collection per such page (bench/RESULTS.md, "Read paths").
+    For long-running processes, once they are built (``serve``, ``worker``)."""
+    gc.collect()
+    gc.freeze()
+
+
 def prepare_database(settings: Settings, *, auto_migrate: bool | None = None) -> Engine:
     """SQLite is migrated on start (zero set-up); PostgreSQL by ``incident-bot db upgrade`` unless asked."""
     if auto_migrate is None:
         auto_migrate = is_sqlite(settings.database_url)
     engine = get_engine(settings.database_url)  # creates a SQLite file's directory
-    if auto_migrate:
+    if auto_migrate and not migrate.is_current(engine):  # one SELECT; Alembic loads only to migrate
         migrate.upgrade(settings.database_url)
     return engine

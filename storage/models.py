@@ -48,18 +48,25 @@ class Counter(SQLModel, table=True):
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_pd_service_status", "pagerduty_service_id", "status"),
-                      # Similar past incidents on a service, newest first (storage/text_search.py users).
-                      Index("ix_incidents_service_detected", "service", "detected_at"))
+    __table_args__ = (
+        Index("ix_incidents_pd_service_status", "pagerduty_service_id", "status"),
+        # The web list's filters, each ending in ``number`` (its order and its page cursor): a filtered
+        # page is one ordered index range, and severity + status is counted from the index alone.
+        Index("ix_incidents_status_number", "status", "number"),
+        Index("ix_incidents_severity_status_number", "severity", "status", "number"),
+        Index("ix_incidents_service_number", "service", "number"),
+        # Similar past incidents on a service, newest first (storage/text_search.py users).
+        Index("ix_incidents_service_detected", "service", "detected_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     number: int = Field(unique=True, index=True)
     ref: str = Field(unique=True, max_length=32)
     title: str = Field(max_length=1024)
     description: str | None = None
-    service: str | None = Field(default=None, max_length=255, index=True)
-    severity: str = Field(default="SEV3", max_length=8, index=True)
-    status: str = Field(default="triggered", max_length=16, index=True)
+    service: str | None = Field(default=None, max_length=255)
+    severity: str = Field(default="SEV3", max_length=8)
+    status: str = Field(default="triggered", max_length=16)
     origin: str = Field(default="pagerduty", max_length=16)  # pagerduty | slack | cli
 
     pagerduty_incident_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN, unique=True)

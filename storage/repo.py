@@ -11,11 +11,12 @@ Concurrency rules that make replicas safe:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -166,8 +167,17 @@ def incident_for_pagerduty(session: Session, pd_incident_id: str, *, lock: bool 
     return found
 
 
+# The one form a reference takes (``incident_ref`` in incident_bot/core/naming.py): ``INC-<number>``.
+_REF = re.compile(r"INC-([1-9][0-9]{0,9})")
+
+
 def incident_by_ref(session: Session, ref: str, *, lock: bool = False) -> Incident | None:
-    stmt = select(Incident).where(func.upper(Incident.ref) == ref.strip().upper())
+    """``INC-42`` (any case) by ``number``, the unique index: ``upper(ref) = ...`` would read every
+    incident (~70 ms at 100,000 on SQLite, for every RCA export, incident page and slash command)."""
+    match = _REF.fullmatch(ref.strip().upper())
+    if match is None:
+        return None
+    stmt = select(Incident).where(Incident.number == int(match.group(1)))  # type: ignore[arg-type]
     if lock:
         stmt = stmt.with_for_update()
     return session.execute(stmt).scalar_one_or_none()

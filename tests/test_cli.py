@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from incident_bot.cli import COMMANDS
 from incident_bot.config import ConfigError, load_settings
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.severity import parse_severity_map, severity_for
@@ -108,9 +109,22 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for cmd in (["serve"], ["db", "upgrade"], ["incidents", "list"], ["incidents", "show"], ["demo"]):
+    for cmd in ([[name] for name in COMMANDS] + [["db", "upgrade"], ["incidents", "list"], ["incidents", "show"]]):
         r = run([*cmd, "--help"])
         assert r.returncode == 0 and "usage: incident-bot" in r.stdout and len(r.stdout) > 150, cmd
+
+
+def test_help_lists_the_commands_without_loading_them() -> None:
+    """``incident-bot --help`` is read from the command table: no command module, no settings, no SQL."""
+    heavy = ("incident_bot.commands", "incident_bot.config", "storage", "sqlalchemy", "sqlmodel", "pydantic",
+             "slack_sdk", "slack_bolt", "jinja2", "pygal", "httpx", "uvicorn", "fastapi", "alembic")
+    code = ("import sys\nfrom incident_bot.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    for name, (_, summary) in COMMANDS.items():
+        assert f"{name}" in r.stdout and summary[:40] in " ".join(r.stdout.split()), name
 
 
 def test_database_down_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -9,11 +9,14 @@ and rounding code, so it shares nothing with the implementation but the definiti
 from __future__ import annotations
 
 import statistics
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from itertools import pairwise
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,10 +24,11 @@ from sqlalchemy import Engine, delete
 
 from incident_bot.core import stats
 from incident_bot.usecases.incidents import refresh_metrics
-from incident_bot.usecases.metrics import period_metrics
+from incident_bot.usecases.metrics import period_metrics, periods_metrics
 from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import Incident, IncidentMetrics
+from tests.conftest import PG_URL, pg_schema_url
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 SERVICES = ("api", "web", None)
@@ -119,13 +123,23 @@ def _bound(draw: st.DrawFn, points: list[datetime]) -> datetime | None:
     return _at(draw(st.integers(-86400, SPAN + 2 * 86400)), 0)
 
 
-@pytest.fixture(scope="module")
-def prop_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'prop.db'}"
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def prop_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'prop.db'}"
+    else:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        url = pg_schema_url(schema)
     migrate.upgrade(url)
     engine = make_engine(url)
     yield engine
     engine.dispose()
+    if schema:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def store(engine: Engine, items: list[dict[str, Any]]) -> None:
@@ -156,6 +170,23 @@ def test_period_metrics_match_reference(prop_engine: Engine, data: st.DataObject
         got = period_metrics(s, since=since, until=until, severities=severities,
                              services=services)  # type: ignore[arg-type]
     assert got == ref_period(items, since, until, severities, services)  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), items=st.lists(incidents(), max_size=25))
+def test_periods_metrics_match_reference(prop_engine: Engine, data: st.DataObject,
+                                         items: list[dict[str, Any]]) -> None:
+    """Consecutive periods in one pass (the weeks of a chart, a digest's trend): each period's figures are
+    the reference's for that period alone, whatever the cut points (exactly at a timestamp included)."""
+    store(prop_engine, items)
+    points = sorted({ts for i in items for ts in (i["detected_at"], i["resolved_at"]) if ts is not None})
+    at_points = data.draw(st.lists(st.sampled_from(points), max_size=4)) if points else []
+    cuts = sorted({*at_points, _at(-86400, 0), _at(SPAN + 2 * 86400, 0), _at(data.draw(st.integers(0, SPAN)), 0)})
+    periods = list(pairwise(cuts))
+    severities = data.draw(st.none() | st.lists(st.sampled_from(SEVERITIES), unique=True, min_size=1, max_size=3))
+    with session_scope(prop_engine) as s:
+        got = periods_metrics(s, periods, severities=severities)
+    assert got == [ref_period(items, a, b, severities, None) for a, b in periods]
 
 
 # -- the pure statistics ----------------------------------------------------------------------------

@@ -155,7 +155,8 @@ def test_logout_needs_the_forms_token(site: dict[str, Any]) -> None:
 
 def test_bad_parameters_are_a_400_and_unknown_things_a_404(site: dict[str, Any]) -> None:
     http = signed_in(site)
-    for path in ("/ui/incidents?status=bogus", "/ui/incidents?severity=SEV9", "/ui/incidents?page=0",
+    for path in ("/ui/incidents?status=bogus", "/ui/incidents?severity=SEV9", "/ui/incidents?before=0",
+                 "/ui/incidents?after=x", "/ui/incidents?before=3&after=1",
                  "/ui/incidents?period=2y", "/ui/metrics?weeks=3", "/ui/metrics?severity=P1"):
         r = http.get(path)
         assert r.status_code == 400, path

@@ -59,11 +59,13 @@ def startup_summary(settings: Any, app: Any, host: str, port: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_app
     from incident_bot.http_server import config
+    from incident_bot.runtime import freeze_heap
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
                             command="serve")
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
+    freeze_heap()
     log = logging.getLogger(__name__)
     log.info("%s", startup_summary(settings, app, args.host, args.port), extra={"fields": {"startup": True}})
     uvicorn.Server(config(app, settings, host=args.host, port=args.port, timeout_graceful_shutdown=10)).run()

@@ -28,12 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_runtime, learn_identity
+    from incident_bot.runtime import freeze_heap
     from incident_bot.scheduler import SchedulerHook
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", command="worker").require_tracker()
     setup_logging(settings.log_level)
     rt = build_runtime(settings, start_worker=True)
     assert rt.worker and rt.fold and rt.heartbeat
+    freeze_heap()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

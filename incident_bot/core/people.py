@@ -43,11 +43,16 @@ class Directory:
 
     def mentions_to_names(self, text: str) -> str:
         """``<@U0ADA>`` / ``<@U0ADA|ada>`` in stored text -> ``@Ada`` (for documents, not for Slack)."""
+        if "<@" not in text:  # the common case, kept cheap: an RCA may hold thousands of rows
+            return text
         return MENTION.sub(lambda m: "@" + (self.names.get(m.group(1)) or m.group(2) or m.group(1)), text)
 
     def humanize(self, text: str) -> str:
         """Mentions and known Slack ids in stored text become names; unknown ids stay as they are."""
-        return ID_TOKEN.sub(lambda m: self.names.get(m.group(1)) or m.group(1), self.mentions_to_names(text or ""))
+        text = self.mentions_to_names(text or "")
+        if "U" not in text and "W" not in text:  # no id can be in it (most timeline rows): skip the regex
+            return text
+        return ID_TOKEN.sub(lambda m: self.names.get(m.group(1)) or m.group(1), text)
 
     def merged(self, more: Mapping[str, str]) -> Directory:
         return Directory({**more, **self.names})

@@ -29,6 +29,7 @@ BOOKKEEPING_KINDS = frozenset({
 })
 # What counts as a communication to stakeholders.
 COMMUNICATION_KINDS = frozenset({"status_update", "status_update_published", "incident.status_update_published"})
+_MILESTONE_RANK = {m: n for n, m in enumerate(MILESTONES)}  # same-time rows: milestones in their order
 _ROLE_TEXT = re.compile(r"^(?P<role>commander|comms|scribe)\s*:\s*(?P<who>\S+)", re.IGNORECASE)
 
 
@@ -90,8 +91,8 @@ def with_milestones(rows: Iterable[TimelineRow], milestones: Mapping[str, dateti
         if ts is not None and (m, ts.replace(microsecond=0)) not in present:
             rows.append(TimelineRow(occurred_at=ts, source="milestone", kind=m, milestone=m,
                                     text=MILESTONE_LABELS[m]))
-    rows.sort(key=lambda r: (r.occurred_at, MILESTONES.index(r.milestone) if r.milestone in MILESTONES
-                             else len(MILESTONES)))
+    rank, last = _MILESTONE_RANK, len(MILESTONES)
+    rows.sort(key=lambda r: (r.occurred_at, rank.get(r.milestone, last)))  # type: ignore[arg-type]
     return rows
 
 

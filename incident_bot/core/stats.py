@@ -60,7 +60,12 @@ def percentile(sorted_values: Sequence[int], pct: int) -> int | None:
 
 def summary(values: Iterable[int | None]) -> Summary:
     """Mean, p50, p90 and count of the known values; ``None`` entries (a missing end) are left out."""
-    known = sorted(int(v) for v in values if v is not None)
+    return sorted_summary(sorted(int(v) for v in values if v is not None))
+
+
+def sorted_summary(known: Sequence[int]) -> Summary:
+    """:func:`summary` of integers already sorted ascending, none of them None (100,000 durations from
+    the database are ranked with one C-level sort, not a generator per value)."""
     return {
         "mean": rounded_mean(sum(known), len(known)),
         "p50": percentile(known, 50),

@@ -99,6 +99,8 @@ def to_plain(md: str | None, names: Mapping[str, str] | Callable[[str], str | No
     ``label (url)``, entities unescaped. The inverse of :func:`escape`."""
     if not md:
         return ""
+    if "<" not in md and "&" not in md:  # no token, no entity: already plain (most timeline rows)
+        return md
     lookup = names.get if isinstance(names, Mapping) else names
 
     def token(m: re.Match[str]) -> str:

@@ -33,7 +33,7 @@ from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
 from incident_bot.usecases import learning
-from incident_bot.usecases.metrics import period_metrics
+from incident_bot.usecases.metrics import period_metrics, periods_metrics
 from storage import repo
 from storage.models import (
     ActionItem,
@@ -108,6 +108,8 @@ def _trend(session: Session, metrics: _Metrics, until: datetime, settings: Setti
            severities: set[str]) -> list[core.TrendWeek]:
     zone = settings.tzinfo
     weeks = schedule.weeks_ending(until, zone, TREND_WEEKS)
+    for week, doc in zip(weeks, periods_metrics(session, weeks), strict=True):  # two queries for all weeks
+        metrics.cache[week] = doc
     samples: dict[int, list[core.TargetSample]] = {n: [] for n in range(len(weeks))}
     if severities:
         m = IncidentMetrics

@@ -1,39 +1,51 @@
-"""Period metrics (MTTD / MTTA / MTTM / MTTR) computed in the database from ``incident_metrics``.
+"""Period metrics (MTTD / MTTA / MTTM / MTTR) from ``incident_metrics``.
 
-Why SQL and not Python: a year of a busy organisation is ~100,000 incidents and a million timeline rows;
+Why this shape: a year of a busy organisation is ~100,000 incidents and a million timeline rows;
 loading ORM objects for them costs seconds and hundreds of MB. ``incident_metrics`` is a narrow copy of
 the per-incident durations (kept current by :func:`incident_bot.usecases.incidents.refresh_metrics`), so
-a period is one aggregate query plus one ordered scan per metric for the percentiles, whatever the size.
+a period is two narrow queries: the incident counts by severity, and the durations of the incidents
+resolved in the window, ranked:
+- on SQLite, the four durations of every such incident come back as plain integers and are ranked by
+  :func:`incident_bot.core.stats.sorted_summary` (the definitions themselves: nearest rank, mean rounded
+  half to even). One C-level sort per metric is cheaper than the ordered window function
+  (``ROW_NUMBER() OVER``, one per metric) this replaced;
+- on PostgreSQL, fetching 100,000 rows costs more than sorting them, so the database sorts each metric
+  into an array and sends back the count, the sum and the values at the nearest ranks, computed in
+  integers exactly as :func:`incident_bot.core.stats.nearest_rank` does.
+Both give the same document; tests/test_metrics_property.py checks each database against a reference
+that shares no code with this module. Figures: bench/RESULTS.md ("Read paths", 2026-12-01).
 
-Membership (issue 4):
+Membership:
 - MTTx figures cover incidents **resolved** in the half-open window ``[since, until)``; an incident
   missing either end of a metric (its ``tt*_s`` is NULL) is left out of that metric only;
 - incident counts cover incidents **detected** in the window.
 
-Mean and percentile definitions live in :mod:`incident_bot.core.stats` (nearest-rank, mean rounded
-half to even); the SQL here only supplies ``SUM``, ``COUNT`` and the values at the ranks that module
-names, so SQL and the pure reference cannot drift apart. Portable: SQLite >= 3.25 and PostgreSQL
-(``ROW_NUMBER() OVER``).
+:func:`periods_metrics` does the same for consecutive periods (the weeks of a chart or a digest's trend)
+in one pass: each row's period is computed by the database (a ``CASE`` over the period ends), so a
+52-week chart is two queries, not 104.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session
 
+from incident_bot.core.durations import iso_utc
 from incident_bot.core.severity import SEVERITIES
-from incident_bot.core.stats import PERCENTILES, Summary, empty_summary, nearest_rank, rounded_mean
-from incident_bot.usecases.json_shapes import iso
+from incident_bot.core.stats import Summary, empty_summary, rounded_mean, sorted_summary
 from storage.models import IncidentMetrics
 
 # Per-incident column -> period key in the JSON document.
 METRIC_KEYS: dict[str, str] = {"ttd_s": "mttd_s", "tta_s": "mtta_s", "ttm_s": "mttm_s", "ttr_s": "mttr_s"}
 
 _T = IncidentMetrics.__table__  # type: ignore[attr-defined]
+_DURATIONS = [_T.c[column] for column in METRIC_KEYS]
 
 
 def _check_window(since: datetime | None, until: datetime | None) -> None:
@@ -61,49 +73,76 @@ def _conditions(
     return conds
 
 
-def _ranked_values(session: Session, column: str, where: list[ColumnElement[bool]],
-                   ranks: set[int]) -> dict[int, int]:
-    """Values at the given 1-based ranks of ``column`` sorted ascending (NULLs excluded).
-
-    One ordered pass in the database; only the requested rows come back to Python.
-    """
-    col = _T.c[column]
-    inner = (
-        select(col.label("v"), func.row_number().over(order_by=col).label("rn"))
-        .where(*where, col.is_not(None))
-        .subquery()
-    )
-    rows = session.execute(select(inner.c.rn, inner.c.v).where(inner.c.rn.in_(sorted(ranks))))
-    return {int(rn): int(v) for rn, v in rows}
-
-
-def _metric_summaries(session: Session, where: list[ColumnElement[bool]]) -> dict[str, Summary]:
-    aggregates = []
-    for column in METRIC_KEYS:
-        aggregates += [func.count(_T.c[column]), func.sum(_T.c[column])]
-    row = session.execute(select(*aggregates).where(*where)).one()
-    out: dict[str, Summary] = {}
-    for i, (column, key) in enumerate(METRIC_KEYS.items()):
-        n, total = int(row[2 * i] or 0), int(row[2 * i + 1] or 0)
-        if n == 0:
-            out[key] = empty_summary()
-            continue
-        ranks = {p: nearest_rank(p, n) for p in PERCENTILES}
-        values = _ranked_values(session, column, where, set(ranks.values()))
-        out[key] = {"mean": rounded_mean(total, n), "p50": values[ranks[50]], "p90": values[ranks[90]],
-                    "n": n}
+def _ranked_in_python(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """SQLite: the four durations of every row (plain integers), ranked by :func:`sorted_summary`."""
+    grouped: list[list[Any]] = [[] for _ in range(periods)]
+    for row in session.execute(select(bucket, *_DURATIONS).where(*where)).all():
+        grouped[row[0]].append(row)
+    out = []
+    for rows in grouped:
+        columns = list(zip(*rows, strict=True))[1:] or [()] * len(METRIC_KEYS)
+        figures: dict[str, Summary] = {}
+        for key, column in zip(METRIC_KEYS.values(), columns, strict=True):
+            known = [v for v in column if v is not None]
+            known.sort()
+            figures[key] = sorted_summary(known)
+        out.append(figures)
     return out
 
 
-def _severity_counts(session: Session, where: list[ColumnElement[bool]]) -> dict[str, Any]:
-    stmt = select(_T.c.severity, func.count()).where(*where).group_by(_T.c.severity)
+def _ranked_in_postgres(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """PostgreSQL: each period's values sorted into an array by the database, and only the count, the sum
+    and the two values at the nearest ranks sent back (a fetch of 100,000 rows costs more than the sort)."""
+    aggregates = []
+    for column in _DURATIONS:
+        aggregates += [func.count(column), func.sum(column),
+                       func.array_agg(aggregate_order_by(column, column)).filter(column.is_not(None))]
+    per = select(bucket.label("b"), *aggregates).where(*where).group_by(bucket).subquery()
+    picks: list[Any] = []
+    for m in range(len(METRIC_KEYS)):
+        n, total, values = per.c[1 + 3 * m], per.c[2 + 3 * m], per.c[3 + 3 * m]
+        # core.stats.nearest_rank in integers: ceil(pct * n / 100), 1-based like PostgreSQL's arrays.
+        picks += [n, total, values[(50 * n + 99) // 100], values[(90 * n + 99) // 100]]
+    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in range(periods)]
+    for b, *row in session.execute(select(per.c.b, *picks)):
+        for m, key in enumerate(METRIC_KEYS.values()):
+            n, total, p50, p90 = row[4 * m:4 * m + 4]
+            if n:
+                out[b][key] = {"mean": rounded_mean(int(total), int(n)), "p50": p50, "p90": p90, "n": int(n)}
+    return out
+
+
+def _durations(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+    """Each period's MTTx figures, the same either way (tests/test_metrics_property.py, both databases)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _ranked_in_postgres(session, where, bucket, periods)
+    return _ranked_in_python(session, where, bucket, periods)
+
+
+def _counts(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Any]]:
+    """Each period's ``{"total", "by_severity"}``."""
+    rows: list[list[tuple[str, int]]] = [[] for _ in range(periods)]
+    for b, severity, count in session.execute(
+            select(bucket, _T.c.severity, func.count()).where(*where).group_by(bucket, _T.c.severity)):
+        rows[b].append((severity, count))
+    return [_severity_counts(r) for r in rows]
+
+
+def _severity_counts(rows: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """``{"total", "by_severity"}`` from ``(severity, count)`` rows."""
     by_severity = dict.fromkeys(SEVERITIES, 0)
     total = 0
-    for severity, count in session.execute(stmt):
+    for severity, count in rows:
         total += int(count)
         if severity in by_severity:
-            by_severity[severity] = int(count)
+            by_severity[severity] += int(count)
     return {"total": total, "by_severity": by_severity}
+
+
+def _check_filters(severities: Sequence[str] | None) -> None:
+    unknown = [s for s in severities or () if s not in SEVERITIES]
+    if unknown:
+        raise ValueError(f"unknown severity {unknown[0]!r}; use one of {', '.join(SEVERITIES)}")
 
 
 def period_metrics(
@@ -124,17 +163,53 @@ def period_metrics(
          "mttd_s": {"mean", "p50", "p90", "n"}, "mtta_s": {...}, "mttm_s": {...}, "mttr_s": {...}}
     """
     _check_window(since, until)
-    unknown = [s for s in severities or () if s not in SEVERITIES]
-    if unknown:
-        raise ValueError(f"unknown severity {unknown[0]!r}; use one of {', '.join(SEVERITIES)}")
-    resolved = _conditions(_T.c.resolved_at, since, until, severities, services)
-    detected = _conditions(_T.c.detected_at, since, until, severities, services)
+    _check_filters(severities)
+    one = literal(0)  # a single period
     doc: dict[str, Any] = {
-        "window": {"since": iso(since), "until": iso(until)},
-        "incidents": _severity_counts(session, detected),
+        "window": {"since": iso_utc(since), "until": iso_utc(until)},
+        "incidents": _counts(session, _conditions(_T.c.detected_at, since, until, severities, services), one, 1)[0],
     }
-    doc.update(_metric_summaries(session, resolved))
+    doc.update(_durations(session, _conditions(_T.c.resolved_at, since, until, severities, services), one, 1)[0])
     return doc
+
+
+def periods_metrics(
+    session: Session,
+    periods: Sequence[tuple[datetime, datetime]],
+    *,
+    severities: list[str] | None = None,
+    services: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """``[period_metrics(since=s, until=u, ...) for s, u in periods]``, in two queries whatever the count.
+
+    ``periods`` must be consecutive (each ``until`` the next ``since``), like the weeks of a chart.
+    """
+    if not periods:
+        return []
+    for (_, until), (since, _) in pairwise(periods):
+        if until != since:
+            raise ValueError("periods must be consecutive")
+    for since, until in periods:
+        _check_window(since, until)
+    _check_filters(severities)
+    first, last = periods[0][0], periods[-1][1]
+
+    def bucket(col: Any) -> Any:
+        """The index of the period ``col`` falls in (rows are already inside ``[first, last)``)."""
+        if len(periods) == 1:
+            return literal(0)
+        return case(*[(col < until, n) for n, (_, until) in enumerate(periods[:-1])], else_=len(periods) - 1)
+
+    n = len(periods)
+    counts = _counts(session, _conditions(_T.c.detected_at, first, last, severities, services),
+                     bucket(_T.c.detected_at), n)
+    figures = _durations(session, _conditions(_T.c.resolved_at, first, last, severities, services),
+                         bucket(_T.c.resolved_at), n)
+    out = []
+    for (since, until), period_counts, period_figures in zip(periods, counts, figures, strict=True):
+        out.append({"window": {"since": iso_utc(since), "until": iso_utc(until)}, "incidents": period_counts,
+                    **period_figures})
+    return out
 
 
 def incident_metrics(session: Session, incident_id: int) -> dict[str, int | None] | None:

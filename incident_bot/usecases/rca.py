@@ -87,11 +87,13 @@ _ID_IN_TEXT = re.compile(r"\b([UW][A-Z0-9]{2,})\b")
 
 
 def quality(session: Session, inc: Incident, *, items: list[ActionItem] | None = None,
-            people: Directory | None = None) -> list[QualityFinding]:
-    """What is missing before this RCA can be final (core/rca_review.py)."""
+            people: Directory | None = None, actors: Iterable[str | None] | None = None) -> list[QualityFinding]:
+    """What is missing before this RCA can be final (core/rca_review.py). ``actors``: the timeline's
+    actors when the caller has read them already (an RCA of 5,000 rows need not read them twice)."""
     assert inc.id is not None
     items = _actions(session, inc.id) if items is None else items
-    found, _problems = check_language(session, inc.ref, people=people)
+    found, _problems = language_findings(session, inc, people=people, actors=actors,
+                                         owners=[a.owner_id for a in items])
     facts = [rca_review.ActionFacts(a.id, a.type, a.status, a.owner_id, a.due_date) for a in items]
     return rca_review.quality_findings(inc.rca or {}, facts, incident_status=inc.status,
                                        blameless_count=len(found))
@@ -107,7 +109,8 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     review = review_info(session, inc)
     people = _people(session, inc, rows, items, review)
     # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.
-    rows = [r._replace(text=row_plain(r.source, r.text, dict(people.names))) for r in rows]
+    names = dict(people.names)
+    rows = [r._replace(text=row_plain(r.source, r.text, names)) for r in rows]
     facts = IncidentFacts(
         ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
         origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,
@@ -120,7 +123,7 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
                   overdue=capa.is_overdue(a.status, a.due_date, today), ticket_key=a.ticket_key)
         for a in items
     ]
-    findings = quality(session, inc, items=items, people=people)
+    findings = quality(session, inc, items=items, people=people, actors={r.actor for r in rows})
     doc = build_rca(facts, {m: getattr(inc, m) for m in MILESTONES}, rows, actions, dict(inc.rca or {}),
                     people=people, review=review, findings=findings, generated_at=generated_at)
     rec = similar.recurrence(session, inc, window=window) if inc.detected_at else None
@@ -176,12 +179,23 @@ def check_language(session: Session, ref: str, *, words_file: str | None = None,
     The incident's people (responders, owners, timeline actors: Slack names from the cache, PagerDuty
     names as stored) are passed to the checker, so "Bob made a human error" flags Bob too.
     """
-    inc = get_incident(session, ref)
+    return language_findings(session, get_incident(session, ref), words_file=words_file, people=people)
+
+
+def language_findings(session: Session, inc: Incident, *, words_file: str | None = None,
+                      people: Directory | None = None, actors: Iterable[str | None] | None = None,
+                      owners: Iterable[str | None] | None = None,
+                      ) -> tuple[list[blameless.Finding], list[str]]:
+    """:func:`check_language` for an incident already loaded; ``actors`` (timeline) and ``owners``
+    (CAPA) are read from the database when the caller does not pass them."""
     assert inc.id is not None
-    actors = select(TimelineEvent.actor).where(TimelineEvent.incident_id == inc.id).distinct()  # type: ignore[arg-type]
-    owners = select(ActionItem.owner_id).where(ActionItem.incident_id == inc.id).distinct()  # type: ignore[arg-type]
-    ids = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id,
-           *session.execute(actors).scalars(), *session.execute(owners).scalars()]
+    if actors is None:
+        actors = session.execute(select(TimelineEvent.actor).where(  # type: ignore[call-overload]
+            TimelineEvent.incident_id == inc.id).distinct()).scalars()
+    if owners is None:
+        owners = session.execute(select(ActionItem.owner_id).where(  # type: ignore[call-overload]
+            ActionItem.incident_id == inc.id).distinct()).scalars()
+    ids = [inc.commander_id, inc.reporter_id, inc.scribe_id, inc.comms_id, *actors, *owners]
     names = dict(people.names) if people else display_names(session, ids)
     # PagerDuty actors are stored by name ("Ada Oncall"): they are people too.
     written = [i for i in ids if i and not looks_like_slack_id(i) and i.lower() not in ("bot", "incident-bot")]

@@ -23,7 +23,7 @@ from incident_bot.runtime import Runtime
 from incident_bot.usecases import digest as digest_service
 from incident_bot.usecases import learning
 from incident_bot.usecases.digest_chart import trend_charts
-from incident_bot.usecases.metrics import period_metrics
+from incident_bot.usecases.metrics import periods_metrics
 from incident_bot.usecases.rca import export_rca
 from incident_bot.web import charts, queries
 from incident_bot.web.auth import sign_in_redirect, viewer
@@ -44,9 +44,9 @@ def _metric_weeks(session: Any, settings: Settings, weeks: int, severity: str, s
     zone = settings.tzinfo
     until = schedule.week_containing(utcnow(), zone)[1]  # this week so far is the last point
     periods = schedule.weeks_ending(until, zone, weeks)
-    docs = [(schedule.week_label(s, zone), period_metrics(session, since=s, until=u,
-             severities=[severity] if severity else None, services=[service] if service else None))
-            for s, u in periods]
+    found = periods_metrics(session, periods, severities=[severity] if severity else None,
+                            services=[service] if service else None)  # two queries for all the weeks
+    docs = [(schedule.week_label(s, zone), doc) for (s, _), doc in zip(periods, found, strict=True)]
     targets = digest_service.targets_from(settings)
     out = []
     for column, key, label, meaning in charts.METRICS:

@@ -1,0 +1,198 @@
+"""The console script as people run it: start-up, and the two reports over 100,000 incidents.
+
+    .venv/bin/python bench/bench_cli.py                    # this checkout, SQLite and PostgreSQL
+    .venv/bin/python bench/bench_cli.py --compare main     # and main's code beside it, same data
+    .venv/bin/python bench/bench_cli.py --compare 291a5e7  # or any commit
+    .venv/bin/python bench/bench_cli.py --backends sqlite --runs 5 --json out.json
+
+Each figure is the wall time of a fresh process (interpreter start-up, imports, settings, queries,
+output), p50 and p95 over ``--runs`` runs: ``python -c pass`` (the interpreter alone: what the machine's
+load does to everything else), ``incident-bot --help``, ``incident-bot metrics --help`` (a command's own
+imports), ``metrics`` over a year (every incident) and ``digest`` for a week (2026-W43, with its 8-week
+trend). Goals (issue 12): ``--help`` < 200 ms; ``metrics`` and ``digest`` < 1 s at 100,000 incidents.
+
+With ``--compare REV`` the code of REV (``git archive``) runs beside this checkout's, the runs
+interleaved (this, REV, this, REV, ...) so that load on the machine falls on both alike, each on the
+same data at its own schema revision (a copy of the SQLite file, a second PostgreSQL schema, migrated
+down to REV's head). Data: bench/gen_data.py, a year ending 2026-11-01 with ~10 timeline rows an
+incident, kept in bench/data/ (git-ignored) and in PostgreSQL schemas ``bench_cli_<n>`` and
+``bench_cli_<n>_base``, reused while they hold the right count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from alembic import command
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_data
+
+from storage import migrate
+from storage.db import make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+END = datetime(2026, 11, 1, tzinfo=UTC)
+MAIN = "import sys; from incident_bot.cli import main; sys.exit(main())"  # what the console script runs
+COMMANDS: dict[str, list[str] | None] = {
+    "python -c pass": None,
+    "--help": ["--help"],
+    "metrics --help": ["metrics", "--help"],
+    "metrics, a year": ["metrics", "--since", "2025-11-01", "--until", "2026-11-01"],
+    "digest, a week": ["digest", "--week", "2026-W43"],
+}
+NEEDS_DATA = ("metrics, a year", "digest, a week")
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def revision(url: str) -> tuple[int, str | None]:
+    """(incidents, schema revision) of a database; (-1, None) when it has no tables."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            n = int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
+            return n, conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    except Exception:
+        return -1, None
+    finally:
+        engine.dispose()
+
+
+def prepare(backend: str, n: int, head: str, *, base: bool) -> str:
+    """A database with ``n`` incidents at revision ``head`` (generated, or copied and migrated down)."""
+    suffix = "_base" if base else ""
+    if backend == "sqlite":
+        DATA.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{DATA / f'cli-{n}{suffix}.db'}"
+    else:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS bench_cli_{n}{suffix}")
+        url = f"{PG_BASE}?options=-csearch_path%3Dbench_cli_{n}{suffix}"
+    if revision(url) == (n, head):
+        return url
+    t0 = time.perf_counter()
+    if backend == "sqlite" and base:  # the same data as ours, at the older revision
+        ours = prepare(backend, n, migrate.packaged_head() or "", base=False)
+        shutil.copyfile(ours.removeprefix("sqlite:///"), url.removeprefix("sqlite:///"))
+    else:
+        gen_data.load(url, n, end=END, seed=1, do_reset=True)
+    if revision(url)[1] != head:
+        command.downgrade(migrate.alembic_config(url), head)
+    print(f"  data: {backend} {n:,} incidents at revision {head} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return url
+
+
+def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one fresh process running the CLI from ``tree``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_"))}
+    env.update({"PYTHONPATH": str(tree), "DATABASE_URL": url, "TIMEZONE": "UTC"})
+    argv = [sys.executable, "-c", "pass"] if args is None else [sys.executable, "-c", MAIN, *args]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench_cli: {' '.join(args or [])} failed ({tree}):\n{err[-800:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def summarise(walls: list[float], rss: list[float]) -> dict[str, float]:
+    ms = sorted(w * 1000 for w in walls)
+    return {"p50_ms": statistics.median(ms), "p95_ms": ms[max(0, -(-95 * len(ms) // 100) - 1)],
+            "min_ms": ms[0], "rss_mib": max(rss), "n": len(ms)}
+
+
+def export(rev: str, into: Path) -> str:
+    """``git archive REV`` into ``into``; returns the revision's schema head."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return migrate.packaged_head(into / "storage" / "migrations") or ""
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    other = doc.get("compare")
+    print(f"CLI wall time, fresh process each run, {doc['runs']} runs; {doc['incidents']:,} incidents; "
+          f"load average {doc['loadavg']['start']} at the start, {doc['loadavg']['end']} at the end")
+    head = "| backend | command | this p50 | this p95 |" + (f" {other} p50 | {other} p95 | {other}/this |"
+                                                              if other else "")
+    print(head)
+    print("|---|---|---:|---:|" + ("---:|---:|---:|" if other else ""))
+    for backend, rows in doc["results"].items():
+        for label, r in rows.items():
+            line = f"| {backend} | {label} | {r['this']['p50_ms']:.0f} ms | {r['this']['p95_ms']:.0f} ms |"
+            if other and "base" in r:
+                ratio = r["base"]["p50_ms"] / r["this"]["p50_ms"]
+                line += f" {r['base']['p50_ms']:.0f} ms | {r['base']['p95_ms']:.0f} ms | {ratio:.2f}x |"
+            print(line)
+    print("goals: --help < 200 ms; metrics (a year) and digest (a week) < 1 s at 100,000 incidents")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--incidents", type=int, default=100_000)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--backends", default="sqlite,postgres")
+    p.add_argument("--compare", metavar="REV", help="also run REV's code (e.g. main), interleaved")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    backends = [b for b in args.backends.split(",") if b]
+    doc: dict[str, Any] = {"incidents": args.incidents, "runs": args.runs, "compare": args.compare,
+                           "loadavg": {"start": loadavg()}, "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this": ROOT}
+        heads = {"this": migrate.packaged_head() or ""}
+        if args.compare:
+            (Path(tmp) / "base").mkdir()
+            heads["base"] = export(args.compare, Path(tmp) / "base")
+            trees["base"] = Path(tmp) / "base"
+        cwd = Path(tmp) / "cwd"  # no .env here
+        cwd.mkdir()
+        for backend in backends:
+            urls = {k: prepare(backend, args.incidents, heads[k], base=k == "base") for k in trees}
+            rows: dict[str, dict[str, dict[str, float]]] = {}
+            for label, cmd in COMMANDS.items():
+                if label not in NEEDS_DATA and backend != backends[0]:
+                    continue  # start-up alone does not depend on the database
+                samples: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in trees}
+                for k in trees:
+                    run_once(trees[k], cmd, urls[k], str(cwd))  # warm: bytecode written, pages cached
+                for _ in range(args.runs):
+                    for k in trees:
+                        wall, rss = run_once(trees[k], cmd, urls[k], str(cwd))
+                        samples[k][0].append(wall)
+                        samples[k][1].append(rss)
+                rows[label] = {k: summarise(*v) for k, v in samples.items()}
+                r = rows[label]
+                extra = f"; {args.compare} p50 {r['base']['p50_ms']:.0f} ms" if "base" in r else ""
+                print(f"  {backend:8} {label:16} p50 {r['this']['p50_ms']:6.0f} ms  p95 {r['this']['p95_ms']:6.0f} ms"
+                      f"{extra}", flush=True)
+            doc["results"][backend] = rows
+    doc["loadavg"]["end"] = loadavg()
+    print()
+    print_report(doc)
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
