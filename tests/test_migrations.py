@@ -45,7 +45,8 @@ def test_concurrent_upgrades_queue_on_the_advisory_lock() -> None:
 
 def _declared(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """What the models can declare: not the text index's own SQL (storage/text_search.py), which is the
-    SQLite FTS5 table, its shadow tables and its vocabulary view, and PostgreSQL's generated tsvector with its GIN index."""
+    SQLite FTS5 table, its shadow tables and its vocabulary view, and PostgreSQL's generated tsvector
+    with its GIN index."""
     if type_ == "table" and (name or "").startswith(("incident_search_fts", "incident_search_vocab")):
         return False
     if type_ == "column" and name == "tsv" and getattr(getattr(obj, "table", None), "name", "") == "incident_search":
