@@ -16,7 +16,7 @@ from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
 from incident_bot.services.similar import candidates
-from storage import text_search
+from storage import text_rank, text_search
 from storage.models import ActionItem, Incident, IncidentMetrics
 
 MAX_RECURRENCES = 50
@@ -85,8 +85,8 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
             by_word[stem].append(e)
     shared = {s for _, _, subj in subjects for s in subj.stems} & set(by_word)
     total = text_search.indexed_total(session)
-    counted = similarity.informative(shared, text_search.doc_freq(session, shared, cap=similarity.common_cap(total)),
-                                     total)
+    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total)
+    counted = similarity.informative(shared, df, total)
     out = []
     for ref, title, subj in subjects:
         pool = {id(e): e for key in {(subj.service or "").casefold(), subj.service_id or ""} - {""}

@@ -21,14 +21,13 @@ from sqlmodel import Session
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
-from storage import text_search
+from storage import text_rank, text_search
 from storage.db import session_scope
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch
 
 log = logging.getLogger(__name__)
-TEXT_CANDIDATES = 60  # the database's best text matches, ranked again by the core
-SERVICE_CANDIDATES = 30  # the most recent resolved incidents of the same service
-RECURRENCE_TEXT_CANDIDATES = 30
+QUERY_WORDS = 32  # the rarest counted words of an incident the database ranks with
+WIDER = 20  # rows the core ranks again when an incident has more counted words than that
 ROOT_CAUSE_LINE = 160
 
 
@@ -39,11 +38,37 @@ def subject_of(inc: Incident) -> rules.Subject:
                          service_id=inc.pagerduty_service_id, title_words=head, body_words=body)
 
 
+@dataclass(frozen=True)
+class Words:
+    """The subject's words that count (core/similarity.py ``informative``) and what the database is asked:
+    the :data:`QUERY_WORDS` rarest of them."""
+
+    counted: frozenset[str]
+    probe: text_rank.Probe
+
+    @property
+    def complete(self) -> bool:
+        """The database scores with every counted word (its order is then exactly the rules' order)."""
+        return len(self.probe.title_words) + len(self.probe.other_words) == len(self.counted)
+
+
+def words_of(session: Session, subject: rules.Subject) -> Words:
+    total = text_search.indexed_total(session)
+    df = text_rank.doc_freq(session, subject.stems, cap=rules.common_cap(total), total=total)
+    counted = rules.informative(subject.stems, df, total)
+    asked = sorted(counted, key=lambda w: (df.get(w, 0), w))[:QUERY_WORDS]
+    probe = text_rank.Probe(
+        number=subject.number, detected_at=subject.detected_at,
+        title_words=tuple(w for w in asked if w in subject.title_words),
+        other_words=tuple(w for w in asked if w not in subject.title_words),
+        service_key=text_search.service_key(subject.service), service_id=subject.service_id or None,
+        title_points=rules.TITLE_POINTS, other_points=rules.OTHER_POINTS)
+    return Words(counted, probe)
+
+
 def counted_words(session: Session, subject: rules.Subject) -> frozenset[str]:
     """The subject's words that are not too common to count (core/similarity.py ``informative``)."""
-    total = text_search.indexed_total(session)
-    df = text_search.doc_freq(session, subject.stems, cap=rules.common_cap(total))
-    return rules.informative(subject.stems, df, total)
+    return words_of(session, subject).counted
 
 
 def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
@@ -62,57 +87,41 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
             for r in session.execute(stmt)}
 
 
-def _past(inc: Incident) -> list[Any]:
-    i = Incident
-    return [i.resolved_at.is_not(None), i.detected_at <= inc.detected_at, i.id != inc.id]  # type: ignore[union-attr,operator]
+def similar(session: Session, inc: Incident, *, limit: int = 3, words: Words | None = None) -> list[rules.Match]:
+    """The ``limit`` most similar past incidents of ``inc``, best first (core/similarity.py).
 
-
-def similar(session: Session, inc: Incident, *, limit: int = 3,
-            counted: frozenset[str] | None = None) -> list[rules.Match]:
-    """The ``limit`` most similar past incidents of ``inc``, best first (core/similarity.py)."""
+    The database ranks by the same rules (storage/text_rank.py) and returns the best rows; the core scores
+    them again for the explanation. With more than :data:`QUERY_WORDS` counted words the database ranks
+    by the rarest ones: it then returns :data:`WIDER` rows for the core to rank with all of them."""
     subject = subject_of(inc)
-    counted = counted_words(session, subject) if counted is None else counted
-    past = _past(inc)
-    i = Incident.__table__  # type: ignore[attr-defined]
-    text_where = [i.c.resolved_at.is_not(None), i.c.detected_at <= inc.detected_at, i.c.id != inc.id]
-    ids = text_search.text_candidates(session, sorted(counted), where=text_where, limit=TEXT_CANDIDATES)
-    for column, value in ((Incident.service, inc.service), (Incident.pagerduty_service_id, inc.pagerduty_service_id)):
-        if value:
-            stmt = (select(Incident.id).where(column == value, *past)  # type: ignore[arg-type]
-                    .order_by(Incident.detected_at.desc()).limit(SERVICE_CANDIDATES))  # type: ignore[union-attr]
-            ids += list(session.execute(stmt).scalars())
-    return rules.rank(subject, candidates(session, ids).values(), counted, limit=limit)
+    words = words_of(session, subject) if words is None else words
+    asked = limit if words.complete else max(limit, WIDER)
+    ranked = text_rank.best(session, words.probe, limit=asked, min_score=rules.MIN_SCORE)
+    found = candidates(session, [r.incident_id for r in ranked])
+    return rules.rank(subject, found.values(), words.counted, limit=limit)
 
 
 def recurrence(session: Session, inc: Incident, *, window: timedelta,
-               counted: frozenset[str] | None = None) -> rec_rules.Recurrence | None:
+               words: Words | None = None) -> rec_rules.Recurrence | None:
     """The earlier incident ``inc`` recurs after its CAPA was marked done (core/recurrence.py), or None.
 
-    Only incidents that can qualify are read: those with a CAPA done in the window before ``inc`` was
-    detected that are on its service, or among the text index's best matches of its words."""
+    The database walks the CAPA actions done in the window before ``inc`` was detected, newest first, and
+    stops at the first whose incident is on its service or scores :data:`core.recurrence.MIN_SCORE`
+    (storage/text_rank.py); the core checks the rule on it and lists its fixes."""
     assert inc.detected_at is not None
     subject = subject_of(inc)
-    a = ActionItem
-    in_window = [a.status == "done", a.closed_at >= inc.detected_at - window,  # type: ignore[operator]
-                 a.closed_at <= inc.detected_at, a.incident_id != inc.id]  # type: ignore[operator]
-    fixed = select(a.incident_id).where(*in_window)
-    ids: set[int] = set()
-    for column, value in ((Incident.service, inc.service), (Incident.pagerduty_service_id, inc.pagerduty_service_id)):
-        if value:
-            ids |= set(session.execute(select(Incident.id).where(column == value, Incident.id.in_(fixed))).scalars())  # type: ignore[arg-type,union-attr]
-    counted = counted_words(session, subject) if counted is None else counted
-    i = Incident.__table__  # type: ignore[attr-defined]
-    ids |= set(text_search.text_candidates(session, sorted(counted), where=[i.c.id.in_(fixed)],
-                                           limit=RECURRENCE_TEXT_CANDIDATES))
-    if not ids:
+    words = words_of(session, subject) if words is None else words
+    since = inc.detected_at - window
+    found = text_rank.recurring(session, words.probe, since=since, min_score=rec_rules.MIN_SCORE)
+    if found is None:
         return None
-    fixes: dict[int, list[rec_rules.Fix]] = {}
-    stmt = select(a.incident_id, a.id, a.title, a.closed_at).where(*in_window, a.incident_id.in_(sorted(ids)))  # type: ignore[attr-defined]
-    for incident_id, action_id, title, done_at in session.execute(stmt):
-        fixes.setdefault(incident_id, []).append(rec_rules.Fix(action_id, title, done_at))
-    found = candidates(session, fixes)
-    earlier = [rec_rules.Earlier(found[iid], tuple(f)) for iid, f in fixes.items() if iid in found]
-    return rec_rules.find(subject, earlier, counted, window=window)
+    a = ActionItem
+    stmt = (select(a.id, a.title, a.closed_at)
+            .where(a.incident_id == found[0], a.status == "done", a.closed_at >= since,  # type: ignore[operator]
+                   a.closed_at <= inc.detected_at))  # type: ignore[operator]
+    fixes = tuple(rec_rules.Fix(action_id, title, done_at) for action_id, title, done_at in session.execute(stmt))
+    earlier = [rec_rules.Earlier(c, fixes) for c in candidates(session, [found[0]]).values()]
+    return rec_rules.find(subject, earlier, words.counted, window=window)
 
 
 # -- what people read ----------------------------------------------------------------------------------
@@ -193,10 +202,10 @@ class Learned:
 
 
 def learn(session: Session, inc: Incident, *, window: timedelta, limit: int = 3) -> Learned:
-    """Both answers for one incident, the word counts looked up once."""
-    counted = counted_words(session, subject_of(inc))
-    return Learned(similar=describe(session, similar(session, inc, limit=limit, counted=counted)),
-                   recurrence=recurrence(session, inc, window=window, counted=counted))
+    """Both answers for one incident, its words looked up once."""
+    words = words_of(session, subject_of(inc))
+    return Learned(similar=describe(session, similar(session, inc, limit=limit, words=words)),
+                   recurrence=recurrence(session, inc, window=window, words=words))
 
 
 class IntroLookup:
