@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, select, text
+from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from storage.models import IncidentMetrics
 from storage.text_search import fts_query, pg_query
 
 MERGED_SLACK = 4  # extra rows read so that a merged incident or two can be dropped without a second query
@@ -106,8 +105,8 @@ class _Sql:
 
     def before(self, resolved_only: bool) -> str:
         """Detected before the probe (ties: a lower number), and resolved when asked."""
-        cond = ("s.detected_at IS NOT NULL AND (s.detected_at < :detected OR "
-                "(s.detected_at = :detected AND s.number < :number))")
+        # One range on detected_at (an index reads it newest first), the tie on the number as a filter.
+        cond = "s.detected_at <= :detected AND (s.detected_at < :detected OR s.number < :number)"
         return cond + (" AND s.resolved" if resolved_only else "")
 
     def words(self, every: bool) -> str:
@@ -122,47 +121,62 @@ class _Sql:
             return " AND ".join(parts)
         return fts_query([*title, *other])
 
+    def shares(self, every: bool) -> str:
+        """A test on each row ``s`` read otherwise (from the service index, newest first): it has the
+        probe's words, every one where it counts or any. Written so that no plan turns it into an index
+        lookup of every incident with the words (PostgreSQL's planner, assuming the words and the service
+        independent, would, and then sort them all)."""
+        name = "q_every" if every else "q_any"
+        self.params[name] = self.words(every)
+        if self.pg:
+            return f"(s.tsv @@ CAST(:{name} AS tsquery)) IS TRUE"
+        return f"+s.incident_id IN (SELECT rowid FROM incident_search_fts WHERE incident_search_fts MATCH :{name})"
+
     def text_rows(self, every: bool, where: str) -> str:
         """The rows that share the probe's words (every word or any), with ``where`` on them."""
-        self.params["q_every" if every else "q_any"] = self.words(every)
-        q = ":q_every" if every else ":q_any"
+        name = "q_every" if every else "q_any"
+        self.params[name] = self.words(every)
         if self.pg:
-            return f"SELECT s.* FROM incident_search s WHERE s.tsv @@ CAST({q} AS tsquery) AND {where}"
+            return f"SELECT s.* FROM incident_search s WHERE s.tsv @@ CAST(:{name} AS tsquery) AND {where}"
         return (f"SELECT s.* FROM incident_search_fts f CROSS JOIN incident_search s ON s.incident_id = f.rowid "
-                f"WHERE f.incident_search_fts MATCH {q} AND {where}")
+                f"WHERE f.incident_search_fts MATCH :{name} AND {where}")
 
-    def recent_same(self, where: str, limit_param: str) -> str:
-        """The most recent rows of the same service (by name, and by PagerDuty service id), ``where`` on them."""
+    def recent_same(self, where: str) -> str:
+        """The most recent rows of the same service (by name, and by PagerDuty service id) with ``where``
+        on them: the ``(service_key, detected_at)`` index read backwards, stopping at ``:limit`` rows."""
         parts = [f"SELECT * FROM (SELECT s.* FROM incident_search s WHERE s.{col} = :{param} AND {where} "
-                 f"ORDER BY s.detected_at DESC, s.number DESC LIMIT :{limit_param}) AS r{n}"
+                 f"ORDER BY s.detected_at DESC, s.number DESC LIMIT :limit) AS r{n}"
                  for n, (col, param, v) in enumerate((("service_key", "sk", self.p.service_key),
                                                       ("service_id", "sid", self.p.service_id))) if v]
-        return " UNION ALL ".join(parts)
+        return " UNION ".join(parts)
 
     def ranked(self, rows: str, min_score: int) -> str:
         """Score ``rows`` (a subquery of incident_search rows as ``s``), keep those that qualify, best first."""
         self.params["min"] = min_score
-        return (f"SELECT incident_id, same, score FROM (SELECT s.incident_id, s.detected_at, s.number, "
-                f"{self.same} AS same, {self.score} AS score FROM ({rows}) AS s) AS c "
-                "WHERE same OR score >= :min ORDER BY same DESC, score DESC, detected_at DESC, number DESC "
-                "LIMIT :limit")
+        return (f"SELECT incident_id, same, score, detected_at AS at, number FROM (SELECT s.incident_id, "
+                f"s.detected_at, s.number, {self.same} AS same, {self.score} AS score FROM ({rows}) AS s) AS c "
+                f"WHERE same OR score >= :min ORDER BY {SIMILAR_ORDER} LIMIT :limit")
+
+
+SIMILAR_ORDER = "same DESC, score DESC, at DESC, number DESC"  # the rules' order (at: the detection)
+RECURRENCE_ORDER = "at DESC, same DESC, score DESC, number DESC"  # at: when the CAPA action was done
 
 
 def _statement(sql: str) -> TextClause:
-    return text(sql).bindparams(bindparam("detected", type_=UTCDateTime()),
-                                bindparam("since", type_=UTCDateTime())) if ":since" in sql else \
-        text(sql).bindparams(bindparam("detected", type_=UTCDateTime()))
+    return text(sql).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in ("detected", "since")
+                                  if f":{name}" in sql))
 
 
-def _run(session: Session, q: _Sql, sql: str, limit: int) -> list[Ranked]:
-    """Rows of a ranking query without merged incidents, up to ``limit``."""
-    fetch = limit + MERGED_SLACK
+def _run(session: Session, q: _Sql, sql: str, order: str, limit: int, slack: int = MERGED_SLACK) -> list[Ranked]:
+    """The rows of a ranking query (columns incident_id, same, score, at, number; ``order`` is its ORDER BY)
+    without merged incidents, up to ``limit``: ``limit + slack`` rows are read, more only if merged ones
+    fill them."""
+    sql = (f"SELECT incident_id, same, score, EXISTS (SELECT 1 FROM incident_metrics m "
+           f"WHERE m.incident_id = t.incident_id) AS kept FROM ({sql}) AS t ORDER BY {order}")
+    fetch = limit + slack
     while True:
         rows = session.execute(_statement(sql), {**q.params, "detected": q.p.detected_at, "limit": fetch}).all()
-        ids = [int(r[0]) for r in rows]
-        kept = set(session.execute(select(IncidentMetrics.incident_id)
-                                   .where(IncidentMetrics.incident_id.in_(ids))).scalars()) if ids else set()  # type: ignore[attr-defined]
-        out = [Ranked(int(r[0]), bool(r[1]), int(r[2])) for r in rows if r[0] in kept]
+        out = [Ranked(int(r[0]), bool(r[1]), int(r[2])) for r in rows if r[3]]
         if len(out) >= limit or len(rows) < fetch:
             return out[:limit]
         fetch *= 4
@@ -174,31 +188,29 @@ def best(session: Session, p: Probe, *, limit: int, min_score: int) -> list[Rank
         return []
     q = _Sql(session.get_bind().dialect.name, p)
     where = q.before(resolved_only=True)
-    # The shortcut: incidents with every counted word have the highest score there is.
+
+    def run(rows: str) -> list[Ranked]:
+        return _run(session, q, q.ranked(rows, min_score), SIMILAR_ORDER, limit)
+
+    # The shortcut: incidents with every counted word have the highest score there is, and the most
+    # recent of them come first. On the same service it reads the service's incidents newest first and
+    # stops after a few.
     if p.has_service:
-        q.params["k_same"] = limit + MERGED_SLACK
-        rows = (q.text_rows(True, f"{where} AND {q.same}") if p.best_score else q.recent_same(where, "k_same"))
-        top = _run(session, q, q.ranked(rows, min_score), limit)
+        top = run(q.recent_same(f"{where} AND {q.shares(True)}" if p.best_score else where))
         if len(top) >= limit:
             return top
     elif p.best_score >= min_score and p.best_score:
-        top = _run(session, q, q.ranked(q.text_rows(True, where), min_score), limit)
+        top = run(q.text_rows(True, where))
         if len(top) >= limit:
             return top
     # Every candidate: those sharing a word, and the most recent of the same service that share none
-    # (with a score of 0, only the most recent of them can be in the answer).
+    # (they score 0: only the most recent of them can be in the answer).
     branches = []
     if p.best_score:
         branches.append(q.text_rows(False, where))
     if p.has_service:
-        q.params["k_same"] = limit + MERGED_SLACK
-        shares = (" AND NOT (s.tsv @@ CAST(:q_any AS tsquery))" if q.pg else
-                  " AND s.incident_id NOT IN (SELECT rowid FROM incident_search_fts WHERE "
-                  "incident_search_fts MATCH :q_any)") if p.best_score else ""
-        branches.append(q.recent_same(where + shares, "k_same"))
-    if not branches:
-        return []
-    return _run(session, q, q.ranked(" UNION ALL ".join(branches), min_score), limit)
+        branches.append(q.recent_same(f"{where} AND NOT ({q.shares(False)})" if p.best_score else where))
+    return run(" UNION ALL ".join(branches)) if branches else []
 
 
 def recurring(session: Session, p: Probe, *, since: datetime, min_score: int) -> tuple[int, bool, int] | None:
@@ -207,13 +219,13 @@ def recurring(session: Session, p: Probe, *, since: datetime, min_score: int) ->
     newest first (``ix_action_items_status_closed``) and stops at the first that qualifies."""
     q = _Sql(session.get_bind().dialect.name, p)
     q.params["min"] = min_score
-    sql = (f"SELECT s.incident_id, {q.same} AS same, {q.score} AS score FROM action_items a "
-           "JOIN incident_search s ON s.incident_id = a.incident_id "
+    sql = (f"SELECT s.incident_id, {q.same} AS same, {q.score} AS score, a.closed_at AS at, "
+           "s.number FROM action_items a JOIN incident_search s ON s.incident_id = a.incident_id "
            f"WHERE a.status = 'done' AND a.closed_at >= :since AND a.closed_at <= :detected AND {q.before(False)} "
            f"AND ({q.same} OR {q.score} >= :min) "
-           "ORDER BY a.closed_at DESC, same DESC, score DESC, s.number DESC LIMIT :limit")
+           f"ORDER BY {RECURRENCE_ORDER} LIMIT :limit")
     q.params["since"] = since
-    found = _run(session, q, sql, 1)
+    found = _run(session, q, sql, RECURRENCE_ORDER, 1, slack=0)  # the first that qualifies wins: stop there
     return (found[0].incident_id, found[0].same_service, found[0].score) if found else None
 
 
@@ -251,24 +263,24 @@ def _still(c: _Count, cap: int, total: int, now: float) -> int | None:
 
 
 def _count(session: Session, terms: list[str], cap: int) -> dict[str, int]:
+    """Count each word's incidents up to ``cap + 1``, one query: the index stops reading there."""
     if session.get_bind().dialect.name == "postgresql":
-        parts = [f"SELECT :t{n} AS term, (SELECT count(*) FROM (SELECT 1 FROM incident_search "
-                 f"WHERE tsv @@ CAST(:q{n} AS tsquery) LIMIT :cap) AS hits) AS n" for n in range(len(terms))]
-        params: dict[str, Any] = {"cap": cap + 1}
-        for n, t in enumerate(terms):
-            params[f"t{n}"], params[f"q{n}"] = t, pg_query([t])
-        rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
+        hits = "SELECT 1 FROM incident_search WHERE tsv @@ CAST(:q{n} AS tsquery) LIMIT :cap"
+        quote = pg_query
     else:
-        marks = ", ".join(f":t{n}" for n in range(len(terms)))
-        rows = session.execute(text(f"SELECT term, doc FROM incident_search_vocab WHERE term IN ({marks})"),
-                               {f"t{n}": t for n, t in enumerate(terms)}).all()
-    found = {str(t): min(int(n), cap + 1) for t, n in rows}
-    return {t: found.get(t, 0) for t in terms}
+        hits = "SELECT 1 FROM incident_search_fts WHERE incident_search_fts MATCH :q{n} LIMIT :cap"
+        quote = fts_query
+    sql = " UNION ALL ".join(f"SELECT :t{n} AS term, (SELECT count(*) FROM ({hits.format(n=n)}) AS h{n}) AS n"
+                             for n in range(len(terms)))
+    params: dict[str, Any] = {"cap": cap + 1}
+    for n, t in enumerate(terms):
+        params[f"t{n}"], params[f"q{n}"] = t, quote([t])
+    return {str(t): int(n) for t, n in session.execute(text(sql), params)}
 
 
 def doc_freq(session: Session, terms: Iterable[str], *, cap: int, total: int) -> dict[str, int]:
     """In how many incidents each word appears, enough to tell "more than ``cap``" (counted up to
-    ``cap + 1``: PostgreSQL stops there, SQLite's vocabulary table knows the number outright).
+    ``cap + 1``).
 
     Counts are kept per database and reused while they cannot have crossed the cap (:func:`_still`):
     a lookup counts only the words it has not seen lately."""

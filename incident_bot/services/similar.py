@@ -1,10 +1,11 @@
 """Similar past incidents and recurrence after CAPA: the database side of core/similarity.py and
 core/recurrence.py.
 
-Candidates come from the text index (storage/text_search.py: the database's best text matches) and from
-the same service (its most recent resolved incidents); the core ranks them with the rules a lead can
-check. Reads only, a handful of indexed queries, in the caller's transaction. The intro message of a new
-incident gets them from the outbox (``IntroLookup``), never from the accept path or the fold.
+The database ranks with the rules (storage/text_rank.py) and returns only the best rows; the core scores
+those again to explain them (which words, same service) and decides the recurrence. A lookup is a few
+indexed reads in the caller's transaction: the incident counter, the counts of words not seen lately,
+the ranking, the recurrence walk, and one read of the rows shown. The intro message of a new incident
+gets it from the outbox (``IntroLookup``), never from the accept path or the fold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
 from incident_bot.core import recurrence as rec_rules
@@ -40,15 +41,15 @@ def subject_of(inc: Incident) -> rules.Subject:
 
 @dataclass(frozen=True)
 class Words:
-    """The subject's words that count (core/similarity.py ``informative``) and what the database is asked:
-    the :data:`QUERY_WORDS` rarest of them."""
+    """The subject's words that count (core/similarity.py ``informative``), and what the database is
+    asked: the :data:`QUERY_WORDS` rarest of them."""
 
     counted: frozenset[str]
     probe: text_rank.Probe
 
     @property
     def complete(self) -> bool:
-        """The database scores with every counted word (its order is then exactly the rules' order)."""
+        """The database ranks with every counted word: its order is exactly the rules' order."""
         return len(self.probe.title_words) + len(self.probe.other_words) == len(self.counted)
 
 
@@ -66,9 +67,14 @@ def words_of(session: Session, subject: rules.Subject) -> Words:
     return Words(counted, probe)
 
 
-def counted_words(session: Session, subject: rules.Subject) -> frozenset[str]:
-    """The subject's words that are not too common to count (core/similarity.py ``informative``)."""
-    return words_of(session, subject).counted
+_CANDIDATE = (Incident.id, Incident.number, Incident.ref, Incident.title, Incident.detected_at, Incident.resolved_at,
+              Incident.service, Incident.pagerduty_service_id, IncidentSearch.title_terms, IncidentSearch.body_terms)
+
+
+def _candidate(r: Any) -> rules.Candidate:
+    return rules.Candidate(number=r[1], ref=r[2], title=r[3], detected_at=r[4], resolved_at=r[5], service=r[6],
+                           service_id=r[7], title_terms=frozenset((r[8] or "").split()),
+                           body_terms=frozenset((r[9] or "").split()))
 
 
 def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
@@ -76,52 +82,93 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
     ids = sorted(set(ids))
     if not ids:
         return {}
-    i, s = Incident, IncidentSearch
-    stmt = (select(i.id, i.number, i.ref, i.title, i.detected_at, i.resolved_at, i.service, i.pagerduty_service_id,
-                   s.title_terms, s.body_terms)
-            .join(s, s.incident_id == i.id).join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
-            .where(i.id.in_(ids)))  # type: ignore[union-attr]
-    return {r[0]: rules.Candidate(number=r[1], ref=r[2], title=r[3], detected_at=r[4], resolved_at=r[5],
-                                  service=r[6], service_id=r[7], title_terms=frozenset((r[8] or "").split()),
-                                  body_terms=frozenset((r[9] or "").split()))
-            for r in session.execute(stmt)}
+    stmt = (select(*_CANDIDATE).join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
+            .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
+            .where(Incident.id.in_(ids)))  # type: ignore[union-attr]
+    return {r[0]: _candidate(r) for r in session.execute(stmt)}
 
 
-def similar(session: Session, inc: Incident, *, limit: int = 3, words: Words | None = None) -> list[rules.Match]:
-    """The ``limit`` most similar past incidents of ``inc``, best first (core/similarity.py).
+@dataclass(frozen=True)
+class _Shown:
+    """A past incident as one read gives it: the candidate, and what the answer shows of it."""
 
-    The database ranks by the same rules (storage/text_rank.py) and returns the best rows; the core scores
-    them again for the explanation. With more than :data:`QUERY_WORDS` counted words the database ranks
-    by the rarest ones: it then returns :data:`WIDER` rows for the core to rank with all of them."""
-    subject = subject_of(inc)
-    words = words_of(session, subject) if words is None else words
+    candidate: rules.Candidate
+    rca: dict[str, Any]
+    channel_id: str | None
+    channel_name: str | None
+    ttr_s: int | None
+    capa_total: int  # CAPA actions, won't-do ones aside
+    capa_done: int
+
+
+_a = ActionItem
+_SHOWN = (
+    select(*_CANDIDATE, Incident.rca, Incident.slack_channel_id, Incident.slack_channel_name, IncidentMetrics.ttr_s,
+           select(func.count()).where(_a.incident_id == Incident.id, _a.status != "wont_do")  # type: ignore[arg-type]
+           .scalar_subquery(),
+           select(func.count()).where(_a.incident_id == Incident.id, _a.status == "done")  # type: ignore[arg-type]
+           .scalar_subquery())
+    .join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
+    .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
+    .where(Incident.id.in_(bindparam("ids", expanding=True))))  # type: ignore[union-attr]
+
+
+def _read(session: Session, ids: Iterable[int]) -> dict[int, _Shown]:
+    """The rows shown, by incident id, in one read (merged incidents left out)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {r[0]: _Shown(_candidate(r), dict(r[10] or {}), r[11], r[12], r[13], int(r[14]), int(r[15]))
+            for r in session.execute(_SHOWN, {"ids": ids})}
+
+
+def _matches(subject: rules.Subject, words: Words, ranked: list[text_rank.Ranked], shown: dict[int, _Shown],
+             limit: int) -> list[rules.Match]:
+    found = [shown[r.incident_id].candidate for r in ranked if r.incident_id in shown]
+    return rules.rank(subject, found, words.counted, limit=limit)
+
+
+def _ranked(session: Session, words: Words, limit: int) -> list[text_rank.Ranked]:
+    """The database's best rows: exactly the rules' top ``limit`` when it ranks with every counted word;
+    otherwise :data:`WIDER` rows for the core to rank with all of them."""
     asked = limit if words.complete else max(limit, WIDER)
-    ranked = text_rank.best(session, words.probe, limit=asked, min_score=rules.MIN_SCORE)
-    found = candidates(session, [r.incident_id for r in ranked])
-    return rules.rank(subject, found.values(), words.counted, limit=limit)
+    return text_rank.best(session, words.probe, limit=asked, min_score=rules.MIN_SCORE)
 
 
-def recurrence(session: Session, inc: Incident, *, window: timedelta,
-               words: Words | None = None) -> rec_rules.Recurrence | None:
+def _recurrence(session: Session, subject: rules.Subject, words: Words, window: timedelta,
+                pick: tuple[int, bool, int] | None, shown: dict[int, _Shown]) -> rec_rules.Recurrence | None:
+    if pick is None or pick[0] not in shown:
+        return None
+    since, a = subject.detected_at - window, ActionItem
+    stmt = select(a.id, a.title, a.closed_at).where(a.incident_id == pick[0], a.status == "done",  # type: ignore[arg-type]
+                                                    a.closed_at >= since, a.closed_at <= subject.detected_at)  # type: ignore[operator]
+    fixes = tuple(rec_rules.Fix(action_id, title, done_at) for action_id, title, done_at in session.execute(stmt))
+    return rec_rules.find(subject, [rec_rules.Earlier(shown[pick[0]].candidate, fixes)], words.counted, window=window)
+
+
+def _pick(session: Session, subject: rules.Subject, words: Words, window: timedelta) -> tuple[int, bool, int] | None:
+    return text_rank.recurring(session, words.probe, since=subject.detected_at - window,
+                               min_score=rec_rules.MIN_SCORE)
+
+
+def similar(session: Session, inc: Incident, *, limit: int = 3) -> list[rules.Match]:
+    """The ``limit`` most similar past incidents of ``inc``, best first (core/similarity.py)."""
+    subject = subject_of(inc)
+    words = words_of(session, subject)
+    ranked = _ranked(session, words, limit)
+    return _matches(subject, words, ranked, _read(session, [r.incident_id for r in ranked]), limit)
+
+
+def recurrence(session: Session, inc: Incident, *, window: timedelta) -> rec_rules.Recurrence | None:
     """The earlier incident ``inc`` recurs after its CAPA was marked done (core/recurrence.py), or None.
 
     The database walks the CAPA actions done in the window before ``inc`` was detected, newest first, and
     stops at the first whose incident is on its service or scores :data:`core.recurrence.MIN_SCORE`
     (storage/text_rank.py); the core checks the rule on it and lists its fixes."""
-    assert inc.detected_at is not None
     subject = subject_of(inc)
-    words = words_of(session, subject) if words is None else words
-    since = inc.detected_at - window
-    found = text_rank.recurring(session, words.probe, since=since, min_score=rec_rules.MIN_SCORE)
-    if found is None:
-        return None
-    a = ActionItem
-    stmt = (select(a.id, a.title, a.closed_at)
-            .where(a.incident_id == found[0], a.status == "done", a.closed_at >= since,  # type: ignore[operator]
-                   a.closed_at <= inc.detected_at))  # type: ignore[operator]
-    fixes = tuple(rec_rules.Fix(action_id, title, done_at) for action_id, title, done_at in session.execute(stmt))
-    earlier = [rec_rules.Earlier(c, fixes) for c in candidates(session, [found[0]]).values()]
-    return rec_rules.find(subject, earlier, words.counted, window=window)
+    words = words_of(session, subject)
+    pick = _pick(session, subject, words, window)
+    return _recurrence(session, subject, words, window, pick, _read(session, [pick[0]] if pick else []))
 
 
 # -- what people read ----------------------------------------------------------------------------------
@@ -154,30 +201,12 @@ def first_line(value: Any) -> str | None:
     return None
 
 
-def describe(session: Session, matches: list[rules.Match]) -> list[PastIncident]:
-    if not matches:
-        return []
-    numbers = [m.candidate.number for m in matches]
-    i, a = Incident, ActionItem
-    rows = {r[0]: r for r in session.execute(
-        select(i.number, i.id, i.rca, i.slack_channel_id, i.slack_channel_name, IncidentMetrics.ttr_s)
-        .join(IncidentMetrics, IncidentMetrics.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
-        .where(i.number.in_(numbers)))}  # type: ignore[attr-defined]
-    ids = [r[1] for r in rows.values()]
-    capa: dict[int, list[int]] = {}
-    stmt = (select(a.incident_id, func.count(), func.sum(case((a.status == "done", 1), else_=0)))
-            .where(a.incident_id.in_(ids), a.status != "wont_do").group_by(a.incident_id))  # type: ignore[attr-defined]
-    for incident_id, total, done in session.execute(stmt):
-        capa[incident_id] = [int(total), int(done or 0)]
-    out = []
-    for m in matches:
-        c, r = m.candidate, rows[m.candidate.number]
-        total, done = capa.get(r[1], [0, 0])
-        out.append(PastIncident(ref=c.ref, title=c.title, score=m.score, reasons=m.reasons, shared_words=m.shared,
-                                same_service=m.same_service, service=c.service, detected_at=c.detected_at,
-                                ttr_s=r[5], root_cause=first_line((r[2] or {}).get("root_causes")),
-                                capa_done=done, capa_total=total, channel_id=r[3], channel_name=r[4]))
-    return out
+def _past(m: rules.Match, r: _Shown) -> PastIncident:
+    c = m.candidate
+    return PastIncident(ref=c.ref, title=c.title, score=m.score, reasons=m.reasons, shared_words=m.shared,
+                        same_service=m.same_service, service=c.service, detected_at=c.detected_at, ttr_s=r.ttr_s,
+                        root_cause=first_line(r.rca.get("root_causes")), capa_done=r.capa_done,
+                        capa_total=r.capa_total, channel_id=r.channel_id, channel_name=r.channel_name)
 
 
 def past_json(p: PastIncident) -> dict[str, Any]:
@@ -202,10 +231,16 @@ class Learned:
 
 
 def learn(session: Session, inc: Incident, *, window: timedelta, limit: int = 3) -> Learned:
-    """Both answers for one incident, its words looked up once."""
-    words = words_of(session, subject_of(inc))
-    return Learned(similar=describe(session, similar(session, inc, limit=limit, words=words)),
-                   recurrence=recurrence(session, inc, window=window, words=words))
+    """Both answers for one incident: its words looked up once, the rows shown read once."""
+    subject = subject_of(inc)
+    words = words_of(session, subject)
+    ranked = _ranked(session, words, limit)
+    pick = _pick(session, subject, words, window)
+    shown = _read(session, [r.incident_id for r in ranked] + ([pick[0]] if pick else []))
+    by_number = {r.candidate.number: r for r in shown.values()}
+    matches = _matches(subject, words, ranked, shown, limit)
+    return Learned(similar=[_past(m, by_number[m.candidate.number]) for m in matches],
+                   recurrence=_recurrence(session, subject, words, window, pick, shown))
 
 
 class IntroLookup:
@@ -229,4 +264,3 @@ class IntroLookup:
             log.exception("similar past incidents for incident %s: lookup failed; intro posted without them",
                           incident_id)
             return None
-
