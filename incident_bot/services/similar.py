@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from storage.db import session_scope
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch
 
 log = logging.getLogger(__name__)
-QUERY_WORDS = 32  # the rarest counted words of an incident the database ranks with
+QUERY_WORDS = 48  # counted words of an incident the database ranks with (title words first, then the rarest)
 WIDER = 20  # rows the core ranks again when an incident has more counted words than that
 ROOT_CAUSE_LINE = 160
 
@@ -41,27 +41,33 @@ def subject_of(inc: Incident) -> rules.Subject:
 
 @dataclass(frozen=True)
 class Words:
-    """The subject's words that count (core/similarity.py ``informative``), and what the database is
-    asked: the :data:`QUERY_WORDS` rarest of them."""
+    """The subject's words that count (core/similarity.py ``informative``), and the database's probe of
+    them: every one (``probe``), or for ranking the :data:`QUERY_WORDS` that weigh most (``ranking``)."""
 
     counted: frozenset[str]
     probe: text_rank.Probe
 
     @property
+    def ranking(self) -> text_rank.Probe:
+        """Title words first (they are worth more), then the rarest: at most :data:`QUERY_WORDS`."""
+        title = self.probe.title_words[:QUERY_WORDS]
+        return replace(self.probe, title_words=title, other_words=self.probe.other_words[:QUERY_WORDS - len(title)])
+
+    @property
     def complete(self) -> bool:
         """The database ranks with every counted word: its order is exactly the rules' order."""
-        return len(self.probe.title_words) + len(self.probe.other_words) == len(self.counted)
+        return len(self.counted) <= QUERY_WORDS
 
 
 def words_of(session: Session, subject: rules.Subject) -> Words:
     total = text_search.indexed_total(session)
     df = text_rank.doc_freq(session, subject.stems, cap=rules.common_cap(total), total=total)
     counted = rules.informative(subject.stems, df, total)
-    asked = sorted(counted, key=lambda w: (df.get(w, 0), w))[:QUERY_WORDS]
+    rarest = sorted(counted, key=lambda w: (df.get(w, 0), w))
     probe = text_rank.Probe(
         number=subject.number, detected_at=subject.detected_at,
-        title_words=tuple(w for w in asked if w in subject.title_words),
-        other_words=tuple(w for w in asked if w not in subject.title_words),
+        title_words=tuple(w for w in rarest if w in subject.title_words),
+        other_words=tuple(w for w in rarest if w not in subject.title_words),
         service_key=text_search.service_key(subject.service), service_id=subject.service_id or None,
         title_points=rules.TITLE_POINTS, other_points=rules.OTHER_POINTS)
     return Words(counted, probe)
@@ -132,7 +138,7 @@ def _ranked(session: Session, words: Words, limit: int) -> list[text_rank.Ranked
     """The database's best rows: exactly the rules' top ``limit`` when it ranks with every counted word;
     otherwise :data:`WIDER` rows for the core to rank with all of them."""
     asked = limit if words.complete else max(limit, WIDER)
-    return text_rank.best(session, words.probe, limit=asked, min_score=rules.MIN_SCORE)
+    return text_rank.best(session, words.ranking, limit=asked, min_score=rules.MIN_SCORE)
 
 
 def _recurrence(session: Session, subject: rules.Subject, words: Words, window: timedelta,
