@@ -35,7 +35,8 @@ def _json_dict() -> Any:
 
 
 class Counter(SQLModel, table=True):
-    """Gap-free counters (``incident`` numbers INC-<n>).
+    """Gap-free counters (``incident`` numbers INC-<n>; ``search_words``: the incident counter when the
+    word counts of ``incident_search_words`` were taken).
 
     A row lock on the counter is taken inside the transaction that creates the incident, so a rolled
     back transaction gives its number back and numbers have no gaps, unlike a database sequence.
@@ -375,3 +376,14 @@ class IncidentSearch(SQLModel, table=True):
     resolved: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     service_key: str | None = None  # no length: case folding can lengthen a name ("ß" -> "ss")
     service_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN)
+
+
+class IncidentSearchWord(SQLModel, table=True):
+    """In how many incidents a word appears, as last counted (storage/text_rank.py ``refresh_word_counts``:
+    the scheduler, every 15 minutes). Words in fewer than 10 incidents are not kept. The ``search_words``
+    counter holds the incident counter at that count: a lookup knows how many incidents came since."""
+
+    __tablename__ = "incident_search_words"
+
+    term: str = Field(primary_key=True, max_length=64)
+    docs: int

@@ -21,24 +21,25 @@ incident that shares a word; bench/bench_similar.py).
 Merged incidents (no ``incident_metrics`` row) are left out after ranking: a few more rows are read
 than asked for, and more again in the rare case that merged ones fill them.
 
-Document frequencies (in how many incidents a word appears) are counted here too, with a cache.
+Document frequencies (in how many incidents a word appears) live here too: counted for every word every
+15 minutes, and counted again at lookup only for a word that incidents created since could have pushed
+across the cap.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, bindparam, delete, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from storage.models import Counter, IncidentSearchWord
 from storage.text_search import fts_query, pg_query
 
 MERGED_SLACK = 4  # extra rows read so that a merged incident or two can be dropped without a second query
@@ -231,35 +232,54 @@ def recurring(session: Session, p: Probe, *, since: datetime, min_score: int) ->
 
 # -- document frequencies ------------------------------------------------------------------------------
 
-DF_TTL = 600.0  # seconds a count is trusted for; bounds what edits of existing incidents can leave stale
-DF_KEEP = 50_000  # words per database
+WORDS_FLOOR = 10  # words in fewer incidents than this are not kept in incident_search_words
+WORDS_COUNTER = "search_words"
 
 
-class _Count(NamedTuple):
-    n: int  # incidents with the word, counted up to cap + 1
-    cap: int
-    total: int  # the incident counter then
-    at: float
+def refresh_word_counts(conn: Connection) -> int:
+    """Count in how many incidents every word appears, into ``incident_search_words`` (words in at least
+    :data:`WORDS_FLOOR`), and note the incident counter then. The scheduler does it every 15 minutes;
+    migration 0008 and bulk loads too. One pass over the index (PostgreSQL ``ts_stat``, SQLite's
+    ``fts5vocab``). Returns how many words were kept."""
+    total = _counters(conn).get("incident", 0)  # read first: what is counted may be newer, never older
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(text("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM incident_search') "
+                                  "WHERE ndoc >= :floor"), {"floor": WORDS_FLOOR}).all()
+    else:
+        found = conn.execute(text("SELECT term, doc FROM incident_search_vocab WHERE doc >= :floor"),
+                             {"floor": WORDS_FLOOR}).all()
+    words = IncidentSearchWord.__table__  # type: ignore[attr-defined]
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
+    conn.execute(delete(words))
+    if found:  # a replica refreshing at the same moment inserted them too: same counts, keep either
+        conn.execute(ins(words).on_conflict_do_nothing(), [{"term": t, "docs": int(n)} for t, n in found])
+    counter = Counter.__table__  # type: ignore[attr-defined]
+    stmt = ins(counter).values(name=WORDS_COUNTER, value=total)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": stmt.excluded.value}))
+    return len(found)
 
 
-_CACHE: weakref.WeakKeyDictionary[Engine, dict[str, _Count]] = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
+def _counters(conn: Connection | Session) -> dict[str, int]:
+    rows = conn.execute(select(Counter.name, Counter.value).where(Counter.name.in_(["incident", WORDS_COUNTER])))  # type: ignore[attr-defined]
+    return {str(name): int(value) for name, value in rows}
 
 
-def _still(c: _Count, cap: int, total: int, now: float) -> int | None:
-    """The cached count when it still decides "more than ``cap``" the same way, else None.
+def totals(session: Session) -> tuple[int, int | None]:
+    """(how many incidents there are: the counter behind INC-<n>, the same counter when the words were
+    last counted or None), in one read."""
+    found = _counters(session)
+    return found.get("incident", 0), found.get(WORDS_COUNTER)
 
-    New incidents since it was counted can only raise it, by at most how many there are: a word far
-    under the cap or over it stays there; a word near it is counted again. Edits of older incidents are
-    not seen by the counter: ``DF_TTL`` bounds them."""
-    grown = total - c.total
-    if grown < 0 or now - c.at > DF_TTL:
-        return None
-    if c.n > c.cap:  # "more than c.cap" then
-        return c.n if c.cap >= cap else None
-    if c.n > cap or c.n + grown <= cap:
-        return c.n
-    return None
+
+def decided(kept: int | None, cap: int, grown: int) -> int | None:
+    """A word's count from the last count, when it tells "more than ``cap``" as a count now would; None
+    when only a count now can tell. ``kept``: the count then (None: the word was in fewer than
+    :data:`WORDS_FLOOR` incidents); ``grown``: incidents created since. New incidents raise a count by at
+    most their number: a word far under the cap or over it stays there, a word near it is counted again.
+    (Edits of older incidents are not seen before the next count, 15 minutes at most.)"""
+    if kept is None:
+        return 0 if WORDS_FLOOR - 1 + grown <= cap else None
+    return kept if kept > cap or kept + grown <= cap else None
 
 
 def _count(session: Session, terms: list[str], cap: int) -> dict[str, int]:
@@ -278,27 +298,22 @@ def _count(session: Session, terms: list[str], cap: int) -> dict[str, int]:
     return {str(t): int(n) for t, n in session.execute(text(sql), params)}
 
 
-def doc_freq(session: Session, terms: Iterable[str], *, cap: int, total: int) -> dict[str, int]:
-    """In how many incidents each word appears, enough to tell "more than ``cap``" (counted up to
-    ``cap + 1``).
-
-    Counts are kept per database and reused while they cannot have crossed the cap (:func:`_still`):
-    a lookup counts only the words it has not seen lately."""
+def doc_freq(session: Session, terms: Iterable[str], *, cap: int, total: int, counted_at: int | None) -> dict[str, int]:
+    """In how many incidents each word appears, enough to tell "more than ``cap``": from the last count
+    (``incident_search_words``, taken when the incident counter was ``counted_at``) where it decides
+    (:func:`decided`), counted now (up to ``cap + 1``) for the others."""
     terms = sorted(set(terms))
     if not terms:
         return {}
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    now = time.monotonic()
-    with _CACHE_LOCK:
-        cache = _CACHE.setdefault(engine, {})
-        known = {t: n for t in terms if t in cache and (n := _still(cache[t], cap, total, now)) is not None}
+    known: dict[str, int] = {}
+    if counted_at is not None and counted_at <= total:
+        w = IncidentSearchWord
+        kept = dict(session.execute(select(w.term, w.docs).where(w.term.in_(terms))).all())  # type: ignore[attr-defined]
+        for t in terms:
+            n = decided(kept.get(t), cap, total - counted_at)
+            if n is not None:
+                known[t] = n
     missing = [t for t in terms if t not in known]
     if missing:
-        counted = _count(session, missing, cap)
-        known.update(counted)
-        with _CACHE_LOCK:
-            if len(cache) + len(counted) > DF_KEEP:
-                cache.clear()
-            cache.update({t: _Count(n, cap, total, now) for t, n in counted.items()})
-    return {t: known[t] for t in terms}
+        known.update(_count(session, missing, cap))
+    return known

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from storage.models import Counter, Incident, IncidentSearch
+from storage.models import Incident, IncidentSearch
 
 # Function words, and words every incident title has whatever broke. Kept short on purpose: a word that
 # is merely frequent in a team's history is found out by its document frequency (``doc_freq``).
@@ -180,12 +180,6 @@ def fts_query(terms: Iterable[str], op: str = " OR ", prefix_last: bool = False)
     if prefix_last and quoted:
         quoted[-1] += "*"
     return op.join(quoted)
-
-
-def indexed_total(session: Session) -> int:
-    """How many incidents there are (the counter behind INC-<n>: one row read, not a count of 100,000)."""
-    value = session.execute(select(Counter.value).where(Counter.name == "incident")).scalar_one_or_none()
-    return int(value or 0)
 
 
 def matching(dialect: str, query: str) -> ColumnElement[bool] | None:

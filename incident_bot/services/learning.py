@@ -84,8 +84,8 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
         for stem in e.incident.title_terms | e.incident.body_terms:
             by_word[stem].append(e)
     shared = {s for _, _, subj in subjects for s in subj.stems} & set(by_word)
-    total = text_search.indexed_total(session)
-    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total)
+    total, counted_at = text_rank.totals(session)
+    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total, counted_at=counted_at)
     counted = similarity.informative(shared, df, total)
     out = []
     for ref, title, subj in subjects:

@@ -60,8 +60,8 @@ class Words:
 
 
 def words_of(session: Session, subject: rules.Subject) -> Words:
-    total = text_search.indexed_total(session)
-    df = text_rank.doc_freq(session, subject.stems, cap=rules.common_cap(total), total=total)
+    total, counted_at = text_rank.totals(session)
+    df = text_rank.doc_freq(session, subject.stems, cap=rules.common_cap(total), total=total, counted_at=counted_at)
     counted = rules.informative(subject.stems, df, total)
     rarest = sorted(counted, key=lambda w: (df.get(w, 0), w))
     probe = text_rank.Probe(

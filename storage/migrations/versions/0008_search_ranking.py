@@ -1,4 +1,5 @@
-"""ranking in the text index: each incident's number, detection, resolution and service beside its words
+"""ranking in the text index: each incident's number, detection, resolution and service beside its words;
+the words' counts
 
 ``incident_search`` gains the columns that ranking similar past incidents reads (storage/text_rank.py),
 so the ranking query never joins ``incidents``: ``number``, ``detected_at``, ``resolved``,
@@ -6,6 +7,8 @@ so the ranking query never joins ``incidents``: ``number``, ``detected_at``, ``r
 index per service key for "the same service, newest first". Every incident already there is indexed
 again (storage/text_search.py computes the columns). SQLite: the FTS5 update trigger now fires only when
 the words change, so resolving an incident does not rewrite its full-text rows.
+``incident_search_words``: in how many incidents each word appears (the scheduler counts them again every
+15 minutes, storage/text_rank.py); counted here once.
 
 Revision ID: 0008
 Revises: 0007
@@ -17,7 +20,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-from storage import text_search
+from storage import text_rank, text_search
 
 revision: str = '0008'
 down_revision: str | None = '0007'
@@ -45,12 +48,20 @@ def upgrade() -> None:
         op.execute("CREATE TRIGGER incident_search_au AFTER UPDATE OF title_terms, body_terms ON incident_search "
                    "WHEN old.title_terms IS NOT new.title_terms OR old.body_terms IS NOT new.body_terms BEGIN "
                    + _FTS_UPDATE)
+    op.create_table('incident_search_words',
+    sa.Column('term', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('docs', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('term')
+    )
     text_search.rebuild(op.get_bind())
+    text_rank.refresh_word_counts(op.get_bind())
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ANALYZE incident_search")
 
 
 def downgrade() -> None:
+    op.drop_table('incident_search_words')
+    op.execute("DELETE FROM counters WHERE name = 'search_words'")
     if op.get_bind().dialect.name != "postgresql":
         op.execute("DROP TRIGGER IF EXISTS incident_search_au")
         op.execute("CREATE TRIGGER incident_search_au AFTER UPDATE ON incident_search BEGIN " + _FTS_UPDATE)
