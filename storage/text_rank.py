@@ -125,12 +125,14 @@ class _Sql:
     def shares(self, every: bool) -> str:
         """A test on each row ``s`` read otherwise (from the service index, newest first): it has the
         probe's words, every one where it counts or any. Written so that no plan turns it into an index
-        lookup of every incident with the words (PostgreSQL's planner, assuming the words and the service
-        independent, would, and then sort them all)."""
+        lookup of every incident with the words, read and sorted before the first row is returned:
+        SQLite is told not to (``+``); PostgreSQL's planner cannot see into ``COALESCE`` and assumes half
+        the rows pass (it would otherwise trust a product of word frequencies that takes the words as
+        independent of the service, far too few, and read the whole service through a bitmap)."""
         name = "q_every" if every else "q_any"
         self.params[name] = self.words(every)
         if self.pg:
-            return f"(s.tsv @@ CAST(:{name} AS tsquery)) IS TRUE"
+            return f"COALESCE(s.tsv @@ CAST(:{name} AS tsquery), FALSE)"
         return f"+s.incident_id IN (SELECT rowid FROM incident_search_fts WHERE incident_search_fts MATCH :{name})"
 
     def text_rows(self, every: bool, where: str) -> str:
