@@ -22,9 +22,9 @@ from sqlmodel import Session
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
-from storage import text_rank, text_search
+from storage import repo, text_rank, text_search
 from storage.db import session_scope
-from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch
+from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
 log = logging.getLogger(__name__)
 QUERY_WORDS = 48  # counted words of an incident the database ranks with (title words first, then the rarest)
@@ -249,19 +249,27 @@ def learn(session: Session, inc: Incident, *, window: timedelta, limit: int = 3)
                    recurrence=_recurrence(session, subject, words, window, pick, shown))
 
 
+def record_recurrence(session: Session, incident_id: int, rec: rec_rules.Recurrence) -> None:
+    """Put on the incident's timeline that it was flagged as a recurrence of ``rec.previous`` (once: a
+    repeated call with the same previous incident adds nothing), so its RCA and web page say when and why."""
+    repo.add_timeline(session, incident_id=incident_id, occurred_at=utcnow(), source="bot", kind="recurrence",
+                      text=rec_rules.timeline_text(rec), source_event_id=f"recurrence:{rec.previous.ref}")
+
+
 class IntroLookup:
     """What the outbox asks when it posts a new incident's intro message: similar past incidents and a
     recurrence, in a read transaction of its own. A failure is logged and the intro goes out without them:
     the first message must never wait on history."""
 
-    def __init__(self, engine: Engine, window: timedelta, *, limit: int = 3) -> None:
+    def __init__(self, engine: Engine, window: timedelta, *, limit: int = 3, budget_s: float = 5.0) -> None:
         self.engine, self.window, self.limit = engine, window, limit
+        self.budget_s = budget_s  # PostgreSQL: a statement (or a wait for a lock) longer than this gives up
 
     def __call__(self, incident_id: int) -> Learned | None:
         try:
             with session_scope(self.engine) as s:
                 if s.get_bind().dialect.name == "postgresql":
-                    s.execute(text("SET LOCAL statement_timeout = 5000"))  # a slow lookup gives up, the intro goes
+                    s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
                 inc = s.get(Incident, incident_id)
                 if inc is None or inc.detected_at is None:
                     return None
