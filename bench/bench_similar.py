@@ -9,7 +9,9 @@ schema, then times, in one process and the same run, what the CLI and the intro 
 incident: ``services.similar.learn`` (the counters and word counts, the ranking, the recurrence walk, the
 rows shown) on random incidents of the last month. Each lookup is timed on the wall clock and in this
 process's CPU time (less noisy on a shared machine; PostgreSQL's own CPU is not in it), and its SQL
-statements are counted. Also the web list's search through the index against the old LIKE scan.
+statements are counted. The open path: the intro's lookup for 50 new incidents (what the outbox adds to
+the intro job before posting it; deleted afterwards). Also the web list's search through the index
+against the old LIKE scan.
 ``--reuse`` keeps the data (``bench/data/similar.db``, schema ``bench_similar``) and loads it only once.
 Prints figures; asserts nothing. The machine is shared: compare within a run.
 """
@@ -26,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import Engine, delete, event, func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,8 +37,9 @@ import gen_data
 
 from incident_bot.services import similar
 from incident_bot.web import queries
+from storage import repo
 from storage.db import make_engine, session_scope
-from storage.models import Incident
+from storage.models import Counter, Incident
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -54,6 +57,33 @@ def loaded(url: str, n: int) -> bool:
                 conn.execute(text("SELECT count(*) FROM incidents")).scalar_one() == n
     except Exception:
         return False
+
+
+def intro_lookups(engine: Engine, rng: random.Random, n: int = 50) -> dict[str, float]:
+    """The open path: what the outbox adds to a new incident's intro job before ``chat.postMessage``
+    (``IntroLookup``: its own read transaction, the lookup, the rows shown), for ``n`` new incidents
+    opened one after the other as PagerDuty would (a title and a service, no RCA yet), indexed by the
+    ORM's flush like the fold's. Then the same incidents are deleted (the next run starts equal)."""
+    lookup = similar.IntroLookup(engine, timedelta(days=30))
+    ids, times = [], []
+    for k in range(n):
+        with session_scope(engine) as s:
+            number = repo.next_number(s)
+            symptom, service = rng.choice(gen_data.FAILURES)[0], rng.choice(gen_data.SERVICES)
+            joined = symptom.endswith((" on", " in", " for", " by"))
+            inc = Incident(number=number, ref=f"INC-{number}", service=service, status="triggered",
+                           title=f"{symptom} {service}" if joined else f"{symptom} on {service}",
+                           detected_at=END + timedelta(minutes=k))
+            s.add(inc)
+            s.flush()
+            ids.append(inc.id)
+        start = time.perf_counter()
+        lookup(ids[-1])
+        times.append((time.perf_counter() - start) * 1000)
+    with session_scope(engine) as s:
+        s.execute(delete(Incident).where(Incident.id.in_(ids)))  # type: ignore[union-attr]
+        s.execute(update(Counter).where(Counter.name == "incident").values(value=Counter.value - n))
+    return {"intro_p50": statistics.median(times), "intro_p95": pct(times, 95)}
 
 
 def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[str, float]:
@@ -81,6 +111,7 @@ def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[st
             counts.append(statements[0])
             found += len(learned.similar)
             flagged += learned.recurrence is not None
+    intro = intro_lookups(engine, rng)
     search, like = [], []
     for q in ("checkout", "pool exhausted", "certificate", "replication lag"):
         for _ in range(5):
@@ -93,7 +124,7 @@ def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[st
                           .where(func.lower(Incident.title).like(f"%{q}%"))).scalar_one()
                 like.append((time.perf_counter() - start) * 1000)
     engine.dispose()
-    return {"load_s": load_s, "p50": statistics.median(wall), "p95": pct(wall, 95), "max": max(wall),
+    return {**intro, "load_s": load_s, "p50": statistics.median(wall), "p95": pct(wall, 95), "max": max(wall),
             "cpu_p50": statistics.median(cpu), "cpu_mean": statistics.mean(cpu),
             "statements": statistics.mean(counts), "avg_found": found / len(picks),
             "recurrences": flagged / len(picks), "search_p50": statistics.median(search),
@@ -135,6 +166,8 @@ def main() -> int:
               f"CPU in this process p50 {r['cpu_p50']:.1f} ms (mean {r['cpu_mean']:.1f}); "
               f"{r['statements']:.1f} SQL statements per lookup "
               f"({r['avg_found']:.1f} similar found on average, {r['recurrences']:.0%} flagged as recurrences); "
+              f"the intro's lookup of a new incident (the open path) p50 {r['intro_p50']:.1f} ms, "
+              f"p95 {r['intro_p95']:.1f} ms; "
               f"list search p50 {r['search_p50']:.1f} ms (old LIKE count alone {r['like_count_p50']:.1f} ms); "
               f"load average {os.getloadavg()[0]:.2f}")
     return 0
