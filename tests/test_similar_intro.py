@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -15,8 +16,9 @@ from sqlalchemy import select, text
 
 from incident_bot.services import similar
 from incident_bot.services.rca import export_rca
+from incident_bot.services.similar import IntroLookup
 from incident_bot.testing import pagerduty_payloads as pd
-from storage.db import session_scope
+from storage.db import make_engine, read_scope, session_scope
 from storage.models import Incident, TimelineEvent
 
 from .conftest import start_bot
@@ -111,3 +113,29 @@ def test_the_intro_goes_out_without_history_when_the_lookup_times_out(pg_url: st
         bot.http.close()
         bot.server.stop()
         bot.rt.engine.dispose()
+
+
+def test_on_sqlite_the_lookup_neither_waits_for_nor_holds_the_write_lock(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        now = datetime.now(UTC)
+        with session_scope(engine) as s:
+            past = add_incident(s, "Checkout API 5xx: DB connection pool exhausted", service="checkout-api",
+                                detected=now - timedelta(days=20), resolved=now - timedelta(days=20, hours=-1))
+            new = add_incident(s, "Checkout API 5xx", service="checkout-api", detected=now, resolved=None)
+        writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0)
+        writer.execute("BEGIN IMMEDIATE")  # the fold, say, in the middle of a batch
+        try:
+            learned = IntroLookup(engine, timedelta(days=30))(new.id or 0)
+            assert learned is not None and [p.ref for p in learned.similar] == [past.ref]
+        finally:
+            writer.rollback()
+        # And the other way round: a write goes on while a lookup's transaction is open.
+        with read_scope(engine) as s:
+            s.execute(text("SELECT count(*) FROM incident_search")).scalar_one()
+            writer.execute("BEGIN IMMEDIATE")  # timeout=0: fails at once if the lookup held the lock
+            writer.execute("UPDATE counters SET value = value WHERE name = 'incident'")
+            writer.commit()
+        writer.close()
+    finally:
+        engine.dispose()

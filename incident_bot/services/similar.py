@@ -23,7 +23,7 @@ from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
 from storage import repo, text_rank, text_search
-from storage.db import session_scope
+from storage.db import read_scope
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class IntroLookup:
 
     def __call__(self, incident_id: int) -> Learned | None:
         try:
-            with session_scope(self.engine) as s:
+            with read_scope(self.engine) as s:  # SQLite: no write lock; the fold and accept path go on
                 if s.get_bind().dialect.name == "postgresql":
                     s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
                 inc = s.get(Incident, incident_id)
