@@ -1,4 +1,4 @@
-"""The incidents' text index: what a "word" is, how the index is kept in step, and how it is queried.
+"""The incidents' text index: what a "word" is, how the index is kept in step, and the web list's search.
 
 One concept, one place. A word is a run of letters and digits, lower-cased, not a stop word, reduced to
 its stem by the Snowball English stemmer (``timeouts`` and ``timeout`` are one word, so are ``failing``
@@ -7,16 +7,19 @@ same ones and a similarity found on one is found on the other.
 
 Each incident has one row in ``incident_search``: the words of its title and service name
 (``title_terms``), and the other words of its description, RCA summary and root causes
-(``body_terms``). The row is written in the flush that writes the incident (a session hook below): a
-new incident, a title or service changed by PagerDuty, an RCA edit, an imported incident
-(``backfill``) are all indexed in the same transaction, whoever wrote them. Over that table:
+(``body_terms``), and beside them what ranking reads (number, detection, resolved, service: see
+storage/text_rank.py, which ranks similar incidents over this index). The row is written in the flush
+that writes the incident (a session hook below): a new incident, a title or service changed by
+PagerDuty, an RCA edit, a resolve, an imported incident (``backfill``) are all indexed in the same
+transaction, whoever wrote them. Over that table:
 
 - PostgreSQL: a generated ``tsvector`` column (title words weight A, the rest B) with a GIN index,
   built with ``array_to_tsvector``, so no text search configuration re-parses our words;
 - SQLite: an FTS5 table over the same two columns (external content, kept by triggers), and an
   ``fts5vocab`` table that tells in how many incidents a word appears.
 
-Both are created by migration 0007, which also indexes the incidents already there.
+Both are created by migration 0007 (0008 adds the ranking columns), which also index the incidents
+already there.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from sqlmodel import Session
 from storage.models import Incident, IncidentSearch
 
 # Function words, and words every incident title has whatever broke. Kept short on purpose: a word that
-# is merely frequent in a team's history is found out by its document frequency (``doc_freq``).
+# is merely frequent in a team's history is found out by its document frequency (text_rank.doc_freq).
 STOP_WORDS = frozenset({
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
     "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
