@@ -1,13 +1,18 @@
 """``incident-bot incidents similar`` at 100,000 incidents: p50/p95 of the lookup, SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_similar.py [--incidents 100000] [--queries 200] [--pg-url URL]
+    .venv/bin/python bench/bench_similar.py [--incidents 100000] [--queries 200] [--pg-url URL] [--reuse]
 
 Loads a year of incidents with ``bench/gen_data.py`` (titles and root causes drawn from 16 failure modes
-on 30 services, CAPA on closed incidents; the text index built by ``storage.text_search.rebuild``) into a
-fresh SQLite file and a fresh PostgreSQL schema, then times, in one process and the same run, what the
-CLI and the intro message do for an incident: ``services.similar.learn`` (the word counts, the text and
-same-service candidates, the ranking, the details of the top 3, and the recurrence check) on random
-incidents of the last month. Also the web list's search through the index against the old LIKE scan.
+on 30 services, CAPA on closed incidents; the text index and the word counts built as the migration and
+the scheduler do; PostgreSQL vacuumed as autovacuum would) into a fresh SQLite file and a fresh PostgreSQL
+schema, then times, in one process and the same run, what the CLI and the intro message do for an
+incident: ``services.similar.learn`` (the counters and word counts, the ranking, the recurrence walk, the
+rows shown) on random incidents of the last month. Each lookup is timed on the wall clock and in this
+process's CPU time (less noisy on a shared machine; PostgreSQL's own CPU is not in it), and its SQL
+statements are counted. The open path: the intro's lookup for 50 new incidents (what the outbox adds to
+the intro job before posting it; deleted afterwards). Also the web list's search through the index
+against the old LIKE scan.
+``--reuse`` keeps the data (``bench/data/similar.db``, schema ``bench_similar``) and loads it only once.
 Prints figures; asserts nothing. The machine is shared: compare within a run.
 """
 
@@ -23,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, delete, event, func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,8 +37,9 @@ import gen_data
 
 from incident_bot.usecases import similar
 from incident_bot.web import queries
+from storage import repo
 from storage.db import make_engine, session_scope
-from storage.models import Incident
+from storage.models import Counter, Incident
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -43,25 +49,69 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def measure(url: str, n: int, queries_n: int, seed: int) -> dict[str, float]:
+def loaded(url: str, n: int) -> bool:
+    try:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM incident_search_words")).scalar_one() > 0 and \
+                conn.execute(text("SELECT count(*) FROM incidents")).scalar_one() == n
+    except Exception:
+        return False
+
+
+def intro_lookups(engine: Engine, rng: random.Random, n: int = 50) -> dict[str, float]:
+    """The open path: what the outbox adds to a new incident's intro job before ``chat.postMessage``
+    (``IntroLookup``: its own read transaction, the lookup, the rows shown), for ``n`` new incidents
+    opened one after the other as PagerDuty would (a title and a service, no RCA yet), indexed by the
+    ORM's flush like the fold's. Then the same incidents are deleted (the next run starts equal)."""
+    lookup = similar.IntroLookup(engine, timedelta(days=30))
+    ids, times = [], []
+    for k in range(n):
+        with session_scope(engine) as s:
+            number = repo.next_number(s)
+            symptom, service = rng.choice(gen_data.FAILURES)[0], rng.choice(gen_data.SERVICES)
+            joined = symptom.endswith((" on", " in", " for", " by"))
+            inc = Incident(number=number, ref=f"INC-{number}", service=service, status="triggered",
+                           title=f"{symptom} {service}" if joined else f"{symptom} on {service}",
+                           detected_at=END + timedelta(minutes=k))
+            s.add(inc)
+            s.flush()
+            ids.append(inc.id)
+        start = time.perf_counter()
+        lookup(ids[-1])
+        times.append((time.perf_counter() - start) * 1000)
+    with session_scope(engine) as s:
+        s.execute(delete(Incident).where(Incident.id.in_(ids)))  # type: ignore[union-attr]
+        s.execute(update(Counter).where(Counter.name == "incident").values(value=Counter.value - n))
+    return {"intro_p50": statistics.median(times), "intro_p95": pct(times, 95)}
+
+
+def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[str, float]:
     t0 = time.perf_counter()
-    gen_data.load(url, n, end=END, seed=seed, do_reset=True)
+    if not (reuse and loaded(url, n)):
+        gen_data.load(url, n, end=END, seed=seed, do_reset=True)
     load_s = time.perf_counter() - t0
     engine = make_engine(url)
+    statements = [0]
+    event.listen(engine, "before_cursor_execute", lambda *_: statements.__setitem__(0, statements[0] + 1))
     rng = random.Random(seed)
     with session_scope(engine) as s:
         recent = list(s.execute(select(Incident.id).where(Incident.detected_at >= END - timedelta(days=30))).scalars())
     picks = [rng.choice(recent) for _ in range(queries_n)]
-    times, found, flagged = [], 0, 0
+    wall, cpu, counts, found, flagged = [], [], [], 0, 0
     for iid in picks:
         with session_scope(engine) as s:
             inc = s.get(Incident, iid)
             assert inc is not None
-            start = time.perf_counter()
+            statements[0] = 0
+            start, cpu0 = time.perf_counter(), time.process_time()
             learned = similar.learn(s, inc, window=timedelta(days=30))
-            times.append((time.perf_counter() - start) * 1000)
+            wall.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.process_time() - cpu0) * 1000)
+            counts.append(statements[0])
             found += len(learned.similar)
             flagged += learned.recurrence is not None
+    intro = intro_lookups(engine, rng)
     search, like = [], []
     for q in ("checkout", "pool exhausted", "certificate", "replication lag"):
         for _ in range(5):
@@ -74,9 +124,11 @@ def measure(url: str, n: int, queries_n: int, seed: int) -> dict[str, float]:
                           .where(func.lower(Incident.title).like(f"%{q}%"))).scalar_one()
                 like.append((time.perf_counter() - start) * 1000)
     engine.dispose()
-    return {"load_s": load_s, "p50": statistics.median(times), "p95": pct(times, 95), "max": max(times),
-            "avg_found": found / len(picks), "recurrences": flagged / len(picks),
-            "search_p50": statistics.median(search), "like_count_p50": statistics.median(like)}
+    return {**intro, "load_s": load_s, "p50": statistics.median(wall), "p95": pct(wall, 95), "max": max(wall),
+            "cpu_p50": statistics.median(cpu), "cpu_mean": statistics.mean(cpu),
+            "statements": statistics.mean(counts), "avg_found": found / len(picks),
+            "recurrences": flagged / len(picks), "search_p50": statistics.median(search),
+            "like_count_p50": statistics.median(like)}
 
 
 def main() -> int:
@@ -86,6 +138,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--only", choices=("sqlite", "postgres"), default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep the loaded data and reuse it in the next run")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores, shared machine)")
     data = Path(__file__).parent / "data"
@@ -94,23 +147,27 @@ def main() -> int:
     if args.only in (None, "sqlite"):
         targets.append(("sqlite", f"sqlite:///{data / 'similar.db'}", None))
     if args.only in (None, "postgres"):
-        schema = f"bench_sim_{uuid.uuid4().hex[:8]}"
+        schema = "bench_similar" if args.reuse else f"bench_sim_{uuid.uuid4().hex[:8]}"
         targets.append(("postgres", f"{args.pg_url}?options=-csearch_path%3D{schema}", schema))
+    import psycopg
+
     for name, url, schema in targets:
         if schema:
-            import psycopg
             with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA "{schema}"')
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         try:
-            r = measure(url, args.incidents, args.queries, args.seed)
+            r = measure(url, args.incidents, args.queries, args.seed, args.reuse)
         finally:
-            if schema:
-                import psycopg
+            if schema and not args.reuse:
                 with psycopg.connect(args.pg_url, autocommit=True) as conn:
                     conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         print(f"{name:8} {args.incidents:,} incidents (loaded+indexed in {r['load_s']:.0f} s): incidents similar "
-              f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms over {args.queries} lookups "
+              f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms over {args.queries} lookups; "
+              f"CPU in this process p50 {r['cpu_p50']:.1f} ms (mean {r['cpu_mean']:.1f}); "
+              f"{r['statements']:.1f} SQL statements per lookup "
               f"({r['avg_found']:.1f} similar found on average, {r['recurrences']:.0%} flagged as recurrences); "
+              f"the intro's lookup of a new incident (the open path) p50 {r['intro_p50']:.1f} ms, "
+              f"p95 {r['intro_p95']:.1f} ms; "
               f"list search p50 {r['search_p50']:.1f} ms (old LIKE count alone {r['like_count_p50']:.1f} ms); "
               f"load average {os.getloadavg()[0]:.2f}")
     return 0

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, text
 
 from incident_bot.core.durations import durations
-from storage import migrate, text_search
+from storage import migrate, text_rank, text_search
 from storage.db import is_sqlite, make_engine, normalise_url
 from storage.models import ActionItem, Counter, Incident, IncidentMetrics, TimelineEvent
 
@@ -248,17 +248,17 @@ def load(url: str, n: int, *, end: datetime, seed: int, do_reset: bool) -> dict[
             # Migration 0002 seeds the counter at 0: replace it (a fresh database has no incidents to reset).
             conn.execute(Counter.__table__.delete().where(Counter.__table__.c.name == "incident"))  # type: ignore[attr-defined]
             conn.execute(Counter.__table__.insert().values(name="incident", value=n))  # type: ignore[attr-defined]
+            text_rank.refresh_word_counts(conn)  # what the scheduler does every 15 minutes
             if not is_sqlite(url):
                 conn.execute(text("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
                                   "(SELECT coalesce(max(id), 1) FROM incidents))"))
-            else:
-                conn.execute(text("ANALYZE"))
+            conn.execute(text("ANALYZE"))
         if not is_sqlite(url):
-            # A settled table, as autovacuum leaves it: statistics, and the visibility map that lets
-            # PostgreSQL answer a count from an index alone (right after COPY every row is unchecked).
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                for table in ("incidents", "incident_metrics", "timeline_events"):
-                    conn.execute(text(f"VACUUM ANALYZE {table}"))
+            # What autovacuum does to a table in service: the visibility map set, the GIN index's pending
+            # list merged (the bulk load left it long, and every text search would read it through).
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(
+                    "VACUUM ANALYZE incidents, incident_search, incident_metrics, timeline_events, action_items"))
         return {**counts, "seconds": time.perf_counter() - t0}
     finally:
         engine.dispose()

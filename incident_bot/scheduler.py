@@ -1,5 +1,6 @@
-"""The scheduler inside ``serve``: the weekly digest, the daily CAPA reminders and the stale-communications
-reminders (services/nudge.py, every tick), run by one replica.
+"""The scheduler inside ``serve``: the weekly digest, the daily CAPA reminders, the stale-communications
+reminders (services/nudge.py, every tick) and the word counts of similar incidents (every 15 minutes),
+run by one replica.
 
 Two layers make "exactly once" hold with any number of replicas:
 
@@ -42,12 +43,13 @@ from sqlalchemy import Engine, update
 
 from incident_bot.config import ConfigError, Settings
 from incident_bot.core import nudge, schedule
-from storage import repo
+from storage import repo, text_rank
 from storage.db import session_scope
 from storage.models import JobLease, utcnow
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
+WORD_COUNTS_EVERY = timedelta(minutes=15)
 Clock = Callable[[], datetime]
 
 
@@ -62,12 +64,13 @@ class TickResult:
     posted: bool | None = None  # True: queued now; False: it had been posted before
     reminders: int | None = None  # DMs queued (None: not due)
     nudges: int | None = None  # stale-communications reminders queued this tick
+    words: int | None = None  # words counted for similar incidents (None: not due)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "leader": self.leader, "digest": self.digest, "posted": self.posted,
                 "skipped": self.skipped, "reminders": self.reminders, "nudges": self.nudges,
-                "errors": self.errors}
+                "words": self.words, "errors": self.errors}
 
 
 def validate(settings: Settings) -> None:
@@ -101,6 +104,7 @@ class Scheduler:
         self.digest_done_for: datetime | None = None
         self.reminders_done_for: datetime | None = None
         self.sync_done_for: datetime | None = None
+        self.words_done_at: datetime | None = None
         self._warned_no_channel = False
 
     # -- leadership ------------------------------------------------------------------------------------
@@ -195,6 +199,15 @@ class Scheduler:
             if self.on_enqueued:
                 self.on_enqueued()
 
+    def _word_counts(self, now: datetime, result: TickResult) -> None:
+        """Every :data:`WORD_COUNTS_EVERY`: count in how many incidents each word appears, for similar
+        incidents (storage/text_rank.py; a lookup counts again only words new incidents may have changed)."""
+        if self.words_done_at is not None and now - self.words_done_at < WORD_COUNTS_EVERY:
+            return
+        with self.engine.begin() as conn:
+            result.words = text_rank.refresh_word_counts(conn)
+        self.words_done_at = now
+
     def tick(self) -> TickResult:
         """One pass: lead or follow; as leader run whatever is due. Never raises for a job's failure."""
         now = self.clock()
@@ -207,7 +220,7 @@ class Scheduler:
             return result
         if not result.leader:
             return result
-        for job in (self._digest, self._reminders, self._nudges, self._tracker_sync):
+        for job in (self._digest, self._reminders, self._nudges, self._tracker_sync, self._word_counts):
             try:
                 job(now, result)
             except Exception as exc:  # one job failing must not stop the other; retried next tick

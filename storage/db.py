@@ -2,7 +2,8 @@
 
 SQLite is put in WAL mode with ``synchronous=FULL`` so a transaction we answered 2xx for survives a
 crash of the process or the machine, and every transaction starts with ``BEGIN IMMEDIATE`` so two
-writers queue on the lock instead of failing with "database is locked" when a read upgrades to a write.
+writers queue on the lock instead of failing with "database is locked" when a read upgrades to a write
+(except :func:`read_scope`'s, which only read).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read_scope() transaction begins DEFERRED: in WAL mode it takes no lock, so it neither waits
+        # behind a writer nor holds one up.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -122,6 +125,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+READ_ONLY = "incident_bot_read_only"
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction that only reads (the intro's history lookup, on the outbox's path): on SQLite it does
+    not take the write lock every other transaction takes at its start, so it neither waits behind the
+    fold or the accept path nor makes them wait. A write in it fails on SQLite (it may have to wait for
+    the lock after all): use :func:`session_scope` for that."""
+    with session_scope(engine.execution_options(**{READ_ONLY: True})) as session:
+        yield session
 
 
 def ping(engine: Engine) -> None:

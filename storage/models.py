@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlalchemy.ext.mutable import MutableDict
 from sqlmodel import Field, SQLModel
 
@@ -35,7 +35,8 @@ def _json_dict() -> Any:
 
 
 class Counter(SQLModel, table=True):
-    """Gap-free counters (``incident`` numbers INC-<n>).
+    """Gap-free counters (``incident`` numbers INC-<n>; ``search_words``: the incident counter when the
+    word counts of ``incident_search_words`` were taken).
 
     A row lock on the counter is taken inside the transaction that creates the incident, so a rolled
     back transaction gives its number back and numbers have no gaps, unlike a database sequence.
@@ -368,7 +369,28 @@ class IncidentSearch(SQLModel, table=True):
     """
 
     __tablename__ = "incident_search"
+    __table_args__ = (Index("ix_incident_search_service", "service_key", "detected_at"),
+                      Index("ix_incident_search_service_id", "service_id", "detected_at"))
 
     incident_id: int = Field(primary_key=True, foreign_key="incidents.id", ondelete="CASCADE")
     title_terms: str = ""  # title and service name
     body_terms: str = ""  # description, RCA summary and root causes (words not already in the title)
+    # What ranking reads besides the words (storage/text_rank.py), so it never joins ``incidents``:
+    # copies of the incident's number, detection, whether it is resolved, its service name as compared
+    # (stripped, case-folded) and its PagerDuty service id (migration 0008).
+    number: int | None = None
+    detected_at: datetime | None = None
+    resolved: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    service_key: str | None = None  # no length: case folding can lengthen a name ("ß" -> "ss")
+    service_id: str | None = Field(default=None, max_length=PAGERDUTY_ID_LEN)
+
+
+class IncidentSearchWord(SQLModel, table=True):
+    """In how many incidents a word appears, as last counted (storage/text_rank.py ``refresh_word_counts``:
+    the scheduler, every 15 minutes). Words in fewer than 10 incidents are not kept. The ``search_words``
+    counter holds the incident counter at that count: a lookup knows how many incidents came since."""
+
+    __tablename__ = "incident_search_words"
+
+    term: str = Field(primary_key=True, max_length=64)
+    docs: int

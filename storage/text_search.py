@@ -1,4 +1,4 @@
-"""The incidents' text index: what a "word" is, how the index is kept in step, and how it is queried.
+"""The incidents' text index: what a "word" is, how the index is kept in step, and the web list's search.
 
 One concept, one place. A word is a run of letters and digits, lower-cased, not a stop word, reduced to
 its stem by the Snowball English stemmer (``timeouts`` and ``timeout`` are one word, so are ``failing``
@@ -7,16 +7,19 @@ same ones and a similarity found on one is found on the other.
 
 Each incident has one row in ``incident_search``: the words of its title and service name
 (``title_terms``), and the other words of its description, RCA summary and root causes
-(``body_terms``). The row is written in the flush that writes the incident (a session hook below): a
-new incident, a title or service changed by PagerDuty, an RCA edit, an imported incident
-(``backfill``) are all indexed in the same transaction, whoever wrote them. Over that table:
+(``body_terms``), and beside them what ranking reads (number, detection, resolved, service: see
+storage/text_rank.py, which ranks similar incidents over this index). The row is written in the flush
+that writes the incident (a session hook below): a new incident, a title or service changed by
+PagerDuty, an RCA edit, a resolve, an imported incident (``backfill``) are all indexed in the same
+transaction, whoever wrote them. Over that table:
 
 - PostgreSQL: a generated ``tsvector`` column (title words weight A, the rest B) with a GIN index,
   built with ``array_to_tsvector``, so no text search configuration re-parses our words;
 - SQLite: an FTS5 table over the same two columns (external content, kept by triggers), and an
   ``fts5vocab`` table that tells in how many incidents a word appears.
 
-Both are created by migration 0007, which also indexes the incidents already there.
+Both are created by migration 0007 (0008 adds the ranking columns), which also index the incidents
+already there.
 """
 
 from __future__ import annotations
@@ -35,21 +38,18 @@ from sqlalchemy import (
     cast,
     column,
     event,
-    func,
     inspect,
-    literal_column,
     select,
     table,
-    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from storage.models import Counter, Incident, IncidentSearch
+from storage.models import Incident, IncidentSearch
 
 # Function words, and words every incident title has whatever broke. Kept short on purpose: a word that
-# is merely frequent in a team's history is found out by its document frequency (``doc_freq``).
+# is merely frequent in a team's history is found out by its document frequency (text_rank.doc_freq).
 STOP_WORDS = frozenset({
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
     "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
@@ -102,21 +102,34 @@ def fields(title: str | None, service: str | None, description: str | None,
     return head, body
 
 
+def service_key(name: str | None) -> str | None:
+    """A service name as similarity compares it (core/similarity.py ``same_service``): stripped and
+    case-folded; None for no name."""
+    return (name or "").strip().casefold() or None
+
+
+_TERMS = ("incident_id", "title_terms", "body_terms")
+_FACETS = ("number", "detected_at", "resolved", "service_key", "service_id")
+
+
 def _row(incident_id: int, title: str | None, service: str | None, description: str | None,
-         rca: Mapping[str, Any] | None) -> dict[str, Any]:
+         rca: Mapping[str, Any] | None, number: int | None = None, detected_at: Any = None,
+         resolved_at: Any = None, service_id: str | None = None) -> dict[str, Any]:
     head, body = fields(title, service, description, rca)
-    return {"incident_id": incident_id, "title_terms": " ".join(head), "body_terms": " ".join(body)}
+    return {"incident_id": incident_id, "title_terms": " ".join(head), "body_terms": " ".join(body),
+            "number": number, "detected_at": detected_at, "resolved": resolved_at is not None,
+            "service_key": service_key(service), "service_id": service_id}
 
 
-def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _upsert(conn: Connection, rows: list[dict[str, Any]], names: tuple[str, ...] = _TERMS + _FACETS) -> None:
     table = IncidentSearch.__table__  # type: ignore[attr-defined]
     ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-    stmt = ins.on_conflict_do_update(index_elements=["incident_id"], set_={
-        "title_terms": ins.excluded.title_terms, "body_terms": ins.excluded.body_terms})
-    conn.execute(stmt, rows)
+    stmt = ins.on_conflict_do_update(index_elements=["incident_id"],
+                                     set_={n: ins.excluded[n] for n in names if n != "incident_id"})
+    conn.execute(stmt, [{n: r[n] for n in names} for r in rows])
 
 
-_WATCHED = ("title", "service", "description", "rca")
+_WATCHED = ("title", "service", "description", "rca", "number", "detected_at", "resolved_at", "pagerduty_service_id")
 
 
 def _changed(inc: Incident) -> bool:
@@ -126,110 +139,50 @@ def _changed(inc: Incident) -> bool:
 
 @event.listens_for(Session, "after_flush")
 def _keep_in_step(session: Session, _flush_context: Any) -> None:
-    """Index every incident this flush inserted, or whose title, service, description or RCA it changed.
-    After the flush, so a new incident has its id; on the flush's own connection, so the index row
-    commits or rolls back (a savepoint too) with the incident."""
-    rows = [_row(o.id, o.title, o.service, o.description, o.rca) for o in [*session.new, *session.dirty]
+    """Index every incident this flush inserted, or whose title, service, description, RCA, detection,
+    resolution or PagerDuty service it changed. After the flush, so a new incident has its id; on the
+    flush's own connection, so the index row commits or rolls back (a savepoint too) with the incident.
+    (Only the words' change rewrites SQLite's FTS5 rows: its update trigger compares them.)"""
+    rows = [_row(o.id, o.title, o.service, o.description, o.rca, o.number, o.detected_at, o.resolved_at,
+                 o.pagerduty_service_id) for o in [*session.new, *session.dirty]
             if isinstance(o, Incident) and o.id is not None and (o in session.new or _changed(o))]
     if rows:
         _upsert(session.connection(), rows)
 
 
-def rebuild(conn: Connection, *, chunk: int = 2000) -> int:
-    """Index every incident (the migration that creates the index; bulk loads that bypass the ORM).
+def rebuild(conn: Connection, *, chunk: int = 2000, facets: bool = True) -> int:
+    """Index every incident (the migrations that create the index; bulk loads that bypass the ORM).
+    ``facets=False`` writes the words only (migration 0007, before the other columns existed).
     Returns how many incidents were indexed."""
     i = Incident.__table__  # type: ignore[attr-defined]
+    cols = [i.c.id, i.c.title, i.c.service, i.c.description, i.c.rca, i.c.number, i.c.detected_at, i.c.resolved_at,
+            i.c.pagerduty_service_id]
+    names = _TERMS + _FACETS if facets else _TERMS
     done, last = 0, 0
     while True:
-        batch = conn.execute(select(i.c.id, i.c.title, i.c.service, i.c.description, i.c.rca)
-                             .where(i.c.id > last).order_by(i.c.id).limit(chunk)).all()
+        batch = conn.execute(select(*cols).where(i.c.id > last).order_by(i.c.id).limit(chunk)).all()
         if not batch:
             return done
-        _upsert(conn, [_row(*r) for r in batch])
+        _upsert(conn, [_row(*r) for r in batch], names)
         done, last = done + len(batch), batch[-1][0]
 
 
 # -- queries -------------------------------------------------------------------------------------------
 
-def _pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _pg_query(terms: Iterable[str], op: str = " | ", prefix_last: bool = False) -> str:
-    """A tsquery of lexemes as they are (quoted: no configuration parses them again)."""
-    quoted = [f"'{t}'" for t in terms]
+def pg_query(terms: Iterable[str], op: str = " | ", prefix_last: bool = False, weight: str = "") -> str:
+    """A tsquery of lexemes as they are (quoted: no configuration parses them again), ``weight`` on each."""
+    quoted = [f"'{t}'" + (f":{weight}" if weight else "") for t in terms]
     if prefix_last and quoted:
         quoted[-1] += ":*"
     return op.join(quoted)
 
 
-def _fts_query(terms: Iterable[str], op: str = " OR ", prefix_last: bool = False) -> str:
+def fts_query(terms: Iterable[str], op: str = " OR ", prefix_last: bool = False) -> str:
+    """An FTS5 query of words as they are (quoted: no operator or column name can hide in one)."""
     quoted = [f'"{t}"' for t in terms]
     if prefix_last and quoted:
         quoted[-1] += "*"
     return op.join(quoted)
-
-
-def indexed_total(session: Session) -> int:
-    """How many incidents there are (the counter behind INC-<n>: one row read, not a count of 100,000)."""
-    value = session.execute(select(Counter.value).where(Counter.name == "incident")).scalar_one_or_none()
-    return int(value or 0)
-
-
-def doc_freq(session: Session, terms: Iterable[str], *, cap: int) -> dict[str, int]:
-    """In how many incidents each word appears, counted up to ``cap + 1`` (enough to know "more than
-    cap"; PostgreSQL stops counting there, SQLite's vocabulary table knows the number outright)."""
-    terms = sorted(set(terms))
-    if not terms:
-        return {}
-    if _pg(session):
-        parts = [f"SELECT :t{n} AS term, (SELECT count(*) FROM (SELECT 1 FROM incident_search "
-                 f"WHERE tsv @@ CAST(:q{n} AS tsquery) LIMIT :cap) AS hits) AS n" for n in range(len(terms))]
-        params: dict[str, Any] = {"cap": cap + 1}
-        for n, t in enumerate(terms):
-            params[f"t{n}"], params[f"q{n}"] = t, _pg_query([t])
-        rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
-    else:
-        marks = ", ".join(f":t{n}" for n in range(len(terms)))
-        rows = session.execute(text(f"SELECT term, doc FROM incident_search_vocab WHERE term IN ({marks})"),
-                               {f"t{n}": t for n, t in enumerate(terms)}).all()
-    found = {str(t): min(int(n), cap + 1) for t, n in rows}
-    return {t: found.get(t, 0) for t in terms}
-
-
-def text_candidates(session: Session, terms: Iterable[str], *, where: Iterable[ColumnElement[bool]] = (),
-                    limit: int = 200) -> list[int]:
-    """Ids of incidents sharing at least one of ``terms``, the database's best text matches first
-    (``ts_rank`` with title words weighted above the rest; FTS5's ``bm25`` with the same weighting).
-    ``where`` filters on ``incidents`` columns. The caller ranks them again (core/similarity.py)."""
-    terms = list(dict.fromkeys(terms))
-    if not terms:
-        return []
-    i = Incident.__table__  # type: ignore[attr-defined]
-    if _pg(session):
-        s = table("incident_search", column("incident_id"), column("tsv", postgresql.TSVECTOR()))
-        query = cast(bindparam("fts_q", _pg_query(terms)), postgresql.TSQUERY())
-        stmt = (select(s.c.incident_id).join(i, i.c.id == s.c.incident_id)
-                .where(s.c.tsv.op("@@")(query), *where)
-                .order_by(func.ts_rank(s.c.tsv, query).desc(), i.c.detected_at.desc(), i.c.id.desc()))
-    else:
-        f = table("incident_search_fts", column("rowid"), column("incident_search_fts"))
-        stmt = (select(f.c.rowid).join(i, i.c.id == f.c.rowid)
-                .where(f.c.incident_search_fts.op("MATCH")(bindparam("fts_q", _fts_query(terms))), *where)
-                .order_by(func.bm25(literal_column("incident_search_fts"), 2.0, 1.0), i.c.detected_at.desc(),
-                          i.c.id.desc()))
-    return [int(r[0]) for r in session.execute(stmt.limit(limit))]
-
-
-def terms_of(session: Session, ids: Iterable[int]) -> dict[int, tuple[frozenset[str], frozenset[str]]]:
-    """The indexed (title words, other words) of these incidents."""
-    ids = sorted(set(ids))
-    if not ids:
-        return {}
-    t = IncidentSearch
-    stmt = select(t.incident_id, t.title_terms, t.body_terms).where(t.incident_id.in_(ids))  # type: ignore[attr-defined]
-    return {int(r[0]): (frozenset((r[1] or "").split()), frozenset((r[2] or "").split()))
-            for r in session.execute(stmt)}
 
 
 def matching(dialect: str, query: str) -> ColumnElement[bool] | None:
@@ -241,8 +194,8 @@ def matching(dialect: str, query: str) -> ColumnElement[bool] | None:
         return None
     if dialect == "postgresql":
         s = table("incident_search", column("incident_id"), column("tsv", postgresql.TSVECTOR()))
-        q = cast(bindparam("search_q", _pg_query(terms, " & ", prefix_last=True)), postgresql.TSQUERY())
+        q = cast(bindparam("search_q", pg_query(terms, " & ", prefix_last=True)), postgresql.TSQUERY())
         return Incident.id.in_(select(s.c.incident_id).where(s.c.tsv.op("@@")(q)))  # type: ignore[union-attr]
     f = table("incident_search_fts", column("rowid"), column("incident_search_fts"))
-    q2 = bindparam("search_q", _fts_query(terms, " AND ", prefix_last=True))
+    q2 = bindparam("search_q", fts_query(terms, " AND ", prefix_last=True))
     return Incident.id.in_(select(f.c.rowid).where(f.c.incident_search_fts.op("MATCH")(q2)))  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from incident_bot.cli import main
 from incident_bot.core import digest as core
-from incident_bot.core import schedule
+from incident_bot.core import digest_view, schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.slack.digest_blocks import MAX_BLOCKS, digest_message
 from incident_bot.usecases import digest as service
@@ -308,7 +308,7 @@ def _sixty_majors() -> dict:
                            missing_rca=[f"INC-{n}" for n in range(1, 61)],
                            targets=target_rules.parse_targets(target_rules.DEFAULT_TARGETS),
                            top_services=[("s" * 255, 60)])
-    view = core.build_view(inp)
+    view = digest_view.build_view(inp)
     view["command"] = "incident-bot digest --week 2026-W44"
     return view
 
@@ -396,7 +396,7 @@ def test_empty_period_has_no_stray_punctuation(engine: Engine, db_url: str) -> N
 
 
 def test_sparkline_needs_three_non_empty_points() -> None:
-    from incident_bot.core.digest import spark
+    from incident_bot.core.digest_view import spark
 
     assert spark([None, None, 0, 0, 0, 0, 1, 2]) == ""
     assert spark([None, 3, None, 0, 0, 0, 1, 2]) == "·█·▁▁▁▃▆"

@@ -86,6 +86,15 @@ def find(subject: Subject, earlier: Iterable[Earlier], counted: frozenset[str], 
     return best[1] if best else None
 
 
+def timeline_text(rec: Recurrence) -> str:
+    """The timeline row of an incident flagged as a recurrence (plain text): when it was said, and why."""
+    n = rec.days_since
+    when = "the day it was detected" if n == 0 else f"{n} day{'s' if n != 1 else ''} before it was detected"
+    fixes = "; ".join(f"#{f.action_id} {f.title}" for f in rec.fixes[:3])
+    return (f"Flagged as a recurrence after CAPA: {rec.previous.ref} ({rec.previous.title}) had a CAPA action "
+            f"marked done {when} ({fixes}); {'; '.join(rec.reasons)}")
+
+
 SECTION_KEY = "previous_incident"
 SECTION_TITLE = "Previous incident and its actions"
 

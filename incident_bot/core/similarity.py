@@ -79,7 +79,8 @@ class Match:
 def same_service(a_name: str | None, a_id: str | None, b_name: str | None, b_id: str | None) -> bool:
     if a_id and b_id and a_id == b_id:
         return True
-    return bool(a_name and b_name and a_name.strip().casefold() == b_name.strip().casefold())
+    a, b = (a_name or "").strip().casefold(), (b_name or "").strip().casefold()
+    return bool(a) and a == b
 
 
 def common_cap(total_incidents: int) -> int:

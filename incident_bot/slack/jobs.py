@@ -13,6 +13,8 @@ from __future__ import annotations
 import http.client
 import logging
 import urllib.error
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,7 @@ from incident_bot.pipeline.jobs import (
 )
 from incident_bot.slack import messages
 from incident_bot.slack.mrkdwn import from_slack
+from incident_bot.usecases import similar as similar_svc
 from incident_bot.usecases.directory import remember_user
 from storage import repo
 from storage.models import Incident, OutboxMessage, SlackUser, utcnow
@@ -91,15 +94,18 @@ def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
     channel = resolve_placeholder(p.pop("channel"), inc, "chat.postMessage")
     if "thread_ts" in p:
         p["thread_ts"] = resolve_placeholder(p["thread_ts"], inc, "chat.postMessage thread")
+    learned = None
+    if isinstance(history, dict) and inc is not None and inc.id is not None and ctx.history is not None:
+        learned = ctx.history(inc.id)  # read now, in the outbox: never on the accept path or in the fold
+    # A recurrence shown in the channel goes on the timeline too, in the transaction that marks this done.
+    flagged = _flagged(inc, learned)
     if uncertain and channel.startswith(("C", "G", "D")):
         found = _already_posted(ctx, channel, row)
         if found:
             log.info("outbox %s: already posted before a crash/timeout, not posting again", row.id)
-            return _captured(found, capture)
-    if isinstance(history, dict) and inc is not None and inc.id is not None and ctx.history is not None:
-        learned = ctx.history(inc.id)  # read now, in the outbox: never on the accept path or in the fold
-        if learned is not None:
-            p["blocks"] = messages.with_history(p.get("blocks") or [], learned, history.get("web_base_url"))
+            return replace(_captured(found, capture), store=flagged)
+    if learned is not None:
+        p["blocks"] = messages.with_history(p.get("blocks") or [], learned, history.get("web_base_url"))
     meta = {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": row.id}}
     try:
         resp = ctx.slack.chat_postMessage(channel=channel, metadata=meta, unfurl_links=False, **p)
@@ -110,7 +116,15 @@ def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
             resp = ctx.slack.chat_postMessage(channel=channel, metadata=meta, unfurl_links=False, **p)
         else:
             raise
-    return _captured({"channel": resp.get("channel"), "ts": resp.get("ts")}, capture)
+    return replace(_captured({"channel": resp.get("channel"), "ts": resp.get("ts")}, capture), store=flagged)
+
+
+def _flagged(inc: Incident | None, learned: Any) -> Callable[[Session], None] | None:
+    rec = getattr(learned, "recurrence", None)
+    if inc is None or inc.id is None or rec is None:
+        return None
+    incident_id = inc.id
+    return lambda session: similar_svc.record_recurrence(session, incident_id, rec)
 
 
 def _captured(result: dict[str, Any], capture: str | None) -> Delivered:

@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from incident_bot.config import ConfigError, Settings
 from incident_bot.core import digest as core
+from incident_bot.core import digest_view as view_rules
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
@@ -235,7 +236,7 @@ def build_digest(session: Session, settings: Settings, since: datetime, until: d
 def digest_view(session: Session, settings: Settings, since: datetime, until: datetime, *,
                 now: datetime | None = None) -> dict[str, Any]:
     """The template context: the JSON document plus trend, changes and texts."""
-    view = core.build_view(gather(session, settings, since, until, now=now))
+    view = view_rules.build_view(gather(session, settings, since, until, now=now))
     view["command"] = command_hint(since, until, settings)
     for m in view["major"]:
         m["channel_url"] = channel_url(m["channel_id"])

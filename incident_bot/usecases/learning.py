@@ -16,7 +16,7 @@ from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
 from incident_bot.usecases.similar import candidates
-from storage import text_search
+from storage import text_rank, text_search
 from storage.models import ActionItem, Incident, IncidentMetrics
 
 MAX_RECURRENCES = 50
@@ -84,9 +84,9 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
         for stem in e.incident.title_terms | e.incident.body_terms:
             by_word[stem].append(e)
     shared = {s for _, _, subj in subjects for s in subj.stems} & set(by_word)
-    total = text_search.indexed_total(session)
-    counted = similarity.informative(shared, text_search.doc_freq(session, shared, cap=similarity.common_cap(total)),
-                                     total)
+    total, counted_at = text_rank.totals(session)
+    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total, counted_at=counted_at)
+    counted = similarity.informative(shared, df, total)
     out = []
     for ref, title, subj in subjects:
         pool = {id(e): e for key in {(subj.service or "").casefold(), subj.service_id or ""} - {""}

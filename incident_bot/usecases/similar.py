@@ -1,34 +1,34 @@
 """Similar past incidents and recurrence after CAPA: the database side of core/similarity.py and
 core/recurrence.py.
 
-Candidates come from the text index (storage/text_search.py: the database's best text matches) and from
-the same service (its most recent resolved incidents); the core ranks them with the rules a lead can
-check. Reads only, a handful of indexed queries, in the caller's transaction. The intro message of a new
-incident gets them from the outbox (``IntroLookup``), never from the accept path or the fold.
+The database ranks with the rules (storage/text_rank.py) and returns only the best rows; the core scores
+those again to explain them (which words, same service) and decides the recurrence. A lookup is a few
+indexed reads in the caller's transaction: the incident counter, the counts of words not seen lately,
+the ranking, the recurrence walk, and one read of the rows shown. The intro message of a new incident
+gets it from the outbox (``IntroLookup``), never from the accept path or the fold.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
-from storage import text_search
-from storage.db import session_scope
-from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch
+from storage import repo, text_rank, text_search
+from storage.db import read_scope
+from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
 log = logging.getLogger(__name__)
-TEXT_CANDIDATES = 60  # the database's best text matches, ranked again by the core
-SERVICE_CANDIDATES = 30  # the most recent resolved incidents of the same service
-RECURRENCE_TEXT_CANDIDATES = 30
+QUERY_WORDS = 48  # counted words of an incident the database ranks with (title words first, then the rarest)
+WIDER = 20  # rows the core ranks again when an incident has more counted words than that
 ROOT_CAUSE_LINE = 160
 
 
@@ -39,11 +39,48 @@ def subject_of(inc: Incident) -> rules.Subject:
                          service_id=inc.pagerduty_service_id, title_words=head, body_words=body)
 
 
-def counted_words(session: Session, subject: rules.Subject) -> frozenset[str]:
-    """The subject's words that are not too common to count (core/similarity.py ``informative``)."""
-    total = text_search.indexed_total(session)
-    df = text_search.doc_freq(session, subject.stems, cap=rules.common_cap(total))
-    return rules.informative(subject.stems, df, total)
+@dataclass(frozen=True)
+class Words:
+    """The subject's words that count (core/similarity.py ``informative``), and the database's probe of
+    them: every one (``probe``), or for ranking the :data:`QUERY_WORDS` that weigh most (``ranking``)."""
+
+    counted: frozenset[str]
+    probe: text_rank.Probe
+
+    @property
+    def ranking(self) -> text_rank.Probe:
+        """Title words first (they are worth more), then the rarest: at most :data:`QUERY_WORDS`."""
+        title = self.probe.title_words[:QUERY_WORDS]
+        return replace(self.probe, title_words=title, other_words=self.probe.other_words[:QUERY_WORDS - len(title)])
+
+    @property
+    def complete(self) -> bool:
+        """The database ranks with every counted word: its order is exactly the rules' order."""
+        return len(self.counted) <= QUERY_WORDS
+
+
+def words_of(session: Session, subject: rules.Subject) -> Words:
+    total, counted_at = text_rank.totals(session)
+    df = text_rank.doc_freq(session, subject.stems, cap=rules.common_cap(total), total=total, counted_at=counted_at)
+    counted = rules.informative(subject.stems, df, total)
+    rarest = sorted(counted, key=lambda w: (df.get(w, 0), w))
+    probe = text_rank.Probe(
+        number=subject.number, detected_at=subject.detected_at,
+        title_words=tuple(w for w in rarest if w in subject.title_words),
+        other_words=tuple(w for w in rarest if w not in subject.title_words),
+        service_key=text_search.service_key(subject.service), service_id=subject.service_id or None,
+        title_points=rules.TITLE_POINTS, other_points=rules.OTHER_POINTS)
+    return Words(counted, probe)
+
+
+_CANDIDATE = (Incident.id, Incident.number, Incident.ref, Incident.title, Incident.detected_at, Incident.resolved_at,
+              Incident.service, Incident.pagerduty_service_id, IncidentSearch.title_terms, IncidentSearch.body_terms)
+
+
+def _candidate(r: Any) -> rules.Candidate:
+    return rules.Candidate(number=r[1], ref=r[2], title=r[3], detected_at=r[4], resolved_at=r[5], service=r[6],
+                           service_id=r[7], title_terms=frozenset((r[8] or "").split()),
+                           body_terms=frozenset((r[9] or "").split()))
 
 
 def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
@@ -51,68 +88,93 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
     ids = sorted(set(ids))
     if not ids:
         return {}
-    i, s = Incident, IncidentSearch
-    stmt = (select(i.id, i.number, i.ref, i.title, i.detected_at, i.resolved_at, i.service, i.pagerduty_service_id,
-                   s.title_terms, s.body_terms)
-            .join(s, s.incident_id == i.id).join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
-            .where(i.id.in_(ids)))  # type: ignore[union-attr]
-    return {r[0]: rules.Candidate(number=r[1], ref=r[2], title=r[3], detected_at=r[4], resolved_at=r[5],
-                                  service=r[6], service_id=r[7], title_terms=frozenset((r[8] or "").split()),
-                                  body_terms=frozenset((r[9] or "").split()))
-            for r in session.execute(stmt)}
+    stmt = (select(*_CANDIDATE).join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
+            .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
+            .where(Incident.id.in_(ids)))  # type: ignore[union-attr]
+    return {r[0]: _candidate(r) for r in session.execute(stmt)}
 
 
-def _past(inc: Incident) -> list[Any]:
-    i = Incident
-    return [i.resolved_at.is_not(None), i.detected_at <= inc.detected_at, i.id != inc.id]  # type: ignore[union-attr,operator]
+@dataclass(frozen=True)
+class _Shown:
+    """A past incident as one read gives it: the candidate, and what the answer shows of it."""
+
+    candidate: rules.Candidate
+    rca: dict[str, Any]
+    channel_id: str | None
+    channel_name: str | None
+    ttr_s: int | None
+    capa_total: int  # CAPA actions, won't-do ones aside
+    capa_done: int
 
 
-def similar(session: Session, inc: Incident, *, limit: int = 3,
-            counted: frozenset[str] | None = None) -> list[rules.Match]:
+_a = ActionItem
+_SHOWN = (
+    select(*_CANDIDATE, Incident.rca, Incident.slack_channel_id, Incident.slack_channel_name, IncidentMetrics.ttr_s,
+           select(func.count()).where(_a.incident_id == Incident.id, _a.status != "wont_do")  # type: ignore[arg-type]
+           .scalar_subquery(),
+           select(func.count()).where(_a.incident_id == Incident.id, _a.status == "done")  # type: ignore[arg-type]
+           .scalar_subquery())
+    .join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
+    .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
+    .where(Incident.id.in_(bindparam("ids", expanding=True))))  # type: ignore[union-attr]
+
+
+def _read(session: Session, ids: Iterable[int]) -> dict[int, _Shown]:
+    """The rows shown, by incident id, in one read (merged incidents left out)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {r[0]: _Shown(_candidate(r), dict(r[10] or {}), r[11], r[12], r[13], int(r[14]), int(r[15]))
+            for r in session.execute(_SHOWN, {"ids": ids})}
+
+
+def _matches(subject: rules.Subject, words: Words, ranked: list[text_rank.Ranked], shown: dict[int, _Shown],
+             limit: int) -> list[rules.Match]:
+    found = [shown[r.incident_id].candidate for r in ranked if r.incident_id in shown]
+    return rules.rank(subject, found, words.counted, limit=limit)
+
+
+def _ranked(session: Session, words: Words, limit: int) -> list[text_rank.Ranked]:
+    """The database's best rows: exactly the rules' top ``limit`` when it ranks with every counted word;
+    otherwise :data:`WIDER` rows for the core to rank with all of them."""
+    asked = limit if words.complete else max(limit, WIDER)
+    return text_rank.best(session, words.ranking, limit=asked, min_score=rules.MIN_SCORE)
+
+
+def _recurrence(session: Session, subject: rules.Subject, words: Words, window: timedelta,
+                pick: tuple[int, bool, int] | None, shown: dict[int, _Shown]) -> rec_rules.Recurrence | None:
+    if pick is None or pick[0] not in shown:
+        return None
+    since, a = subject.detected_at - window, ActionItem
+    stmt = select(a.id, a.title, a.closed_at).where(a.incident_id == pick[0], a.status == "done",  # type: ignore[arg-type]
+                                                    a.closed_at >= since, a.closed_at <= subject.detected_at)  # type: ignore[operator]
+    fixes = tuple(rec_rules.Fix(action_id, title, done_at) for action_id, title, done_at in session.execute(stmt))
+    return rec_rules.find(subject, [rec_rules.Earlier(shown[pick[0]].candidate, fixes)], words.counted, window=window)
+
+
+def _pick(session: Session, subject: rules.Subject, words: Words, window: timedelta) -> tuple[int, bool, int] | None:
+    return text_rank.recurring(session, words.probe, since=subject.detected_at - window,
+                               min_score=rec_rules.MIN_SCORE)
+
+
+def similar(session: Session, inc: Incident, *, limit: int = 3) -> list[rules.Match]:
     """The ``limit`` most similar past incidents of ``inc``, best first (core/similarity.py)."""
     subject = subject_of(inc)
-    counted = counted_words(session, subject) if counted is None else counted
-    past = _past(inc)
-    i = Incident.__table__  # type: ignore[attr-defined]
-    text_where = [i.c.resolved_at.is_not(None), i.c.detected_at <= inc.detected_at, i.c.id != inc.id]
-    ids = text_search.text_candidates(session, sorted(counted), where=text_where, limit=TEXT_CANDIDATES)
-    for column, value in ((Incident.service, inc.service), (Incident.pagerduty_service_id, inc.pagerduty_service_id)):
-        if value:
-            stmt = (select(Incident.id).where(column == value, *past)  # type: ignore[arg-type]
-                    .order_by(Incident.detected_at.desc()).limit(SERVICE_CANDIDATES))  # type: ignore[union-attr]
-            ids += list(session.execute(stmt).scalars())
-    return rules.rank(subject, candidates(session, ids).values(), counted, limit=limit)
+    words = words_of(session, subject)
+    ranked = _ranked(session, words, limit)
+    return _matches(subject, words, ranked, _read(session, [r.incident_id for r in ranked]), limit)
 
 
-def recurrence(session: Session, inc: Incident, *, window: timedelta,
-               counted: frozenset[str] | None = None) -> rec_rules.Recurrence | None:
+def recurrence(session: Session, inc: Incident, *, window: timedelta) -> rec_rules.Recurrence | None:
     """The earlier incident ``inc`` recurs after its CAPA was marked done (core/recurrence.py), or None.
 
-    Only incidents that can qualify are read: those with a CAPA done in the window before ``inc`` was
-    detected that are on its service, or among the text index's best matches of its words."""
-    assert inc.detected_at is not None
+    The database walks the CAPA actions done in the window before ``inc`` was detected, newest first, and
+    stops at the first whose incident is on its service or scores :data:`core.recurrence.MIN_SCORE`
+    (storage/text_rank.py); the core checks the rule on it and lists its fixes."""
     subject = subject_of(inc)
-    a = ActionItem
-    in_window = [a.status == "done", a.closed_at >= inc.detected_at - window,  # type: ignore[operator]
-                 a.closed_at <= inc.detected_at, a.incident_id != inc.id]  # type: ignore[operator]
-    fixed = select(a.incident_id).where(*in_window)
-    ids: set[int] = set()
-    for column, value in ((Incident.service, inc.service), (Incident.pagerduty_service_id, inc.pagerduty_service_id)):
-        if value:
-            ids |= set(session.execute(select(Incident.id).where(column == value, Incident.id.in_(fixed))).scalars())  # type: ignore[arg-type,union-attr]
-    counted = counted_words(session, subject) if counted is None else counted
-    i = Incident.__table__  # type: ignore[attr-defined]
-    ids |= set(text_search.text_candidates(session, sorted(counted), where=[i.c.id.in_(fixed)],
-                                           limit=RECURRENCE_TEXT_CANDIDATES))
-    if not ids:
-        return None
-    fixes: dict[int, list[rec_rules.Fix]] = {}
-    stmt = select(a.incident_id, a.id, a.title, a.closed_at).where(*in_window, a.incident_id.in_(sorted(ids)))  # type: ignore[attr-defined]
-    for incident_id, action_id, title, done_at in session.execute(stmt):
-        fixes.setdefault(incident_id, []).append(rec_rules.Fix(action_id, title, done_at))
-    found = candidates(session, fixes)
-    earlier = [rec_rules.Earlier(found[iid], tuple(f)) for iid, f in fixes.items() if iid in found]
-    return rec_rules.find(subject, earlier, counted, window=window)
+    words = words_of(session, subject)
+    pick = _pick(session, subject, words, window)
+    return _recurrence(session, subject, words, window, pick, _read(session, [pick[0]] if pick else []))
 
 
 # -- what people read ----------------------------------------------------------------------------------
@@ -145,30 +207,12 @@ def first_line(value: Any) -> str | None:
     return None
 
 
-def describe(session: Session, matches: list[rules.Match]) -> list[PastIncident]:
-    if not matches:
-        return []
-    numbers = [m.candidate.number for m in matches]
-    i, a = Incident, ActionItem
-    rows = {r[0]: r for r in session.execute(
-        select(i.number, i.id, i.rca, i.slack_channel_id, i.slack_channel_name, IncidentMetrics.ttr_s)
-        .join(IncidentMetrics, IncidentMetrics.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
-        .where(i.number.in_(numbers)))}  # type: ignore[attr-defined]
-    ids = [r[1] for r in rows.values()]
-    capa: dict[int, list[int]] = {}
-    stmt = (select(a.incident_id, func.count(), func.sum(case((a.status == "done", 1), else_=0)))
-            .where(a.incident_id.in_(ids), a.status != "wont_do").group_by(a.incident_id))  # type: ignore[attr-defined]
-    for incident_id, total, done in session.execute(stmt):
-        capa[incident_id] = [int(total), int(done or 0)]
-    out = []
-    for m in matches:
-        c, r = m.candidate, rows[m.candidate.number]
-        total, done = capa.get(r[1], [0, 0])
-        out.append(PastIncident(ref=c.ref, title=c.title, score=m.score, reasons=m.reasons, shared_words=m.shared,
-                                same_service=m.same_service, service=c.service, detected_at=c.detected_at,
-                                ttr_s=r[5], root_cause=first_line((r[2] or {}).get("root_causes")),
-                                capa_done=done, capa_total=total, channel_id=r[3], channel_name=r[4]))
-    return out
+def _past(m: rules.Match, r: _Shown) -> PastIncident:
+    c = m.candidate
+    return PastIncident(ref=c.ref, title=c.title, score=m.score, reasons=m.reasons, shared_words=m.shared,
+                        same_service=m.same_service, service=c.service, detected_at=c.detected_at, ttr_s=r.ttr_s,
+                        root_cause=first_line(r.rca.get("root_causes")), capa_done=r.capa_done,
+                        capa_total=r.capa_total, channel_id=r.channel_id, channel_name=r.channel_name)
 
 
 def past_json(p: PastIncident) -> dict[str, Any]:
@@ -193,10 +237,23 @@ class Learned:
 
 
 def learn(session: Session, inc: Incident, *, window: timedelta, limit: int = 3) -> Learned:
-    """Both answers for one incident, the word counts looked up once."""
-    counted = counted_words(session, subject_of(inc))
-    return Learned(similar=describe(session, similar(session, inc, limit=limit, counted=counted)),
-                   recurrence=recurrence(session, inc, window=window, counted=counted))
+    """Both answers for one incident: its words looked up once, the rows shown read once."""
+    subject = subject_of(inc)
+    words = words_of(session, subject)
+    ranked = _ranked(session, words, limit)
+    pick = _pick(session, subject, words, window)
+    shown = _read(session, [r.incident_id for r in ranked] + ([pick[0]] if pick else []))
+    by_number = {r.candidate.number: r for r in shown.values()}
+    matches = _matches(subject, words, ranked, shown, limit)
+    return Learned(similar=[_past(m, by_number[m.candidate.number]) for m in matches],
+                   recurrence=_recurrence(session, subject, words, window, pick, shown))
+
+
+def record_recurrence(session: Session, incident_id: int, rec: rec_rules.Recurrence) -> None:
+    """Put on the incident's timeline that it was flagged as a recurrence of ``rec.previous`` (once: a
+    repeated call with the same previous incident adds nothing), so its RCA and web page say when and why."""
+    repo.add_timeline(session, incident_id=incident_id, occurred_at=utcnow(), source="bot", kind="recurrence",
+                      text=rec_rules.timeline_text(rec), source_event_id=f"recurrence:{rec.previous.ref}")
 
 
 class IntroLookup:
@@ -204,14 +261,15 @@ class IntroLookup:
     recurrence, in a read transaction of its own. A failure is logged and the intro goes out without them:
     the first message must never wait on history."""
 
-    def __init__(self, engine: Engine, window: timedelta, *, limit: int = 3) -> None:
+    def __init__(self, engine: Engine, window: timedelta, *, limit: int = 3, budget_s: float = 5.0) -> None:
         self.engine, self.window, self.limit = engine, window, limit
+        self.budget_s = budget_s  # PostgreSQL: a statement (or a wait for a lock) longer than this gives up
 
     def __call__(self, incident_id: int) -> Learned | None:
         try:
-            with session_scope(self.engine) as s:
+            with read_scope(self.engine) as s:  # SQLite: no write lock; the fold and accept path go on
                 if s.get_bind().dialect.name == "postgresql":
-                    s.execute(text("SET LOCAL statement_timeout = 5000"))  # a slow lookup gives up, the intro goes
+                    s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
                 inc = s.get(Incident, incident_id)
                 if inc is None or inc.detected_at is None:
                     return None
@@ -220,4 +278,3 @@ class IntroLookup:
             log.exception("similar past incidents for incident %s: lookup failed; intro posted without them",
                           incident_id)
             return None
-

@@ -2,7 +2,7 @@
 
 The incident list has to stay fast at 100,000 incidents (bench/bench_web.py):
 - it pages by ``number`` with a cursor (``?before=N`` / ``?after=N``, keyset pagination): every page,
-  the 1st or the 2,000th, is one ordered range of an index that ends in ``number`` (migration 0008),
+  the 1st or the 2,000th, is one ordered range of an index that ends in ``number`` (migration 0009),
   where ``OFFSET`` read and threw away every row before the page;
 - it counts with the same WHERE, up to :data:`COUNT_CAP`: beyond that "more than 10,000" says as much
   as an exact figure and costs nothing more, whatever the filters;

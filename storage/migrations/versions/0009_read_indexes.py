@@ -4,16 +4,16 @@ Replaces the one-column indexes on ``status``, ``severity`` and ``service``: eve
 served by the new ones (same leading column), and a filtered page of the incident list becomes one
 ordered index range instead of a scan of ``number`` or a sort (bench/RESULTS.md, "Read paths").
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01 12:00:00
 """
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = '0009'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
