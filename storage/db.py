@@ -51,7 +51,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
     # Queued in this process first (first come, first served; see storage/sqlite_gate.py), then the lock.
-    sqlite_gate.install(engine)
+    sqlite_gate.install(engine, reads_only=lambda conn: bool(conn.get_execution_options().get(READ_ONLY)))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]

@@ -60,18 +60,21 @@ class TicketGate:
             return len(self._line)
 
 
-def install(engine: Engine, timeout: float = 30.0) -> TicketGate:
+def install(engine: Engine, timeout: float = 30.0, *, reads_only: Callable[[Any], bool] = lambda _conn: False
+            ) -> TicketGate:
     """Queue this engine's transactions through one gate: taken at BEGIN, given back once COMMIT or
     ROLLBACK has finished (not before: the next in line would meet the lock still held and fall back
-    to SQLite's sleeping busy handler), or when the connection goes back to the pool."""
+    to SQLite's sleeping busy handler), or when the connection goes back to the pool. A transaction for
+    which ``reads_only(connection)`` is true (``storage.db.read_scope``: a DEFERRED BEGIN, no write lock in
+    WAL mode) does not queue: it waits for no writer and holds none up."""
     gate = TicketGate(timeout)
     holding: set[int] = set()  # id() of the DBAPI connections that hold the gate
     dialect = engine.dialect
 
     def _take(conn: Any) -> None:
         key = id(conn.connection.dbapi_connection)
-        if key in holding:
-            return  # this connection holds it already
+        if key in holding or reads_only(conn):
+            return  # this connection holds it already, or it only reads
         gate.acquire()
         holding.add(key)
 
