@@ -27,6 +27,19 @@ from urllib.parse import urlsplit
 from incident_bot.demo.tls import ThrowawayTLS
 
 
+def matches_rest_route(pattern: str, key: str) -> bool:
+    """For REST stand-ins whose keys are ``"VERB /path"``: ``"*"``, or ``"[VERB ]/prefix"`` matching that path
+    and every path under it (``"POST /issues"`` matches ``POST /issues/7/comments``)."""
+    if pattern == "*":
+        return True
+    verb, _, path = key.partition(" ")
+    want_verb, _, prefix = pattern.rpartition(" ")
+    if want_verb and want_verb.upper() != verb:
+        return False
+    prefix = prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
 @dataclass(frozen=True)
 class Call:
     """A request as the stand-in saw it: ``at`` is ``time.monotonic()`` on arrival; lower-case header keys."""

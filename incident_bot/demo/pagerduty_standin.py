@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer, matches_rest_route
 from incident_bot.demo.tls import ThrowawayTLS
 
 WEB = "https://standin.pagerduty.com"
@@ -178,14 +178,7 @@ class PagerDutyStandIn(StandInServer):
         return f"{request.verb} {request.path.rstrip('/') or '/'}", params
 
     def _matches(self, pattern: str, key: str) -> bool:
-        if pattern == "*":
-            return True
-        verb, _, path = key.partition(" ")
-        want_verb, _, prefix = pattern.rpartition(" ")
-        if want_verb and want_verb.upper() != verb:
-            return False
-        prefix = prefix.rstrip("/")
-        return path == prefix or path.startswith(prefix + "/")
+        return matches_rest_route(pattern, key)
 
     def _answer(self, request: Request, key: str, params: dict[str, Any]) -> Reply:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer
+from incident_bot.demo.http_standin import Fault, Reply, Request, StandInServer, matches_rest_route
 from incident_bot.demo.tls import ThrowawayTLS
 
 Answer = tuple[int, Any]
@@ -58,13 +58,7 @@ class TrackerStandIn(StandInServer):
         return f"{request.verb} {request.path.rstrip('/') or '/'}", params
 
     def _matches(self, pattern: str, key: str) -> bool:
-        if pattern == "*":
-            return True
-        verb, _, path = key.partition(" ")
-        want_verb, _, prefix = pattern.rpartition(" ")
-        if want_verb and want_verb.upper() != verb:
-            return False
-        return path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/")
+        return matches_rest_route(pattern, key)
 
     def authorised(self, request: Request) -> bool:
         raise NotImplementedError
