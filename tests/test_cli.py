@@ -116,7 +116,7 @@ def test_every_command_has_help() -> None:
 
 def test_help_lists_the_commands_without_loading_them() -> None:
     """``incident-bot --help`` is read from the command table: no command module, no settings, no SQL."""
-    heavy = ("incident_bot.commands", "incident_bot.config", "storage", "sqlalchemy", "sqlmodel", "pydantic",
+    heavy = ("incident_bot.cli.", "incident_bot.config", "storage", "sqlalchemy", "sqlmodel", "pydantic",
              "slack_sdk", "slack_bolt", "jinja2", "pygal", "httpx", "uvicorn", "fastapi", "alembic")
     code = ("import sys\nfrom incident_bot.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))")

@@ -49,7 +49,7 @@ def offending(sub: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = (
 
 VENDORS = ("slack_sdk", "slack_bolt", "pagerduty", "httpx", "githubkit", "fastapi", "starlette", "uvicorn",
            "aiohttp")
-ENTRY_POINTS = ("incident_bot.cli", "incident_bot.commands", "incident_bot.bootstrap", "incident_bot.server")
+ENTRY_POINTS = ("incident_bot.cli", "incident_bot.bootstrap", "incident_bot.server")
 
 
 @pytest.mark.parametrize(("layer", "forbidden", "allowed"), [
@@ -80,7 +80,7 @@ def test_nothing_imports_an_entry_point() -> None:
     bad = {}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] in ("commands", "demo") or rel.name in ("cli.py", "__main__.py", "bootstrap.py"):
+        if rel.parts[0] in ("cli", "demo") or rel.name in ("__main__.py", "bootstrap.py"):
             continue
         hits = sorted(m for m in imports(path) if m.startswith(ENTRY_POINTS) and not
                       (rel.name == "bootstrap.py" and m == "incident_bot.server"))

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
-from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.config import Settings
 from incident_bot.core import capa
 from incident_bot.usecases import actions as svc

@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from incident_bot.commands.common import settings_for
+from incident_bot.cli.common import settings_for
 from incident_bot.observability import setup_logging
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from incident_bot.commands.common import settings_for
+from incident_bot.cli.common import settings_for
 from storage import migrate
 from storage.db import get_engine
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from dateutil import parser as dateparser
 
-from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
 from incident_bot.core.severity import SEVERITIES, normalise_severity
 from incident_bot.usecases.metrics import METRIC_KEYS, period_metrics

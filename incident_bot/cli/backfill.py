@@ -8,7 +8,7 @@ from datetime import datetime
 
 from dateutil import parser as dtparser
 
-from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.targets import parse_duration
 
 HELP = """Import PagerDuty incidents created between --since and --until (default: now) with their log

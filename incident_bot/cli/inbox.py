@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.cli.common import database, print_json, settings_for, table
 from storage.db import session_scope
 
 

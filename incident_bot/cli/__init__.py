@@ -25,17 +25,17 @@ from incident_bot.errors import ConfigError
 # name -> (the module imported when the command runs, with its add_parser(subparsers); the line in --help).
 # Plain tuples: even ``typing`` costs start-up time.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("incident_bot.commands.serve", "run the bot (HTTP endpoints, fold and outbox workers, scheduler)"),
-    "worker": ("incident_bot.commands.worker", "apply stored inputs and deliver the outbox (no HTTP)"),
-    "inbox": ("incident_bot.commands.inbox", "stored inputs: list them, replay failed ones"),
-    "db": ("incident_bot.commands.db", "database migrations"),
-    "incidents": ("incident_bot.commands.incidents", "list and show incidents"),
-    "metrics": ("incident_bot.commands.metrics", "MTTD / MTTA / MTTM / MTTR for a period"),
-    "rca": ("incident_bot.commands.rca", "export or edit an incident's blameless RCA"),
-    "actions": ("incident_bot.commands.actions", "CAPA action items"),
-    "digest": ("incident_bot.commands.digest", "the weekly SEV digest"),
-    "backfill": ("incident_bot.commands.backfill", "import incident history from PagerDuty (quietly: no Slack)"),
-    "demo": ("incident_bot.commands.demo", "run one incident end to end with no credentials"),
+    "serve": ("incident_bot.cli.serve", "run the bot (HTTP endpoints, fold and outbox workers, scheduler)"),
+    "worker": ("incident_bot.cli.worker", "apply stored inputs and deliver the outbox (no HTTP)"),
+    "inbox": ("incident_bot.cli.inbox", "stored inputs: list them, replay failed ones"),
+    "db": ("incident_bot.cli.db", "database migrations"),
+    "incidents": ("incident_bot.cli.incidents", "list and show incidents"),
+    "metrics": ("incident_bot.cli.metrics", "MTTD / MTTA / MTTM / MTTR for a period"),
+    "rca": ("incident_bot.cli.rca", "export or edit an incident's blameless RCA"),
+    "actions": ("incident_bot.cli.actions", "CAPA action items"),
+    "digest": ("incident_bot.cli.digest", "the weekly SEV digest"),
+    "backfill": ("incident_bot.cli.backfill", "import incident history from PagerDuty (quietly: no Slack)"),
+    "demo": ("incident_bot.cli.demo", "run one incident end to end with no credentials"),
 }
 
 

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 
-from incident_bot.commands.common import settings_for
+from incident_bot.cli.common import settings_for
 from incident_bot.observability import setup_logging
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from incident_bot.commands.common import database, print_json, settings_for, table
+from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
 from incident_bot.usecases import similar as similar_svc
 from incident_bot.usecases.json_shapes import incident_detail, incident_dict, list_incidents

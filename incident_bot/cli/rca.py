@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from incident_bot.commands.common import database, settings_for
+from incident_bot.cli.common import database, settings_for
 from incident_bot.core.capa import today_in
 from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.rendering import RenderError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dateutil import parser as dateparser
 
-from incident_bot.commands.common import database, settings_for
+from incident_bot.cli.common import database, settings_for
 from incident_bot.core import schedule
 from incident_bot.usecases import digest as service
 from storage.db import session_scope

@@ -1,1 +1,0 @@
-"""One module per sub-command family; each exposes ``add_parser(subparsers)``."""
