@@ -276,6 +276,57 @@ def test_topics_coalesce_and_never_overtake_their_messages(bot) -> None:  # type
     assert resolved_at < topic_at, "the resolved topic comes after the message that resolves"
 
 
+def test_a_paced_topic_or_invitation_never_holds_back_the_messages_behind_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """Per key, the head row goes first, except a topic or an invitation waiting for Slack's limit: the
+    messages queued after it may overtake it (never a channel creation, never a row in flight)."""
+    from incident_bot.pipeline import outbox
+
+    now = utcnow()
+    with session_scope(engine) as s:
+        for method in ("conversations.create", "conversations.setTopic", "conversations.invite",
+                       "chat.postMessage"):
+            repo.enqueue(s, order_key="incident:1", method=method, payload={"channel": "$incident"})
+
+    def claim(*paced: str) -> str | None:
+        with session_scope(engine) as s:
+            rows = outbox.claim(s, now=now + timedelta(seconds=1), lease=timedelta(minutes=2),
+                                exclude_methods=paced)
+            return rows[0].method if rows else None
+
+    def set_status(method: str, status: str) -> None:
+        with session_scope(engine) as s:
+            row = s.execute(select(OutboxMessage).where(OutboxMessage.method == method)).scalar_one()
+            row.status = status
+            s.add(row)
+
+    assert claim("conversations.create") is None, "nothing overtakes a paced channel creation"
+    assert claim() == "conversations.create"
+    assert claim("conversations.setTopic", "conversations.invite") is None, "nor a row in flight"
+    set_status("conversations.create", "done")
+    assert claim("conversations.setTopic", "conversations.invite") == "chat.postMessage", \
+        "the message overtakes the paced topic and invitation"
+    set_status("chat.postMessage", "done")
+    assert claim() == "conversations.setTopic", "which still go, in order, when Slack allows"
+    assert claim() is None, "the invitation waits for the topic in flight"
+
+
+def test_a_storm_of_incidents_gets_its_intros_while_topics_wait_for_slack(bot) -> None:  # type: ignore[no-untyped-def]
+    """Many incidents at once: Slack's limit on ``conversations.setTopic`` paces the topics; every
+    incident's intro is posted anyway, without waiting minutes behind its topic."""
+    bot.rt.worker.gate.budgets["conversations.setTopic"] = 0.5  # one topic, then one every 2 minutes
+    for n in range(3):
+        data = pd.incident_data(f"PSTORM{n}", title=f"Region down {n}", number=n + 1)
+        assert bot.send_pd(pd.delivery("incident.triggered", data)).status_code == 202
+
+    def intros() -> list[str]:
+        with Session(bot.rt.engine) as s:
+            channels = [c for c in s.execute(select(Incident.slack_channel_id)).scalars() if c]
+        return [c for c in channels if any("Region down" in (m.get("text") or "") for m in bot.slack.messages(c))]
+
+    assert len(bot.slack.wait_for(lambda: len(intros()) == 3 and intros(), timeout=30)) == 3
+    assert len(bot.slack.calls("conversations.setTopic")) == 1, "the other topics still wait for the budget"
+
+
 # -- two topologies --------------------------------------------------------------------------------------
 
 @pytest.mark.postgres
