@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from html import unescape
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from incident_bot.bootstrap import build_app
 from incident_bot.config import ConfigError
@@ -25,6 +26,8 @@ from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.web import session as web_session
 from incident_bot.web.auth import safe_next
 from incident_bot.web.settings import web_config
+from incident_bot.web.timeline import LATEST_ROWS
+from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, TimelineEvent
 from tests.conftest import make_settings
@@ -260,6 +263,32 @@ def test_a_short_timeline_has_no_pager_and_the_long_page_is_valid_html(site: dic
     assert "<script" not in long and "style=" not in long
     (tmp_path / "long.html").write_text(long)
     assert validate([tmp_path / "long.html"]) == []
+
+
+def test_status_updates_and_bookkeeping_show_the_latest_with_a_count(site: dict[str, Any]) -> None:
+    http = signed_in(site)
+    ref = site["refs"]["long"]
+    with session_scope(site["engine"]) as s:
+        inc = s.execute(select(Incident).where(Incident.ref == ref)).scalar_one()
+        start = inc.resolved_at
+        for k in range(LATEST_ROWS + 5):
+            at = start + timedelta(seconds=k)
+            repo.add_timeline(s, incident_id=inc.id, occurred_at=at, source="slack", kind="status_update",
+                              actor="U0ALICE", text=f"extra update {k}")
+            repo.add_timeline(s, incident_id=inc.id, occurred_at=at, source="bot", kind="action_status",
+                              text=f"extra bookkeeping {k}")
+        counts = dict(s.execute(select(TimelineEvent.kind, func.count()).where(
+            TimelineEvent.incident_id == inc.id).group_by(TimelineEvent.kind)).all())
+    page = http.get(f"/ui/incidents/{ref}").text
+    comms = re.search(r'<section id="communications">(.*?)</section>', page, re.S)
+    assert comms and comms.group(1).count("<tr>") == LATEST_ROWS + 1  # the header row too
+    updates = counts["status_update"]
+    assert f"The latest {LATEST_ROWS} of {updates} status updates" in comms.group(1)
+    assert "extra update 5<" in comms.group(1) and "extra update 4<" not in comms.group(1)  # the latest 200
+    appendix = re.search(r'<section id="appendix">(.*?)</section>', page, re.S)
+    records = counts["action_status"] + counts["status_nudge"]
+    assert appendix and f"The latest {LATEST_ROWS} of {records} records" in appendix.group(1)
+    assert "extra bookkeeping 5<" in appendix.group(1) and "extra bookkeeping 4<" not in appendix.group(1)
 
 
 def test_rca_download_is_the_export(site: dict[str, Any]) -> None:

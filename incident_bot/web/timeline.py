@@ -36,7 +36,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEY = re.compile(r"(-?[0-9]{1,17})_([0-9]{1,18})")
 _T = TimelineEvent
 _COLUMNS = (_T.id, _T.occurred_at, _T.source, _T.kind, _T.text, _T.actor, _T.milestone)
-_BOOKKEEPING = _T.kind.in_(BOOKKEEPING_KINDS)  # type: ignore[attr-defined]
+_BOOKKEEPING = _T.kind.in_(sorted(BOOKKEEPING_KINDS))  # type: ignore[attr-defined]
 _CURATED = or_(~_BOOKKEEPING, _T.milestone.is_not(None))  # type: ignore[union-attr]
 
 
@@ -122,8 +122,9 @@ def _older_than(k: Key) -> Any:
     return and_(_T.occurred_at <= k.at, or_(_T.occurred_at < k.at, _T.id < k.id))  # type: ignore[arg-type]
 
 
-def _newer_than(k: Key) -> Any:
-    return and_(_T.occurred_at >= k.at, or_(_T.occurred_at > k.at, _T.id > k.id))  # type: ignore[arg-type]
+def _newer_than(k: Key, *, or_equal: bool = False) -> Any:
+    later = _T.id >= k.id if or_equal else _T.id > k.id  # type: ignore[operator]
+    return and_(_T.occurred_at >= k.at, or_(_T.occurred_at > k.at, later))  # type: ignore[arg-type]
 
 
 def window(session: Session, incident_id: int, req: WindowRequest) -> Window:
@@ -152,7 +153,7 @@ def window(session: Session, incident_id: int, req: WindowRequest) -> Window:
         return window(session, incident_id, WindowRequest(after=START, rows=n))  # before the oldest: the oldest
     lower = got[n][0] if len(got) > n else None
     newer = req.before is not None and session.execute(
-        base.with_only_columns(_T.id).where(~_older_than(req.before)).limit(1)).first() is not None  # type: ignore[arg-type]
+        base.with_only_columns(_T.id).where(_newer_than(req.before, or_equal=True)).limit(1)).first() is not None  # type: ignore[arg-type]
     return Window(rows, lower, rows[-1][0] if rows and newer else None)
 
 
@@ -172,7 +173,7 @@ def summary(session: Session, incident_id: int) -> Summary:
     appendix = and_(_BOOKKEEPING, _T.milestone.is_(None))  # type: ignore[union-attr]
     story = ~_BOOKKEEPING
     stmt = (select(_T.actor, func.count(), func.sum(case((appendix, 1), else_=0)),
-                   func.sum(case((_T.kind.in_(COMMUNICATION_KINDS), 1), else_=0)),  # type: ignore[attr-defined]
+                   func.sum(case((_T.kind.in_(sorted(COMMUNICATION_KINDS)), 1), else_=0)),  # type: ignore[attr-defined]
                    func.sum(case((story, 1), else_=0)), func.min(case((story, _T.occurred_at))),
                    func.max(case((story, _T.occurred_at))), func.min(case((story, _T.id))))
             .where(_T.incident_id == incident_id).group_by(_T.actor))  # type: ignore[arg-type]
