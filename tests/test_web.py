@@ -4,21 +4,34 @@ test_web_browser.py."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
+from html import unescape
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, or_, select
 
 from incident_bot.bootstrap import build_app
 from incident_bot.config import ConfigError
+from incident_bot.core.durations import utc_text
+from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.rca_parts import BOOKKEEPING_KINDS
 from incident_bot.demo.live_server import LiveServer
 from incident_bot.demo.slack_standin import SlackStandIn
+from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.web import session as web_session
 from incident_bot.web.auth import safe_next
 from incident_bot.web.settings import web_config
+from incident_bot.web.timeline import LATEST_ROWS
+from storage import repo
+from storage.db import session_scope
+from storage.models import Incident, TimelineEvent
 from tests.conftest import make_settings
+from tests.html5 import validate
 from tests.web_seed import seed
 
 CLIENT_ID, CLIENT_SECRET = "1234.5678", "oidc-client-secret-for-tests"
@@ -51,7 +64,8 @@ def site(db_url: str) -> Iterator[dict[str, Any]]:
         refs = seed(app.state.runtime.engine, settings)
         config = web_config(settings, listen_host="127.0.0.1")
         with LiveServer(app, port=port) as server, httpx.Client(base_url=server.url, timeout=30) as http:
-            yield {"http": http, "slack": slack, "refs": refs, "config": config, "url": server.url}
+            yield {"http": http, "slack": slack, "refs": refs, "config": config, "url": server.url,
+                   "engine": app.state.runtime.engine}
         app.state.runtime.engine.dispose()
 
 
@@ -155,16 +169,126 @@ def test_logout_needs_the_forms_token(site: dict[str, Any]) -> None:
 
 def test_bad_parameters_are_a_400_and_unknown_things_a_404(site: dict[str, Any]) -> None:
     http = signed_in(site)
+    long = site["refs"]["long"]
     for path in ("/ui/incidents?status=bogus", "/ui/incidents?severity=SEV9", "/ui/incidents?before=0",
                  "/ui/incidents?after=x", "/ui/incidents?before=3&after=1",
-                 "/ui/incidents?period=2y", "/ui/metrics?weeks=3", "/ui/metrics?severity=P1"):
+                 "/ui/incidents?period=2y", "/ui/metrics?weeks=3", "/ui/metrics?severity=P1",
+                 f"/ui/incidents/{long}?before=0", f"/ui/incidents/{long}?after=1795701300000000",
+                 f"/ui/incidents/{long}?before=%27%3B--_1", f"/ui/incidents/{long}?before=1_1&after=2_2",
+                 f"/ui/incidents/{long}?before=-99999999999999999_1", f"/ui/incidents/{long}?rows=5000",
+                 f"/ui/incidents/{long}?rows=0", f"/ui/incidents/{long}?rows=all"):
         r = http.get(path)
         assert r.status_code == 400, path
+        assert "<h1>" in r.text and r.headers["content-security-policy"].startswith("default-src 'self'"), path
     for path in ("/ui/incidents/INC-99999", "/ui/incidents/drop%20table", "/ui/digests/2001-W01",
                  "/ui/incidents/INC-1/rca.pdf"):
         assert http.get(path).status_code == 404, path
     r = http.get("/ui/incidents", params={"q": "%_\\"})  # LIKE wildcards are searched for literally
     assert r.status_code == 200 and "0 incidents" in r.text
+
+
+def timeline_table(html: str) -> list[tuple[str, str, str]]:
+    """The rows of the page's timeline table as (time, event, source), text only."""
+    section = re.search(r'<section id="timeline">(.*?)</section>', html, re.S)
+    assert section, "no timeline section"
+    body = re.search(r'<table class="timeline">.*?<tbody>(.*?)</tbody>', section.group(1), re.S)
+    assert body, "no timeline table"
+    out = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body.group(1), re.S):
+        cells = [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        out.append((cells[0], cells[2], cells[3]))
+    return out
+
+
+def link(html: str, cls: str) -> str | None:
+    found = re.search(rf'<a rel="[a-z]+" class="{cls}" href="([^"]+)"', html)
+    return unescape(found.group(1)) if found else None
+
+
+def expected_timeline(site: dict[str, Any], ref: str) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+    """The curated timeline in the database, in order, as the table shows it (time, note or kind, source),
+    and the milestones' times."""
+    t = TimelineEvent
+    with session_scope(site["engine"]) as s:
+        inc = s.execute(select(Incident).where(Incident.ref == ref)).scalar_one()
+        rows = s.execute(select(t.occurred_at, t.kind, t.source, t.text).where(
+            t.incident_id == inc.id, or_(t.kind.not_in(BOOKKEEPING_KINDS), t.milestone.is_not(None)))  # type: ignore[attr-defined, union-attr]
+            .order_by(t.occurred_at, t.id)).all()
+        milestones = {m: utc_text(getattr(inc, m)) for m in MILESTONES if getattr(inc, m)}
+    table = [(utc_text(at), row_plain(src, text) if kind == "note" else kind, src) for at, kind, src, text in rows]
+    return table, milestones
+
+
+def test_a_long_timeline_pages_by_cursor_newest_first(site: dict[str, Any]) -> None:
+    http = signed_in(site)
+    ref = site["refs"]["long"]
+    expected, milestones = expected_timeline(site, ref)
+    assert len(expected) > 600  # three windows of 300
+    path, pages, synthetic = f"/ui/incidents/{ref}", [], []
+    while path:
+        r = http.get(path)
+        assert r.status_code == 200, path
+        rows = timeline_table(r.text)
+        synthetic += [x for x in rows if x[2] == "milestone"]
+        stored = [x if x[1].startswith("long note") else (x[0], "", x[2]) for x in rows if x[2] != "milestone"]
+        pages.insert(0, stored)
+        shown = re.search(r'id="timeline-count">Showing ([0-9,]+) of ([0-9,]+) events', r.text)
+        assert shown and int(shown.group(1)) == len(rows), path
+        assert f'href="/ui/incidents/{ref}/rca.md"' in r.text.split('id="timeline-count"')[1].split("</p>")[0]
+        # Every milestone is in the milestone table, whichever window is shown.
+        table = re.search(r"<th>Milestone</th>.*?<tbody>(.*?)</tbody>", r.text, re.S)
+        assert table and all(f"<td class=\"time\">{v}</td>" in table.group(1) for v in milestones.values())
+        assert "◆ Mitigated" in table.group(1)
+        path = link(r.text, "older")  # type: ignore[assignment]
+        assert path is None or "before=" in path
+    first = [x if x[1].startswith("long note") else (x[0], "", x[2]) for x in expected]
+    assert len(pages) == 3 and [len(p) for p in pages[1:]] == [300, 300]
+    assert [x for p in pages for x in p] == first  # no gap, no duplicate, in order
+    assert [x[1] for x in pages[-1] if x[1]][-1] == "long note 649 & more"  # the latest first; mrkdwn as meant
+    assert [x[1] for x in synthetic] == ["◆ Mitigated"]  # the milestone no row marks, once
+    assert int(shown.group(2).replace(",", "")) == len(expected) + 1
+    # The oldest window's "Newer" link leads back up without a gap either.
+    newer = link(http.get(f"/ui/incidents/{ref}", params={"after": "0_0", "rows": "250"}).text, "newer")
+    assert newer and "rows=250" in newer
+    again = [x for x in timeline_table(http.get(newer).text) if x[2] != "milestone"]
+    assert [x if x[1].startswith("long note") else (x[0], "", x[2]) for x in again] == first[250:500]
+
+
+def test_a_short_timeline_has_no_pager_and_the_long_page_is_valid_html(site: dict[str, Any], tmp_path: Any) -> None:
+    http = signed_in(site)
+    short = http.get(f"/ui/incidents/{site['refs']['full']}").text
+    assert 'id="timeline-pager"' not in short and "Showing " in short and "Every event is in" not in short
+    long = http.get(f"/ui/incidents/{site['refs']['long']}", params={"rows": "40"}).text
+    assert len(timeline_table(long)) == 40 and 'id="timeline-pager"' in long
+    assert "<script" not in long and "style=" not in long
+    (tmp_path / "long.html").write_text(long)
+    assert validate([tmp_path / "long.html"]) == []
+
+
+def test_status_updates_and_bookkeeping_show_the_latest_with_a_count(site: dict[str, Any]) -> None:
+    http = signed_in(site)
+    ref = site["refs"]["long"]
+    with session_scope(site["engine"]) as s:
+        inc = s.execute(select(Incident).where(Incident.ref == ref)).scalar_one()
+        start = inc.resolved_at
+        for k in range(LATEST_ROWS + 5):
+            at = start + timedelta(seconds=k)
+            repo.add_timeline(s, incident_id=inc.id, occurred_at=at, source="slack", kind="status_update",
+                              actor="U0ALICE", text=f"extra update {k}")
+            repo.add_timeline(s, incident_id=inc.id, occurred_at=at, source="bot", kind="action_status",
+                              text=f"extra bookkeeping {k}")
+        counts = dict(s.execute(select(TimelineEvent.kind, func.count()).where(
+            TimelineEvent.incident_id == inc.id).group_by(TimelineEvent.kind)).all())
+    page = http.get(f"/ui/incidents/{ref}").text
+    comms = re.search(r'<section id="communications">(.*?)</section>', page, re.S)
+    assert comms and comms.group(1).count("<tr>") == LATEST_ROWS + 1  # the header row too
+    updates = counts["status_update"]
+    assert f"The latest {LATEST_ROWS} of {updates} status updates" in comms.group(1)
+    assert "extra update 5<" in comms.group(1) and "extra update 4<" not in comms.group(1)  # the latest 200
+    appendix = re.search(r'<section id="appendix">(.*?)</section>', page, re.S)
+    records = counts["action_status"] + counts["status_nudge"]
+    assert appendix and f"The latest {LATEST_ROWS} of {records} records" in appendix.group(1)
+    assert "extra bookkeeping 5<" in appendix.group(1) and "extra bookkeeping 4<" not in appendix.group(1)
 
 
 def test_rca_download_is_the_export(site: dict[str, Any]) -> None:

@@ -287,6 +287,37 @@ def test_sign_in_and_every_page(browser: webdriver.Chrome, site: Site) -> None:
         d.set_window_size(1280, 900)
 
 
+def test_a_long_timeline_pages_with_plain_links(browser: webdriver.Chrome, site: Site) -> None:
+    d = browser
+    sign_in(d, site)
+    ref = site.refs["long"]
+    t = TimelineEvent
+    with session_scope(site.engine) as s:
+        inc = s.execute(select(Incident).where(Incident.ref == ref)).scalar_one()
+        notes = [row_plain(src, text) for src, text in s.execute(
+            select(t.source, t.text).where(t.incident_id == inc.id, t.kind == "note")  # type: ignore[arg-type]
+            .order_by(t.occurred_at, t.id)).all()]  # type: ignore[arg-type]
+    open_page(d, site, f"/ui/incidents/{ref}")
+    count = d.find_element(By.ID, "timeline-count").text
+    assert count.startswith("Showing 30") and "the latest" in count, count
+    events = texts(d, "#timeline table.timeline tbody td:nth-child(3)")
+    shown = [e for e in events if e.startswith("long note")]
+    assert shown == notes[-len(shown):] and len(events) <= 302
+    assert len(texts(d, "#timeline table.compact tbody tr")) >= 6  # the milestones, always
+    assert fits_phone(d)
+    shot(d, "incident-long")
+    assert_clean(d, site)
+
+    drain_logs(d)
+    d.find_element(By.CSS_SELECTOR, "#timeline-pager a.older").click()  # a plain link: no script runs
+    WebDriverWait(d, 10).until(lambda x: "before=" in x.current_url
+                               and x.execute_script("return document.readyState") == "complete")
+    older = [e for e in texts(d, "#timeline table.timeline tbody td:nth-child(3)") if e.startswith("long note")]
+    assert older + shown == notes[-len(older) - len(shown):]  # the rows just before, no gap, no repeat
+    assert d.find_elements(By.CSS_SELECTOR, "#timeline-pager a.newer")
+    assert_clean(d, site)
+
+
 def _refused(driver: webdriver.Chrome, site: Site, path: str = "/ui/incidents") -> bool:
     open_page(driver, site, path)
     return urlsplit(driver.current_url).path == "/ui/login" and not driver.find_elements(By.ID, "incidents")

@@ -27,9 +27,38 @@ def _step(s, inc: Incident, kind: str, signal: str, at: datetime, actor: str | N
                       text=kind.capitalize(), actor=actor, milestone=milestone_for(kind, tr.changed))
 
 
+LONG_NOTES = 650  # more than two windows of the incident page's timeline (300 rows by default)
+
+
+def _long_incident(s, now: datetime) -> Incident:  # type: ignore[no-untyped-def]
+    """An incident whose timeline takes three windows of the page: notes three to a second (rows of
+    the same time meet at a window's edge), a status update and a bookkeeping row every 50 notes, a
+    milestone that no row marks (mitigated) in the middle, and the resolve at the end."""
+    at = now - timedelta(days=1, hours=4)
+    inc = open_incident(s, NewIncident(
+        title="Queue backlog growing for hours", detected_at=at, severity="SEV2", origin="slack",
+        service="queue-api", impact_started_at=at - timedelta(minutes=5)), announce_channel=None, invite_oncall=False)
+    _step(s, inc, "acknowledged", "acknowledge", at + timedelta(minutes=1), actor="U0ALICE")
+    first = at + timedelta(minutes=2)
+    for k in range(LONG_NOTES):
+        ts = first + timedelta(seconds=10 * (k // 3))
+        repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=ts, source="slack", kind="note",
+                          actor="U0BOB" if k % 2 else "U0ALICE", text=f"long note {k} &amp; more")
+        if k % 50 == 49:
+            repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=ts, source="slack", kind="status_update",
+                              actor="U0ALICE", text=f"Status {k // 50}: still draining the backlog")
+            repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=ts, source="bot", kind="status_nudge",
+                              text=f"Reminder {k // 50}: post a status update")
+    apply_signals(s, inc, [Signal("mitigate", first + timedelta(seconds=10 * (LONG_NOTES // 6), milliseconds=500))],
+                  strict=False, source="slack")
+    _step(s, inc, "resolved", "resolve", first + timedelta(seconds=10 * (LONG_NOTES // 3) + 5))
+    return inc
+
+
 def seed(engine: Engine, settings: Settings, *, now: datetime | None = None) -> dict[str, str]:
     """Twelve incidents over the last weeks (mixed severity, service, status), one with a full RCA,
-    PagerDuty links, CAPA (one overdue, one with a ticket), and one posted digest."""
+    PagerDuty links, CAPA (one overdue, one with a ticket), and one posted digest; then one with a
+    long timeline (``refs["long"]``)."""
     now = now or utcnow()
     refs: dict[str, str] = {}
     with session_scope(engine) as s:
@@ -71,6 +100,7 @@ def seed(engine: Engine, settings: Settings, *, now: datetime | None = None) -> 
                            at=now - timedelta(days=3))
         rca.set_narrative(s, refs["full"], {"summary": "Checkout returned 500s for 40 minutes.",
                                             "root_causes": "The pool size change was not load tested."})
+        refs["long"] = _long_incident(s, now).ref
     with session_scope(engine) as s:
         week = schedule.last_complete_week(now, settings.tzinfo)
         assert post_digest(s, settings, week, now=now)

@@ -36,6 +36,7 @@ from incident_bot.core.rca_parts import (
     Communication,
     Participant,
     TimelineEntry,
+    TimelineParts,
     TimelineRow,
     communications,
     participants,
@@ -314,8 +315,13 @@ def build_rca(
     review: ReviewInfo | None = None,
     findings: Sequence[QualityFinding] = (),
     generated_at: datetime | None = None,
+    parts: TimelineParts | None = None,
 ) -> RcaDocument:
-    """Everything an RCA shows, in order. ``people`` turns ids into display names."""
+    """Everything an RCA shows, in order. ``people`` turns ids into display names.
+
+    ``parts``: the timeline's entries, appendix, participants and communications built by the caller
+    (the web page's window of a long timeline); ``timeline`` then need only hold the rows that mark a
+    milestone (the detection/response facts name who acknowledged)."""
     people = people or Directory()
     review = review or ReviewInfo()
     rows = list(timeline)
@@ -345,11 +351,15 @@ def build_rca(
     dur_fields = tuple(Field(k, METRIC_LABELS[k], format_duration(dur.get(k))) for k in DEFINITIONS)
     lessons = tuple(_text_section(k, t, narrative) for k, t in (
         ("went_well", "What went well"), ("went_wrong", "What went wrong"), ("lucky", "Where we got lucky")))
-    main, appendix = split_timeline(rows, milestones, people)
-    comms = communications(rows, milestones.get("impact_started_at"), people, facts.slack_channel_name)
-    crew = participants(rows, people, opened_at=milestones.get("detected_at"),
-                        roles_now={"commander": facts.commander, "scribe": facts.scribe,
-                                   "reporter": facts.reporter})
+    if parts is None:
+        main, appendix = split_timeline(rows, milestones, people)
+        comms = communications(rows, milestones.get("impact_started_at"), people, facts.slack_channel_name)
+        crew = participants(rows, people, opened_at=milestones.get("detected_at"),
+                            roles_now={"commander": facts.commander, "scribe": facts.scribe,
+                                       "reporter": facts.reporter})
+    else:
+        main, appendix = list(parts.main), list(parts.appendix)
+        crew, comms = list(parts.participants), list(parts.communications)
     impact = _text_section("impact", "Impact", narrative)
     impact = Section(key="impact", title="Impact", body=impact.body, prompt=impact.prompt,
                      milestones=impact_fields(narrative))

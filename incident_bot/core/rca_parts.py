@@ -82,18 +82,32 @@ def since(start: datetime | None, ts: datetime) -> str:
     return "+" + format_duration(int((ts - start).total_seconds()))
 
 
+def unmarked_milestones(rows: Iterable[TimelineRow],
+                        milestones: Mapping[str, datetime | None]) -> list[TimelineRow]:
+    """A row for each milestone that no row of ``rows`` marks (the timeline shows every milestone).
+    ``rows`` need only hold the rows that mark a milestone."""
+    present = {(r.milestone, r.occurred_at.replace(microsecond=0)) for r in rows if r.milestone}
+    return [TimelineRow(occurred_at=ts, source="milestone", kind=m, milestone=m, text=MILESTONE_LABELS[m])
+            for m in MILESTONES
+            if (ts := milestones.get(m)) is not None and (m, ts.replace(microsecond=0)) not in present]
+
+
+def in_time_order(rows: Iterable[TimelineRow]) -> list[TimelineRow]:
+    """Stored rows (already in (time, id) order) and milestone rows: same-time milestones first, in
+    their order (a stable sort keeps the stored order otherwise)."""
+    rank, last = _MILESTONE_RANK, len(MILESTONES)
+    return sorted(rows, key=lambda r: (r.occurred_at, rank.get(r.milestone, last)))  # type: ignore[arg-type]
+
+
 def with_milestones(rows: Iterable[TimelineRow], milestones: Mapping[str, datetime | None]) -> list[TimelineRow]:
     """Rows in time order, plus a row for each milestone that no row marks."""
     rows = list(rows)
-    present = {(r.milestone, r.occurred_at.replace(microsecond=0)) for r in rows if r.milestone}
-    for m in MILESTONES:
-        ts = milestones.get(m)
-        if ts is not None and (m, ts.replace(microsecond=0)) not in present:
-            rows.append(TimelineRow(occurred_at=ts, source="milestone", kind=m, milestone=m,
-                                    text=MILESTONE_LABELS[m]))
-    rank, last = _MILESTONE_RANK, len(MILESTONES)
-    rows.sort(key=lambda r: (r.occurred_at, rank.get(r.milestone, last)))  # type: ignore[arg-type]
-    return rows
+    return in_time_order([*rows, *unmarked_milestones(rows, milestones)])
+
+
+def is_bookkeeping(r: TimelineRow) -> bool:
+    """A row of the appendix rather than of the curated timeline."""
+    return r.kind in BOOKKEEPING_KINDS and not r.milestone
 
 
 def entry(r: TimelineRow, start: datetime | None, people: Directory) -> TimelineEntry:
@@ -112,7 +126,7 @@ def split_timeline(rows: Iterable[TimelineRow], milestones: Mapping[str, datetim
     main: list[TimelineEntry] = []
     appendix: list[TimelineEntry] = []
     for r in with_milestones(rows, milestones):
-        (appendix if r.kind in BOOKKEEPING_KINDS and not r.milestone else main).append(entry(r, start, people))
+        (appendix if is_bookkeeping(r) else main).append(entry(r, start, people))
     return main, appendix
 
 
@@ -130,12 +144,33 @@ def communications(rows: Sequence[TimelineRow], start: datetime | None, people: 
     return out
 
 
+class Activity(NamedTuple):
+    """One person's part of the timeline (bookkeeping rows left out)."""
+
+    first: datetime
+    last: datetime
+    entries: int
+
+
+def activity(rows: Iterable[TimelineRow]) -> dict[str, Activity]:
+    """Each actor's first and last row and row count, in the order they first appear."""
+    seen: dict[str, Activity] = {}
+    for r in rows:
+        if r.actor and r.kind not in BOOKKEEPING_KINDS:
+            a = seen.get(r.actor)
+            seen[r.actor] = (Activity(r.occurred_at, r.occurred_at, 1) if a is None else
+                             Activity(min(a.first, r.occurred_at), max(a.last, r.occurred_at), a.entries + 1))
+    return seen
+
+
 def participants(rows: Sequence[TimelineRow], people: Directory, *, roles_now: Mapping[str, str | None],
-                 opened_at: datetime | None) -> list[Participant]:
+                 opened_at: datetime | None, spans: Mapping[str, Activity] | None = None) -> list[Participant]:
     """Who took part: each person's roles (with the time they took them) and their activity span.
 
     Roles come from role changes on the timeline; a current holder with no role row (the declarer is
     commander from the start) held it from the opening. Bookkeeping rows do not make a participant.
+    ``spans``: each actor's :class:`Activity` when the caller counted it already (the web page has the
+    database count it); ``rows`` then need only hold the role changes.
     """
     held: dict[str, list[str]] = {}
     has_row: set[tuple[str, str]] = set()
@@ -149,24 +184,28 @@ def participants(rows: Sequence[TimelineRow], people: Directory, *, roles_now: M
         if who and (role, who) not in has_row:
             label = role if role == "reporter" or opened_at is None else f"{role} from {utc_clock(opened_at)}"
             held.setdefault(who, []).insert(0, label)
-    seen: dict[str, list[datetime]] = {}
-    counts: dict[str, int] = {}
-    for r in rows:
-        if r.actor and r.kind not in BOOKKEEPING_KINDS:
-            seen.setdefault(r.actor, []).append(r.occurred_at)
-            counts[r.actor] = counts.get(r.actor, 0) + 1
+    seen = activity(rows) if spans is None else spans
     everyone = list(dict.fromkeys([*held, *seen]))
     out = []
     for who in everyone:
-        times = sorted(seen.get(who, []))
-        first = min(times) if times else None
-        out.append((first, Participant(
+        span = seen.get(who)
+        out.append((span.first if span else None, Participant(
             id=who if looks_like_slack_id(who) else None,
             name=people.name(who), roles="; ".join(held.get(who, [])) or "responder",
-            first_seen=utc_text(first) if first else "—", last_seen=utc_text(times[-1]) if times else "—",
-            entries=counts.get(who, 0))))
+            first_seen=utc_text(span.first) if span else "—", last_seen=utc_text(span.last) if span else "—",
+            entries=span.entries if span else 0)))
     # Role holders first (commander at the top), then by first activity.
     rank = {"commander": 0, "comms": 1, "scribe": 2, "reporter": 3}
     out.sort(key=lambda p: (min(rank.get(x.split()[0], 9) for x in p[1].roles.split("; ")),
                             p[0].timestamp() if p[0] else float("inf")))
     return [p for _, p in out]
+
+
+class TimelineParts(NamedTuple):
+    """What the RCA derives from the timeline, when the caller built it from its own reads (the web
+    page shows a window of the timeline and has the database count the rest): see ``build_rca``."""
+
+    main: Sequence[TimelineEntry]
+    appendix: Sequence[TimelineEntry]
+    participants: Sequence[Participant]
+    communications: Sequence[Communication]

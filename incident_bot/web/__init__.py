@@ -1,14 +1,16 @@
 """The web view: read-only pages for commanders and leads, signed in with Slack.
 
 ``/ui/incidents`` (filters, search, pages), ``/ui/incidents/INC-n`` (header, milestones, metrics,
-timeline, the RCA with its CAPA and PagerDuty links), ``/ui/metrics`` (MTTx per week as SVG charts with
-their numbers), ``/ui/digests`` (every posted digest), ``/ui/actions`` (open and overdue CAPA by owner).
+a window of the timeline with links to the others, the RCA with its CAPA and PagerDuty links),
+``/ui/metrics`` (MTTx per week as SVG charts with their numbers), ``/ui/digests`` (every posted
+digest), ``/ui/actions`` (open and overdue CAPA by owner).
 
 Served by the bot's own ASGI app, server-rendered (Jinja2, inline SVG from pygal): no JavaScript, no
 CDN, one stylesheet, ``Content-Security-Policy: default-src 'self'``. Off (404) unless Sign in with
 Slack is configured; see :mod:`incident_bot.web.settings`. Modules: ``settings`` (on/off and checks),
 ``session`` (signed cookies), ``oidc`` (Slack's OpenID Connect), ``auth`` (sign-in routes),
-``queries`` (reads), ``charts`` (SVG), ``render`` (templates and headers), ``pages`` (routes).
+``queries`` (reads), ``timeline`` and ``incident_doc`` (the incident page's window of the timeline and
+its RCA), ``charts`` (SVG), ``render`` (templates and headers), ``pages`` (routes).
 """
 
 from __future__ import annotations

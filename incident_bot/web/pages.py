@@ -29,6 +29,7 @@ from incident_bot.web import charts, queries
 from incident_bot.web.auth import sign_in_redirect, viewer
 from incident_bot.web.render import Clock, css_response, favicon_response, headers, page
 from incident_bot.web.settings import WebConfig
+from incident_bot.web.timeline import BadCursor, WindowRequest
 from storage.db import session_scope
 from storage.models import utcnow
 
@@ -75,7 +76,7 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
                   "path": request.url.path}
         try:
             context = await run_in_threadpool(work)
-        except queries.BadFilter as exc:
+        except (queries.BadFilter, BadCursor) as exc:
             return page("error.html.j2", {**common, "status": 400, "message": str(exc)}, status=400)
         except NotFound as exc:
             return page("error.html.j2", {**common, "status": 404, "message": str(exc)}, status=404)
@@ -111,9 +112,10 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
             inc = queries.incident_by_ref(s, ref)
             if inc is None:
                 raise NotFound(f"No incident {ref[:40]}.")
-            view = queries.incident_view(s, inc, today=today(), window=settings.recurrence_delta)
+            view = queries.incident_view(s, inc, today=today(), window=settings.recurrence_delta,
+                                         timeline=WindowRequest.parse(dict(request.query_params)))
             return {**view.doc.context(), "view": view, "inc": inc, "title": f"{inc.ref}: {inc.title}",
-                    "channel_url": digest_service.channel_url(inc.slack_channel_id)}
+                    "channel_url": digest_service.channel_url(inc.slack_channel_id), "timeline_page": view.timeline}
         return await render(request, "incident.html.j2", load)
 
     @r.get("/ui/incidents/{ref}/rca.{fmt}")

@@ -9,8 +9,8 @@ The incident list has to stay fast at 100,000 incidents (bench/bench_web.py):
 - the service choices come from a loose index scan (one index probe per service name), not a
   ``DISTINCT`` over every incident.
 The search box is :func:`title_matches`: the text index of storage/text_search.py.
-The incident page reuses the RCA export's loader (:func:`incident_bot.usecases.rca.rca_document`), so
-the page and the exported RCA cannot disagree.
+The incident page shows the RCA export's content with a window of the timeline (web/incident_doc.py,
+web/timeline.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from incident_bot.core import capa
 from incident_bot.core.lifecycle import STATUSES
 from incident_bot.core.rca import RcaDocument, safe_url
 from incident_bot.core.severity import SEVERITIES
-from incident_bot.usecases.rca import display_names, rca_document
+from incident_bot.usecases.rca import display_names
+from incident_bot.web.incident_doc import TimelinePage, page_document
+from incident_bot.web.timeline import WindowRequest
 from storage import repo, text_search
 from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, PagerDutyLink, utcnow
 
@@ -202,12 +204,14 @@ class IncidentView:
     commander: str | None
     metrics: dict[str, int | None]
     review: str  # the RCA's state, in words
+    timeline: TimelinePage  # the window of the timeline shown, and the links to the others
 
 
-def incident_view(session: Session, inc: Incident, *, today: date,
-                  window: timedelta = timedelta(days=30)) -> IncidentView:
+def incident_view(session: Session, inc: Incident, *, today: date, window: timedelta = timedelta(days=30),
+                  timeline: WindowRequest | None = None) -> IncidentView:
+    """The page's content; its RCA shows the window ``timeline`` of the timeline (web/timeline.py)."""
     assert inc.id is not None
-    doc = rca_document(session, inc, today=today, window=window)
+    doc, page = page_document(session, inc, timeline or WindowRequest(), today=today, window=window)
     links = session.execute(select(PagerDutyLink).where(PagerDutyLink.incident_id == inc.id)  # type: ignore[arg-type]
                             .order_by(PagerDutyLink.primary.desc(), PagerDutyLink.created_at)).scalars()  # type: ignore[attr-defined]
     pd = [PagerDutyRef(p.pagerduty_incident_id, safe_url(p.url), p.service_name, p.primary) for p in links]
@@ -217,7 +221,7 @@ def incident_view(session: Session, inc: Incident, *, today: date,
     metrics = {k: getattr(row, k) if row else None for k in ("ttd_s", "tta_s", "ttm_s", "ttr_s")}
     names = display_names(session, [inc.commander_id])
     return IncidentView(incident=inc, doc=doc, pagerduty=pd, commander=names.get(inc.commander_id or "",
-                        inc.commander_id), metrics=metrics, review=review_state(inc, doc))
+                        inc.commander_id), metrics=metrics, review=review_state(inc, doc), timeline=page)
 
 
 def review_state(inc: Incident, doc: RcaDocument) -> str:
