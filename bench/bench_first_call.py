@@ -86,7 +86,8 @@ def run_backend(backend: str, tmp: Path, args: argparse.Namespace) -> dict[str, 
     try:
         slack.add_channel("incidents")
         # One incident per trigger (no storm grouping): every trigger opens a channel, the heavier case.
-        env = {"SLACK_CHANNEL_CREATE_PER_MINUTE": "10000", "GROUP_BY": "none"}
+        env = {"SLACK_CHANNEL_CREATE_PER_MINUTE": "10000", "GROUP_BY": "none",
+               **dict(kv.split("=", 1) for kv in args.env)}
         with bi.database(backend, tmp, f"first_{backend}") as url, \
                 bi.ours(url, slack, tmp, f"first_{backend}", **env) as server:
             doc = bi.loadgen(server.url, workload="pd-mix", mode="open", rate=args.rate,
@@ -121,6 +122,8 @@ def main() -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--rate", type=float, default=100.0, help="PagerDuty deliveries per second (open loop)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting for the bot, e.g. OUTBOX_WORKERS=8 (repeatable)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
     results = []

@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     fold_batch_size: int = Field(default=200, ge=1, le=5000)
     fold_max_attempts: int = Field(default=5, ge=1, le=100)
     fold_poll_interval: float = Field(default=0.1, gt=0, le=60)
-    outbox_workers: int = Field(default=2, ge=1, le=64)
+    # Delivery threads: a call is I/O (Slack answers in 50-300 ms), so a storm's messages need several at
+    # once; bench/bench_first_call.py: 2 threads kept follow-ups seconds behind at 100 deliveries/s.
+    outbox_workers: int = Field(default=8, ge=1, le=64)
     outbox_max_attempts: int = Field(default=30, ge=1, le=1000)
     outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)
     outbox_backoff_base: float = Field(default=1.0, gt=0, le=600)

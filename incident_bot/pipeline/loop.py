@@ -35,7 +35,7 @@ class LoopWorker:
         self._stop.clear()
         for i in range(self.threads):
             suffix = f"-{i}" if self.threads > 1 else ""
-            t = threading.Thread(target=self._loop, name=f"{self.name}{suffix}", daemon=True)
+            t = threading.Thread(target=self._loop, args=(i,), name=f"{self.name}{suffix}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -49,7 +49,11 @@ class LoopWorker:
     def notify(self) -> None:
         self.wake.set()
 
-    def _loop(self) -> None:
+    def _loop(self, index: int = 0) -> None:
+        # Idle, the first thread polls every poll_interval and the others far less often: new work wakes
+        # them all (notify), so polling only catches work that came without a wake-up (another replica's,
+        # a retry coming due), and idle polling does not grow with the number of threads.
+        idle_wait = self.poll_interval * (1 if index == 0 else max(2, self.threads))
         while not self._stop.is_set():
             try:
                 did = self.run_once()
@@ -64,5 +68,5 @@ class LoopWorker:
             if did:
                 self.after_progress()
             else:
-                self.wake.wait(self.poll_interval)
+                self.wake.wait(idle_wait)
                 self.wake.clear()
