@@ -1,0 +1,94 @@
+"""Drawing intents: the use cases queue what a message says (``pipeline.outbox.intent``: a renderer's
+name and plain JSON data); the Slack job draws it here when it sends, so Block Kit and mrkdwn escaping
+never leave ``incident_bot/slack/``.
+
+:data:`RENDERERS` is the one table of names, written out (no registration by import side effect): a
+name a use case queues that is not here is a dead row, and tests/test_intents.py checks every name the
+use cases and PagerDuty modules queue against it.
+
+A renderer takes the intent's data and the incident as it is at send time (``None`` for a row without
+one) and returns the call's content: ``text`` and ``blocks`` for ``chat.postMessage``, ``topic`` for
+``conversations.setTopic``. Most draw only from the data, a snapshot of the incident taken when the
+message was queued (``outbox.facts``), so a message says what was true then; the announcement draws from
+the live incident, to link the channel created just before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+from incident_bot.pipeline.jobs import Permanent
+from incident_bot.pipeline.outbox import FACT_TIMES, INCIDENT_FACTS
+from incident_bot.slack import messages
+from storage.models import Incident
+
+Renderer = Callable[[Mapping[str, Any], Incident | None], dict[str, Any]]
+# Keys of a payload that route the call rather than say anything: kept as they are around a drawing.
+ROUTING = ("channel", "thread_ts", "capture", "history")
+
+
+def draw(payload: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    """A stored payload as the call's arguments: an intent drawn now, a row queued before intents (its
+    ``text``/``blocks`` or ``topic`` already drawn) as it was stored."""
+    p = dict(payload)
+    name = p.pop("render", None)
+    if name is None:
+        return p
+    data = p.pop("data", None)
+    if data is None:  # an intent queued before its data went under "data" (announcement, storm_line)
+        data = {k: p.pop(k) for k in list(p) if k not in ROUTING}
+    renderer = RENDERERS.get(name)
+    if renderer is None:
+        raise Permanent(f"no renderer named {name!r}")
+    return {**p, **renderer(data, inc)}
+
+
+def incident(data: Mapping[str, Any] | None) -> SimpleNamespace:
+    """An incident snapshot (``outbox.facts``) as the attributes ``messages`` reads; absent fields None."""
+    d = data or {}
+    values = {name: d.get(name) for name in INCIDENT_FACTS}
+    for name in FACT_TIMES:
+        if isinstance(values[name], str):
+            values[name] = datetime.fromisoformat(values[name])
+    return SimpleNamespace(**values)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# -- the incident channel's first messages --------------------------------------------------------------
+
+def announcement(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    if inc is None:
+        raise Permanent("announcement without an incident")
+    return messages.announcement(inc)
+
+
+def channel_intro(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return messages.channel_intro(incident(data["incident"]), fired_by=data["fired_by"],
+                                  web_url=messages.web_page(data.get("web_base_url"),
+                                                            f"/ui/incidents/{data['incident']['ref']}"))
+
+
+def topic(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return {"topic": messages.topic(incident(data["incident"]))}
+
+
+def storm_line(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    # The counts the fold kept (grouping.storm_line): the joins of a storm update numbers, not Block Kit.
+    storm = data["storm"]
+    first, last = (datetime.fromisoformat(storm[k]) for k in ("first", "last"))
+    return messages.storm_line(count=int(storm["count"]), service=data.get("service"),
+                               span_s=(last - first).total_seconds(), titles=list(storm.get("titles") or []))
+
+
+RENDERERS: dict[str, Renderer] = {
+    "announcement": announcement,
+    "channel_intro": channel_intro,
+    "topic": topic,
+    "storm_line": storm_line,
+}
