@@ -23,6 +23,7 @@ from typing import Any
 from incident_bot.pipeline.jobs import Permanent
 from incident_bot.pipeline.outbox import FACT_TIMES, INCIDENT_FACTS
 from incident_bot.slack import messages
+from incident_bot.slack.mrkdwn import escape, user
 from storage.models import Incident
 
 Renderer = Callable[[Mapping[str, Any], Incident | None], dict[str, Any]]
@@ -86,9 +87,68 @@ def storm_line(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
                                span_s=(last - first).total_seconds(), titles=list(storm.get("titles") or []))
 
 
+# -- what /incident does in the channel (usecases/incident_changes.py) ----------------------------------
+
+ICONS = {"acknowledge": "👀", "mitigate": "🩹", "resolve": "✅", "reopen": "🔁"}
+ROLE_HELP = {
+    "commander": "Incident commander: you run the response. Keep the team focused, decide, delegate, "
+                 "and call mitigation and resolution. `/incident status` shows where things stand.",
+    "comms": "Communications lead: you keep stakeholders informed. Post regular status updates with "
+             "`/incident update <text>` (they go to the channel and the announcement thread).",
+    "scribe": "Scribe: you keep the record. Pin key messages with :pushpin: and add notes with "
+              "`/incident note <text>`; the timeline feeds the RCA.",
+}
+
+
+def milestone(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    # ``note_md`` is mrkdwn typed in Slack (mrkdwn.from_slack): shown as typed, never escaped again.
+    word, note = data["word"], data.get("note_md")
+    text = f"{word.capitalize()} by {user(data.get('user'))}" + (f": {note}" if note else "")
+    badge = incident(data["incident"])
+    return messages.update(badge, icon=ICONS[data["kind"]], text_md=f"*{text}*", fallback=f"{badge.ref} {word}")
+
+
+def severity(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    badge, sev = incident(data["incident"]), data["after"]
+    md = f"*Severity* {data['before']} → *{sev}* by {user(data.get('user'))}"
+    return messages.update(badge, icon="🎚️", text_md=md, fallback=f"{badge.ref} is now {sev}")
+
+
+def role(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    name = data["role"]
+    return messages.plain(f"🎖️ {user(data['assignee'])} is now *{name}* (set by {user(data.get('user'))})",
+                          fallback=f"{data['ref']}: new {name}")
+
+
+def role_dm(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    name, of = data["role"], incident(data["incident"])
+    return messages.plain(
+        f"You are the *{name}* of {of.ref} ({escape(of.title)}) in {messages.channel_ref(of)}.\n{ROLE_HELP[name]}",
+        fallback=f"You are the {name} of {of.ref}")
+
+
+def impact_started(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    badge = incident(data["incident"])
+    return messages.update(badge, icon="⏱️", text_md=f"*Impact started* at {messages.when(_time(data['when']))} "
+                                                     f"(set by {user(data.get('user'))})",
+                           fallback=f"{badge.ref}: impact started at {data['shown']}")
+
+
+def status_update(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    # ``text_md`` is mrkdwn from Slack (see slack/mrkdwn.py): posted as it was typed.
+    md = f"📢 *Status update* from {user(data.get('user'))}:\n{data['text_md']}"
+    return messages.plain(md, fallback=f"{data['ref']} status update")
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
     "topic": topic,
     "storm_line": storm_line,
+    "milestone": milestone,
+    "severity": severity,
+    "role": role,
+    "role_dm": role_dm,
+    "impact_started": impact_started,
+    "status_update": status_update,
 }
