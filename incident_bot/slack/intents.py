@@ -23,7 +23,7 @@ from typing import Any
 from incident_bot.pipeline.jobs import Permanent
 from incident_bot.pipeline.outbox import FACT_TIMES, INCIDENT_FACTS
 from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, user
+from incident_bot.slack.mrkdwn import escape, link, user
 from storage.models import Incident
 
 Renderer = Callable[[Mapping[str, Any], Incident | None], dict[str, Any]]
@@ -140,6 +140,55 @@ def status_update(data: Mapping[str, Any], inc: Incident | None) -> dict[str, An
     return messages.plain(md, fallback=f"{data['ref']} status update")
 
 
+# -- PagerDuty in the channel (pagerduty/translate.py says what happened, pagerduty/jobs.py what paging did) --
+
+PAGERDUTY_ICONS = {"acknowledged": "👀", "unacknowledged": "⏰", "resolved": "✅", "reopened": "🔁",
+                   "escalated": "📣", "reassigned": "📣", "delegated": "📣", "priority_updated": "🎚️",
+                   "service_updated": "🧭", "note": "📝", "status_update": "📢", "responder.added": "🙋",
+                   "responder.replied": "🙋"}
+RESPONDER_VERBS = {"responder.added": "added as responder",
+                   "responder.replied": "replied to the responder request"}
+
+
+def pagerduty_md(said: Mapping[str, Any]) -> str:
+    """A PagerDuty event's line, every value from PagerDuty escaped."""
+    event = said["event"]
+    by = escape(f" by {said['by']}") if said.get("by") else ""
+    if event == "unacknowledged":
+        return "*Unacknowledged*: the acknowledgement timed out, PagerDuty is paging again"
+    if event in ("escalated", "reassigned", "delegated"):
+        return f"*{event.capitalize()}*{by}" + (f" to {escape(said['to'])}" if said.get("to") else "")
+    if event == "priority_updated":
+        if said.get("severity") is None:  # a priority name SEVERITY_MAP does not know
+            return f"*Priority* changed to {escape(said.get('priority') or '')} (severity unchanged){by}"
+        return f"*Priority* changed to {escape(said.get('priority') or 'none')} → *{said['severity']}*{by}"
+    if event == "service_updated":
+        return f"*Service* changed to {escape(said.get('service') or 'none')}{by}"
+    if event in ("note", "status_update"):
+        label = "Note" if event == "note" else "Status update"
+        return f"*{label}*{by}: {escape(said.get('note') or '')}"
+    if event in RESPONDER_VERBS:
+        return f"{escape(said.get('who'))} {RESPONDER_VERBS[event]}"
+    return f"*{event.capitalize()}*{by}"  # acknowledged, resolved, reopened
+
+
+def pagerduty_update(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    badge, said = incident(data["incident"]), data["said"]
+    return messages.update(badge, icon=PAGERDUTY_ICONS.get(said["event"], "ℹ️"), text_md=pagerduty_md(said),
+                           fallback=f"{badge.ref}: {data['text']}")
+
+
+def pagerduty_page_failed(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return messages.plain(f"⚠️ No PagerDuty service named *{escape(data['service'])}*; nobody was paged.",
+                          fallback=f"{data['ref']}: PagerDuty")
+
+
+def pagerduty_paged(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    where = link(data.get("url"), "PagerDuty incident")
+    return messages.plain(f"📟 Paged *{escape(data['service'])}* on-call: {where}. "
+                          "Responders are invited here as they acknowledge.", fallback=f"{data['ref']}: PagerDuty")
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -151,4 +200,7 @@ RENDERERS: dict[str, Renderer] = {
     "role_dm": role_dm,
     "impact_started": impact_started,
     "status_update": status_update,
+    "pagerduty_update": pagerduty_update,
+    "pagerduty_page_failed": pagerduty_page_failed,
+    "pagerduty_paged": pagerduty_paged,
 }
