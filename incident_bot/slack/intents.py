@@ -189,6 +189,26 @@ def pagerduty_paged(data: Mapping[str, Any], inc: Incident | None) -> dict[str, 
                           "Responders are invited here as they acknowledge.", fallback=f"{data['ref']}: PagerDuty")
 
 
+# -- merge and unlink (usecases/regroup.py) --------------------------------------------------------------
+
+def merged_in(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return messages.plain(f"🔗 *{escape(data['ref'])}* ({escape(data['title'])}) was merged into this "
+                          f"incident with {data['links']} PagerDuty incident(s).",
+                          fallback=f"{data['ref']} merged into {data['into']}")
+
+
+def merged_away(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    into = incident(data["into"])
+    return messages.plain(f"🔗 Merged into *{escape(into.ref)}*: follow the response there "
+                          f"({messages.channel_ref(into)}).", fallback=f"Merged into {into.ref}")
+
+
+def split_out(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    pd_id, ref = data["pagerduty_id"], data["ref"]
+    return messages.plain(f"✂️ PagerDuty incident {escape(pd_id)} now has its own incident, *{escape(ref)}*.",
+                          fallback=f"{pd_id} split out into {ref}")
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -203,4 +223,7 @@ RENDERERS: dict[str, Renderer] = {
     "pagerduty_update": pagerduty_update,
     "pagerduty_page_failed": pagerduty_page_failed,
     "pagerduty_paged": pagerduty_paged,
+    "merged_in": merged_in,
+    "merged_away": merged_away,
+    "split_out": split_out,
 }
