@@ -209,6 +209,13 @@ def split_out(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
                           fallback=f"{pd_id} split out into {ref}")
 
 
+# -- reminders (usecases/nudge.py, usecases/actions.py) --------------------------------------------------
+
+def status_nudge(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return messages.status_nudge(SimpleNamespace(ref=data["ref"]), commander=data.get("commander"),
+                                 quiet_for=data["quiet_for"], interval=data["interval"])
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -226,4 +233,5 @@ RENDERERS: dict[str, Renderer] = {
     "merged_in": merged_in,
     "merged_away": merged_away,
     "split_out": split_out,
+    "status_nudge": status_nudge,
 }
