@@ -16,7 +16,7 @@ the live incident, to link the channel created just before it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -216,6 +216,13 @@ def status_nudge(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any
                                  quiet_for=data["quiet_for"], interval=data["interval"])
 
 
+def capa_reminder(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    rows = [(SimpleNamespace(**{**i, "due_date": date.fromisoformat(i["due_date"]) if i.get("due_date") else None}),
+             i["ref"], i["incident_title"]) for i in data["items"]]
+    return messages.reminder_message(data["owner"], rows, today=date.fromisoformat(data["today"]),
+                                     zone_label=data.get("zone_label") or "")
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -234,4 +241,5 @@ RENDERERS: dict[str, Renderer] = {
     "merged_away": merged_away,
     "split_out": split_out,
     "status_nudge": status_nudge,
+    "capa_reminder": capa_reminder,
 }
