@@ -23,6 +23,7 @@ from typing import Any
 from incident_bot.pipeline.jobs import Permanent
 from incident_bot.pipeline.outbox import FACT_TIMES, INCIDENT_FACTS
 from incident_bot.slack import messages
+from incident_bot.slack.digest_blocks import digest_message
 from incident_bot.slack.mrkdwn import escape, link, user
 from storage.models import Incident
 
@@ -223,6 +224,12 @@ def capa_reminder(data: Mapping[str, Any], inc: Incident | None) -> dict[str, An
                                      zone_label=data.get("zone_label") or "")
 
 
+# -- the weekly digest (usecases/digest.py) --------------------------------------------------------------
+
+def digest(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    return digest_message(dict(data["view"]))
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -242,4 +249,5 @@ RENDERERS: dict[str, Renderer] = {
     "split_out": split_out,
     "status_nudge": status_nudge,
     "capa_reminder": capa_reminder,
+    "digest": digest,
 }
