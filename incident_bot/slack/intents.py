@@ -230,6 +230,38 @@ def digest(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
     return digest_message(dict(data["view"]))
 
 
+# -- CAPA tickets (trackers/apply.py, trackers/jobs.py) ---------------------------------------------------
+
+TICKET_VERBS = {"done": "closed", "wont_do": "closed as won't do", "open": "reopened", "in_progress": "started"}
+
+
+def _ticket_ref(data: Mapping[str, Any]) -> str:
+    return link(data["url"], data["key"]) if data.get("url") else escape(data["key"])
+
+
+def ticket_changed(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    said = []
+    for change in data["changes"]:
+        by = f" by {escape(change['by'])}" if change.get("by") else ""
+        if "status" in change:
+            status = change["status"]
+            said.append(f"{TICKET_VERBS[status]}{by} → action is *{status.replace('_', ' ')}*")
+        else:
+            said.append(f"re-dated{by} to {change.get('due') or 'no due date'}")
+    tracker = escape(data["tracker"])
+    return messages.plain(f"🎫 {tracker} {_ticket_ref(data)} {'; '.join(said)}: #{data['action_id']} "
+                          f"{escape(data['title'])}",
+                          fallback=f"{data['ref']}: action #{data['action_id']} changed in {data['tracker']}")
+
+
+def ticket_tracked(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
+    who = (f"assigned to {escape(data.get('owner_name') or '')}" if data.get("assigned") else
+           f"unassigned ({escape(data['assignee_note'])})" if data.get("assignee_note") else "no owner yet")
+    return messages.plain(f"🎫 Action #{data['action_id']} is tracked in {escape(data['tracker'])}: "
+                          f"{_ticket_ref(data)}, {who}.",
+                          fallback=f"{data['ref']}: action #{data['action_id']} ticket {data['key']}")
+
+
 RENDERERS: dict[str, Renderer] = {
     "announcement": announcement,
     "channel_intro": channel_intro,
@@ -250,4 +282,6 @@ RENDERERS: dict[str, Renderer] = {
     "status_nudge": status_nudge,
     "capa_reminder": capa_reminder,
     "digest": digest,
+    "ticket_changed": ticket_changed,
+    "ticket_tracked": ticket_tracked,
 }
