@@ -72,3 +72,17 @@ def test_an_unknown_renderer_is_parked_not_sent(bot) -> None:  # type: ignore[no
         row = s.execute(select(OutboxMessage).where(OutboxMessage.order_key == "x")).scalar_one()
     assert row.status == "dead" and "no renderer named 'no_such_message'" in (row.last_error or "")
     assert bot.slack.messages(channel) == []
+
+
+def test_an_intent_that_cannot_be_drawn_is_parked_at_once(bot) -> None:  # type: ignore[no-untyped-def]
+    channel = bot.slack.add_channel("ops")
+    with session_scope(bot.rt.engine) as s:  # a severity change without its incident: nothing to draw
+        repo.enqueue(s, order_key="y", method="chat.postMessage",
+                     payload={"channel": channel, **outbox.intent("severity", before="SEV3", after="SEV1")})
+    bot.rt.worker.notify()
+    bot.slack.wait_for(lambda: _done(bot.rt.engine, 1), timeout=20)
+    with Session(bot.rt.engine) as s:
+        row = s.execute(select(OutboxMessage).where(OutboxMessage.order_key == "y")).scalar_one()
+    assert (row.status, row.attempts) == ("dead", 1), "not retried"
+    assert "cannot draw 'severity': KeyError" in (row.last_error or "")
+    assert bot.slack.messages(channel) == []

@@ -3,8 +3,8 @@ name and plain JSON data); the Slack job draws it here when it sends, so Block K
 never leave ``incident_bot/slack/``.
 
 :data:`RENDERERS` is the one table of names, written out (no registration by import side effect): a
-name a use case queues that is not here is a dead row, and tests/test_intents.py checks every name the
-use cases and PagerDuty modules queue against it.
+name queued that is not here is a dead row (so is data a renderer cannot draw: retrying would not help),
+and tests/test_intents.py checks every name the code queues against it.
 
 A renderer takes the intent's data and the incident as it is at send time (``None`` for a row without
 one) and returns the call's content: ``text`` and ``blocks`` for ``chat.postMessage``, ``topic`` for
@@ -45,7 +45,13 @@ def draw(payload: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
     renderer = RENDERERS.get(name)
     if renderer is None:
         raise Permanent(f"no renderer named {name!r}")
-    return {**p, **renderer(data, inc)}
+    try:
+        drawn = renderer(data, inc)
+    except Permanent:
+        raise
+    except Exception as exc:  # drawing is deterministic: data it cannot draw never will be, retrying is futile
+        raise Permanent(f"cannot draw {name!r}: {exc.__class__.__name__}: {exc}") from exc
+    return {**p, **drawn}
 
 
 def incident(data: Mapping[str, Any] | None) -> SimpleNamespace:
