@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from incident_bot import cli
 from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal
+from incident_bot.slack.intents import draw
 from incident_bot.usecases import actions
 from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident
 from storage import repo
@@ -243,8 +244,9 @@ def test_one_reminder_per_owner_per_day_batched(engine: Engine) -> None:
         ("dm:U0BOB", "chat.postMessage", "U0BOB", "capa-reminder:U0BOB:2026-11-27"),
         ("dm:U0EVE", "chat.postMessage", "U0EVE", "capa-reminder:U0EVE:2026-11-27"),
     ]
-    bob = json.dumps(dms[0].payload["blocks"], ensure_ascii=False)
-    assert dms[0].payload["text"] == "You own 2 overdue CAPA actions"
+    drawn = draw(dms[0].payload, None)  # as the Slack job draws it when it sends
+    bob = json.dumps(drawn["blocks"], ensure_ascii=False)
+    assert drawn["text"] == "You own 2 overdue CAPA actions"
     assert bob.index(f"*#{ids['bob2']}* Add alert") < bob.index(f"*#{ids['bob1']}* Fix &lt;!channel&gt; pool")
     assert "as of 2026-11-27 (Pacific/Auckland)" in bob and "(7 days overdue)" in bob
     assert "Login &lt;b&gt;errors&lt;/b&gt;" in bob and "Later" not in bob

@@ -22,6 +22,7 @@ from incident_bot.core import digest as core
 from incident_bot.core import digest_view, schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.slack.digest_blocks import MAX_BLOCKS, digest_message
+from incident_bot.slack.intents import draw
 from incident_bot.usecases import digest as service
 from incident_bot.usecases.incidents import refresh_metrics
 from storage.db import session_scope
@@ -286,8 +287,11 @@ def test_post_digest_claims_and_enqueues_together(seeded) -> None:  # type: igno
         out = s.execute(select(OutboxMessage)).scalars().one()
     assert run is not None and (run.claimed_by, run.status, run.outbox_id) == ("b", "enqueued", out.id)
     assert out.method == "chat.postMessage" and out.payload["channel"] == "C0DIGEST"
-    assert len(out.payload["blocks"]) <= MAX_BLOCKS
-    text = json.dumps(out.payload["blocks"], ensure_ascii=False)
+    drawn = draw(out.payload, None)  # as the Slack job draws it when it sends
+    with session_scope(engine) as s:  # the same message as drawn straight from the view
+        assert drawn["blocks"] == digest_message(service.digest_view(s, settings, *W44, now=NOW))["blocks"]
+    assert len(drawn["blocks"]) <= MAX_BLOCKS
+    text = json.dumps(drawn["blocks"], ensure_ascii=False)
     assert "API down &lt;!channel&gt; &amp; more" in text and "<!channel>" not in text
 
 

@@ -5,8 +5,11 @@ Rules:
 - ``core`` is pure: it imports nothing of ours but ``core``, and no SDK, HTTP, SQL or web framework;
 - ``pipeline`` knows no vendor: no Slack, PagerDuty or tracker SDK, no adapter package;
 - ``storage`` imports nothing from ``incident_bot``;
-- ``usecases`` import no Slack SDK, no web framework and no entry point;
+- ``usecases`` import no Slack SDK, no web framework, no entry point and nothing of ``slack/``: they queue
+  intents (``pipeline.outbox.intent``) and ``slack/intents.py`` draws them;
+- ``pagerduty/`` and ``trackers/`` import nothing of ``slack/`` either (their channel lines are intents);
 - only ``slack/`` imports ``slack_sdk`` / ``slack_bolt`` (the stand-ins and the wiring aside);
+- only the wiring (``bootstrap``, ``server``) and the demo reach into ``slack/`` from outside it;
 - nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``).
 """
 
@@ -29,6 +32,8 @@ def imports(path: Path) -> set[str]:
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+            if node.module == "incident_bot":  # ``from incident_bot import slack`` imports incident_bot.slack
+                found |= {f"incident_bot.{a.name}" for a in node.names}
     return found
 
 
@@ -57,7 +62,10 @@ ENTRY_POINTS = ("incident_bot.cli", "incident_bot.bootstrap", "incident_bot.serv
     ("incident_bot/pipeline", (*VENDORS, "incident_bot.slack", "incident_bot.pagerduty", "incident_bot.trackers",
                                "incident_bot.web", *ENTRY_POINTS), ()),
     ("storage", ("incident_bot",), ()),
-    ("incident_bot/usecases", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", *ENTRY_POINTS), ()),
+    ("incident_bot/usecases", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", "incident_bot.slack",
+                               *ENTRY_POINTS), ()),
+    ("incident_bot/pagerduty", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
+    ("incident_bot/trackers", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
 ])
 def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> None:
     assert offending(layer, forbidden, allowed) == {}
@@ -74,6 +82,19 @@ def test_only_the_slack_adapter_speaks_slack() -> None:
             outside[str(rel)] = bad
     # Known exceptions, each a reason: PagerDuty jobs invite people in Slack (users.lookupByEmail).
     assert outside == {"pagerduty/jobs.py": ["slack_sdk.errors"]}
+
+
+def test_only_the_wiring_reaches_into_the_slack_adapter() -> None:
+    """Block Kit and mrkdwn live in ``slack/``; everything else says what it means (plain data, intents)."""
+    outside = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("slack", "demo") or rel.name in ("bootstrap.py", "server.py"):
+            continue
+        bad = sorted(m for m in imports(path) if m == "incident_bot.slack" or m.startswith("incident_bot.slack."))
+        if bad:
+            outside[str(rel)] = bad
+    assert outside == {}, "Slack presentation imported outside slack/: queue an intent (pipeline/outbox.py)"
 
 
 def test_nothing_imports_an_entry_point() -> None:

@@ -174,6 +174,12 @@ def test_merge_from_cli_and_unlink_from_slack(db_url, slack) -> None:  # type: i
             assert set(owners.values()) == {first.id}
             assert s.get(Incident, second.id).status == "closed"
             assert s.execute(select(func.count()).select_from(IncidentMetrics)).scalar_one() == 1, "counted once"
+        # Each channel is told, in the words it was always told (drawn from the merge's intents).
+        [merged_in] = [m for m in slack.messages(first.slack_channel_id) if m["text"].endswith(f"into {first.ref}")]
+        assert merged_in["blocks"][0]["text"]["text"] == (
+            f"🔗 *{second.ref}* ({second.title}) was merged into this incident with 1 PagerDuty incident(s).")
+        assert slack.messages(second.slack_channel_id)[-1]["blocks"][0]["text"]["text"] == (
+            f"🔗 Merged into *{first.ref}*: follow the response there (<#{first.slack_channel_id}>).")
         # The digest lists the incident with its PagerDuty count; metrics count it once.
         out = subprocess.run([sys.executable, "-m", "incident_bot", "digest", "--since", "2026-11-26", "--until",
                               "2026-11-27", "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
@@ -193,6 +199,8 @@ def test_merge_from_cli_and_unlink_from_slack(db_url, slack) -> None:  # type: i
             new = s.get(Incident, link.incident_id)
             assert new.id not in (first.id, second.id) and link.primary and new.slack_channel_id
             assert new.detected_at == T0 + timedelta(minutes=1)
+        assert slack.messages(first.slack_channel_id)[-1]["blocks"][0]["text"]["text"] == (
+            f"✂️ PagerDuty incident PM1 now has its own incident, *{new.ref}*.")
     finally:
         bot.http.close()
         bot.server.stop()

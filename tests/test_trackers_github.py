@@ -100,7 +100,12 @@ def test_ticket_per_action_owner_mapping_and_close_loop(tbot, gh) -> None:  # ty
         [sys.executable, "-m", "incident_bot", "actions", "list", "--format", "json"], check=True,
         capture_output=True, text=True, env={**os.environ, "DATABASE_URL": str(tbot.rt.settings.database_url)}).stdout)
     assert [d["ticket_url"] for d in out if d["id"] == 1] == ["https://github.standin/acme/ops/issues/1"]
-    assert any("tracked in GitHub" in json.dumps(m) for m in tbot.slack.messages(ch))
+    said = [m["blocks"][0]["text"]["text"] for m in tbot.slack.messages(ch) if m["text"].endswith(("#1", "#2"))]
+    assert said == [
+        "🎫 Action #1 is tracked in GitHub: <https://github.standin/acme/ops/issues/1|acme/ops#1>, "
+        "assigned to ada (Slack U0ADA).",
+        "🎫 Action #2 is tracked in GitHub: <https://github.standin/acme/ops/issues/2|acme/ops#2>, "
+        "unassigned (no GitHub account for bob@example.com)."], said
 
     command(tbot, "resolve all green", channel=ch)
     assert "open corrective action" in command(tbot, "close", channel=ch)
@@ -111,6 +116,9 @@ def test_ticket_per_action_owner_mapping_and_close_loop(tbot, gh) -> None:  # ty
     wait_status(tbot, 1, "done")
     assert send(tbot, event, delivery="d-1").json()["status"] == "duplicate"
     tbot.slack.wait_for(lambda: any("closed by ada-gh" in json.dumps(m) for m in tbot.slack.messages(ch)))
+    assert tbot.slack.messages(ch)[-1]["blocks"][0]["text"]["text"] == (
+        "🎫 GitHub <https://github.standin/acme/ops/issues/1|acme/ops#1> closed by ada-gh → action is *done*: "
+        "#1 Add a canary stage")
     assert "open corrective action" in command(tbot, "close", channel=ch)  # #2 is still open
 
     send(tbot, gh.close(2, reason="not_planned"))

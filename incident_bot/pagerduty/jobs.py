@@ -12,8 +12,7 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, resolve_placeholder
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases.incidents import post
 from storage.models import Incident, OutboxMessage, PagerDutyLink
 
@@ -102,7 +101,7 @@ def pagerduty_page(ctx: Context, row: OutboxMessage, inc: Incident | None, uncer
     service = pd.find_service(wanted)
     if service is None:
         return Delivered(timeline_note=f"Paging failed: no PagerDuty service named {wanted!r}", store=_tell(
-            inc, f"⚠️ No PagerDuty service named *{escape(wanted)}*; nobody was paged."))
+            inc, intent("pagerduty_page_failed", ref=inc.ref, service=wanted)))
     channel = f"#{inc.slack_channel_name}" if inc.slack_channel_name else inc.ref
     created = pd.create_incident(
         service_id=service["id"], title=f"[{inc.ref}] {inc.title}"[:1024],
@@ -116,16 +115,15 @@ def pagerduty_page(ctx: Context, row: OutboxMessage, inc: Incident | None, uncer
         if pd_id and session.get(PagerDutyLink, pd_id) is None:
             session.add(PagerDutyLink(pagerduty_incident_id=pd_id, incident_id=inc.id or 0, primary=False,
                                       url=url, service_name=service.get("name")))
-        _tell(inc, f"📟 Paged *{escape(service.get('name', wanted))}* on-call: {link(url, 'PagerDuty incident')}. "
-                   "Responders are invited here as they acknowledge.")(session)
+        _tell(inc, intent("pagerduty_paged", ref=inc.ref, service=service.get("name", wanted), url=url))(session)
 
     return Delivered(result={"pagerduty_incident": pd_id}, store=store,
                      timeline_note=f"Paged {service.get('name', wanted)} on-call (PagerDuty {pd_id})")
 
 
-def _tell(inc: Incident, md: str) -> Any:
+def _tell(inc: Incident, said: dict[str, Any]) -> Any:
     def store(session: Session) -> None:
-        post(session, inc, messages.plain(md, fallback=f"{inc.ref}: PagerDuty"))
+        post(session, inc, said)
 
     return store
 

@@ -182,3 +182,29 @@ def wait_until_drained(engine: Any, timeout: float = 30.0, interval: float = 0.0
                 return True
         time.sleep(interval)
     return False
+
+
+# -- intents -------------------------------------------------------------------------------------------
+# A use case says *what* a message says; the adapter that delivers it draws it. A payload queued as an
+# intent names its renderer (a key of ``incident_bot/slack/intents.py``'s ``RENDERERS``) and carries plain
+# JSON: ids, names, user ids, times as ISO strings, never Block Kit or mrkdwn. Escaping user text is the
+# renderer's job, at the edge.
+
+INCIDENT_FACTS = ("ref", "title", "severity", "status", "service", "description", "reporter_id", "commander_id",
+                  "pagerduty_url", "impact_started_at", "detected_at", "slack_channel_id", "slack_channel_name")
+FACT_TIMES = frozenset({"impact_started_at", "detected_at"})
+
+
+def intent(render: str, **data: Any) -> dict[str, Any]:
+    """A message as an intent: the renderer's name and its plain data (JSON-serialisable)."""
+    return {"render": render, "data": data}
+
+
+def facts(inc: Any, *names: str) -> dict[str, Any]:
+    """The incident as the message shows it *when it is queued* (a later change must not rewrite an earlier
+    message): the named fields of :data:`INCIDENT_FACTS` (all of them by default), times as ISO strings."""
+    out: dict[str, Any] = {}
+    for name in names or INCIDENT_FACTS:
+        value = getattr(inc, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out

@@ -1,5 +1,6 @@
 """Block Kit for the weekly SEV digest, built with ``slack_sdk.models`` so Slack's limits are checked
-before the message is queued (``to_dict()`` raises on a section over 3000 characters).
+before the message is sent (``to_dict()`` raises on a section over 3000 characters). The digest is queued
+as an intent (usecases/digest.py) and drawn here by the Slack job (slack/intents.py ``digest``).
 
 The message must read in ten seconds and stay within 50 blocks whatever the week was like: a bad
 week with 60 SEV2s lists the first :data:`MAX_MAJOR` and says how many more there are and which

@@ -34,7 +34,7 @@ from incident_bot.pipeline.jobs import (
     RetryLater,
     resolve_placeholder,
 )
-from incident_bot.slack import messages
+from incident_bot.slack import intents, messages
 from incident_bot.slack.mrkdwn import from_slack
 from incident_bot.usecases import similar as similar_svc
 from incident_bot.usecases.directory import remember_user
@@ -76,19 +76,8 @@ def _already_posted(ctx: Context, channel: str, row: OutboxMessage) -> dict[str,
 
 
 def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
-    p = dict(row.payload)
-    render = p.pop("render", None)
-    storm = p.pop("storm", None)
-    if render == "announcement":
-        if inc is None:
-            raise Permanent("announcement without an incident")
-        p.update(messages.announcement(inc))
-    elif render == "storm_line" and isinstance(storm, dict):
-        # Drawn when it is sent, from the counts the fold kept (grouping.storm_line): the joins of a
-        # storm update numbers, not Block Kit.
-        first, last = (datetime.fromisoformat(storm[k]) for k in ("first", "last"))
-        p.update(messages.storm_line(count=int(storm["count"]), service=p.pop("service", None),
-                                     span_s=(last - first).total_seconds(), titles=list(storm.get("titles") or [])))
+    # An intent is drawn now (slack/intents.py); a row queued before intents is sent as stored.
+    p = intents.draw(row.payload, inc)
     capture = p.pop("capture", None)
     history = p.pop("history", None)
     channel = resolve_placeholder(p.pop("channel"), inc, "chat.postMessage")
@@ -177,8 +166,9 @@ def _adopt_own_channel(ctx: Context, name: str) -> str | None:
 def set_topic(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
     """Set the topic the incident had when this row was queued, so it never runs ahead of the messages
     queued before it. A later topic supersedes a pending one (``services.incidents.set_topic``)."""
-    channel = resolve_placeholder(row.payload["channel"], inc, "conversations.setTopic")
-    ctx.slack.conversations_setTopic(channel=channel, topic=row.payload["topic"])
+    p = intents.draw(row.payload, inc)
+    channel = resolve_placeholder(p["channel"], inc, "conversations.setTopic")
+    ctx.slack.conversations_setTopic(channel=channel, topic=p["topic"])
     return Delivered(result={"channel": channel})
 
 

@@ -10,7 +10,8 @@ Two kinds of text, never mixed up:
   ``<@U123|ada>`` and ``<https://x|label>``. :func:`from_slack` keeps those (the user typed them) and
   neutralises the mentions that ping many people (``<!channel>``, ``<!here>``, ``<!everyone>``,
   ``<!subteam^…>``); the result is never escaped again. Timeline rows written by Slack users
-  (``source == "slack"``) hold mrkdwn: see :func:`row_md` and :func:`row_plain`.
+  (``source == "slack"``) hold mrkdwn: see :func:`row_md` and :func:`row_plain`. The stored-text half of
+  this model (escape, to_plain, row_plain, stored) is :mod:`incident_bot.core.markup`, re-exported here.
 - mrkdwn goes back to plain through :func:`to_plain` before it becomes a channel name, a file (RCA
   Markdown/HTML), HTML or JSON, and before it prefills a modal.
 
@@ -21,43 +22,26 @@ Lengths are counted in UTF-16 units and cut at grapheme boundaries (:mod:`incide
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 
+from incident_bot.core.markup import (
+    CHANNEL,
+    MRKDWN_SOURCES,
+    TOKEN,
+    USER,
+    escape,
+    row_plain,
+    special_words,
+    stored,
+    to_plain,
+    token_label,
+    unescape,
+)
 from incident_bot.core.text import cut, units
 
-# Timeline sources whose row text is stored as mrkdwn (typed in Slack); every other source stores plain.
-MRKDWN_SOURCES = frozenset({"slack"})
-_TOKEN = re.compile(r"<([^<>]*)>")
-_ENTITY = re.compile(r"&(amp|lt|gt);")
+__all__ = ["MRKDWN_SOURCES", "channel", "escape", "from_slack", "link", "row_md", "row_plain", "stored",
+           "to_plain", "truncate", "truncate_md", "unescape", "user"]
 _STRAY_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
-_USER = re.compile(r"@([UW][A-Z0-9]{2,31})(?:\|([^|]*))?")
-_CHANNEL = re.compile(r"#([CG][A-Z0-9]{2,31})(?:\|([^|]*))?")
 _URL = re.compile(r"((?:https?://|mailto:)[^\s|]+)(?:\|([^|]*))?")
-
-
-def escape(text: str | None) -> str:
-    """Plain text as mrkdwn that shows it literally: ``<!channel>`` cannot ping, ``<url|x>`` cannot link."""
-    if not text:
-        return ""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def unescape(md: str) -> str:
-    """Slack's three entities back to characters, in one pass (so ``&amp;lt;`` gives ``&lt;``)."""
-    return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], md)
-
-
-def _label(label: str | None) -> str:
-    """A token's label as safe mrkdwn text (Slack escapes labels too; normalise whatever came)."""
-    return escape(unescape(label or "")).replace("|", "¦")
-
-
-def _special(body: str) -> str:
-    """``<!here>``, ``<!subteam^S1|@sre>``, ``<!date^…|fallback>``: the words, without the ping."""
-    name, _, label = body[1:].partition("|")
-    if label:
-        return _label(label)
-    return "@" + escape(name.split("^", 1)[0])
 
 
 def from_slack(text: str | None) -> str:
@@ -68,7 +52,7 @@ def from_slack(text: str | None) -> str:
         return ""
     out: list[str] = []
     pos = 0
-    for m in _TOKEN.finditer(text):
+    for m in TOKEN.finditer(text):
         out.append(_loose(text[pos:m.start()]))
         out.append(_token(m.group(1)))
         pos = m.end()
@@ -82,55 +66,21 @@ def _loose(text: str) -> str:
 
 
 def _token(body: str) -> str:
-    if m := _USER.fullmatch(body):
-        return f"<@{m.group(1)}|{_label(m.group(2))}>" if m.group(2) else f"<@{m.group(1)}>"
-    if m := _CHANNEL.fullmatch(body):
-        return f"<#{m.group(1)}|{_label(m.group(2))}>" if m.group(2) else f"<#{m.group(1)}>"
+    if m := USER.fullmatch(body):
+        return f"<@{m.group(1)}|{token_label(m.group(2))}>" if m.group(2) else f"<@{m.group(1)}>"
+    if m := CHANNEL.fullmatch(body):
+        return f"<#{m.group(1)}|{token_label(m.group(2))}>" if m.group(2) else f"<#{m.group(1)}>"
     if m := _URL.fullmatch(body):
-        url, label = m.group(1), m.group(2)
-        return f"<{_STRAY_AMP.sub('&amp;', url)}|{_label(label)}>" if label else f"<{_STRAY_AMP.sub('&amp;', url)}>"
+        url, label = _STRAY_AMP.sub("&amp;", m.group(1)), m.group(2)
+        return f"<{url}|{token_label(label)}>" if label else f"<{url}>"
     if body.startswith("!"):
-        return _special(body)
+        return special_words(body)
     return "&lt;" + _loose(body) + "&gt;"
-
-
-def to_plain(md: str | None, names: Mapping[str, str] | Callable[[str], str | None] | None = None) -> str:
-    """mrkdwn as plain text: ``<@U1>`` -> ``@ada`` (from ``names``, else the id), ``<url|label>`` ->
-    ``label (url)``, entities unescaped. The inverse of :func:`escape`."""
-    if not md:
-        return ""
-    if "<" not in md and "&" not in md:  # no token, no entity: already plain (most timeline rows)
-        return md
-    lookup = names.get if isinstance(names, Mapping) else names
-
-    def token(m: re.Match[str]) -> str:
-        body = m.group(1)
-        if u := _USER.fullmatch(body):
-            return "@" + unescape((lookup(u.group(1)) if lookup else None) or u.group(2) or u.group(1))
-        if c := _CHANNEL.fullmatch(body):
-            return "#" + unescape(c.group(2) or c.group(1))
-        if body.startswith("!"):
-            return unescape(_special(body))
-        target, _, label = body.partition("|")
-        target = unescape(target)
-        return f"{unescape(label)} ({target})" if label and unescape(label) != target else target
-
-    return unescape(_TOKEN.sub(token, md))
 
 
 def row_md(source: str, text: str) -> str:
     """A timeline row's text as mrkdwn, whichever model its source stores."""
     return text if source in MRKDWN_SOURCES else escape(text)
-
-
-def row_plain(source: str, text: str, names: Mapping[str, str] | None = None) -> str:
-    """A timeline row's text as plain text, for the RCA, JSON and the CLI."""
-    return to_plain(text, names) if source in MRKDWN_SOURCES else text
-
-
-def stored(source: str, plain: str) -> str:
-    """Plain text ready for a timeline row of ``source`` (escaped when that source stores mrkdwn)."""
-    return escape(plain) if source in MRKDWN_SOURCES else plain
 
 
 def link(url: str | None, label: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dateutil import tz as dtz
@@ -20,7 +20,7 @@ from incident_bot.core.severity import normalise_severity
 from incident_bot.core.text import units
 from incident_bot.runtime import Runtime
 from incident_bot.slack import blocks
-from incident_bot.slack.mrkdwn import escape, to_plain
+from incident_bot.slack.mrkdwn import escape, to_plain, user
 from incident_bot.usecases import incident_changes as svc
 from storage import repo
 from storage.models import Incident, utcnow
@@ -89,7 +89,8 @@ def role(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     if len(parts) != 2 or parts[0].lower() not in svc.ROLES or not USER_MENTION.match(parts[1]):
         return svc.Reply(f"Usage: `{inv.command} role commander|comms|scribe @user`.", ok=False)
     assignee = USER_MENTION.match(parts[1]).group(1)  # type: ignore[union-attr]
-    return svc.assign_role(s, inc, user_id=inv.user_id, role=parts[0].lower(), assignee=assignee)
+    out = svc.assign_role(s, inc, user_id=inv.user_id, role=parts[0].lower(), assignee=assignee)
+    return replace(out, text=f"{user(assignee)} is now {parts[0].lower()} of {inc.ref}.") if out.ok else out
 
 
 def started(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
@@ -128,7 +129,9 @@ def page(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
         return svc.Reply(f"Usage: `{inv.command} page <PagerDuty service>`.", ok=False)
     if len(inv.plain) > 255:
         return svc.Reply("That is not a PagerDuty service name (over 255 characters).", ok=False)
-    return svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.plain)
+    out = svc.page(s, inv.rt.settings, inc, user_id=inv.user_id, service=inv.plain)
+    return replace(out, text=f"Paging the on-call of *{escape(inv.plain)}* through PagerDuty; responders are "
+                             "invited here as they acknowledge.") if out.ok else out
 
 
 def precheck(sub: str, args: str, command: str) -> str | None:

@@ -18,8 +18,7 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.pipeline.outbox import intent
 from incident_bot.trackers.base import UNSET, Ticket
 from incident_bot.usecases import actions as capa_svc
 from incident_bot.usecases.incidents import post
@@ -45,8 +44,7 @@ def apply_ticket(session: Session, ticket: Ticket, *, tracker: str, source: str,
         return "stale", item.incident_id
     inc = session.get(Incident, item.incident_id)
     now = utcnow()
-    who = f" by {ticket.actor}" if ticket.actor else ""
-    said: list[str] = []
+    said: list[dict[str, str | None]] = []  # what the channel is told (drawn by slack/intents.py)
     new_status = None
     if ticket.state in capa.CLOSED_STATUSES and capa.is_open(item.status):
         new_status = ticket.state
@@ -55,10 +53,8 @@ def apply_ticket(session: Session, ticket: Ticket, *, tracker: str, source: str,
     elif ticket.state == "in_progress" and item.status == "open":
         new_status = "in_progress"
     if new_status:
-        verb = {"done": "closed", "wont_do": "closed as won't do", "open": "reopened",
-                "in_progress": "started"}[new_status]
         capa_svc.set_status(session, item.id or 0, new_status, actor=ticket.actor, source=source, at=now)
-        said.append(f"{verb}{who} → action is *{new_status.replace('_', ' ')}*")
+        said.append({"status": new_status, "by": ticket.actor})
     if ticket.due is not UNSET and ticket.due != item.due_date:
         before, item.due_date = item.due_date, ticket.due
         when = ticket.due.isoformat() if ticket.due else "no due date"
@@ -66,17 +62,15 @@ def apply_ticket(session: Session, ticket: Ticket, *, tracker: str, source: str,
                           kind="action_due", actor=ticket.actor,
                           text=f"CAPA action #{item.id} re-dated in {tracker}: "
                                f"{before.isoformat() if before else 'none'} → {when}")
-        said.append(f"re-dated{who} to {when}")
+        said.append({"due": ticket.due.isoformat() if ticket.due else None, "by": ticket.actor})
     item.ticket_state = ticket.state
     item.ticket_synced_at = ticket.updated_at or now
     if ticket.url:
         item.ticket_url = ticket.url
     session.add(item)
     if said and inc is not None:
-        ref = link(ticket.url, escape(ticket.key)) if ticket.url else escape(ticket.key)
-        post(session, inc, messages.plain(
-            f"🎫 {tracker} {ref} {'; '.join(said)}: #{item.id} {escape(item.title)}",
-            fallback=f"{inc.ref}: action #{item.id} changed in {tracker}"))
+        post(session, inc, intent("ticket_changed", ref=inc.ref, tracker=tracker, key=ticket.key, url=ticket.url,
+                                  action_id=item.id, title=item.title, changes=said))
     return ("applied" if said else "unchanged"), item.incident_id
 
 

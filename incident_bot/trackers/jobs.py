@@ -14,8 +14,7 @@ import httpx
 from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, link
+from incident_bot.pipeline.outbox import intent
 from incident_bot.trackers.apply import apply_tickets, missing_tickets
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
 from incident_bot.trackers.outbound import TrackerSync, queue_sync
@@ -76,11 +75,9 @@ def _store(ts: TrackerSync, spec: TicketSpec, ticket: Ticket, *, adopted: bool) 
         inc = session.get(Incident, item.incident_id)
         if inc is None:
             return
-        who = (f"assigned to {escape(spec.owner_name or '')}" if spec.assignee else
-               f"unassigned ({escape(spec.assignee_note)})" if spec.assignee_note else "no owner yet")
-        ref = link(ticket.url, escape(ticket.key)) if ticket.url else escape(ticket.key)
-        post(session, inc, messages.plain(f"🎫 Action #{item.id} is tracked in {ts.name}: {ref}, {who}.",
-                                          fallback=f"{inc.ref}: action #{item.id} ticket {ticket.key}"))
+        post(session, inc, intent("ticket_tracked", ref=inc.ref, action_id=item.id, tracker=ts.name, key=ticket.key,
+                                  url=ticket.url, assigned=bool(spec.assignee), owner_name=spec.owner_name,
+                                  assignee_note=spec.assignee_note))
 
     return store
 

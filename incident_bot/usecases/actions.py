@@ -17,10 +17,10 @@ from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.core.lifecycle import Signal, Transition
+from incident_bot.core.markup import stored
 from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import stored
+from incident_bot.pipeline.outbox import intent
 from incident_bot.trackers.outbound import queue_sync
 from incident_bot.usecases.directory import remember_user
 from incident_bot.usecases.incidents import apply_signals, milestone_for
@@ -252,6 +252,13 @@ def _zone_label(zone: tzinfo | str | None, today: date) -> str:
     return getattr(zone, "key", None) or noon.tzname() or ""
 
 
+def _reminder_item(item: ActionItem, ref: str, title: str) -> dict[str, Any]:
+    """One overdue action as the reminder shows it (plain data; slack/intents.py draws the DM)."""
+    return {"id": item.id, "title": item.title, "due_date": item.due_date.isoformat() if item.due_date else None,
+            "priority": item.priority, "type": item.type, "status": item.status, "ticket_url": item.ticket_url,
+            "ref": ref, "incident_title": title}
+
+
 def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str | None = None) -> int:
     """Queue one DM per owner with all of their overdue open actions; returns how many were queued.
 
@@ -273,7 +280,8 @@ def enqueue_overdue_reminders(session: Session, *, today: date, tz: tzinfo | str
     for owner in sorted(by_owner):
         rows = sorted(by_owner[owner],
                       key=lambda r: capa.action_sort_key(r[0].priority, r[0].due_date, r[0].id))
-        payload = {"channel": owner, **messages.reminder_message(owner, rows, today=today, zone_label=label)}
+        payload = {"channel": owner, **intent("capa_reminder", owner=owner, today=today.isoformat(), zone_label=label,
+                                              items=[_reminder_item(*r) for r in rows])}
         if repo.enqueue(session, order_key=f"dm:{owner}", method="chat.postMessage", payload=payload,
                         dedup_key=f"capa-reminder:{owner}:{today.isoformat()}"):
             queued += 1

@@ -33,6 +33,7 @@ from incident_bot.core import digest_view as view_rules
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
+from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases import learning
 from incident_bot.usecases.metrics import period_metrics, periods_metrics
 from storage import repo
@@ -289,6 +290,12 @@ def posted_before(session: Session, since: datetime) -> bool:
     return session.execute(stmt).first() is not None
 
 
+def slack_view(view: dict[str, Any]) -> dict[str, Any]:
+    """The view the channel message is drawn from (slack/intents.py ``digest``), without the JSON document
+    and the trend series it does not show: the outbox row stays small."""
+    return {k: v for k, v in view.items() if k not in ("doc", "trend")}
+
+
 def post_digest(session: Session, settings: Settings, period: tuple[datetime, datetime], *,
                 now: datetime | None = None, claimed_by: str | None = None) -> bool:
     """Claim the period and queue its Slack message, in the caller's transaction. False if it was
@@ -298,8 +305,6 @@ def post_digest(session: Session, settings: Settings, period: tuple[datetime, da
     insert waits for the first transaction and then sees the conflict (PostgreSQL), or waits for the
     write lock (SQLite); either way one message is queued.
     """
-    from incident_bot.slack.digest_blocks import digest_message
-
     channel = settings.digest_channel
     if not channel:
         raise ConfigError("DIGEST_CHANNEL is required to post the digest")
@@ -311,7 +316,6 @@ def post_digest(session: Session, settings: Settings, period: tuple[datetime, da
     view = digest_view(session, settings, since, until, now=now)
     if settings.web_base_url:
         view["web_url"] = f"{settings.web_base_url.rstrip('/')}/ui/digests/{key}"
-    message = digest_message(view)
     claimed = repo.insert_ignore(session, DigestRun, {
         "period_key": key, "since": since, "until": until, "status": "claimed", "claimed_by": claimed_by,
         "claimed_at": now,
@@ -320,7 +324,7 @@ def post_digest(session: Session, settings: Settings, period: tuple[datetime, da
         return False
     dedup = f"digest:{key}"
     queued = repo.enqueue(session, order_key=f"digest:{channel}", method="chat.postMessage",
-                          payload={"channel": channel, **message}, dedup_key=dedup)
+                          payload={"channel": channel, **intent("digest", view=slack_view(view))}, dedup_key=dedup)
     outbox_id = session.execute(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup)).scalar_one()
     session.execute(update(DigestRun).where(DigestRun.period_key == key)  # type: ignore[arg-type]
                     .values(status="enqueued", outbox_id=outbox_id))

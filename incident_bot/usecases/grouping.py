@@ -125,7 +125,8 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
         row = _pending_line(session, key, inc.id)
     if row is not None:
         held[inc.id] = row
-        storm = dict(row.payload.get("storm") or {})
+        # A line queued before intents kept its counts at the top of the payload.
+        storm = dict((row.payload.get("data") or row.payload).get("storm") or {})
         first = min(datetime.fromisoformat(storm["first"]), at)
         last = max(datetime.fromisoformat(storm["last"]), at)
         count = int(storm["count"]) + 1
@@ -153,9 +154,9 @@ def _pending_line(session: Session, key: str, incident_id: int) -> OutboxMessage
 
 
 def _payload(count: int, service: str | None, first: datetime, last: datetime, titles: list[str]) -> dict:
-    """The line's intent; the Slack job draws it when it sends (slack/jobs.py ``render``)."""
-    return {"channel": "$incident", "render": "storm_line", "service": service,
-            "storm": {"count": count, "first": first.isoformat(), "last": last.isoformat(), "titles": titles}}
+    """The line's intent; the Slack job draws it when it sends (slack/intents.py ``storm_line``)."""
+    return {"channel": "$incident", **outbox.intent("storm_line", service=service, storm={
+        "count": count, "first": first.isoformat(), "last": last.isoformat(), "titles": titles})}
 
 
 def is_joined(link: PagerDutyLink | None) -> bool:

@@ -13,9 +13,10 @@ from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape, user
+from incident_bot.core.markup import stored
+from incident_bot.pipeline.outbox import facts, intent
 from incident_bot.usecases.incidents import (
+    BADGE_FACTS,
     NewIncident,
     apply_signals,
     milestone_for,
@@ -27,22 +28,17 @@ from incident_bot.usecases.incidents import (
 from storage import repo
 from storage.models import ChannelMember, Incident, PagerDutyLink, SlackUser, utcnow
 
-ROLES = {
-    "commander": "Incident commander: you run the response. Keep the team focused, decide, delegate, "
-                 "and call mitigation and resolution. `/incident status` shows where things stand.",
-    "comms": "Communications lead: you keep stakeholders informed. Post regular status updates with "
-             "`/incident update <text>` (they go to the channel and the announcement thread).",
-    "scribe": "Scribe: you keep the record. Pin key messages with :pushpin: and add notes with "
-              "`/incident note <text>`; the timeline feeds the RCA.",
-}
+# What each role is told when named is Slack's to say (slack/intents.py ``ROLE_HELP``).
+ROLES = ("commander", "comms", "scribe")
 MILESTONE_COMMANDS = {"ack": "acknowledge", "mitigated": "mitigate", "resolve": "resolve", "reopen": "reopen"}
 DONE_WORDS = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved",
               "reopen": "reopened"}
-ICONS = {"acknowledge": "👀", "mitigate": "🩹", "resolve": "✅", "reopen": "🔁"}
 
 
 @dataclass(frozen=True)
 class Reply:
+    """What to tell the person who asked, in plain words (the Slack adapter may say it its own way)."""
+
     text: str
     ok: bool = True
     ref: str | None = None
@@ -94,13 +90,13 @@ def milestone(session: Session, settings: Settings, inc: Incident, *, user_id: s
     if tr.refused:
         return Reply(f"Can't mark {inc.ref} {DONE_WORDS[kind]}: {tr.refused}.", ok=False)
     word = DONE_WORDS[kind]
-    # ``note`` is mrkdwn typed in Slack (mrkdwn.from_slack): shown as typed, never escaped again.
-    text = f"{word.capitalize()} by {user(user_id)}" + (f": {note}" if note else "")
     assert inc.id is not None
     repo.add_timeline(session, incident_id=inc.id, occurred_at=now, source="slack", kind=word,
                       actor=user_id, text=f"{word.capitalize()}" + (f": {note}" if note else ""),
                       milestone=milestone_for(word, tr.changed))
-    post(session, inc, messages.update(inc, icon=ICONS[kind], text_md=f"*{text}*", fallback=f"{inc.ref} {word}"))
+    # ``note`` is mrkdwn typed in Slack (mrkdwn.from_slack): shown as typed, never escaped again.
+    post(session, inc, intent("milestone", incident=facts(inc, *BADGE_FACTS), kind=kind, word=word, user=user_id,
+                              note_md=note))
     _topic(session, inc)
     if kind == "resolve" and settings.resolve_linked_pagerduty and settings.pagerduty_rest_enabled:
         _resolve_pagerduty(session, inc)
@@ -138,8 +134,7 @@ def severity(session: Session, settings: Settings, inc: Incident, *, user_id: st
         return Reply(f"Severity unchanged: {tr.refused}.", ok=False)
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="severity",
                       actor=user_id, text=f"Severity {before} → {sev}")
-    post(session, inc, messages.update(inc, icon="🎚️", text_md=f"*Severity* {before} → *{sev}* by {user(user_id)}",
-                                       fallback=f"{inc.ref} is now {sev}"))
+    post(session, inc, intent("severity", incident=facts(inc, *BADGE_FACTS), before=before, after=sev, user=user_id))
     _topic(session, inc)
     raised = sev < before and sev in ("SEV1", "SEV2")
     if raised and settings.incident_announce_channel:
@@ -157,15 +152,12 @@ def assign_role(session: Session, inc: Incident, *, user_id: str, role: str, ass
     key = order_key(inc.id or 0)
     repo.enqueue(session, order_key=key, method="conversations.invite", incident_id=inc.id,
                  payload={"channel": "$incident", "users": assignee})
-    post(session, inc, messages.plain(f"🎖️ {user(assignee)} is now *{role}* (set by {user(user_id)})",
-                                      fallback=f"{inc.ref}: new {role}"))
-    dm = messages.plain(
-        f"You are the *{role}* of {inc.ref} ({escape(inc.title)}) in {messages.channel_ref(inc)}.\n{ROLES[role]}",
-        fallback=f"You are the {role} of {inc.ref}")
+    post(session, inc, intent("role", ref=inc.ref, role=role, assignee=assignee, user=user_id))
+    dm = intent("role_dm", incident=facts(inc, "ref", "title", "slack_channel_id", "slack_channel_name"), role=role)
     repo.enqueue(session, order_key=f"dm:{assignee}", method="chat.postMessage", incident_id=inc.id,
                  payload={"channel": assignee, **dm})
     remember_user(session, assignee)
-    return Reply(f"{user(assignee)} is now {role} of {inc.ref}.", ref=inc.ref)
+    return Reply(f"{assignee} is now {role} of {inc.ref}.", ref=inc.ref)
 
 
 def impact_started(session: Session, inc: Incident, *, user_id: str, when: datetime, shown: str) -> Reply:
@@ -174,9 +166,8 @@ def impact_started(session: Session, inc: Incident, *, user_id: str, when: datet
                        source="slack", actor=user_id)
     if tr.refused:
         return Reply(f"Impact start unchanged: {tr.refused}.", ok=False)
-    post(session, inc, messages.update(inc, icon="⏱️", text_md=f"*Impact started* at {messages.when(when)} "
-                                                               f"(set by {user(user_id)})",
-                                       fallback=f"{inc.ref}: impact started at {shown}"))
+    post(session, inc, intent("impact_started", incident=facts(inc, *BADGE_FACTS), when=when.isoformat(),
+                              user=user_id, shown=shown))
     return Reply(f"Impact start of {inc.ref} set to {shown}.", ref=inc.ref)
 
 
@@ -185,11 +176,11 @@ def status_update(session: Session, inc: Incident, *, user_id: str, text: str, a
     now = utcnow()
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="slack", kind="status_update",
                       actor=user_id, text=text)
-    md = f"📢 *Status update* from {user(user_id)}:\n{text}"
-    post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"))
+    said = intent("status_update", ref=inc.ref, user=user_id, text_md=text)
+    post(session, inc, said)
     if not announce:
         return Reply("Status update posted to the channel.", ref=inc.ref)
-    post(session, inc, messages.plain(md, fallback=f"{inc.ref} status update"), thread_announce=True)
+    post(session, inc, said, thread_announce=True)
     return Reply("Status update posted to the channel and the announcement thread.", ref=inc.ref)
 
 
@@ -207,8 +198,8 @@ def page(session: Session, settings: Settings, inc: Incident, *, user_id: str, s
     repo.enqueue(session, order_key=f"page:{inc.id}", method="pagerduty.page", incident_id=inc.id,
                  payload={"service": service, "requested_by": user_id})
     repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="page",
-                      actor=user_id, text=f"Paging on-call of {escape(service)}")
-    return Reply(f"Paging the on-call of *{escape(service)}* through PagerDuty; responders are invited here "
+                      actor=user_id, text=stored("slack", f"Paging on-call of {service}"))
+    return Reply(f"Paging the on-call of {service} through PagerDuty; responders are invited here "
                  "as they acknowledge.", ref=inc.ref)
 
 

@@ -14,13 +14,16 @@ from sqlmodel import Session
 
 from incident_bot.core.durations import durations
 from incident_bot.core.lifecycle import MILESTONES, IncidentState, Signal, Transition, apply, open_state
+from incident_bot.core.markup import stored
 from incident_bot.core.naming import channel_name, incident_ref
 from incident_bot.pipeline import outbox
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import stored
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
 
+# What a channel topic shows (``severity status | ref: title | PagerDuty: url``), snapshot when queued.
+TOPIC_FACTS = ("ref", "title", "severity", "status", "pagerduty_url")
+# What a lifecycle update's context line shows.
+BADGE_FACTS = ("ref", "severity", "status")
 _STATE_FIELDS = [f.name for f in fields(IncidentState)]
 MILESTONE_LABELS = {
     "impact_started_at": "impact started",
@@ -105,7 +108,8 @@ def set_topic(session: Session, inc: Incident) -> None:
         outbox.supersede(session, order_key=order_key(inc.id), method="conversations.setTopic")
     queued[inc.id] = repo.enqueue_row(session, order_key=order_key(inc.id), method="conversations.setTopic",
                                       incident_id=inc.id,
-                                      payload={"channel": "$incident", "topic": messages.topic(inc)})
+                                      payload={"channel": "$incident", **outbox.intent(
+                                          "topic", incident=outbox.facts(inc, *TOPIC_FACTS))})
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,9 @@ def request_channel(session: Session, inc: Incident, *, fired_by: str, announce_
     set_topic(session, inc)
     # Similar past incidents and a recurrence are looked up when the outbox posts the intro (slack/jobs.py),
     # not here: the fold stays as fast as it was, and a slow lookup never holds SQLite's write lock.
-    post(session, inc, {**messages.channel_intro(
-        inc, fired_by=fired_by, web_url=messages.web_page(web_base_url, f"/ui/incidents/{inc.ref}")),
-        "history": {"web_base_url": web_base_url}})
+    post(session, inc, {**outbox.intent("channel_intro", incident=outbox.facts(inc), fired_by=fired_by,
+                                        web_base_url=web_base_url),
+                        "history": {"web_base_url": web_base_url}})
     if announce_channel:
         repo.enqueue(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                      payload={"channel": announce_channel, "render": "announcement",

@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from incident_bot.core.durations import durations, iso_utc
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.markup import row_plain
 from incident_bot.core.people import ID_TOKEN, Directory
-from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.usecases.directory import directory
 from storage import repo
 from storage.models import Incident

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from incident_bot.config import Settings
 from incident_bot.core import nudge
 from incident_bot.core.durations import format_duration, iso_utc
-from incident_bot.slack import messages
+from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases.incidents import order_key
 from storage import repo
 from storage.models import Incident, TimelineEvent
@@ -41,8 +41,8 @@ def enqueue_nudges(session: Session, settings: Settings, now: datetime) -> int:
         if slot is None:
             continue
         quiet_for = format_duration(int((now - quiet_since).total_seconds()) // 60 * 60)
-        payload = {"channel": "$incident", **messages.status_nudge(
-            inc, commander=inc.commander_id, quiet_for=quiet_for, interval=format_duration(interval))}
+        payload = {"channel": "$incident", **intent("status_nudge", ref=inc.ref, commander=inc.commander_id,
+                                                    quiet_for=quiet_for, interval=format_duration(interval))}
         key = f"status-nudge:{inc.id}:{iso_utc(quiet_since)}:{slot}"
         if repo.enqueue(session, order_key=order_key(inc.id), method="chat.postMessage", payload=payload,
                         incident_id=inc.id, dedup_key=key):

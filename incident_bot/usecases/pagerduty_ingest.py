@@ -16,10 +16,10 @@ from incident_bot.core.clock import bounded
 from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
 from incident_bot.pagerduty.translate import severity_of, translate
-from incident_bot.pipeline import inbox
-from incident_bot.slack import messages
+from incident_bot.pipeline import inbox, outbox
 from incident_bot.usecases import grouping
 from incident_bot.usecases.incidents import (
+    BADGE_FACTS,
     NewIncident,
     apply_signals,
     milestone_for,
@@ -200,9 +200,9 @@ def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEve
     # An acknowledgement that arrives after the resolve changes acknowledged_at (the first ack counts)
     # but is old news in the channel.
     echo = echo or (tr_in.kind == "acknowledged" and inc.status in ("resolved", "closed"))
-    if tr_in.channel_md and not echo:
-        post(session, inc, messages.update(inc, icon=tr_in.icon, text_md=tr_in.channel_md,
-                                           fallback=f"{inc.ref}: {tr_in.text}"))
+    if tr_in.channel and not echo:
+        post(session, inc, outbox.intent("pagerduty_update", incident=outbox.facts(inc, *BADGE_FACTS),
+                                         said=tr_in.channel, text=tr_in.text))
     if inc.severity != before_sev or inc.status != before_status:
         set_topic(session, inc)
 

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from incident_bot.core import blameless, capa, rca_review, recurrence
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.markup import row_plain
 from incident_bot.core.people import Directory, looks_like_slack_id, name_variants
 from incident_bot.core.rca import (
     NARRATIVE_KEYS,
@@ -29,7 +30,6 @@ from incident_bot.core.rca import (
 )
 from incident_bot.core.rca_review import QualityFinding, ReviewError
 from incident_bot.rendering import RenderResult, render
-from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.usecases import similar
 from incident_bot.usecases.directory import directory, display_names
 from storage import repo

@@ -19,8 +19,7 @@ from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
-from incident_bot.slack import messages
-from incident_bot.slack.mrkdwn import escape
+from incident_bot.pipeline.outbox import facts, intent
 from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident, post, refresh_metrics
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
@@ -57,11 +56,8 @@ def merge(session: Session, target: Incident, other: Incident, *, actor: str | N
     repo.add_timeline(session, incident_id=other.id, occurred_at=now, source="slack" if actor else "cli",
                       kind="merged", actor=actor, text=f"Merged into {target.ref} (a duplicate)")
     session.execute(delete(IncidentMetrics).where(IncidentMetrics.incident_id == other.id))  # type: ignore[arg-type]
-    post(session, target, messages.plain(f"🔗 *{escape(other.ref)}* ({escape(other.title)}) was merged into this "
-                                         f"incident with {len(links)} PagerDuty incident(s).",
-                                         fallback=f"{other.ref} merged into {target.ref}"))
-    post(session, other, messages.plain(f"🔗 Merged into *{escape(target.ref)}*: follow the response there "
-                                        f"({messages.channel_ref(target)}).", fallback=f"Merged into {target.ref}"))
+    post(session, target, intent("merged_in", ref=other.ref, title=other.title, links=len(links), into=target.ref))
+    post(session, other, intent("merged_away", into=facts(target, "ref", "slack_channel_id", "slack_channel_name")))
     return Result(True, f"{other.ref} merged into {target.ref} ({len(links)} PagerDuty incident(s) linked).", target)
 
 
@@ -100,6 +96,5 @@ def unlink(session: Session, settings: Settings, inc: Incident, pd_id: str, *, a
     now = utcnow()
     repo.add_timeline(session, incident_id=inc.id, occurred_at=now, source="slack" if actor else "cli",
                       kind="unlinked", actor=actor, text=f"PagerDuty incident {pd_id} split out into {new.ref}")
-    post(session, inc, messages.plain(f"✂️ PagerDuty incident {escape(pd_id)} now has its own incident, "
-                                      f"*{escape(new.ref)}*.", fallback=f"{pd_id} split out into {new.ref}"))
+    post(session, inc, intent("split_out", pagerduty_id=pd_id, ref=new.ref))
     return Result(True, f"{pd_id} split out of {inc.ref} into {new.ref}.", new)
