@@ -27,3 +27,16 @@ def test_a_429_parks_the_method_for_retry_after() -> None:
     assert gate.blocked() == ["chat.postMessage"]
     now[0] = 30.1
     assert gate.blocked() == []
+
+
+def test_threads_that_claimed_at_once_get_one_token_between_them() -> None:
+    """Several delivery threads may claim rows of a paced method in the same instant (each saw it open):
+    only one gets the token and calls; the others hand their row back."""
+    now = [0.0]
+    gate = RateGate({"conversations.setTopic": 20}, clock=lambda: now[0])
+    assert "conversations.setTopic" not in gate.blocked()
+    granted = [gate.before_call("conversations.setTopic") for _ in range(8)]
+    assert granted == [True] + [False] * 7
+    now[0] += 3.0  # 20 a minute: the next token after 3 s
+    assert gate.before_call("conversations.setTopic") is True
+    assert gate.before_call("chat.postMessage") is True, "a method without a budget is never held"

@@ -127,10 +127,15 @@ class OutboxWorker(LoopWorker):
             self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), uncertain=uncertain,
                                                       error="database unavailable", count_attempt=False))
             return
+        if not self.gate.before_call(row.method):
+            # Another thread took the method's last token since the claim: hand the row back as it was.
+            self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), error="paced",
+                                                      uncertain=uncertain, count_attempt=False,
+                                                      result=row.result))
+            return
         started = time.monotonic()
         try:
             kind = self.registry[row.method]
-            self.gate.before_call(row.method)
             out = kind.run(self.ctx, row, inc, uncertain)
         except UnknownJobKind:
             self._dead(row, f"unknown job kind {row.method!r} (not registered)")

@@ -48,13 +48,18 @@ class RateGate:
             out += [m for m in self.budgets if m not in out and self._refill(m, now) < 1.0]
             return out
 
-    def before_call(self, method: str) -> None:
-        """Spend a token (the row was claimed while one was available)."""
+    def before_call(self, method: str) -> bool:
+        """Take a token for a call; False when there is none. A row is claimed while its method looked
+        open, but several delivery threads can claim at once: only those that get a token call, the
+        others hand their row back, so a burst of threads never becomes a burst of calls."""
         if method not in self.budgets:
-            return
+            return True
         with self._lock:
-            self._refill(method, self.clock())
+            now = self.clock()
+            if self._not_before.get(method, 0.0) > now or self._refill(method, now) < 1.0:
+                return False
             self._tokens[method] -= 1.0
+            return True
 
     def penalise(self, method: str, seconds: float) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from incident_bot.core import capa, recurrence
 from incident_bot.core.lifecycle import MILESTONES
+from incident_bot.core.markup import row_plain
 from incident_bot.core.rca import ActionRow, IncidentFacts, RcaDocument, build_rca
 from incident_bot.core.rca_parts import (
     BOOKKEEPING_KINDS,
@@ -32,7 +33,6 @@ from incident_bot.core.rca_parts import (
     participants,
     unmarked_milestones,
 )
-from incident_bot.slack.mrkdwn import row_plain
 from incident_bot.usecases import similar
 from incident_bot.usecases.directory import directory
 from incident_bot.usecases.rca import quality, review_info
