@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness  # noqa: F401  (puts the checkout on sys.path: tests.standins is not installed)
 
 from incident_bot.config import Settings
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn

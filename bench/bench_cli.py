@@ -23,31 +23,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from alembic import command
-from sqlalchemy import text
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_data
+import harness
+from alembic import command
+from harness import END, PY, ROOT
+from sqlalchemy import text
 
 from storage import migrate
 from storage.db import make_engine
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "bench" / "data"
-PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-END = datetime(2026, 11, 1, tzinfo=UTC)
 MAIN = "import sys; from incident_bot.cli import main; sys.exit(main())"  # what the console script runs
 COMMANDS: dict[str, list[str] | None] = {
     "python -c pass": None,
@@ -57,10 +49,6 @@ COMMANDS: dict[str, list[str] | None] = {
     "digest, a week": ["digest", "--week", "2026-W43"],
 }
 NEEDS_DATA = ("metrics, a year", "digest, a week")
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def revision(url: str) -> tuple[int, str | None]:
@@ -78,14 +66,7 @@ def revision(url: str) -> tuple[int, str | None]:
 
 def prepare(backend: str, n: int, head: str, *, base: bool) -> str:
     """A database with ``n`` incidents at revision ``head`` (generated, or copied and migrated down)."""
-    suffix = "_base" if base else ""
-    if backend == "sqlite":
-        DATA.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{DATA / f'cli-{n}{suffix}.db'}"
-    else:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS bench_cli_{n}{suffix}")
-        url = f"{PG_BASE}?options=-csearch_path%3Dbench_cli_{n}{suffix}"
+    url = harness.dataset_db("cli", backend, n, "_base" if base else "")
     if revision(url) == (n, head):
         return url
     t0 = time.perf_counter()
@@ -102,22 +83,14 @@ def prepare(backend: str, n: int, head: str, *, base: bool) -> str:
 
 def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one fresh process running the CLI from ``tree``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_"))}
-    env.update({"PYTHONPATH": str(tree), "DATABASE_URL": url, "TIMEZONE": "UTC"})
-    argv = [sys.executable, "-c", "pass"] if args is None else [sys.executable, "-c", MAIN, *args]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench_cli: {' '.join(args or [])} failed ({tree}):\n{err[-800:]}")
-    return wall, usage.ru_maxrss / 1024
+    env = harness.cli_env(url, PYTHONPATH=str(tree))
+    argv = [PY, "-c", "pass"] if args is None else [PY, "-c", MAIN, *args]
+    return harness.run_measured(argv, env, cwd)
 
 
 def summarise(walls: list[float], rss: list[float]) -> dict[str, float]:
     ms = sorted(w * 1000 for w in walls)
-    return {"p50_ms": statistics.median(ms), "p95_ms": ms[max(0, -(-95 * len(ms) // 100) - 1)],
+    return {"p50_ms": statistics.median(ms), "p95_ms": harness.pct(ms, 0.95),
             "min_ms": ms[0], "rss_mib": max(rss), "n": len(ms)}
 
 
@@ -156,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     doc: dict[str, Any] = {"incidents": args.incidents, "runs": args.runs, "compare": args.compare,
-                           "loadavg": {"start": loadavg()}, "results": {}}
+                           "loadavg": {"start": harness.loadavg()}, "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this": ROOT}
         heads = {"this": migrate.packaged_head() or ""}
@@ -186,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {backend:8} {label:16} p50 {r['this']['p50_ms']:6.0f} ms  p95 {r['this']['p95_ms']:6.0f} ms"
                       f"{extra}", flush=True)
             doc["results"][backend] = rows
-    doc["loadavg"]["end"] = loadavg()
+    doc["loadavg"]["end"] = harness.loadavg()
     print()
     print_report(doc)
     if args.json:

@@ -22,33 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import tracemalloc
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
-import psycopg
+import gen_data
+import harness
+from harness import PY
 from sqlalchemy import text
 from sqlmodel import Session
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gen_data
 
 from incident_bot.config import Settings
 from incident_bot.core import schedule
 from incident_bot.usecases.digest import build_digest, post_digest
-from storage.db import is_sqlite, make_engine, normalise_url, session_scope
+from storage.db import is_sqlite, make_engine, session_scope
 from storage.models import ActionItem
 
-DATA = Path(__file__).resolve().parent / "data"
-PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-END = datetime(2026, 11, 1, tzinfo=UTC)
 WEEK = "2026-W43"
 ZONE = "Europe/Berlin"
 RCA = json.dumps({"summary": "A deploy exhausted the pool.", "root_causes": "No pool limit in review."})
@@ -67,35 +58,17 @@ def _with_resolve_times(make):  # type: ignore[no-untyped-def]
 gen_data.make_incident = _with_resolve_times(gen_data.make_incident)
 
 
-def sqlite_url(n: int) -> str:
-    return f"sqlite:///{DATA / f'digest-{n}.db'}"
-
-
-def pg_url(n: int) -> str:
-    return f"{PG_BASE}?options=-csearch_path%3Dbench_digest_{n}"
-
-
-def count(url: str) -> int:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
-    except Exception:
-        return -1
-    finally:
-        engine.dispose()
-
-
-def add_capa_and_rca(url: str, seed: int = 1) -> int:
-    """CAPA items for the major incidents and RCAs for most of them. Returns the number of items."""
+def add_capa_and_rca(url: str, seed: int = 1) -> str:
+    """After a generation: CAPA items for the major incidents (in place of gen_data's) and RCAs for most
+    of them. Returns what the progress line says about them."""
     rng = random.Random(seed)
     engine = make_engine(url)
     rows = []
     with engine.begin() as conn:
+        conn.execute(text("DELETE FROM action_items"))
         majors = conn.execute(text("SELECT id, detected_at FROM incidents WHERE severity IN ('SEV1', 'SEV2')"))
         for inc_id, detected in majors:
-            detected = detected if isinstance(detected, datetime) else datetime.fromisoformat(str(detected))
-            detected = detected if detected.tzinfo else detected.replace(tzinfo=UTC)
+            detected = harness.as_utc(detected)
             for k in range(rng.choice((2, 3))):
                 created = detected + timedelta(days=rng.randint(1, 5))
                 status = rng.choices(("open", "in_progress", "done", "wont_do"), (4, 2, 5, 1))[0]
@@ -111,28 +84,7 @@ def add_capa_and_rca(url: str, seed: int = 1) -> int:
         conn.execute(text(f"UPDATE incidents SET rca = {value} WHERE severity IN ('SEV1', 'SEV2') "
                           f"AND number % 10 < 7"), {"rca": RCA})
     engine.dispose()
-    return len(rows)
-
-
-def prepare(backend: str, n: int) -> str:
-    if backend == "sqlite":
-        DATA.mkdir(parents=True, exist_ok=True)
-        url = sqlite_url(n)
-    else:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS bench_digest_{n}")
-        url = pg_url(n)
-    if count(url) != n:
-        t0 = time.perf_counter()
-        res = gen_data.load(url, n, end=END, seed=1, do_reset=True)
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM action_items"))
-        engine.dispose()
-        items = add_capa_and_rca(url)
-        print(f"  generated {backend} {n:,}: {res['timeline_events']:,} timeline rows, {items:,} CAPA items "
-              f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    return url
+    return f", {len(rows):,} CAPA items"
 
 
 def settings_for(url: str) -> Settings:
@@ -182,19 +134,8 @@ def time_cli(url: str, fmt: str | None, repeat: int) -> tuple[float, float]:
     """(median wall seconds, max peak RSS MiB) of ``incident-bot digest`` in a fresh process;
     ``fmt=None`` runs ``digest --help`` (start-up and imports only)."""
     cli_args = ["--help"] if fmt is None else ["--week", WEEK, "--format", fmt]
-    env = {**os.environ, "DATABASE_URL": normalise_url(url), "TIMEZONE": ZONE, "RCA_TEMPLATES_DIR": ""}
-    walls, rss = [], []
-    with tempfile.TemporaryDirectory() as cwd:  # no stray .env
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "incident_bot", "digest", *cli_args],
-                                    env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            walls.append(time.perf_counter() - t0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise SystemExit(f"CLI failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-            rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
-    return statistics.median(walls), max(rss)
+    env = harness.cli_env(url, TIMEZONE=ZONE, RCA_TEMPLATES_DIR="")
+    return harness.time_process([PY, "-m", "incident_bot", "digest", *cli_args], env, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,20 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     backends = args.backends.split(",")
-    startup_s, startup_mib = time_cli(sqlite_url(0), None, 3)
+    startup_s, startup_mib = time_cli(harness.dataset_url("digest", "sqlite", 0), None, 3)
     rows = []
     try:
         for backend in backends:
             for n in sizes:
-                url = prepare(backend, n)
+                url = harness.dataset("digest", backend, n, then=add_capa_and_rca)
                 fn = time_inprocess(url, args.repeat)
                 cli = {fmt: time_cli(url, fmt, max(3, args.repeat // 2)) for fmt in ("md", "html", "json")}
                 rows.append((backend, n, fn, cli))
     finally:
         if not args.keep and "postgres" in backends:
-            with psycopg.connect(PG_BASE, autocommit=True) as conn:
-                for n in sizes:
-                    conn.execute(f"DROP SCHEMA IF EXISTS bench_digest_{n} CASCADE")
+            harness.drop_datasets("digest", sizes)
 
     print()
     print(f"Week {WEEK} ({ZONE}). CLI start-up alone (`incident-bot digest --help`): "

@@ -23,19 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import harness
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_ingest as bi
-from loadgen import pct
-
-from incident_bot.demo.slack_standin import SlackStandIn
 from storage.db import make_engine
 from storage.models import InboxDelivery, OutboxMessage
 
@@ -60,10 +55,10 @@ def first_calls(db_url: str) -> dict[str, list[float]]:
         engine.dispose()
     by_incident: dict[int, list[tuple[datetime, datetime]]] = {}
     for incident_id, created, done in calls:
-        by_incident.setdefault(incident_id, []).append((_naive(created), _naive(done)))
+        by_incident.setdefault(incident_id, []).append((harness.as_utc(created), harness.as_utc(done)))
     out: dict[str, list[float]] = {"all": [], "trigger": [], "follow-up": []}
     for event_type, incident_id, received, folded in deliveries:
-        received, folded = _naive(received), _naive(folded)
+        received, folded = harness.as_utc(received), harness.as_utc(folded)
         # The fold writes a delivery's outbox rows in the transaction that marks it done: created after
         # it arrived and no later than its done mark.
         done = [d for c, d in by_incident.get(incident_id, ()) if received <= c <= folded]
@@ -75,46 +70,23 @@ def first_calls(db_url: str) -> dict[str, list[float]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _naive(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=None)
-
-
 def run_backend(backend: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    slack = SlackStandIn().start()
+    slack = harness.slack_standin(create_per_minute=None)
     try:
-        slack.add_channel("incidents")
         # One incident per trigger (no storm grouping): every trigger opens a channel, the heavier case.
         env = {"SLACK_CHANNEL_CREATE_PER_MINUTE": "10000", "GROUP_BY": "none",
                **dict(kv.split("=", 1) for kv in args.env)}
-        with bi.database(backend, tmp, f"first_{backend}") as url, \
-                bi.ours(url, slack, tmp, f"first_{backend}", **env) as server:
-            doc = bi.loadgen(server.url, workload="pd-mix", mode="open", rate=args.rate,
-                             duration=args.duration, warmup=0, secret=bi.PD_SECRET, prefix="PF", seed=3)
-            bi.fold_lag(url)  # waits until the fold caught up
-            wait_outbox_drained(url)
+        with harness.database(backend, tmp, f"first_{backend}") as url, \
+                harness.ours(url, slack, tmp, f"first_{backend}", **env) as server:
+            doc = harness.loadgen(server.url, workload="pd-mix", mode="open", rate=args.rate,
+                                  duration=args.duration, warmup=0, secret=harness.PD_SECRET, prefix="PF", seed=3)
+            harness.wait_drained(url, timeout=240)  # every delivery folded, every Slack call made
             lat = first_calls(url)
     finally:
         slack.stop()
-    figures = {k: {"n": len(v), "p50_ms": _r(pct(v, 0.5)), "p99_ms": _r(pct(v, 0.99)),
-                   "max_ms": _r(v[-1] if v else None)} for k, v in lat.items()}
+    figures = {k: harness.spread(v, "ms") for k, v in lat.items()}
     return {"backend": backend, "rate": args.rate, "duration_s": args.duration,
             "answered_per_s": doc["ok_per_s"], "non_2xx": doc["requests"] - doc["ok"], "first_call": figures}
-
-
-def wait_outbox_drained(db_url: str, timeout: float = 120.0) -> None:
-    from incident_bot.pipeline.outbox import wait_until_drained
-
-    engine = make_engine(db_url)
-    try:
-        wait_until_drained(engine, timeout)
-    finally:
-        engine.dispose()
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 1)
 
 
 def main() -> int:

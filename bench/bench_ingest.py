@@ -11,8 +11,8 @@ resolves, 30% redeliveries):
 (b) open loop at ``--rate`` deliveries/s for ``--duration`` s: p50/p99 latency of the 202.
 Our server runs as an operator runs it (``incident-bot serve``, default settings, INFO logs to a file,
 outbox worker on) with the Slack stand-in in this process enforcing ``conversations.create`` 20/min.
-Goals (issue 6): ours/reference throughput >= 0.5, p99 < 25 ms at 200/s. The helpers here (databases,
-server processes, the load generator) serve the other load benchmarks too.
+Goals (issue 6): ours/reference throughput >= 0.5, p99 < 25 ms at 200/s. The set-up (databases, server
+processes, the Slack stand-in, the load generator) is bench/harness.py's.
 """
 
 from __future__ import annotations
@@ -21,198 +21,19 @@ import argparse
 import collections
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+from harness import PD_SECRET, PY
 
 from incident_bot.demo.slack_standin import SlackStandIn
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-PY = sys.executable
-BOT = str(Path(PY).parent / "incident-bot")
-PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PD_SECRET = "bench-pd-secret"
-SLACK_SECRET = "bench-slack-signing-secret"
 GOAL_RATIO, GOAL_P99_MS = 0.5, 25.0
-
-
-# -- databases --------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def database(backend: str, tmp: Path, name: str, *, migrate: bool = True) -> Iterator[str]:
-    """A fresh SQLite file, or a fresh schema in the PostgreSQL ``test`` database (dropped afterwards).
-
-    ``migrate`` runs ``incident-bot db upgrade`` for PostgreSQL (``serve`` migrates SQLite by itself).
-    """
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / f'{name}.db'}"
-        return
-    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{PG_BASE}?options=-csearch_path%3D{schema}".replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        if migrate:
-            subprocess.run([BOT, "db", "upgrade"], env=bot_env(url, None), cwd=tmp, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
-        yield url
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-# -- server processes -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def bot_env(db_url: str, slack: SlackStandIn | None, announce: str = "C0NONE",
-            **extra: str) -> dict[str, str]:
-    """The environment an operator would set; everything else stays at its default."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_", "OUTBOX_", "INCIDENT_", "DIGEST_"))}
-    env.update({
-        "DATABASE_URL": db_url,
-        "SLACK_BOT_TOKEN": "xoxb-bench-token",
-        "SLACK_SIGNING_SECRET": SLACK_SECRET,
-        "SLACK_API_URL": slack.url if slack else "http://127.0.0.1:9/api/",
-        "PAGERDUTY_WEBHOOK_SECRETS": PD_SECRET,
-        "INCIDENT_ANNOUNCE_CHANNEL": announce,
-        "TIMEZONE": "UTC",
-        "LOG_LEVEL": "INFO",
-    })
-    env.update(extra)
-    return env
-
-
-class Server:
-    """A server in its own process; stderr (the logs) goes to a file, never to an unread pipe."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int, cwd: Path) -> None:
-        self.argv, self.env, self.log, self.port, self.cwd = argv, env, log, port, cwd
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 60.0) -> Server:
-        with open(self.log, "ab") as err:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                         stderr=err)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # py-spy and uvicorn both stop cleanly on SIGINT
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def ours(db_url: str, slack: SlackStandIn, tmp: Path, name: str, *, profile: Path | None = None,
-         accept_only: bool = False, **extra: str) -> Server:
-    """``incident-bot serve`` as an operator runs it (optionally under ``py-spy record``); ``accept_only``:
-    ``serve --no-worker``, the HTTP replica of the split topology (its worker is another process)."""
-    port = free_port()
-    announce = slack.channel_by_name("incidents")
-    env = bot_env(db_url, slack, announce["id"] if announce else slack.add_channel("incidents"), **extra)
-    argv = [BOT, "serve", "--host", "127.0.0.1", "--port", str(port)] + (["--no-worker"] if accept_only else [])
-    if profile is not None:
-        spy = shutil.which("py-spy", path=str(Path(PY).parent)) or "py-spy"
-        argv = [spy, "record", "--rate", "250", "--format", "raw", "--gil", "--nonblocking",
-                "-o", str(profile), "--", *argv]
-    return Server(argv, env, tmp / f"{name}.log", port, tmp)
-
-
-def reference(db_url: str, tmp: Path, name: str) -> Server:
-    port = free_port()
-    env = bot_env(db_url, None)
-    return Server([PY, str(BENCH / "reference_app.py"), "--port", str(port)], env, tmp / f"{name}.log", port,
-                  tmp)
-
-
-def slack_standin() -> SlackStandIn:
-    """The Slack stand-in with Slack's Tier 2 limit on channel creation."""
-    slack = SlackStandIn().start()
-    slack.add_channel("incidents")
-    slack.rate_limit("conversations.create", 20)
-    return slack
-
-
-# -- the load generator -----------------------------------------------------------------------------
-
-def loadgen_argv(url: str, **opts: Any) -> list[str]:
-    argv = [PY, str(BENCH / "loadgen.py"), "--url", url]
-    for key, value in opts.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    return argv
-
-
-def loadgen(url: str, **opts: Any) -> dict[str, Any]:
-    """Run bench/loadgen.py to completion in its own process and return its figures."""
-    out = subprocess.run(loadgen_argv(url, **opts), capture_output=True, text=True, check=True,
-                         timeout=float(opts.get("duration", 20)) + 300)
-    return json.loads(out.stdout)
-
-
-def start_loadgen(url: str, **opts: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(loadgen_argv(url, **opts), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def finish_loadgen(proc: subprocess.Popen[str], timeout: float = 600) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"loadgen failed: {err[-2000:]}")
-    return json.loads(out)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (and its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- profile reading --------------------------------------------------------------------------------
@@ -285,21 +106,22 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
     label += "".join(f" {k}={v}" for k, v in (env or {}).items())
     name = f"{app}{replicas}{'t' if env else ''}_{backend}_{mode}{int(rate or 0)}{'_prof' if profile else ''}"
     name = re.sub(r"[^\w.]+", "_", name)
-    with database(backend, tmp, name, migrate=app != "reference") as url, contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(ours(url, slack, tmp, f"{name}_{i}", profile=profile,
-                                            accept_only=app == ACCEPT_ONLY, **(env or {}))
-                                       if app != "reference" else reference(url, tmp, name))
+    with harness.database(backend, tmp, name, migrate=app != "reference") as url, \
+            contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(harness.ours(url, slack, tmp, f"{name}_{i}", profile=profile,
+                                                    accept_only=app == ACCEPT_ONLY, **(env or {}))
+                                       if app != "reference" else harness.reference(url, tmp, name))
                    for i in range(replicas)]
         urls = ",".join(srv.url for srv in servers)
-        cpu0 = sum(cpu_seconds(srv.pid) for srv in servers)
+        cpu0 = sum(harness.cpu_seconds(srv.pid) for srv in servers)
         if mode == "closed":
-            doc = loadgen(urls, workload="pd-mix", mode="closed", concurrency=args.concurrency,
+            doc = harness.loadgen(urls, workload="pd-mix", mode="closed", concurrency=args.concurrency,
                           duration=args.duration, warmup=2, secret=PD_SECRET, prefix="PC", seed=1)
         else:
-            doc = loadgen(urls, workload="pd-mix", mode="open", rate=rate, duration=args.duration, warmup=1,
+            doc = harness.loadgen(urls, workload="pd-mix", mode="open", rate=rate, duration=args.duration, warmup=1,
                           secret=PD_SECRET, prefix="PO", seed=2)
         # under py-spy the pid is py-spy's: its CPU is not the server's
-        doc["server_cpu_s"] = None if profile else round(sum(cpu_seconds(s.pid) for s in servers) - cpu0, 2)
+        doc["server_cpu_s"] = None if profile else round(sum(harness.cpu_seconds(s.pid) for s in servers) - cpu0, 2)
         if app == "ours":
             doc["fold_lag"] = fold_lag(url)
     return {"app": label, "backend": backend, "mode": mode, "rate": rate, **doc}
@@ -309,34 +131,24 @@ def fold_lag(url: str, timeout: float = 120.0) -> dict[str, Any]:
     """Once the fold worker caught up: from a delivery's 202 (its inbox row) to its effects committed
     (the row's done mark, in the same transaction), p50/p99 over every applied delivery, and how long the
     backlog took to clear after the load stopped."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    from storage.db import make_engine
+
     t0 = time.monotonic()
+    harness.wait_folded(url, timeout)
+    caught_up = round(time.monotonic() - t0, 1)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            while time.monotonic() - t0 < timeout:
-                if not conn.execute(text("SELECT 1 FROM inbox WHERE status = 'pending' LIMIT 1")).first():
-                    break
-                conn.commit()
-                time.sleep(0.2)
-            caught_up = round(time.monotonic() - t0, 1)
             rows = conn.execute(text("SELECT received_at, done_at FROM inbox WHERE done_at IS NOT NULL "
                                      "AND payload IS NULL AND outcome = 'processed'")).all()
     finally:
         engine.dispose()
-    lags = sorted(1000 * (_ts(d) - _ts(r)).total_seconds() for r, d in rows)
-    def q(p: float) -> float | None:
-        return round(lags[min(len(lags) - 1, int(p * len(lags)))], 1) if lags else None
-    return {"applied": len(lags), "p50_ms": q(0.5), "p99_ms": q(0.99), "caught_up_after_s": caught_up}
-
-
-def _ts(value: Any) -> Any:
-    from datetime import UTC, datetime
-
-    if isinstance(value, str):  # SQLite returns text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    lags = sorted(1000 * (harness.as_utc(d) - harness.as_utc(r)).total_seconds() for r, d in rows)
+    p50, p99 = harness.pct(lags, 0.5), harness.pct(lags, 0.99)
+    return {"applied": len(lags), "p50_ms": None if p50 is None else round(p50, 1),
+            "p99_ms": None if p99 is None else round(p99, 1), "caught_up_after_s": caught_up}
 
 
 Run = tuple[str, str, str, float | None, int, dict[str, str] | None]
@@ -380,15 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     inprocess: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
         tmp = Path(tmpdir)
-        slack = slack_standin()
+        slack = harness.slack_standin()
         try:
             for backend in args.backends.split(","):
                 print(f"  ingest: the service layer alone on {backend} (no HTTP, one thread) ...", flush=True)
-                with database(backend, tmp, f"inproc_{backend}") as url:
-                    argv = [PY, str(BENCH / "loadgen.py"), "--inprocess", url, "--workload", "pd-mix",
-                            "--count", "2000", "--secret", PD_SECRET, "--prefix", "PI"]
-                    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
-                    inprocess[backend] = json.loads(out.stdout)
+                with harness.database(backend, tmp, f"inproc_{backend}") as url:
+                    inprocess[backend] = harness.loadgen_inprocess(url, workload="pd-mix", count=2000,
+                                                                   secret=PD_SECRET, prefix="PI")
             for backend, app, mode, rate, replicas, env in plan(args):
                 what = f"{app}{f' x{replicas}' if replicas > 1 else ''}{f' {env}' if env else ''}"
                 what += f" on {backend}"

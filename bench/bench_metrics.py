@@ -18,64 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from sqlalchemy import text
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gen_data
+import harness
+from harness import END, PY
 
 from incident_bot.usecases.metrics import period_metrics
-from storage.db import make_engine, normalise_url, session_scope
+from storage.db import make_engine, session_scope
 
-DATA = Path(__file__).resolve().parent / "data"
-PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-END = datetime(2026, 11, 1, tzinfo=UTC)
 WINDOWS = {"year": (END - timedelta(days=365), END), "30d": (END - timedelta(days=30), END)}
-
-
-def sqlite_url(n: int) -> str:
-    return f"sqlite:///{DATA / f'metrics-{n}.db'}"
-
-
-def pg_url(n: int) -> str:
-    return f"{PG_BASE}?options=-csearch_path%3Dbench_metrics_{n}"
-
-
-def count(url: str) -> int:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
-    except Exception:
-        return -1
-    finally:
-        engine.dispose()
-
-
-def prepare(backend: str, n: int) -> str:
-    if backend == "sqlite":
-        DATA.mkdir(parents=True, exist_ok=True)
-        url = sqlite_url(n)
-    else:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS bench_metrics_{n}")
-        url = pg_url(n)
-    if count(url) != n:
-        t0 = time.perf_counter()
-        res = gen_data.load(url, n, end=END, seed=1, do_reset=True)
-        print(f"  generated {backend} {n:,}: {res['timeline_events']:,} timeline rows "
-              f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    return url
 
 
 def time_inprocess(url: str, window: tuple[datetime, datetime], repeat: int) -> tuple[float, float, int]:
@@ -111,21 +66,7 @@ def time_cli(url: str, window: tuple[datetime, datetime] | None, repeat: int) ->
     else:
         since, until = (w.strftime("%Y-%m-%dT%H:%M:%SZ") for w in window)
         cli_args = ["--since", since, "--until", until, "--format", "json"]
-    env = {**os.environ, "DATABASE_URL": normalise_url(url), "TIMEZONE": "UTC"}
-    walls, rss = [], []
-    with tempfile.TemporaryDirectory() as cwd:  # no stray .env
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "incident_bot", "metrics", *cli_args],
-                env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            walls.append(time.perf_counter() - t0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode != 0:
-                raise SystemExit(f"CLI failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-            rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
-    return statistics.median(walls), max(rss)
+    return harness.time_process([PY, "-m", "incident_bot", "metrics", *cli_args], harness.cli_env(url), repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,20 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in args.sizes.split(",")]
     backends = args.backends.split(",")
     results: dict[tuple[str, int, str], tuple[float, float, int, float, float]] = {}
-    startup_s, startup_mib = time_cli(sqlite_url(0), None, 3)
+    startup_s, startup_mib = time_cli(harness.dataset_url("metrics", "sqlite", 0), None, 3)
     try:
         for backend in backends:
             for n in sizes:
-                url = prepare(backend, n)
+                url = harness.dataset("metrics", backend, n)
                 for wname, window in WINDOWS.items():
                     fn_s, fn_mib, mttr_n = time_inprocess(url, window, args.repeat)
                     cli_s, cli_mib = time_cli(url, window, max(3, args.repeat // 2))
                     results[(backend, n, wname)] = (fn_s, fn_mib, mttr_n, cli_s, cli_mib)
     finally:
         if not args.keep and "postgres" in backends:
-            with psycopg.connect(PG_BASE, autocommit=True) as conn:
-                for n in sizes:
-                    conn.execute(f"DROP SCHEMA IF EXISTS bench_metrics_{n} CASCADE")
+            harness.drop_datasets("metrics", sizes)
 
     if args.json:
         args.json.write_text(json.dumps({

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import harness  # noqa: F401  (puts this checkout's code first on sys.path)
 from sqlalchemy import insert
 
 from incident_bot.core.lifecycle import Signal

@@ -22,18 +22,14 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-from sqlalchemy import Engine, delete, event, func, select, text, update
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datetime import timedelta
 
 import gen_data
+import harness
+from harness import DATA, END, PG_BASE
+from sqlalchemy import Engine, delete, event, func, select, text, update
 
 from incident_bot.usecases import similar
 from incident_bot.web import queries
@@ -41,12 +37,9 @@ from storage import repo
 from storage.db import make_engine, session_scope
 from storage.models import Counter, Incident
 
-END = datetime(2026, 11, 1, tzinfo=UTC)
 
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+def p95(values: list[float]) -> float:
+    return harness.pct(sorted(values), 0.95) or 0.0
 
 
 def loaded(url: str, n: int) -> bool:
@@ -83,7 +76,7 @@ def intro_lookups(engine: Engine, rng: random.Random, n: int = 50) -> dict[str, 
     with session_scope(engine) as s:
         s.execute(delete(Incident).where(Incident.id.in_(ids)))  # type: ignore[union-attr]
         s.execute(update(Counter).where(Counter.name == "incident").values(value=Counter.value - n))
-    return {"intro_p50": statistics.median(times), "intro_p95": pct(times, 95)}
+    return {"intro_p50": statistics.median(times), "intro_p95": p95(times)}
 
 
 def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[str, float]:
@@ -124,7 +117,7 @@ def measure(url: str, n: int, queries_n: int, seed: int, reuse: bool) -> dict[st
                           .where(func.lower(Incident.title).like(f"%{q}%"))).scalar_one()
                 like.append((time.perf_counter() - start) * 1000)
     engine.dispose()
-    return {**intro, "load_s": load_s, "p50": statistics.median(wall), "p95": pct(wall, 95), "max": max(wall),
+    return {**intro, "load_s": load_s, "p50": statistics.median(wall), "p95": p95(wall), "max": max(wall),
             "cpu_p50": statistics.median(cpu), "cpu_mean": statistics.mean(cpu),
             "statements": statistics.mean(counts), "avg_found": found / len(picks),
             "recurrences": flagged / len(picks), "search_p50": statistics.median(search),
@@ -136,31 +129,27 @@ def main() -> int:
     ap.add_argument("--incidents", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--pg-url", default=PG_BASE)
     ap.add_argument("--only", choices=("sqlite", "postgres"), default=None)
     ap.add_argument("--reuse", action="store_true", help="keep the loaded data and reuse it in the next run")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores, shared machine)")
-    data = Path(__file__).parent / "data"
-    data.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     targets = []
     if args.only in (None, "sqlite"):
-        targets.append(("sqlite", f"sqlite:///{data / 'similar.db'}", None))
+        targets.append(("sqlite", f"sqlite:///{DATA / 'similar.db'}", None))
     if args.only in (None, "postgres"):
         schema = "bench_similar" if args.reuse else f"bench_sim_{uuid.uuid4().hex[:8]}"
-        targets.append(("postgres", f"{args.pg_url}?options=-csearch_path%3D{schema}", schema))
-    import psycopg
+        targets.append(("postgres", harness.schema_url(schema, args.pg_url), schema))
 
     for name, url, schema in targets:
         if schema:
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            harness.create_schema(schema, args.pg_url)
         try:
             r = measure(url, args.incidents, args.queries, args.seed, args.reuse)
         finally:
             if schema and not args.reuse:
-                with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                harness.drop_schema(schema, args.pg_url)
         print(f"{name:8} {args.incidents:,} incidents (loaded+indexed in {r['load_s']:.0f} s): incidents similar "
               f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms over {args.queries} lookups; "
               f"CPU in this process p50 {r['cpu_p50']:.1f} ms (mean {r['cpu_mean']:.1f}); "

@@ -19,19 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
+from harness import PD_SECRET, SLACK_SECRET
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_ingest as bi
 
 from incident_bot.demo.slack_requests import FORM, signed, slash_body
 from storage.db import make_engine
@@ -42,7 +38,7 @@ GOAL_P99_MS = 300.0
 
 
 def declare(url: str, title: str) -> None:
-    raw, headers = signed(slash_body(f"declare {title}", user=USER, channel="C0GENERAL"), bi.SLACK_SECRET)
+    raw, headers = signed(slash_body(f"declare {title}", user=USER, channel="C0GENERAL"), SLACK_SECRET)
     r = httpx.post(f"{url}/slack/events", content=raw, headers={**headers, "Content-Type": FORM}, timeout=10)
     r.raise_for_status()
 
@@ -78,40 +74,42 @@ def notes_stored(db_url: str) -> int:
 def run_backend(backend: str, tmp: Path, args: argparse.Namespace, app: str) -> list[dict[str, Any]]:
     """One app (``ours`` or the ``reference`` handler) on a fresh database: a burst of one, then bursts of
     ``--burst`` at each webhook rate."""
-    slack = bi.slack_standin()
+    slack = harness.slack_standin()
     slack.add_user(USER, "bench-user", "bench@example.com")
     out = []
     name = f"ack_{app}_{backend}"
     ours = app.startswith("ours")
     try:
-        with bi.database(backend, tmp, name, migrate=ours) as url, \
-                (bi.ours(url, slack, tmp, name, accept_only=app == "ours-split") if ours
-                 else bi.reference(url, tmp, name)) as srv, worker_process(app, url, slack, tmp, name):
+        with harness.database(backend, tmp, name, migrate=ours) as url, \
+                (harness.ours(url, slack, tmp, name, accept_only=app == "ours-split") if ours
+                 else harness.reference(url, tmp, name)) as srv, \
+                (harness.worker(url, slack, tmp, name) if app == "ours-split"  # the split topology
+                 else contextlib.nullcontext()):
             channel = "C0BENCH"
             if ours:
                 declare(srv.url, "Checkout errors (slack ack bench)")
                 channel = wait_for_channel(url)
             stored_before = notes_stored(url) if ours else 0
-            notes = {"workload": "slack-note", "mode": "burst", "secret": bi.SLACK_SECRET, "slack_user": USER,
+            notes = {"workload": "slack-note", "mode": "burst", "secret": SLACK_SECRET, "slack_user": USER,
                      "slack_channel": channel, "slack_response_url": slack.response_url("bench")}
-            single = bi.loadgen(srv.url, concurrency=1, every=0.5, duration=5, **notes)
+            single = harness.loadgen(srv.url, concurrency=1, every=0.5, duration=5, **notes)
             out.append({"app": app, "backend": backend, "webhook_rate": 0.0, "burst": 1, "acks": single,
                         "webhooks": None})
             for i, rate in enumerate(args.webhook_rates):
                 hook = None
                 if rate:
-                    hook = bi.start_loadgen(srv.url, workload="pd-mix", mode="open", rate=rate,
-                                            duration=args.duration + 2, warmup=1, secret=bi.PD_SECRET,
-                                            prefix=f"SA{i}", seed=3 + i)
+                    hook = harness.start_loadgen(srv.url, workload="pd-mix", mode="open", rate=rate,
+                                                 duration=args.duration + 2, warmup=1, secret=PD_SECRET,
+                                                 prefix=f"SA{i}", seed=3 + i)
                     time.sleep(2.5)  # the generator prepares its bodies, then the load runs for a second
-                acks = bi.loadgen(srv.url, concurrency=args.burst, every=args.every, duration=args.duration - 1,
-                                  **notes)
-                hooks = bi.finish_loadgen(hook) if hook else None
+                acks = harness.loadgen(srv.url, concurrency=args.burst, every=args.every,
+                                       duration=args.duration - 1, **notes)
+                hooks = harness.finish_loadgen(hook) if hook else None
                 out.append({"app": app, "backend": backend, "webhook_rate": rate, "burst": args.burst,
                             "acks": acks, "webhooks": hooks})
                 time.sleep(2)
             if ours:
-                bi_wait_folded(url)
+                harness.wait_folded(url)
                 stored = notes_stored(url) - stored_before
                 for row in out:
                     row["notes_stored_total"] = stored
@@ -119,42 +117,6 @@ def run_backend(backend: str, tmp: Path, args: argparse.Namespace, app: str) -> 
     finally:
         slack.stop()
     return out
-
-
-@contextlib.contextmanager
-def worker_process(app: str, url: str, slack: Any, tmp: Path, name: str) -> Any:
-    """For ``ours-split``: the `incident-bot worker` beside the accept-only `serve --no-worker`."""
-    if app != "ours-split":
-        yield None
-        return
-    env = bi.bot_env(url, slack, slack.channel_by_name("incidents")["id"])
-    with open(tmp / f"{name}_worker.log", "ab") as log:
-        proc = subprocess.Popen([bi.BOT, "worker"], env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def bi_wait_folded(db_url: str, timeout: float = 120.0) -> None:
-    """Until the fold worker has applied every stored command (the notes are counted after that)."""
-    from incident_bot.pipeline import inbox
-    from storage.db import session_scope
-
-    engine = make_engine(db_url)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope(engine) as s:
-                if not inbox.has_work(s):
-                    return
-            time.sleep(0.2)
-    finally:
-        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

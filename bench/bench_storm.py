@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import harness
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_ingest as bi
-from loadgen import pct
 
 from storage.db import make_engine
 from storage.models import Incident, OutboxMessage
@@ -65,7 +60,7 @@ def delays(db_url: str) -> dict[str, list[float]]:
     for incident_id, method, payload, done_at in rows:
         if incident_id not in created or done_at is None:
             continue
-        seconds = (_aware(done_at) - _aware(created[incident_id])).total_seconds()
+        seconds = (harness.as_utc(done_at) - harness.as_utc(created[incident_id])).total_seconds()
         post = method == "chat.postMessage"
         what = ("channel" if method == "conversations.create"
                 else "announcement" if post and payload.get("capture") == "announce"
@@ -75,23 +70,15 @@ def delays(db_url: str) -> dict[str, list[float]]:
     return {k: list(v.values()) for k, v in first.items()}
 
 
-def _aware(ts: datetime | str) -> datetime:
-    from datetime import UTC
-
-    if isinstance(ts, str):
-        ts = datetime.fromisoformat(ts)
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    slack = bi.slack_standin()
+    slack = harness.slack_standin()
     try:
-        with bi.database(args.backend, tmp, "storm") as url, bi.ours(url, slack, tmp, "storm") as srv:
+        with harness.database(args.backend, tmp, "storm") as url, harness.ours(url, slack, tmp, "storm") as srv:
             t0 = time.monotonic()
-            storm = bi.start_loadgen(srv.url, workload="pd-triggers", mode="open", rate=STORM_RATE,
-                                     duration=args.triggers / STORM_RATE, count=args.triggers,
-                                     secret=bi.PD_SECRET, prefix="PSTORM")
-            hooks = bi.finish_loadgen(storm)
+            storm = harness.start_loadgen(srv.url, workload="pd-triggers", mode="open", rate=STORM_RATE,
+                                          duration=args.triggers / STORM_RATE, count=args.triggers,
+                                          secret=harness.PD_SECRET, prefix="PSTORM")
+            hooks = harness.finish_loadgen(storm)
             storm_s = time.monotonic() - t0
             print(f"  storm: {hooks['ok']}/{args.triggers} triggers answered 2xx in {storm_s:.0f} s; "
                   "waiting for the channels ...", flush=True)
@@ -128,19 +115,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "channels_at": at, "created_per_min": round(per_min, 1) if per_min else None,
         "rate_limited": rate_limited, "calls": len(calls),
         "create_calls": sum(1 for c in calls if c.method == "conversations.create"),
-        "time_to": {k: summary(v) for k, v in d.items()},
+        "time_to": {k: harness.spread(v, "s") for k, v in d.items()},
         "extrapolated_full_s": None if args.triggers >= FULL or not per_min else round(FULL / per_min * 60),
     }
-
-
-def summary(values: list[float]) -> dict[str, float | int | None]:
-    v = sorted(values)
-    return {"n": len(v), "p50_s": _r(pct(v, 0.5)), "p99_s": _r(pct(v, 0.99)),
-            "max_s": _r(v[-1] if v else None)}
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

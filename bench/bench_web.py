@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+import harness
 import httpx
-import psycopg
 from bench_rca import build as build_long_incident
 from gen_data import load
 from sqlalchemy import func, select
@@ -45,15 +40,7 @@ from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import Incident, TimelineEvent
 
-DATA = Path(__file__).resolve().parent / "data"
-PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "bench-web-session-secret-0123456789abcdef"
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def measure(http: httpx.Client, path: str, n: int) -> dict[str, float]:
@@ -66,8 +53,7 @@ def measure(http: httpx.Client, path: str, n: int) -> dict[str, float]:
         if r.status_code != 200:
             raise SystemExit(f"{path}: HTTP {r.status_code}")
     times.sort()
-    p95 = times[max(0, -(-95 * len(times) // 100) - 1)]
-    return {"p50_ms": statistics.median(times), "p95_ms": p95, "max_ms": times[-1], "n": n,
+    return {"p50_ms": statistics.median(times), "p95_ms": harness.pct(times, 0.95), "max_ms": times[-1], "n": n,
             "kib": len(r.content) / 1024}
 
 
@@ -132,16 +118,9 @@ def main() -> int:
                     "(as before `serve` froze it), to see what that costs")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    url = args.database_url
-    if url is None and args.backend == "sqlite":
-        DATA.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{DATA / f'web-{args.incidents}.db'}"
-    elif url is None:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS bench_web_{args.incidents}")
-        url = f"{PG_BASE}?options=-csearch_path%3Dbench_web_{args.incidents}"
+    url = args.database_url or harness.dataset_db("web", args.backend, args.incidents)
     long_ref = prepare(url, args.incidents, args.rows, args.fresh)
-    port = _port()
+    port = harness.free_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings(_env_file=None, database_url=url, slack_bot_token="xoxb-bench",  # type: ignore[call-arg]
                         slack_signing_secret="bench", slack_api_url="http://127.0.0.1:9/api/",

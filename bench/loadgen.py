@@ -27,16 +27,13 @@ import asyncio
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import pct
 
 from incident_bot.demo import pagerduty_payloads as pd
 from incident_bot.demo.slack_requests import FORM, signed, slash_body
@@ -240,13 +237,6 @@ def drive_inprocess(db_url: str, reqs: list[Req]) -> dict[str, Any]:
             "fold": {"wall_ms": round(1000 * wall / m, 3), "cpu_ms": round(1000 * cpu / m, 3),
                      "statements": round(statements / m, 2), "per_s": round(m / wall) if wall else None,
                      "batch": fold.batch_size}}
-
-
-def pct(sorted_ms: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_ms:
-        return None
-    return sorted_ms[min(len(sorted_ms) - 1, max(0, math.ceil(q * len(sorted_ms)) - 1))]
 
 
 def summarise(samples: list[Sample], t0: float, wall: float, warmup: float) -> dict[str, Any]:
