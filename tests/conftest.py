@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Engine
 
 from incident_bot.config import Settings
-from storage import migrate
 from storage.db import make_engine
+from tests.db_template import PgScript, SqliteTemplate, record_pg_migration
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -43,14 +43,26 @@ def pg_schema_url(schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated schema in the test PostgreSQL; dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[PgScript]:
+    """The real migrations, run once per pytest process into a template schema, recorded for replay."""
+    schema = f"tmpl_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield record_pg_migration(pg_schema_url(schema), schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_template: PgScript) -> Iterator[str]:
+    """A fresh, migrated schema in the test PostgreSQL (the template's migration replayed); dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        pg_template.replay(conn, schema)
     url = pg_schema_url(schema)
-    migrate.upgrade(url)
     try:
         yield url
     finally:
@@ -61,11 +73,16 @@ def pg_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    """The real migrations, run once per pytest process into a SQLite file that tests copy."""
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'incident-bot.db'}"
-    migrate.upgrade(url)
-    return url
+def sqlite_url(tmp_path: Path, sqlite_template: SqliteTemplate) -> str:
+    """A fresh, migrated SQLite file (a copy of the template) in the test's temporary directory."""
+    return sqlite_template.copy(tmp_path / "incident-bot.db")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

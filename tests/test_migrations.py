@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -83,3 +84,62 @@ def test_is_current_only_at_the_newest_revision(tmp_path: Path) -> None:
         assert migrate.current(url) == migrate.head() and migrate.is_current(rt_engine)
     finally:
         engine.dispose()
+
+
+# -- the suite's fixtures copy one real migration (tests/db_template.py): the copy must be the same -----
+
+_PG_CATALOG = {
+    "columns": "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, column_default,"
+               " generation_expression FROM information_schema.columns WHERE table_schema = %(s)s",
+    "indexes": "SELECT tablename, indexname, replace(indexdef, %(s)s || '.', '') FROM pg_indexes"
+               " WHERE schemaname = %(s)s",
+    "constraints": "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+                   " JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %(s)s",
+    "triggers": "SELECT event_object_table, trigger_name, action_statement FROM information_schema.triggers"
+                " WHERE trigger_schema = %(s)s",
+    "sequences": "SELECT sequence_name, data_type, start_value, increment FROM information_schema.sequences"
+                 " WHERE sequence_schema = %(s)s",
+}
+
+
+def _pg_catalog(conn: psycopg.Connection, schema: str) -> dict[str, object]:
+    conn.execute(f'SET search_path TO "{schema}"')  # regclass::text then names tables without the schema
+    found: dict[str, object] = {k: sorted(conn.execute(q, {"s": schema}).fetchall(), key=repr)
+                                for k, q in _PG_CATALOG.items()}
+    for table in ("alembic_version", "counters"):
+        found[table] = sorted(conn.execute(f'SELECT * FROM "{schema}".{table}').fetchall())
+    return found
+
+
+@pytest.mark.postgres
+def test_a_replayed_schema_is_the_migrated_one(pg_template) -> None:  # type: ignore[no-untyped-def]
+    migrated, replayed = f"m_{uuid.uuid4().hex[:10]}", f"r_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{migrated}"')
+        try:
+            migrate.upgrade(pg_schema_url(migrated))
+            pg_template.replay(conn, replayed)
+            want, got = _pg_catalog(conn, migrated), _pg_catalog(conn, replayed)
+            assert want["columns"] and want["alembic_version"] == [(migrate.head(),)]
+            assert got == want
+        finally:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{migrated}" CASCADE')
+            conn.execute(f'DROP SCHEMA IF EXISTS "{replayed}" CASCADE')
+
+
+def test_a_copied_sqlite_file_is_the_migrated_one(sqlite_url: str, tmp_path: Path) -> None:
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    migrate.upgrade(fresh)
+
+    def catalog(url: str) -> list[tuple[object, ...]]:
+        # Alembic's batch mode writes a table's UNIQUE clauses in no fixed order (two real migrations
+        # differ), so a table's definition is compared as its set of lines.
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            rows = [(kind, name, table, sorted(line.strip().rstrip(",") for line in (sql or "").splitlines()))
+                    for kind, name, table, sql in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
+                                                             " ORDER BY type, name")]
+            return rows + db.execute("SELECT * FROM alembic_version").fetchall() + \
+                db.execute("SELECT * FROM counters ORDER BY name").fetchall()
+
+    assert catalog(sqlite_url) == catalog(fresh)
+    assert migrate.current(sqlite_url) == migrate.head()
