@@ -66,7 +66,8 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     ctx = Context(slack=slack, pagerduty=PagerDutyRest.from_settings(settings),
                   respond_hosts=(api_host,) if api_host else (), tracker=build_tracker(settings, engine),
                   history=IntroLookup(engine, settings.recurrence_delta))
-    budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute}
+    budgets = {**DEFAULT_BUDGETS, "conversations.create": settings.slack_channel_create_per_minute,
+               **settings.slack_rate_budgets}
     kwargs: dict[str, Any] = {
         "gate": RateGate(budgets), "max_attempts": settings.outbox_max_attempts,
         "poll_interval": settings.outbox_poll_interval, "threads": settings.outbox_workers,

@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     slack_timeout: float = Field(default=10.0, gt=0, le=120)
     # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
     slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)
+    # The other paced methods' budgets (pipeline/rate_limits.py), "method=per_minute,...": only for a Slack
+    # without Slack's limits (a stand-in: the tests); unset, Slack's published tiers apply.
+    slack_rate_budgets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     log_level: str = "INFO"
     # Slow and idle clients (see incident_bot/http_server.py): seconds for a request's headers, for its
     # body, for an idle keep-alive connection; open connections at most (over it: 503).
@@ -180,6 +183,25 @@ class Settings(BaseSettings):
             if not sep or "@" not in email or not login.strip():
                 raise ValueError(f"{pair!r} is not email=login")
             found[email.strip().lower()] = login.strip().lstrip("@")
+        return found
+
+    @field_validator("slack_rate_budgets", mode="before")
+    @classmethod
+    def _rate_budgets(cls, value: Any) -> dict[str, float]:
+        from incident_bot.pipeline.rate_limits import DEFAULT_BUDGETS
+
+        pairs = value.items() if isinstance(value, dict) else (p.partition("=")[::2] for p in _csv(value))
+        found: dict[str, float] = {}
+        for method, budget in pairs:
+            method = str(method).strip()
+            if method not in DEFAULT_BUDGETS:
+                raise ValueError(f"{method!r} is not a paced Slack method ({', '.join(DEFAULT_BUDGETS)})")
+            try:
+                found[method] = float(budget)
+            except (TypeError, ValueError):
+                raise ValueError(f"{method}={budget!r}: give calls a minute, e.g. {method}=50") from None
+            if not 0 < found[method] <= 100_000:
+                raise ValueError(f"{method}: calls a minute must be over 0 and at most 100000")
         return found
 
     @field_validator("capa_tracker", mode="before")

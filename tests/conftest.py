@@ -23,6 +23,8 @@ from tests.db_template import PgScript, SqliteTemplate, record_pg_migration
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 PD_SECRET = "pd-webhook-secret-1"
+# Slack's paced methods other than conversations.create, at a pace the stand-in never notices.
+UNPACED_SLACK = {"conversations.invite": 6000, "conversations.setTopic": 6000, "users.lookupByEmail": 6000}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -116,6 +118,9 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
         "scheduler_enabled": False,
         # The stand-in has no Tier 2 limit unless a test sets one; don't pace channel creation in tests.
         "slack_channel_create_per_minute": 6000,
+        # Nor Tier 3/4 limits: at Slack's 50 a minute every topic change waited 1.2 s, the bulk of many
+        # tests' time. The pacing itself is tested in tests/test_rate_limits.py and tests/test_storm.py.
+        "slack_rate_budgets": UNPACED_SLACK,
         # Alert-storm grouping is tested on its own (tests/test_storm.py); elsewhere one trigger = one incident.
         "group_by": "none",
     }
@@ -265,6 +270,7 @@ def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ign
         "OUTBOX_POLL_INTERVAL": "0.05",
         "SCHEDULER_ENABLED": "false",
         "SLACK_CHANNEL_CREATE_PER_MINUTE": "6000",
+        "SLACK_RATE_BUDGETS": ",".join(f"{k}={v}" for k, v in UNPACED_SLACK.items()),
         "GROUP_BY": "none",
         "LOG_LEVEL": "WARNING",
     })

@@ -40,3 +40,24 @@ def test_threads_that_claimed_at_once_get_one_token_between_them() -> None:
     now[0] += 3.0  # 20 a minute: the next token after 3 s
     assert gate.before_call("conversations.setTopic") is True
     assert gate.before_call("chat.postMessage") is True, "a method without a budget is never held"
+
+
+def test_the_budgets_reach_the_outbox_and_default_to_slacks_tiers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from incident_bot.bootstrap import build_runtime
+    from incident_bot.pipeline.rate_limits import DEFAULT_BUDGETS
+
+    from .conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'gate.db'}"
+    default = build_runtime(make_settings(url, slack_rate_budgets={}, slack_channel_create_per_minute=19))
+    assert default.worker is not None and default.worker.gate.budgets == DEFAULT_BUDGETS
+    assert DEFAULT_BUDGETS["conversations.setTopic"] == 50 and DEFAULT_BUDGETS["conversations.invite"] == 50
+    tuned = build_runtime(make_settings(url, slack_rate_budgets="conversations.setTopic=600"))
+    assert tuned.worker is not None and tuned.worker.gate.budgets["conversations.setTopic"] == 600
+    assert tuned.worker.gate.budgets["conversations.invite"] == 50
+    for rt in (default, tuned):
+        rt.engine.dispose()
+    with pytest.raises(ValueError, match="not a paced Slack method"):
+        make_settings(url, slack_rate_budgets="chat.postMessage=10")
