@@ -41,11 +41,19 @@ def pagerduty(history):  # type: ignore[no-untyped-def]
         yield standin
 
 
-def _cli(db_url: str, pagerduty: PagerDutyStandIn, *args: str, wait: bool = True):  # type: ignore[no-untyped-def]
+# The stand-in has no rate limit: at PagerDuty's 960 a minute each run of the command waited ~7 s between
+# requests. The pacing itself is tested exactly in test_requests_are_paced_under_pagerdutys_limit.
+UNPACED_RPM = "60000"
+
+
+def _cli(db_url: str, pagerduty: PagerDutyStandIn, *args: str, wait: bool = True,  # type: ignore[no-untyped-def]
+         limit: str | None = UNPACED_RPM):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_", "DATABASE_", "GROUP_"))}
     env.update({"DATABASE_URL": db_url, "PAGERDUTY_API_TOKEN": "pd-read-token",
                 "PAGERDUTY_FROM_EMAIL": "incident-bot@example.com", "PAGERDUTY_API_URL": pagerduty.url,
                 "PAGERDUTY_CA_BUNDLE": pagerduty.ca_pem_path, "GROUP_BY": "none", "LOG_LEVEL": "WARNING"})
+    if limit is not None:
+        env["PAGERDUTY_API_MAX_RPM"] = limit
     cmd = [sys.executable, "-m", "incident_bot", *args]
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -54,7 +62,7 @@ def _cli(db_url: str, pagerduty: PagerDutyStandIn, *args: str, wait: bool = True
 
 def _backfill(db_url: str, pagerduty: PagerDutyStandIn, *extra: str):  # type: ignore[no-untyped-def]
     out = _cli(db_url, pagerduty, "backfill", "pagerduty", "--since", "2025-01-01", "--until", "2026-01-01",
-               "--max-rpm", "960", "--format", "json", *extra)
+               "--max-rpm", UNPACED_RPM, "--format", "json", *extra)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 
@@ -111,7 +119,7 @@ def test_backfill_a_year_quietly_idempotent_metrics_and_verify(db_url, pagerduty
 def test_killed_half_way_then_resumed(sqlite_url, pagerduty, history) -> None:  # type: ignore[no-untyped-def]
     pagerduty.delay_before("GET /log_entries", 0.3)  # slow enough to kill it mid-run
     proc = _cli(sqlite_url, pagerduty, "backfill", "pagerduty", "--since", "2025-01-01", "--until", "2026-01-01",
-                "--max-rpm", "960", "--format", "json", wait=False)
+                "--max-rpm", UNPACED_RPM, "--format", "json", wait=False)
     engine = make_engine(sqlite_url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -154,6 +162,15 @@ def test_429_honours_ratelimit_reset_and_is_bounded(sqlite_url, pagerduty) -> No
     with pytest.raises(RateLimitExhausted):
         svc.run(engine, settings, client, stats, opts)
     engine.dispose()
+
+
+def test_max_rpm_over_pagerdutys_limit_is_refused(sqlite_url, pagerduty) -> None:  # type: ignore[no-untyped-def]
+    out = _cli(sqlite_url, pagerduty, "backfill", "pagerduty", "--since", "2025-01-01", "--max-rpm", "961",
+               limit=None)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "incident-bot: --max-rpm: PagerDuty allows at most 960 requests a minute: give 1 to 960"]
+    assert pagerduty.calls() == []
 
 
 def test_requests_are_paced_under_pagerdutys_limit(pagerduty) -> None:  # type: ignore[no-untyped-def]

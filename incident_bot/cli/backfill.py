@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="afterwards, compare TTA/TTR with PagerDuty's analytics and explain every difference")
     pd.add_argument("--window", default="30d", type=_window,
                     help="checkpoint window (default 30d; PagerDuty allows at most 180d)")
-    pd.add_argument("--max-rpm", type=_rpm, default=900, help="requests per minute (at most 960; default 900)")
+    pd.add_argument("--max-rpm", type=_rpm, default=None,
+                    help="requests per minute (at most 960, PagerDuty's limit; default 900)")
     pd.add_argument("--format", choices=("table", "json"), default="table")
     pd.set_defaults(func=_pagerduty)
 
@@ -47,8 +48,8 @@ def _rpm(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 1 <= value <= 960:
-        raise argparse.ArgumentTypeError("PagerDuty allows at most 960 requests a minute: give 1 to 960")
+    if value < 1:  # the upper bound is PAGERDUTY_API_MAX_RPM, checked once the settings are read
+        raise argparse.ArgumentTypeError("give at least 1 request a minute")
     return value
 
 
@@ -73,9 +74,15 @@ def _pagerduty(args: argparse.Namespace) -> int:
     if since >= until:
         print("incident-bot: --since must be before --until", file=sys.stderr)
         return 2
+    limit = settings.pagerduty_api_max_rpm
+    if args.max_rpm is not None and args.max_rpm > limit:
+        print(f"incident-bot: --max-rpm: PagerDuty allows at most {limit:g} requests a minute: give 1 to {limit:g}",
+              file=sys.stderr)
+        return 2
+    per_minute = args.max_rpm if args.max_rpm is not None else min(900.0, limit)
     engine = database(settings)
     client, stats = make_client(settings.pagerduty_api_token or "", settings.pagerduty_api_url,
-                                ca_bundle=settings.pagerduty_ca_bundle, per_minute=args.max_rpm)
+                                ca_bundle=settings.pagerduty_ca_bundle, per_minute=per_minute, limit=limit)
     opts = svc.Options(since=since, until=until, services=args.service, dry_run=args.dry_run,
                        window_days=args.window)
     summary = svc.run(engine, settings, client, stats, opts, svc.Progress())

@@ -101,14 +101,14 @@ def _reset_seconds(headers: Any) -> float | None:
 
 
 def make_client(api_token: str, api_url: str, *, ca_bundle: str | None = None, per_minute: float = 900,
-                max_429: int = 5, stats: Stats | None = None,
-                sleep: Callable[[float], None] = time.sleep) -> tuple[pagerduty.RestApiV2Client, Stats]:
+                max_429: int = 5, stats: Stats | None = None, sleep: Callable[[float], None] = time.sleep,
+                limit: float = MAX_PER_MINUTE) -> tuple[pagerduty.RestApiV2Client, Stats]:
     kwargs: dict[str, Any] = {}
     if ca_bundle:
         kwargs["verify"] = ssl.create_default_context(cafile=ca_bundle)
     client = pagerduty.RestApiV2Client(api_token, base_url=api_url, **kwargs)
     stats = stats or Stats()
-    client.parent = Pacer(client.parent, per_minute=min(per_minute, MAX_PER_MINUTE), max_429=max_429,  # type: ignore[assignment]
+    client.parent = Pacer(client.parent, per_minute=min(per_minute, limit), max_429=max_429,  # type: ignore[assignment]
                           stats=stats, sleep=sleep)
     client.retry[429] = 1  # our Pacer retries 429s; the client's own loop is unbounded by default
     client.max_http_attempts = 3
