@@ -83,6 +83,7 @@ def wait_status(bot, action_id: int, status: str) -> None:  # type: ignore[no-un
 def test_ticket_per_action_owner_mapping_and_close_loop(tbot, gh) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage <@U0ADA> due 2026-12-20", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on checkout 5xx <@U0BOB> priority:high", channel=ch)
     tbot.drain()
     assert len(gh.calls(ISSUES)) == 2 and len(gh.issues) == 2
@@ -213,6 +214,7 @@ def test_bad_credentials_park_the_job_once(db_url, slack, gh) -> None:  # type: 
 def test_reconcile_command_applies_missed_changes(tbot, gh) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on 5xx", channel=ch)
     tbot.drain()
     gh.close(2)  # no webhook reaches us

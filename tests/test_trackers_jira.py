@@ -71,6 +71,7 @@ def send(bot, doc, *, secret: str | None = SECRET, identifier: str | None = None
 def test_ticket_per_action_owner_mapping_and_the_loop_back(tbot, jira) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage <@U0ADA> due 2026-12-20", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on checkout 5xx <@U0BOB> priority:high", channel=ch)
     tbot.drain()
     assert [c.status for c in jira.calls(CREATE) if c.method == CREATE] == [201, 201]
@@ -222,6 +223,7 @@ def test_bad_credentials_are_reported_once_and_park_the_job(db_url, slack, jira,
 def test_reconcile_command_reads_tickets_back(tbot, jira) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on 5xx", channel=ch)
     tbot.drain()
     jira.transition("OPS-2", "Done")  # no webhook reaches us

@@ -77,6 +77,7 @@ def creates(linear) -> list[int]:  # type: ignore[no-untyped-def]
 def test_ticket_per_action_owner_mapping_and_the_loop_back(tbot, linear) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage <@U0ADA> due 2026-12-20", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on checkout 5xx <@U0BOB> priority:high", channel=ch)
     tbot.drain()
     assert creates(linear) == [200, 200] and not linear.crashes()
@@ -213,6 +214,7 @@ def test_bad_credentials_are_reported_once_and_park_the_job(db_url, slack, linea
 def test_reconcile_command_reads_tickets_back(tbot, linear) -> None:  # type: ignore[no-untyped-def]
     ch = declare(tbot)
     command(tbot, "action Add a canary stage", channel=ch)
+    tbot.drain()  # its ticket first: the tracker numbers tickets in the order they are created
     command(tbot, "action Alert on 5xx", channel=ch)
     tbot.drain()
     linear.move("OPS-2", "Canceled")  # no webhook reaches us
