@@ -169,8 +169,9 @@ def test_leader_killed_after_taking_the_lease_is_replaced_once_the_lease_expires
         pg_url: str, replicas: list[Replica]) -> None:
     seed_posted(pg_url, "2026-W46")
     offset = offset_to(DUE)
-    # A lease longer than B's start-up, so that B is seen waiting for it.
-    a = Replica(pg_url, "lease-then-hang", "A", offset=offset, lease=1.5 * LEASE)
+    # A lease far longer than B's start-up (seconds on a loaded machine), so that B is seen waiting for it.
+    hold = 5 * LEASE
+    a = Replica(pg_url, "lease-then-hang", "A", offset=offset, lease=hold)
     replicas.append(a)
     assert a.read_one()["leased"] is True
     a.kill()  # SIGKILL: it led, it posted nothing, and it cannot give the lease back
@@ -179,10 +180,11 @@ def test_leader_killed_after_taking_the_lease_is_replaced_once_the_lease_expires
         lease = s.get(JobLease, LEASE_NAME)
     engine.dispose()
     assert lease is not None and lease.holder == "A"
-    b = Replica(pg_url, "loop", "B", offset=offset, arg=1.5 * LEASE + 1)
+    b = Replica(pg_url, "loop", "B", offset=offset, arg=hold + 1)
     replicas.append(b)
     lines = b.finish()
-    assert lines[0]["leader"] is False, "B waits while A's lease is current"
+    waiting = [x for x in lines if datetime.fromisoformat(x["at"]) < lease.expires_at]
+    assert waiting and not any(x["leader"] for x in waiting), "B waits while A's lease is current"
     posted = [x for x in lines if x["posted"]]
     assert len(posted) == 1
     assert datetime.fromisoformat(posted[0]["at"]) > lease.expires_at, "not before A's lease ran out"
