@@ -111,18 +111,8 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.
     names = dict(people.names)
     rows = [r._replace(text=row_plain(r.source, r.text, names)) for r in rows]
-    facts = IncidentFacts(
-        ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
-        origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,
-        pagerduty_url=inc.pagerduty_url, slack_channel_name=inc.slack_channel_name,
-        slack_channel_id=inc.slack_channel_id, close_override_reason=inc.close_override_reason,
-    )
-    actions = [
-        ActionRow(id=a.id, title=a.title, type=a.type, priority=a.priority, status=a.status,
-                  owner=people.name(a.owner_id) or None, due_date=a.due_date, ticket_url=a.ticket_url,
-                  overdue=capa.is_overdue(a.status, a.due_date, today), ticket_key=a.ticket_key)
-        for a in items
-    ]
+    facts = incident_facts(inc)
+    actions = action_rows(items, people, today)
     findings = quality(session, inc, items=items, people=people, actors={r.actor for r in rows})
     doc = build_rca(facts, {m: getattr(inc, m) for m in MILESTONES}, rows, actions, dict(inc.rca or {}),
                     people=people, review=review, findings=findings, generated_at=generated_at)
@@ -240,3 +230,23 @@ def set_status(session: Session, ref: str, status: str, *, actor: str | None = N
 
 __all__ = ["FORMATS", "NARRATIVE_KEYS", "RcaError", "check_language", "display_names", "export_rca",
            "get_incident", "quality", "rca_context", "rca_document", "review_info", "set_narrative", "set_status"]
+
+
+def incident_facts(inc: Incident) -> IncidentFacts:
+    """The incident's header facts as the RCA (export and web page) shows them."""
+    return IncidentFacts(
+        ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
+        origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,
+        pagerduty_url=inc.pagerduty_url, slack_channel_name=inc.slack_channel_name,
+        slack_channel_id=inc.slack_channel_id, close_override_reason=inc.close_override_reason,
+    )
+
+
+def action_rows(items: list[ActionItem], people: Directory, today: date) -> list[ActionRow]:
+    """The CAPA rows of the RCA, owners named and overdue ones marked as of ``today``."""
+    return [
+        ActionRow(id=a.id, title=a.title, type=a.type, priority=a.priority, status=a.status,
+                  owner=people.name(a.owner_id) or None, due_date=a.due_date, ticket_url=a.ticket_url,
+                  overdue=capa.is_overdue(a.status, a.due_date, today), ticket_key=a.ticket_key)
+        for a in items
+    ]

@@ -17,10 +17,10 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlmodel import Session
 
-from incident_bot.core import capa, recurrence
+from incident_bot.core import recurrence
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.core.markup import row_plain
-from incident_bot.core.rca import ActionRow, IncidentFacts, RcaDocument, build_rca
+from incident_bot.core.rca import RcaDocument, build_rca
 from incident_bot.core.rca_parts import (
     BOOKKEEPING_KINDS,
     COMMUNICATION_KINDS,
@@ -35,7 +35,7 @@ from incident_bot.core.rca_parts import (
 )
 from incident_bot.usecases import similar
 from incident_bot.usecases.directory import directory
-from incident_bot.usecases.rca import quality, review_info
+from incident_bot.usecases.rca import action_rows, incident_facts, quality, review_info
 from incident_bot.web import timeline
 from incident_bot.web.timeline import DEFAULT_ROWS, START, Key, WindowRequest
 from storage.models import ActionItem, Incident
@@ -97,18 +97,8 @@ def page_document(session: Session, inc: Incident, req: WindowRequest, *, today:
     parts = TimelineParts(main=main, appendix=[entry(r, start, people) for r in plain(book_rows)],
                           participants=crew,
                           communications=communications(plain(comm_rows), start, people, inc.slack_channel_name))
-    facts = IncidentFacts(
-        ref=inc.ref, title=inc.title, severity=inc.severity, status=inc.status, service=inc.service,
-        origin=inc.origin, commander=inc.commander_id, reporter=inc.reporter_id, scribe=inc.scribe_id,
-        pagerduty_url=inc.pagerduty_url, slack_channel_name=inc.slack_channel_name,
-        slack_channel_id=inc.slack_channel_id, close_override_reason=inc.close_override_reason,
-    )
-    actions = [
-        ActionRow(id=a.id, title=a.title, type=a.type, priority=a.priority, status=a.status,
-                  owner=people.name(a.owner_id) or None, due_date=a.due_date, ticket_url=a.ticket_url,
-                  overdue=capa.is_overdue(a.status, a.due_date, today), ticket_key=a.ticket_key)
-        for a in items
-    ]
+    facts = incident_facts(inc)
+    actions = action_rows(items, people, today)
     findings = quality(session, inc, items=items, people=people, actors=summary.actors)
     doc = build_rca(facts, milestones, marks, actions, dict(inc.rca or {}), people=people, review=review,
                     findings=findings, parts=parts)
