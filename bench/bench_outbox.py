@@ -72,11 +72,9 @@ def fold(settings: Any, deliveries: int) -> None:
 
 def drain(settings: Any) -> dict[str, Any]:
     from incident_bot.bootstrap import build_runtime
-    from incident_bot.pipeline.rate_limits import DEFAULT_BUDGETS
 
     threads = settings.outbox_workers
-    paced = frozenset(m for m, per_min in DEFAULT_BUDGETS.items() if m != "conversations.create" and per_min)
-    paced |= {"incident.invite_oncall", "incident.invite_pd_user"}
+    paced = frozenset(harness.PACED_METHODS)
     rt = build_runtime(settings)
     engine = rt.engine
     total = unpaced_left(engine, paced)
@@ -89,7 +87,9 @@ def drain(settings: Any) -> dict[str, Any]:
     finally:
         rt.worker.stop()
         engine.dispose()
+    group = rt.worker.group
     return {"threads": threads, "calls": total, "per_s": round(total / wall, 1),
+            "outcomes_per_tx": round(group.writes / max(1, group.transactions), 2),
             "cpu_ms_per_call": round(1000 * cpu / max(1, total), 2), "wall_s": round(wall, 2)}
 
 
@@ -116,10 +116,10 @@ def main() -> int:
                 print(f"  {backend}, {threads} thread(s): {r['calls']} calls in {r['wall_s']} s", flush=True)
                 results.append(r)
     print(f"\nOutbox drain, unpaced Slack calls of {args.deliveries} PagerDuty deliveries (load {harness.loadavg()})")
-    print("| backend | threads | calls | calls/s | CPU per call |")
-    print("|---|---:|---:|---:|---:|")
+    print("| backend | threads | calls | calls/s | CPU per call | outcomes stored per transaction |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['backend']} | {r['threads']} | {r['calls']} | {r['per_s']} | {r['cpu_ms_per_call']} ms |")
+        print(f"| {r['backend']} | {r['threads']} | {r['calls']} | {r['per_s']} | {r['cpu_ms_per_call']} ms | {r['outcomes_per_tx']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -150,11 +150,15 @@ def supersede(session: Session, *, order_key: str, method: str) -> int:
 
 
 def finish(session: Session, row_id: int, *, result: dict[str, Any]) -> None:
-    session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == row_id)  # type: ignore[arg-type]
-        .values(status=DONE, result=result, done_at=utcnow(), lease_until=None, last_error=None,
-                claimed_by=None)
-    )
+    # Core, on the table: an UPDATE through the ORM entity also evaluates it against the session's
+    # objects, which cost more than the statement (and this runs once for every call made).
+    session.execute(_FINISH, {"row_id": row_id, "new_result": result, "now": utcnow()})
+
+
+_FINISH = (update(OutboxMessage.__table__)  # type: ignore[attr-defined]
+           .where(OutboxMessage.__table__.c.id == bindparam("row_id"))  # type: ignore[attr-defined]
+           .values(status=DONE, result=bindparam("new_result"), done_at=bindparam("now"), lease_until=None,
+                   last_error=None, claimed_by=None))
 
 
 def retry_later(session: Session, row_id: int, *, at: datetime, error: str, uncertain: bool,

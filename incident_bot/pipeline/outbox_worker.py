@@ -25,6 +25,7 @@ from sqlmodel import Session
 
 from incident_bot.observability import OUTBOX_DELIVERIES
 from incident_bot.pipeline import outbox as q
+from incident_bot.pipeline.group_commit import GroupCommit
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobRegistry, UnknownJobKind
 from incident_bot.pipeline.loop import LoopWorker
 from incident_bot.pipeline.rate_limits import RateGate
@@ -75,6 +76,7 @@ class OutboxWorker(LoopWorker):
         self._ready: deque[tuple[OutboxMessage, Incident | None]] = deque()  # claimed, not yet taken
         self._busy = 0  # threads delivering a row right now
         self._next_requeue = datetime.min.replace(tzinfo=UTC)
+        self.group = GroupCommit(engine)  # the outcomes of calls, stored together
 
     # -- one step ----------------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -250,6 +252,8 @@ class OutboxWorker(LoopWorker):
         outcome and try again while this worker still holds the row's lease: otherwise the row would sit
         in flight until the lease expires (2 minutes of silence in the channel, and everything queued
         behind it), then be checked against Slack and handed out again."""
+        if self.group.store(store):  # with the other threads' outcomes, in one transaction
+            return
         remaining = (row.lease_until - self.clock()).total_seconds() if row.lease_until else 0.0
         deadline = time.monotonic() + remaining - 5.0
         pause = 0.2
