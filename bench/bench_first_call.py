@@ -74,8 +74,9 @@ def first_calls(db_url: str) -> dict[str, list[float]]:
 def run_backend(backend: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     slack = harness.slack_standin(create_per_minute=None)
     try:
-        # One incident per trigger (no storm grouping): every trigger opens a channel, the heavier case.
-        env = {"SLACK_CHANNEL_CREATE_PER_MINUTE": "10000", "GROUP_BY": "none",
+        # --group-by none: one incident per trigger, every trigger opens a channel (the heavier case);
+        # service (the default, what users install): a service's triggers while one is open join it.
+        env = {"SLACK_CHANNEL_CREATE_PER_MINUTE": "10000", "GROUP_BY": args.group_by,
                **dict(kv.split("=", 1) for kv in args.env)}
         with harness.database(backend, tmp, f"first_{backend}") as url, \
                 harness.ours(url, slack, tmp, f"first_{backend}", profile=args.profile and tmp / f"{backend}.spy",
@@ -102,6 +103,9 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="a setting for the bot, e.g. OUTBOX_WORKERS=8 (repeatable)")
+    p.add_argument("--group-by", default="none", choices=("none", "service"),
+                   help="the bot's GROUP_BY: none (every trigger a new incident and channel) or service "
+                        "(the default setting: alert storms fold into one incident per service)")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--profile", action="store_true",
                    help="run the server under py-spy (--gil); the raw samples are copied to ./first-call-BACKEND.spy")
@@ -112,7 +116,8 @@ def main() -> int:
             print(f"  first call: {backend}, {args.rate:.0f} deliveries/s for {args.duration:.0f} s ...", flush=True)
             results.append(run_backend(backend, Path(tmpdir), args))
     print(f"\nWebhook -> first Slack call: the PagerDuty mix at {args.rate:.0f}/s for {args.duration:.0f} s "
-          "through `serve` (Slack's channel-creation limit lifted)")
+          f"through `serve`, GROUP_BY={args.group_by} (Slack's channel-creation limit lifted; load "
+          f"{harness.loadavg()})")
     print("| backend | deliveries/s answered | non-2xx | kind | deliveries with a call | p50 | p99 | max |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for r in results:

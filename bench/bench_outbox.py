@@ -119,7 +119,8 @@ def main() -> int:
     print("| backend | threads | calls | calls/s | CPU per call | outcomes stored per transaction |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['backend']} | {r['threads']} | {r['calls']} | {r['per_s']} | {r['cpu_ms_per_call']} ms | {r['outcomes_per_tx']} |")
+        print(f"| {r['backend']} | {r['threads']} | {r['calls']} | {r['per_s']} | {r['cpu_ms_per_call']} ms "
+              f"| {r['outcomes_per_tx']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

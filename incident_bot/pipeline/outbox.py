@@ -142,11 +142,16 @@ def release_claims_of(session: Session, worker_ids: list[str] | None, *, now: da
 def supersede(session: Session, *, order_key: str, method: str) -> int:
     """Drop pending rows of ``method`` queued under ``order_key``: a later row makes them pointless (a
     channel topic: only the last state matters). Rows already in flight are left alone."""
-    stmt = (update(OutboxMessage)
-            .where(OutboxMessage.order_key == order_key, OutboxMessage.method == method,  # type: ignore[arg-type]
-                   OutboxMessage.status == PENDING)  # type: ignore[arg-type]
-            .values(status=DONE, result={"skipped": "superseded"}, done_at=utcnow()))
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    result = session.execute(_SUPERSEDE, {"key": order_key, "kind": method, "now": utcnow()})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# Core on the table, as _FINISH: the fold runs this for every change of an incident's state.
+_SUPERSEDE = (update(OutboxMessage.__table__)  # type: ignore[attr-defined]
+              .where(OutboxMessage.__table__.c.order_key == bindparam("key"),  # type: ignore[attr-defined]
+                     OutboxMessage.__table__.c.method == bindparam("kind"),  # type: ignore[attr-defined]
+                     OutboxMessage.__table__.c.status == PENDING)  # type: ignore[attr-defined]
+              .values(status=DONE, result={"skipped": "superseded"}, done_at=bindparam("now")))
 
 
 def finish(session: Session, row_id: int, *, result: dict[str, Any]) -> None:
