@@ -32,6 +32,12 @@ PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
 OVERTAKABLE = frozenset({"conversations.setTopic", "conversations.invite", "incident.invite_oncall",
                          "incident.invite_pd_user"})
 
+# A row queued with a hold (``not_before``) to gather what arrives meanwhile into one message (an alert
+# storm's "+N PagerDuty incidents" line) that nothing after it depends on: its dedup key starts with this.
+# While it waits for its time, later rows of its key go ahead of it: an acknowledgement or a note is not
+# kept seconds behind a summary. It still goes after everything queued before it (the channel first).
+HELD = "held:"
+
 
 def claim(
     session: Session, *, now: datetime, lease: timedelta, limit: int = 1,
@@ -78,6 +84,8 @@ def _claim_select(dialect: str, excluded: tuple[str, ...]) -> Any:
     # channel topic or an invitation waiting for Slack's limit. It still runs after what came before it.
     paced = [m for m in excluded if m in OVERTAKABLE]
     not_paced = f" AND NOT (e.status = 'pending' AND e.method IN ({quoted(paced)}))" if paced else ""
+    # A held summary (see HELD) does not hold its key while it waits for its time either.
+    not_held = f" AND NOT (e.status = 'pending' AND e.next_attempt_at > :now AND e.dedup_key LIKE '{HELD}%')"
     not_excluded = f" AND o.method NOT IN ({quoted(excluded)})" if excluded else ""
     # Statuses are literals, not parameters, so the partial indexes apply. SQLite's planner, without
     # statistics, prefers the equality on ``status`` (the status index: every pending row, then a sort);
@@ -89,7 +97,7 @@ def _claim_select(dialect: str, excluded: tuple[str, ...]) -> Any:
     sql = (
         f"SELECT {columns} FROM outbox AS o WHERE {pending} AND o.next_attempt_at <= :now{not_excluded}"
         " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.order_key = o.order_key AND e.id < o.id"
-        f" AND e.status IN ('pending', 'inflight'){not_paced})"
+        f" AND e.status IN ('pending', 'inflight'){not_paced}{not_held})"
         f" ORDER BY o.next_attempt_at, o.id LIMIT :limit{lock}"
     )
     # The columns are named in the model's order: .columns() maps them by position (a table migrated over
