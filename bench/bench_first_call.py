@@ -10,8 +10,11 @@ seconds. Then, for every delivery that was applied and caused a Slack call: from
 ``received_at`` (stored just before the 202) to the ``done_at`` of the first outbox row its fold created
 (the Slack call answered), matched by incident and by the fold's batch (the row was created between the
 delivery's arrival and its done mark, in the same transaction). Redeliveries cause no call and are not
-counted. p50/p99/max over all deliveries, and separately for triggers (a new incident: the first call is
-``conversations.create``) and for follow-ups (a message in an existing channel).
+counted, nor are superseded topics (no call made). p50/p99/max over all deliveries, and separately for
+triggers (a new incident: the first call is ``conversations.create``) and for follow-ups (a message in an
+existing channel). With ``--group-by service`` (the default setting), a trigger that joins a storm says
+nothing in Slack but the storm's "+N PagerDuty incidents" line, held up to 5 s by design to gather the
+joins into one line: those are shown apart ("held storm line") and left out of "all".
 
 Slack's Tier 2 limit on ``conversations.create`` (~20 a minute) is lifted here, in the stand-in and in the
 bot's own budget (``SLACK_CHANNEL_CREATE_PER_MINUTE``): with it, a new incident's first call waits for
@@ -32,6 +35,7 @@ from typing import Any
 import harness
 from sqlalchemy import select
 
+from incident_bot.pipeline.outbox import HELD
 from storage.db import make_engine
 from storage.models import InboxDelivery, OutboxMessage
 
@@ -49,23 +53,33 @@ def first_calls(db_url: str) -> dict[str, list[float]]:
                 .where(InboxDelivery.source == "pagerduty", InboxDelivery.outcome == "processed",
                        InboxDelivery.incident_id.is_not(None))).all()
             calls = conn.execute(
-                select(OutboxMessage.incident_id, OutboxMessage.created_at, OutboxMessage.done_at)
+                select(OutboxMessage.incident_id, OutboxMessage.created_at, OutboxMessage.done_at,
+                       OutboxMessage.dedup_key, OutboxMessage.result)
                 .where(OutboxMessage.incident_id.is_not(None), OutboxMessage.status == "done")
                 .order_by(OutboxMessage.created_at)).all()
     finally:
         engine.dispose()
-    by_incident: dict[int, list[tuple[datetime, datetime]]] = {}
-    for incident_id, created, done in calls:
-        by_incident.setdefault(incident_id, []).append((harness.as_utc(created), harness.as_utc(done)))
-    out: dict[str, list[float]] = {"all": [], "trigger": [], "follow-up": []}
+    by_incident: dict[int, list[tuple[datetime, datetime, bool]]] = {}
+    for incident_id, created, done, dedup_key, result in calls:
+        if (result or {}).get("skipped"):
+            continue  # superseded (a topic replaced by a later one): no call was made
+        held = (dedup_key or "").startswith(HELD)
+        by_incident.setdefault(incident_id, []).append((harness.as_utc(created), harness.as_utc(done), held))
+    out: dict[str, list[float]] = {"all": [], "trigger": [], "follow-up": [], "held storm line": []}
     for event_type, incident_id, received, folded in deliveries:
         received, folded = harness.as_utc(received), harness.as_utc(folded)
         # The fold writes a delivery's outbox rows in the transaction that marks it done: created after
         # it arrived and no later than its done mark.
-        done = [d for c, d in by_incident.get(incident_id, ()) if received <= c <= folded]
+        done = sorted((d, held) for c, d, held in by_incident.get(incident_id, ()) if received <= c <= folded)
         if not done:
-            continue  # nothing to say in Slack (a note folded into a pending post, say)
-        ms = 1000 * (min(done) - received).total_seconds()
+            continue  # nothing to say in Slack (a join counted into a pending storm line, say)
+        first, held = done[0]
+        ms = 1000 * (first - received).total_seconds()
+        if held:
+            # A trigger that joined a storm and whose only message is the storm's "+N" line: held by design
+            # (STORM_HOLD) to gather the joins into one line. Shown apart, not in "all".
+            out["held storm line"].append(ms)
+            continue
         out["all"].append(ms)
         out["trigger" if event_type == "incident.triggered" else "follow-up"].append(ms)
     return {k: sorted(v) for k, v in out.items()}
