@@ -129,23 +129,31 @@ def main() -> int:
         for backend in args.backends.split(","):
             print(f"  first call: {backend}, {args.rate:.0f} deliveries/s for {args.duration:.0f} s ...", flush=True)
             results.append(run_backend(backend, Path(tmpdir), args))
-    print(f"\nWebhook -> first Slack call: the PagerDuty mix at {args.rate:.0f}/s for {args.duration:.0f} s "
-          f"through `serve`, GROUP_BY={args.group_by} (Slack's channel-creation limit lifted; load "
-          f"{harness.loadavg()})")
+    doc = {"params": {"rate": args.rate, "duration": args.duration, "group_by": args.group_by,
+                      "load": harness.loadavg()}, "results": results}
+    print_report(doc)
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+    return 0
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    """The figures of one run (also how bench/run writes them into bench/RESULTS.md)."""
+    par = doc["params"]
+    print(f"\nWebhook -> first Slack call: the PagerDuty mix at {par['rate']:.0f}/s for {par['duration']:.0f} s "
+          f"through `serve`, GROUP_BY={par['group_by']} (Slack's channel-creation limit lifted; load "
+          f"{par['load']})")
     print("| backend | deliveries/s answered | non-2xx | kind | deliveries with a call | p50 | p99 | max |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
-    for r in results:
+    for r in doc["results"]:
         for kind, f in r["first_call"].items():
             print(f"| {r['backend']} | {r['answered_per_s']} | {r['non_2xx']} | {kind} | {f['n']} | "
                   f"{f['p50_ms']} ms | {f['p99_ms']} ms | {f['max_ms']} ms |")
-    for r in results:
+    for r in doc["results"]:
         p99 = r["first_call"]["all"]["p99_ms"]
         verdict = "met" if p99 is not None and p99 < GOAL_P99_MS else "MISSED"
-        print(f"{r['backend']}: webhook -> first Slack call p99 {p99} ms at {args.rate:.0f}/s "
-              f"(goal < {GOAL_P99_MS:.0f} ms: {verdict})")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+        print(f"{r['backend']}: webhook -> first Slack call p99 {p99} ms at {par['rate']:.0f}/s, "
+              f"GROUP_BY={par['group_by']} (goal < {GOAL_P99_MS:.0f} ms: {verdict})")
 
 
 if __name__ == "__main__":

@@ -115,15 +115,22 @@ def main() -> int:
                 r["backend"] = backend
                 print(f"  {backend}, {threads} thread(s): {r['calls']} calls in {r['wall_s']} s", flush=True)
                 results.append(r)
-    print(f"\nOutbox drain, unpaced Slack calls of {args.deliveries} PagerDuty deliveries (load {harness.loadavg()})")
+    doc = {"params": {"deliveries": args.deliveries, "load": harness.loadavg()}, "results": results}
+    print_report(doc)
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+    return 0
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    """The figures of one run (also how bench/run writes them into bench/RESULTS.md)."""
+    print(f"\nOutbox drain, the unpaced Slack calls of {doc['params']['deliveries']} PagerDuty deliveries "
+          f"(load {doc['params']['load']})")
     print("| backend | threads | calls | calls/s | CPU per call | outcomes stored per transaction |")
     print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
+    for r in doc["results"]:
         print(f"| {r['backend']} | {r['threads']} | {r['calls']} | {r['per_s']} | {r['cpu_ms_per_call']} ms "
               f"| {r['outcomes_per_tx']} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
