@@ -265,12 +265,15 @@ class IntroLookup:
         self.engine, self.window, self.limit = engine, window, limit
         self.budget_s = budget_s  # PostgreSQL: a statement (or a wait for a lock) longer than this gives up
 
-    def __call__(self, incident_id: int) -> Learned | None:
+    def __call__(self, incident: Incident | int) -> Learned | None:
+        """``incident``: the one the outbox loaded with its row (saves reading it again: a wide row, a
+        third of the lookup), or its id."""
+        incident_id = incident if isinstance(incident, int) else incident.id
         try:
             with read_scope(self.engine) as s:  # SQLite: no write lock; the fold and accept path go on
                 if s.get_bind().dialect.name == "postgresql":
                     s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
-                inc = s.get(Incident, incident_id)
+                inc = s.get(Incident, incident) if isinstance(incident, int) else incident
                 if inc is None or inc.detected_at is None:
                     return None
                 return learn(s, inc, window=self.window, limit=self.limit)
