@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlmodel import Session
 
 from incident_bot.bootstrap import job_registry
@@ -330,7 +330,11 @@ def test_a_held_summary_line_never_holds_back_the_messages_behind_it(engine) -> 
             return [row.payload.get("text") or row.method for row in rows]
 
     soon = now + timedelta(seconds=1)
-    assert claim(soon) == ["conversations.create"], "the channel first, alone"
+    with session_scope(engine) as s:  # the channel's creation failed once and waits for its retry
+        s.execute(update(OutboxMessage).where(OutboxMessage.method == "conversations.create")
+                  .values(next_attempt_at=now + timedelta(seconds=3)))
+    assert claim(soon) == [], "a row waiting for its retry holds its key (only a held line does not)"
+    assert claim(now + timedelta(seconds=4)) == ["conversations.create"], "the channel first, alone"
     assert claim(soon) == ["acked"], "the acknowledgement does not wait for the held line"
     assert claim(now + timedelta(seconds=6)) == ["+3"], "the line goes when its hold is over"
 

@@ -85,7 +85,9 @@ def _claim_select(dialect: str, excluded: tuple[str, ...]) -> Any:
     paced = [m for m in excluded if m in OVERTAKABLE]
     not_paced = f" AND NOT (e.status = 'pending' AND e.method IN ({quoted(paced)}))" if paced else ""
     # A held summary (see HELD) does not hold its key while it waits for its time either.
-    not_held = f" AND NOT (e.status = 'pending' AND e.next_attempt_at > :now AND e.dedup_key LIKE '{HELD}%')"
+    # (COALESCE: most rows have no dedup key, and NOT over a NULL would let a retrying row stop blocking.)
+    not_held = (" AND NOT (e.status = 'pending' AND e.next_attempt_at > :now"
+                f" AND COALESCE(e.dedup_key, '') LIKE '{HELD}%')")
     not_excluded = f" AND o.method NOT IN ({quoted(excluded)})" if excluded else ""
     # Statuses are literals, not parameters, so the partial indexes apply. SQLite's planner, without
     # statistics, prefers the equality on ``status`` (the status index: every pending row, then a sort);
