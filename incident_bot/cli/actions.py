@@ -194,7 +194,7 @@ def _sync(args: argparse.Namespace) -> int:
     """Read the tickets back now (the worker's ``tracker.sync`` job does the same on schedule)."""
     from incident_bot.trackers.apply import apply_tickets, missing_tickets
     from incident_bot.trackers.base import TrackerError
-    from incident_bot.trackers.outbound import build, queue_sync
+    from incident_bot.trackers.outbound import build
 
     settings = settings_for("capa_tracker", command="actions sync").require_tracker()
     engine = database(settings)
@@ -210,7 +210,7 @@ def _sync(args: argparse.Namespace) -> int:
             queued = 0
             for item in missing_tickets(s):
                 if not args.incident or get_incident_ref(s, item.incident_id).upper() == args.incident.upper():
-                    queue_sync(s, item, settings.capa_tracker, created=True)
+                    svc.queue_ticket_sync(s, item, settings.capa_tracker, created=True)
                     queued += 1
     except RcaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)

@@ -1,9 +1,8 @@
-"""CAPA -> ticket: what the use cases queue, and what the jobs read when they run.
+"""CAPA -> ticket: what the jobs read when they run (the use cases queue them:
+``usecases.actions.queue_ticket_sync``).
 
-Queued in the transaction that changes the CAPA (so a change and its sync are one): ``tracker.create``
-once per action (dedup key), ``tracker.update`` after every later change, both on the order key
-``capa:<id>`` so an update always runs after its create. Jobs carry only the action id and read the
-action when they run: a queued update pushes the CAPA as it is then, never a stale snapshot.
+Jobs carry only the action id and read the action when they run: a queued update pushes the CAPA as it
+is then, never a stale snapshot.
 """
 
 from __future__ import annotations
@@ -13,32 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.trackers.base import Ticket, TicketSpec, Tracker
-from storage import repo
 from storage.db import session_scope
 from storage.models import ActionItem, Incident, SlackUser
 
 log = logging.getLogger("incident_bot.trackers")
-
-
-def order_key(action_id: int) -> str:
-    return f"capa:{action_id}"
-
-
-def queue_sync(session: Session, item: ActionItem, tracker: str | None, *, created: bool = False) -> None:
-    """Queue the ticket's create (once) and, for a change, an update behind it. No-op without a tracker."""
-    if not tracker or item.id is None:
-        return
-    if item.ticket_url and not item.ticket_key:
-        return  # linked by hand to a ticket elsewhere (``--ticket URL``): not ours to create or change
-    repo.enqueue(session, order_key=order_key(item.id), method="tracker.create", payload={"action_id": item.id},
-                 incident_id=item.incident_id, dedup_key=f"tracker-create:{tracker}:{item.id}")
-    if not created:
-        repo.enqueue(session, order_key=order_key(item.id), method="tracker.update",
-                     payload={"action_id": item.id}, incident_id=item.incident_id)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """CAPA action items: add, list, change status, daily overdue reminders, and closing an incident.
 
-Callers pass an open session (:func:`storage.db.session_scope`); nothing here commits. The rules
-(vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module stores them.
+Callers pass an open session (the use-case runner's, :mod:`incident_bot.usecases.runner`); nothing here
+commits. The rules (vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module
+stores them. A change queues its ticket's sync in the same transaction (:func:`queue_ticket_sync`): the
+tracker adapter's jobs (``trackers/jobs.py``) run it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from incident_bot.core.markup import stored
 from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
 from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.outbound import queue_sync
 from incident_bot.usecases.directory import remember_user
 from incident_bot.usecases.incidents import apply_signals, milestone_for
 from incident_bot.usecases.json_shapes import iso
@@ -42,6 +43,28 @@ class CloseOutcome:
     refused: str | None = None
     open_corrective: list[int] = field(default_factory=list)
     transition: Transition | None = None
+
+
+def ticket_order_key(action_id: int) -> str:
+    return f"capa:{action_id}"
+
+
+def queue_ticket_sync(session: Session, item: ActionItem, tracker: str | None, *, created: bool = False) -> None:
+    """Queue the ticket's create (once) and, for a change, an update behind it. No-op without a tracker.
+
+    In the transaction that changes the CAPA (so a change and its sync are one): ``tracker.create`` once
+    per action (dedup key), ``tracker.update`` after every later change, both on the order key
+    ``capa:<id>`` so an update always runs after its create."""
+    if not tracker or item.id is None:
+        return
+    if item.ticket_url and not item.ticket_key:
+        return  # linked by hand to a ticket elsewhere (``--ticket URL``): not ours to create or change
+    repo.enqueue(session, order_key=ticket_order_key(item.id), method="tracker.create",
+                 payload={"action_id": item.id}, incident_id=item.incident_id,
+                 dedup_key=f"tracker-create:{tracker}:{item.id}")
+    if not created:
+        repo.enqueue(session, order_key=ticket_order_key(item.id), method="tracker.update",
+                     payload={"action_id": item.id}, incident_id=item.incident_id)
 
 
 def normalise_owner(owner: str | None) -> str | None:
@@ -93,7 +116,7 @@ def add_action(
                       kind="action_added", actor=created_by,
                       text=stored(source, f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): "
                                           f"{title}"))
-    queue_sync(session, item, tracker, created=True)
+    queue_ticket_sync(session, item, tracker, created=True)
     remember_user(session, item.owner_id)  # so the RCA, the digest and reminders can name the owner
     return item
 
@@ -116,7 +139,7 @@ def set_status(session: Session, action_id: int, status: str, *, actor: str | No
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=when, source=source,
                       kind="action_status", actor=actor,
                       text=stored(source, f"CAPA action #{item.id} {before} → {new}: {item.title}"))
-    queue_sync(session, item, tracker)
+    queue_ticket_sync(session, item, tracker)
     return item
 
 
@@ -151,7 +174,7 @@ def update_action(session: Session, action_id: int, *, owner_id: str | None = No
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=at or utcnow(), source=source,
                       kind="action_changed", actor=actor,
                       text=f"CAPA action #{item.id} changed ({', '.join(changed)}): {item.title}")
-    queue_sync(session, item, tracker)
+    queue_ticket_sync(session, item, tracker)
     return item
 
 
