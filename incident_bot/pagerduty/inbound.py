@@ -19,13 +19,13 @@ from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.usecases import grouping
+from incident_bot.usecases.backfill import IMPORT_SOURCE  # history read back by `incident-bot backfill pagerduty`
 from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 from incident_bot.usecases.pagerduty_ingest import bound_times, fold_event, needs_counter
 from storage import repo
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
-IMPORT_SOURCE = "pagerduty-import"  # history read back by `incident-bot backfill pagerduty`
 
 
 def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:

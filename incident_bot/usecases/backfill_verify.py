@@ -13,20 +13,37 @@ Every difference is listed with its cause:
 - ``not imported``: PagerDuty has it, we do not (outside --service, or the run did not reach it);
 - ``unexplained``: none of the above (a bug to report).
 
-Differences of one second or less are rounding (we count whole seconds) and are not listed.
+Differences of one second or less are rounding (we count whole seconds) and are not listed. PagerDuty's
+figures come from the PagerDuty adapter (an :class:`Analytics`: ``pagerduty/backfill.py``'s
+``RestHistory``), passed in by the entry point.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
-from incident_bot.pagerduty import backfill as pd
 from storage.db import session_scope
 from storage.models import Incident, IncidentMetrics, PagerDutyLink
+
+
+@dataclass(frozen=True)
+class Reported:
+    """PagerDuty's own figures for one of its incidents (raw analytics), in whole seconds."""
+
+    pagerduty_id: str
+    tta_s: int | None  # seconds_to_first_ack
+    ttr_s: int | None  # seconds_to_resolve
+
+
+class Analytics(Protocol):
+    def reported(self, since: datetime, until: datetime, services: list[str]) -> Iterator[Reported]:
+        """PagerDuty's figures for its incidents created in [since, until) (of ``services``, when given)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,11 +63,11 @@ class Verification:
     differences: list[Difference] | None = None
 
 
-def verify(engine: Engine, client: Any, since: datetime, until: datetime, services: list[str]) -> Verification:
+def verify(engine: Engine, analytics: Analytics, since: datetime, until: datetime,
+           services: list[str]) -> Verification:
     result = Verification(differences=[])
     assert result.differences is not None
-    rows = list(pd.iter_analytics(client, since, until, services))
-    by_id = {r["id"]: r for r in rows}
+    by_id = {r.pagerduty_id: r for r in analytics.reported(since, until, services)}
     with session_scope(engine) as s:
         found: dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]] = {}
         ids = list(by_id)
@@ -71,12 +88,8 @@ def verify(engine: Engine, client: Any, since: datetime, until: datetime, servic
     return result
 
 
-def _secs(value: Any) -> int | None:
-    return None if value is None else int(float(value))
-
-
-def _compare(pd_id: str, row: dict[str, Any], ours: tuple[Any, Any, Any] | None) -> list[Difference]:
-    theirs = {"tta": _secs(row.get("seconds_to_first_ack")), "ttr": _secs(row.get("seconds_to_resolve"))}
+def _compare(pd_id: str, row: Reported, ours: tuple[Any, Any, Any] | None) -> list[Difference]:
+    theirs = {"tta": row.tta_s, "ttr": row.ttr_s}
     if ours is None:
         return [Difference(pd_id, None, m, None, v, "not imported") for m, v in theirs.items() if v is not None][:1] \
             or [Difference(pd_id, None, "tta", None, None, "not imported")]
