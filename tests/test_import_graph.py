@@ -5,17 +5,22 @@ Rules:
 - ``core`` is pure: it imports nothing of ours but ``core``, and no SDK, HTTP, SQL or web framework;
 - ``pipeline`` knows no vendor: no Slack, PagerDuty or tracker SDK, no adapter package;
 - ``storage`` imports nothing from ``incident_bot``;
-- ``usecases`` import no Slack SDK, no web framework, no entry point and nothing of ``slack/``: they queue
-  intents (``pipeline.outbox.intent``) and ``slack/intents.py`` draws them;
+- ``usecases`` import no Slack SDK, no web framework, no entry point and no adapter (``slack/``,
+  ``pagerduty/``, ``trackers/``, ``web/``): they queue intents (``pipeline.outbox.intent``) that
+  ``slack/intents.py`` draws, own the shapes an adapter fills (``usecases/pagerduty_event.py``) and take
+  what they need of an adapter as a Protocol passed in (``usecases.backfill.History``);
 - ``pagerduty/`` and ``trackers/`` import nothing of ``slack/`` either (their channel lines are intents);
 - only ``slack/`` imports ``slack_sdk`` / ``slack_bolt`` (the stand-ins and the wiring aside);
 - only the wiring (``bootstrap``, ``server``) and the demo reach into ``slack/`` from outside it;
-- nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``).
+- nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``);
+- the packages (and top-level modules) of ``incident_bot``, with ``storage``, import each other without a
+  cycle: every arrow points one way, imports inside functions included.
 """
 
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -63,6 +68,7 @@ ENTRY_POINTS = ("incident_bot.cli", "incident_bot.bootstrap", "incident_bot.serv
                                "incident_bot.web", *ENTRY_POINTS), ()),
     ("storage", ("incident_bot",), ()),
     ("incident_bot/usecases", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", "incident_bot.slack",
+                               "incident_bot.pagerduty", "incident_bot.trackers", "incident_bot.web",
                                *ENTRY_POINTS), ()),
     ("incident_bot/pagerduty", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
     ("incident_bot/trackers", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
@@ -115,3 +121,64 @@ def test_the_package_never_imports_the_tests() -> None:
     bad = {str(p.relative_to(PACKAGE)): sorted(m for m in imports(p) if m == "tests" or m.startswith("tests."))
            for p in PACKAGE.rglob("*.py")}
     assert {k: v for k, v in bad.items() if v} == {}
+
+
+def unit(module: str) -> str | None:
+    """The package (or top-level module) of ours a module belongs to: ``incident_bot.usecases.rca`` ->
+    ``usecases``, ``incident_bot.config`` -> ``config``, ``storage.repo`` -> ``storage``; None: not ours."""
+    parts = module.split(".")
+    if parts[0] == "storage":
+        return "storage"
+    return parts[1] if parts[0] == "incident_bot" and len(parts) > 1 else None
+
+
+def package_graph() -> dict[str, dict[str, set[str]]]:
+    """unit -> unit it imports -> the files that do."""
+    graph: dict[str, dict[str, set[str]]] = {}
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "storage").rglob("*.py")]:
+        src = unit(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        if src is None:
+            continue
+        for dst in filter(None, map(unit, imports(path))):
+            if dst != src:
+                graph.setdefault(src, {}).setdefault(dst, set()).add(str(path.relative_to(ROOT)))
+    return graph
+
+
+def cycle(graph: dict[str, dict[str, set[str]]]) -> list[str]:
+    """One cycle of the graph (its units in order, the first repeated at the end), or [] when it has none."""
+    state: dict[str, str] = {}  # "open" while on the path being walked, "done" once all below it are seen
+    path: list[str] = []
+
+    def walk(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, {})):
+            if state.get(nxt) == "open":
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := walk(nxt)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := walk(start)):
+            return found
+    return []
+
+
+def test_the_package_graph_has_no_cycle() -> None:
+    graph = package_graph()
+    loop = cycle(graph)
+    arrows = {f"{a} -> {b}": sorted(graph[a][b]) for a, b in pairwise(loop)}
+    assert loop == [], f"an import cycle between packages: {arrows}"
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    """The check itself, on graphs with and without a cycle (a check that can never fail proves nothing)."""
+    assert cycle({"a": {"b": set()}, "b": {"c": set()}, "c": {"a": set()}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b": set(), "c": set()}, "b": {"c": set()}}) == []
+    graph = package_graph()
+    assert {"core", "pipeline", "storage"} <= set(graph["usecases"]) and "usecases" in graph["pagerduty"], \
+        "the graph holds the arrows between packages"

@@ -7,6 +7,7 @@ import sys
 
 from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
+from incident_bot.core.incident_text import render_text
 from incident_bot.usecases import similar as similar_svc
 from incident_bot.usecases.json_shapes import incident_detail, incident_dict, list_incidents
 from storage import repo
@@ -153,30 +154,3 @@ def _unlink(args: argparse.Namespace) -> int:
         done = regroup.unlink(s, settings, inc, args.pagerduty_id, actor=None)
     print(done.text, file=sys.stdout if done.ok else sys.stderr)
     return 0 if done.ok else 1
-
-
-def render_text(doc: dict) -> str:
-    out = [f"{doc['ref']}  {doc['severity']}  {doc['status']}  {doc['title']}",
-           f"service: {doc['service'] or '-'}"]
-    if doc["pagerduty"]["url"]:
-        out.append(f"pagerduty: {doc['pagerduty']['url']}")
-    if doc["slack"]["channel_name"]:
-        out.append(f"slack: #{doc['slack']['channel_name']} ({doc['slack']['channel_id']})")
-    roles = [f"{role} {p['name'] or p['id']}" for role, p in (doc.get("people") or {}).items() if p]
-    if roles:
-        out.append("people: " + ", ".join(roles))
-    out.append("milestones (UTC):")
-    out += [f"  {k.removesuffix('_at'):<16} {v or '-'}" for k, v in doc["milestones"].items()]
-    out.append("metrics: " + "  ".join(
-        f"{k.removesuffix('_s').upper()}={format_duration(v, unknown='-')}" for k, v in doc["metrics"].items()))
-    if doc.get("recurrence"):
-        r = doc["recurrence"]
-        out.append(f"recurrence: after CAPA of {r['previous']} done {r['days_since']} day(s) before ({r['capa_done']})")
-    if doc.get("similar"):
-        out.append("similar past incidents: " + ", ".join(f"{p['ref']} ({'; '.join(p['reasons'])})"
-                                                            for p in doc["similar"]))
-    out.append("timeline:")
-    out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} "
-            + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e.get("text_named", e["text"])
-            for e in doc["timeline"]]
-    return "\n".join(out)

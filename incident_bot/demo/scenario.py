@@ -198,7 +198,7 @@ def stage_pagerduty(demo: Demo) -> None:
 
 
 def stage_show(demo: Demo) -> None:
-    from incident_bot.cli.incidents import render_text
+    from incident_bot.core.incident_text import render_text
     from incident_bot.usecases.json_shapes import incident_detail
     from storage import repo
 
