@@ -67,6 +67,13 @@ def queue_ticket_sync(session: Session, item: ActionItem, tracker: str | None, *
                      payload={"action_id": item.id}, incident_id=item.incident_id)
 
 
+def queue_ticket_reconcile(session: Session, tracker: str, day: date) -> bool:
+    """Queue the day's reconcile with the CAPA tracker (``tracker.sync``: read every ticket back); False when
+    that day's was queued already (the dedup key: once a day, whichever replica leads)."""
+    return repo.enqueue(session, order_key="tracker-sync", method="tracker.sync", payload={},
+                        dedup_key=f"tracker-sync:{tracker}:{day.isoformat()}")
+
+
 def normalise_owner(owner: str | None) -> str | None:
     """``<@U123>``, ``<@U123|bob>``, ``@U123`` or ``U123`` -> ``U123``: owners are Slack user ids."""
     if owner is None or not owner.strip():

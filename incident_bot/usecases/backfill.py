@@ -33,7 +33,7 @@ from sqlmodel import Session
 from incident_bot.config import Settings
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applier, FoldWorker
-from storage.db import session_scope
+from incident_bot.usecases import runner
 from storage.models import BackfillWindow, PagerDutyLink, utcnow
 
 MAX_WINDOW = timedelta(days=180)  # PagerDuty refuses a since/until range over 6 months
@@ -222,29 +222,34 @@ class _Known:
             return True
         if pd_id in self.missing:
             return False
-        with session_scope(self.engine) as s:
-            found = s.get(PagerDutyLink, pd_id) is not None
+        found = runner.read(self.engine, lambda s: s.get(PagerDutyLink, pd_id) is not None)
         (self.ids if found else self.missing).add(pd_id)
         return found
 
 
 def _done(engine: Engine, scope: str, since: datetime, until: datetime) -> bool:
-    with session_scope(engine) as s:
-        row = s.get(BackfillWindow, (scope, since, until))
-        return row is not None and row.status == "done"
+    return runner.read(engine, _window_done, scope, since, until)
+
+
+def _window_done(s: Session, scope: str, since: datetime, until: datetime) -> bool:
+    row = s.get(BackfillWindow, (scope, since, until))
+    return row is not None and row.status == "done"
 
 
 def _mark(engine: Engine, scope: str, since: datetime, until: datetime, *, status: str, **counts: int) -> None:
-    with session_scope(engine) as s:
-        row = s.get(BackfillWindow, (scope, since, until)) or BackfillWindow(scope=scope, since=since, until=until)
-        row.status = status
-        for k, v in counts.items():
-            setattr(row, k, v)
-        if status == "done":
-            row.finished_at = utcnow()
-        else:
-            row.started_at = utcnow()
-        s.add(row)
+    runner.run(engine, _mark_window, scope, since, until, status=status, **counts)
+
+
+def _mark_window(s: Session, scope: str, since: datetime, until: datetime, *, status: str, **counts: int) -> None:
+    row = s.get(BackfillWindow, (scope, since, until)) or BackfillWindow(scope=scope, since=since, until=until)
+    row.status = status
+    for k, v in counts.items():
+        setattr(row, k, v)
+    if status == "done":
+        row.finished_at = utcnow()
+    else:
+        row.started_at = utcnow()
+    s.add(row)
 
 
 def checkpoints(session: Session) -> Iterator[BackfillWindow]:

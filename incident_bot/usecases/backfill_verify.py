@@ -26,8 +26,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
-from storage.db import session_scope
+from incident_bot.usecases import runner
 from storage.models import Incident, IncidentMetrics, PagerDutyLink
 
 
@@ -68,24 +69,28 @@ def verify(engine: Engine, analytics: Analytics, since: datetime, until: datetim
     result = Verification(differences=[])
     assert result.differences is not None
     by_id = {r.pagerduty_id: r for r in analytics.reported(since, until, services)}
-    with session_scope(engine) as s:
-        found: dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]] = {}
-        ids = list(by_id)
-        for k in range(0, len(ids), 500):
-            stmt = (select(PagerDutyLink, Incident, IncidentMetrics)
-                    .join(Incident, Incident.id == PagerDutyLink.incident_id)  # type: ignore[arg-type]
-                    .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id, isouter=True)  # type: ignore[arg-type]
-                    .where(PagerDutyLink.pagerduty_incident_id.in_(ids[k:k + 500])))  # type: ignore[attr-defined]
-            for link, inc, metrics in s.execute(stmt).all():
-                found[link.pagerduty_incident_id] = (link, inc, metrics)
-        for pd_id, row in by_id.items():
-            result.compared += 1
-            diffs = _compare(pd_id, row, found.get(pd_id))
-            if diffs:
-                result.differences.extend(diffs)
-            else:
-                result.matching += 1
+    found = runner.read(engine, _ours, list(by_id))
+    for pd_id, row in by_id.items():
+        result.compared += 1
+        diffs = _compare(pd_id, row, found.get(pd_id))
+        if diffs:
+            result.differences.extend(diffs)
+        else:
+            result.matching += 1
     return result
+
+
+def _ours(s: Session, ids: list[str]) -> dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]]:
+    """Our link, incident and metrics of each of these PagerDuty incidents that we hold."""
+    found: dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]] = {}
+    for k in range(0, len(ids), 500):
+        stmt = (select(PagerDutyLink, Incident, IncidentMetrics)
+                .join(Incident, Incident.id == PagerDutyLink.incident_id)  # type: ignore[arg-type]
+                .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id, isouter=True)  # type: ignore[arg-type]
+                .where(PagerDutyLink.pagerduty_incident_id.in_(ids[k:k + 500])))  # type: ignore[attr-defined]
+        for link, inc, metrics in s.execute(stmt).all():
+            found[link.pagerduty_incident_id] = (link, inc, metrics)
+    return found
 
 
 def _compare(pd_id: str, row: Reported, ours: tuple[Any, Any, Any] | None) -> list[Difference]:
