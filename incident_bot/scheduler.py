@@ -44,10 +44,11 @@ from sqlalchemy import Engine
 from incident_bot.config import ConfigError, Settings
 from incident_bot.core import nudge, schedule
 from incident_bot.usecases import lease, runner
-from incident_bot.usecases.actions import enqueue_overdue_reminders, queue_ticket_reconcile
+from incident_bot.usecases.actions import enqueue_overdue_reminders
 from incident_bot.usecases.digest import post_scheduled, targets_from
 from incident_bot.usecases.nudge import enqueue_nudges
 from incident_bot.usecases.similar import count_words
+from incident_bot.usecases.tickets import queue_ticket_reconcile
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from incident_bot.pipeline.outbox import intent
 from incident_bot.trackers.apply import apply_tickets, missing_tickets
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
 from incident_bot.trackers.outbound import TrackerSync
-from incident_bot.usecases.actions import queue_ticket_sync
 from incident_bot.usecases.incidents import post
+from incident_bot.usecases.tickets import queue_ticket_sync
 from storage.models import ActionItem, Incident, OutboxMessage
 
 

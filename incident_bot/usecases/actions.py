@@ -2,7 +2,7 @@
 
 Callers pass an open session (the use-case runner's, :mod:`incident_bot.usecases.runner`); nothing here
 commits. The rules (vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module
-stores them. A change queues its ticket's sync in the same transaction (:func:`queue_ticket_sync`): the
+stores them. A change queues its ticket's sync in the same transaction (``usecases.tickets``): the
 tracker adapter's jobs (``trackers/jobs.py``) run it.
 """
 
@@ -26,6 +26,7 @@ from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases.directory import remember_user
 from incident_bot.usecases.incidents import apply_signals, milestone_for
 from incident_bot.usecases.json_shapes import iso
+from incident_bot.usecases.tickets import queue_ticket_sync
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
@@ -43,35 +44,6 @@ class CloseOutcome:
     refused: str | None = None
     open_corrective: list[int] = field(default_factory=list)
     transition: Transition | None = None
-
-
-def ticket_order_key(action_id: int) -> str:
-    return f"capa:{action_id}"
-
-
-def queue_ticket_sync(session: Session, item: ActionItem, tracker: str | None, *, created: bool = False) -> None:
-    """Queue the ticket's create (once) and, for a change, an update behind it. No-op without a tracker.
-
-    In the transaction that changes the CAPA (so a change and its sync are one): ``tracker.create`` once
-    per action (dedup key), ``tracker.update`` after every later change, both on the order key
-    ``capa:<id>`` so an update always runs after its create."""
-    if not tracker or item.id is None:
-        return
-    if item.ticket_url and not item.ticket_key:
-        return  # linked by hand to a ticket elsewhere (``--ticket URL``): not ours to create or change
-    repo.enqueue(session, order_key=ticket_order_key(item.id), method="tracker.create",
-                 payload={"action_id": item.id}, incident_id=item.incident_id,
-                 dedup_key=f"tracker-create:{tracker}:{item.id}")
-    if not created:
-        repo.enqueue(session, order_key=ticket_order_key(item.id), method="tracker.update",
-                     payload={"action_id": item.id}, incident_id=item.incident_id)
-
-
-def queue_ticket_reconcile(session: Session, tracker: str, day: date) -> bool:
-    """Queue the day's reconcile with the CAPA tracker (``tracker.sync``: read every ticket back); False when
-    that day's was queued already (the dedup key: once a day, whichever replica leads)."""
-    return repo.enqueue(session, order_key="tracker-sync", method="tracker.sync", payload={},
-                        dedup_key=f"tracker-sync:{tracker}:{day.isoformat()}")
 
 
 def normalise_owner(owner: str | None) -> str | None:
