@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
 from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.apply import apply_tickets, missing_tickets
+from incident_bot.trackers.apply import reconcile
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
 from incident_bot.trackers.outbound import TrackerSync
 from incident_bot.usecases.incidents import post
@@ -110,9 +110,7 @@ def sync_tickets(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
     counts: dict[str, int] = {}
 
     def store(session: Session) -> None:
-        counts.update(apply_tickets(session, tickets, tracker=ts.name))
-        for item in missing_tickets(session):
-            queue_ticket_sync(session, item, ts.settings.capa_tracker, created=True)
+        counts.update(reconcile(session, tickets, tracker=ts.name, capa_tracker=ts.settings.capa_tracker)[0])
 
     return Delivered(result={"tickets": len(tickets)}, store=store)
 

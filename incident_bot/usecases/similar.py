@@ -23,6 +23,7 @@ from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
 from incident_bot.usecases import runner
+from incident_bot.usecases.incidents import NoSuchIncident
 from storage import repo, text_rank, text_search
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
@@ -260,6 +261,16 @@ def record_recurrence(session: Session, incident_id: int, rec: rec_rules.Recurre
     repeated call with the same previous incident adds nothing), so its RCA and web page say when and why."""
     repo.add_timeline(session, incident_id=incident_id, occurred_at=utcnow(), source="bot", kind="recurrence",
                       text=rec_rules.timeline_text(rec), source_event_id=f"recurrence:{rec.previous.ref}")
+
+
+def similar_doc(session: Session, ref: str, *, window: timedelta, limit: int = 3) -> dict[str, Any]:
+    """``incidents similar REF``: the incident's similar past incidents and its recurrence."""
+    inc = repo.incident_by_ref(session, ref)
+    if inc is None:
+        raise NoSuchIncident(ref)
+    learned = learn(session, inc, window=window, limit=limit)
+    return {"ref": inc.ref, "similar": [past_json(p) for p in learned.similar],
+            "recurrence": recurrence_json(learned.recurrence)}
 
 
 class IntroLookup:
