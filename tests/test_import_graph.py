@@ -14,7 +14,10 @@ Rules:
 - only the wiring (``bootstrap``, ``server``) and the demo reach into ``slack/`` from outside it;
 - nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``);
 - the packages (and top-level modules) of ``incident_bot``, with ``storage``, import each other without a
-  cycle: every arrow points one way, imports inside functions included.
+  cycle: every arrow points one way, imports inside functions included;
+- a transaction is opened in one place: the use-case runner (``usecases/runner.py``), the pipeline's
+  workers (``pipeline/``) and ``storage`` itself. Nothing else imports ``session_scope`` / ``read_scope``,
+  builds a ``Session`` or calls ``.begin()``: entry points and adapters call use cases through the runner.
 """
 
 from __future__ import annotations
@@ -182,3 +185,44 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     graph = package_graph()
     assert {"core", "pipeline", "storage"} <= set(graph["usecases"]) and "usecases" in graph["pagerduty"], \
         "the graph holds the arrows between packages"
+
+
+SCOPES = {"session_scope", "read_scope"}
+# Where a transaction may be opened: the runner, the pipeline's workers (claim, apply, finish in their own
+# transactions) and storage.
+OPENERS = ("incident_bot/usecases/runner.py", "incident_bot/pipeline/", "storage/")
+
+
+def opens_transactions(path: Path) -> list[str]:
+    """What in a file opens a transaction: ``session_scope``/``read_scope`` imported from ``storage.db``
+    (or reached as an attribute), a ``Session(...)`` built, an ``engine.begin()`` called."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "storage.db":
+            found += [f"imports {a.name}" for a in node.names if a.name in SCOPES]
+        elif isinstance(node, ast.Attribute) and node.attr in SCOPES:
+            found.append(f"uses {node.attr}")
+        elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "Session":
+                found.append(f"line {node.lineno}: Session(...)")
+            elif isinstance(node.func, ast.Attribute) and node.func.attr == "begin":
+                found.append(f"line {node.lineno}: .begin()")
+    return found
+
+
+def test_transactions_are_opened_by_the_runner_the_pipeline_and_storage_only() -> None:
+    bad = {}
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "storage").rglob("*.py")]:
+        rel = path.relative_to(ROOT).as_posix()
+        if not rel.startswith(OPENERS) and (found := opens_transactions(path)):
+            bad[rel] = found
+    assert bad == {}, "call the use case through incident_bot.usecases.runner (run, or read for a read)"
+
+
+def test_the_transaction_check_sees_each_way_of_opening_one(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from storage.db import get_engine, read_scope\nimport storage.db\n"
+                      "def f(engine):\n    with storage.db.session_scope(engine):\n        pass\n"
+                      "    with Session(engine) as s, engine.begin() as c:\n        s.begin_nested()\n")
+    assert sorted(opens_transactions(sample)) == ["imports read_scope", "line 6: .begin()", "line 6: Session(...)",
+                                                  "uses session_scope"]
