@@ -70,7 +70,7 @@ class Context:
     # Hosts a response_url may point at besides *.slack.com over HTTPS (a stand-in in tests and the demo).
     respond_hosts: tuple[str, ...] = ()
     tracker: Any | None = None  # the CAPA tracker (incident_bot.trackers.outbound.TrackerSync), when set
-    # Similar past incidents and recurrence for a new incident's intro (services.similar.IntroLookup):
+    # Similar past incidents and recurrence for a new incident's intro (usecases.similar.IntroLookup):
     # called with an incident id, returns what to add, or None.
     history: Any | None = None
 
