@@ -12,6 +12,7 @@ from incident_bot.core import capa
 from incident_bot.usecases import actions as svc
 from incident_bot.usecases import runner
 from incident_bot.usecases.incidents import NoSuchIncident
+from incident_bot.usecases.rca import RcaError, get_incident
 
 LIST_EPILOG = """\
 examples:
@@ -179,7 +180,6 @@ def _sync(args: argparse.Namespace) -> int:
     from incident_bot.trackers.apply import reconcile
     from incident_bot.trackers.base import TrackerError
     from incident_bot.trackers.outbound import build
-    from incident_bot.usecases.rca import RcaError, get_incident
 
     settings = settings_for("capa_tracker", command="actions sync").require_tracker()
     engine = database(settings)
