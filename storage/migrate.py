@@ -50,7 +50,9 @@ def packaged_head(migrations: Path = MIGRATIONS_DIR) -> str | None:
     for path in (migrations / "versions").glob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-            if not isinstance(target, ast.Name) or getattr(node, "value", None) is None:
+            # Only the two names are read: a migration may hold any other module-level code.
+            if not isinstance(target, ast.Name) or target.id not in ("revision", "down_revision") \
+                    or getattr(node, "value", None) is None:
                 continue
             value = ast.literal_eval(node.value)  # type: ignore[attr-defined,arg-type]
             if target.id == "revision":

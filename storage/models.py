@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, false, text
 from sqlalchemy.ext.mutable import MutableDict
 from sqlmodel import Field, SQLModel
 
@@ -225,7 +225,14 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_key", "status", "order_key", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_status_key", "status", "order_key", "id"),
+        # The claim's two lookups, over the active rows only (migration 0010).
+        Index("ix_outbox_due", "next_attempt_at", "id", sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
+        Index("ix_outbox_active_key", "order_key", "id", sqlite_where=text("status IN ('pending', 'inflight')"),
+              postgresql_where=text("status IN ('pending', 'inflight')")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     order_key: str = Field(max_length=128, index=True)

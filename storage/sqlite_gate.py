@@ -7,6 +7,11 @@ fold worker's back-to-back batches starved the accept path's one-row INSERTs pas
 (503s). Here the threads of one process queue for it in a ticket line instead: first come, first served,
 woken the moment the lock is free, so an accept waits at most for the batch in front of it.
 
+Background threads (the fold and outbox workers: :func:`mark_background`) queue in a second line, served
+when the first is empty: a request has a deadline and a client waiting, a worker's batch does not. So a
+faster outbox does not push the accept path's INSERTs back; a worker still gets the lock at least once
+every :data:`FAIR_EVERY` hand-overs, however busy the requests keep it.
+
 Other processes (the CLI next to ``serve``) still meet SQLite's busy handler; the gate only orders this
 process's threads. A transaction that does not end within ``timeout`` (a leak, a hung statement) does not
 block the line for ever: the next in line goes ahead and SQLite's own lock decides.
@@ -21,6 +26,18 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+FAIR_EVERY = 8  # hand-overs to requests in a row before a waiting background thread is served
+_thread = threading.local()
+
+
+def mark_background() -> None:
+    """This thread is a background worker: its transactions wait behind the requests' (see above)."""
+    _thread.background = True
+
+
+def is_background() -> bool:
+    return bool(getattr(_thread, "background", False))
+
 
 class TicketGate:
     """A FIFO lock handed from one holder straight to the next waiter (one wake-up, no herd), which any
@@ -30,34 +47,43 @@ class TicketGate:
         self.timeout = timeout
         self._mutex = threading.Lock()
         self._held = False
-        self._line: collections.deque[threading.Event] = collections.deque()
+        self._line: collections.deque[threading.Event] = collections.deque()  # requests
+        self._background: collections.deque[threading.Event] = collections.deque()  # workers
+        self._urgent_in_a_row = 0
 
-    def acquire(self) -> threading.Event | None:
+    def acquire(self, *, background: bool = False) -> threading.Event | None:
         """Wait for the gate; returns the token to give back. None: taken without waiting."""
         with self._mutex:
             if not self._held:
                 self._held = True
                 return None
             turn = threading.Event()
-            self._line.append(turn)
+            line = self._background if background else self._line
+            line.append(turn)
         if not turn.wait(self.timeout):
             with self._mutex:
-                if turn in self._line:  # the holder is stuck: go ahead, SQLite's own lock decides
-                    self._line.remove(turn)
+                if turn in line:  # the holder is stuck: go ahead, SQLite's own lock decides
+                    line.remove(turn)
                     return turn
         return turn
 
     def release(self) -> None:
         with self._mutex:
-            if self._line:
+            fair = self._background and self._urgent_in_a_row >= FAIR_EVERY
+            if self._line and not fair:
+                self._urgent_in_a_row += 1
                 self._line.popleft().set()  # still held: handed to the next in line
+            elif self._background:
+                self._urgent_in_a_row = 0
+                self._background.popleft().set()
             else:
+                self._urgent_in_a_row = 0
                 self._held = False
 
     @property
     def waiting(self) -> int:
         with self._mutex:
-            return len(self._line)
+            return len(self._line) + len(self._background)
 
 
 def install(engine: Engine, timeout: float = 30.0, *, reads_only: Callable[[Any], bool] = lambda _conn: False
@@ -75,7 +101,7 @@ def install(engine: Engine, timeout: float = 30.0, *, reads_only: Callable[[Any]
         key = id(conn.connection.dbapi_connection)
         if key in holding or reads_only(conn):
             return  # this connection holds it already, or it only reads
-        gate.acquire()
+        gate.acquire(background=is_background())
         holding.add(key)
 
     def _give_back(dbapi_conn: Any) -> None:

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -308,6 +308,31 @@ def test_a_paced_topic_or_invitation_never_holds_back_the_messages_behind_it(eng
     set_status("chat.postMessage", "done")
     assert claim() == "conversations.setTopic", "which still go, in order, when Slack allows"
     assert claim() is None, "the invitation waits for the topic in flight"
+
+
+def test_a_held_summary_line_never_holds_back_the_messages_behind_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """A storm's "+N PagerDuty incidents" line is held a few seconds to gather the joins; an acknowledgement
+    queued after it goes first. The line itself still waits for the channel, and goes when its time comes."""
+    from incident_bot.pipeline import outbox
+
+    now = utcnow()
+    with session_scope(engine) as s:
+        repo.enqueue(s, order_key="incident:1", method="conversations.create", payload={"name": "inc-1"})
+        repo.enqueue_row(s, order_key="incident:1", method="chat.postMessage", payload={"text": "+3"},
+                         not_before=now + timedelta(seconds=5), dedup_key=f"{outbox.HELD}storm:1:x")
+        repo.enqueue(s, order_key="incident:1", method="chat.postMessage", payload={"text": "acked"})
+
+    def claim(at: datetime) -> list[str]:
+        with session_scope(engine) as s:
+            rows = outbox.claim(s, now=at, lease=timedelta(minutes=2), limit=5)
+            for row in rows:
+                outbox.finish(s, row.id or 0, result={})
+            return [row.payload.get("text") or row.method for row in rows]
+
+    soon = now + timedelta(seconds=1)
+    assert claim(soon) == ["conversations.create"], "the channel first, alone"
+    assert claim(soon) == ["acked"], "the acknowledgement does not wait for the held line"
+    assert claim(now + timedelta(seconds=6)) == ["+3"], "the line goes when its hold is over"
 
 
 def test_a_storm_of_incidents_gets_its_intros_while_topics_wait_for_slack(bot) -> None:  # type: ignore[no-untyped-def]

@@ -47,6 +47,36 @@ def test_the_gate_serves_waiters_in_arrival_order() -> None:
     gate.release()
 
 
+def test_requests_go_before_background_workers_but_workers_are_not_starved() -> None:
+    from storage.sqlite_gate import FAIR_EVERY
+
+    gate = TicketGate()
+    gate.acquire()  # held by the test
+    order: list[str] = []
+
+    def take(name: str, background: bool) -> None:
+        gate.acquire(background=background)
+        order.append(name)
+        gate.release()
+
+    threads = []
+    # A worker queues first, then more requests than the fairness bound.
+    plan = [("worker", True)] + [(f"request{i}", False) for i in range(FAIR_EVERY + 2)]
+    for i, (name, background) in enumerate(plan):
+        t = threading.Thread(target=take, args=(name, background))
+        t.start()
+        threads.append(t)
+        wait_until(lambda n=i + 1: gate.waiting == n, f"{name} in line")
+    gate.release()
+    for t in threads:
+        t.join(BOUND)
+    # The first hand-over goes to a request although the worker came first; after FAIR_EVERY requests in a
+    # row the waiting worker gets its turn, then the last requests.
+    assert order[:FAIR_EVERY] == [f"request{i}" for i in range(FAIR_EVERY)]
+    assert order[FAIR_EVERY] == "worker"
+    assert order[FAIR_EVERY + 1:] == [f"request{i}" for i in range(FAIR_EVERY, FAIR_EVERY + 2)]
+
+
 def test_concurrent_writers_all_commit(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
     with engine.begin() as conn:

@@ -71,7 +71,7 @@ class Context:
     respond_hosts: tuple[str, ...] = ()
     tracker: Any | None = None  # the CAPA tracker (incident_bot.trackers.outbound.TrackerSync), when set
     # Similar past incidents and recurrence for a new incident's intro (usecases.similar.IntroLookup):
-    # called with an incident id, returns what to add, or None.
+    # called with the incident (or its id), returns what to add, or None.
     history: Any | None = None
 
 

@@ -12,6 +12,8 @@ import threading
 
 from sqlalchemy.exc import OperationalError
 
+from storage import sqlite_gate
+
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +56,7 @@ class LoopWorker:
         # them all (notify), so polling only catches work that came without a wake-up (another replica's,
         # a retry coming due), and idle polling does not grow with the number of threads.
         idle_wait = self.poll_interval * (1 if index == 0 else max(2, self.threads))
+        sqlite_gate.mark_background()  # on SQLite, requests go first to the one writer (storage/sqlite_gate.py)
         while not self._stop.is_set():
             try:
                 did = self.run_once()

@@ -12,12 +12,13 @@ attempt reached Slack before repeating it. The lease is the last resort for a wo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from storage.db import session_scope
@@ -31,41 +32,78 @@ PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
 OVERTAKABLE = frozenset({"conversations.setTopic", "conversations.invite", "incident.invite_oncall",
                          "incident.invite_pd_user"})
 
+# A row queued with a hold (``not_before``) to gather what arrives meanwhile into one message (an alert
+# storm's "+N PagerDuty incidents" line) that nothing after it depends on: its dedup key starts with this.
+# While it waits for its time, later rows of its key go ahead of it: an acknowledgement or a note is not
+# kept seconds behind a summary. It still goes after everything queued before it (the channel first).
+HELD = "held:"
+
 
 def claim(
     session: Session, *, now: datetime, lease: timedelta, limit: int = 1,
     exclude_methods: Iterable[str] = (), worker_id: str | None = None,
+    admit: Callable[[str], bool] | None = None,
 ) -> list[OutboxMessage]:
-    excluded = list(exclude_methods)
-    earlier = aliased(OutboxMessage)
-    blocking = earlier.status.in_((PENDING, INFLIGHT))  # type: ignore[attr-defined]
+    """Up to ``limit`` due rows, each the head of its order key, marked in flight for ``worker_id``.
+    ``admit(method)`` (the rate gate's token) may turn a row down: it stays pending, untouched.
+
+    Its cost must not grow with the queue (a storm fills it, and a claim that slows down as the queue grows
+    lets it grow faster still): the due rows are walked in order through the partial index ``ix_outbox_due``
+    and the walk stops at the ``limit``-th head; "is an earlier row of this key still active" is one probe of
+    ``ix_outbox_active_key``. The statement is SQL written once per dialect and set of excluded methods
+    (building it with the ORM each time cost more than running it), two statements in all."""
+    dialect = session.get_bind().dialect.name
+    stmt = _claim_select(dialect, tuple(sorted(set(exclude_methods))))
+    found = session.execute(stmt, {"now": now, "limit": limit}).scalars().all()
+    rows = [row for row in found if admit is None or admit(row.method)]
+    if not rows:
+        return []
+    until = now + lease
+    session.execute(_CLAIM_UPDATE, {"ids": [row.id for row in rows], "lease_until": until, "worker": worker_id})
+    for row in rows:  # what the UPDATE wrote, without a second write through the unit of work
+        for key, value in (("status", INFLIGHT), ("lease_until", until), ("claimed_by", worker_id),
+                           ("attempts", row.attempts + 1)):
+            set_committed_value(row, key, value)
+    return rows
+
+
+_COLUMNS = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+_CLAIM_UPDATE = text(
+    "UPDATE outbox SET status = 'inflight', lease_until = :lease_until, claimed_by = :worker, "
+    "attempts = attempts + 1 WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True), bindparam("lease_until", type_=_COLUMNS.lease_until.type))
+
+
+@lru_cache(maxsize=128)
+def _claim_select(dialect: str, excluded: tuple[str, ...]) -> Any:
+    def quoted(methods: Iterable[str]) -> str:
+        return ", ".join("'" + m.replace("'", "''") + "'" for m in methods)
+
     # A pending call that is only paced (its method out of budget right now) and that nothing behind it
     # needs does not hold its key: a storm's intro and timeline messages are not kept minutes behind a
     # channel topic or an invitation waiting for Slack's limit. It still runs after what came before it.
     paced = [m for m in excluded if m in OVERTAKABLE]
-    if paced:
-        blocking = and_(blocking, ~and_(earlier.status == PENDING, earlier.method.in_(paced)))  # type: ignore[attr-defined]
-    head = ~exists().where(
-        and_(earlier.order_key == OutboxMessage.order_key, earlier.id < OutboxMessage.id, blocking)
+    not_paced = f" AND NOT (e.status = 'pending' AND e.method IN ({quoted(paced)}))" if paced else ""
+    # A held summary (see HELD) does not hold its key while it waits for its time either.
+    not_held = f" AND NOT (e.status = 'pending' AND e.next_attempt_at > :now AND e.dedup_key LIKE '{HELD}%')"
+    not_excluded = f" AND o.method NOT IN ({quoted(excluded)})" if excluded else ""
+    # Statuses are literals, not parameters, so the partial indexes apply. SQLite's planner, without
+    # statistics, prefers the equality on ``status`` (the status index: every pending row, then a sort);
+    # likelihood() tells it that term selects most rows, so it walks the due index in order instead
+    # (https://sqlite.org/lang_corefunc.html#likelihood). PostgreSQL: two workers never take the same row.
+    pending = "likelihood(o.status = 'pending', 0.9)" if dialect == "sqlite" else "o.status = 'pending'"
+    lock = "" if dialect == "sqlite" else " FOR UPDATE OF o SKIP LOCKED"
+    columns = ", ".join("o." + c.name for c in _COLUMNS)
+    sql = (
+        f"SELECT {columns} FROM outbox AS o WHERE {pending} AND o.next_attempt_at <= :now{not_excluded}"
+        " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.order_key = o.order_key AND e.id < o.id"
+        f" AND e.status IN ('pending', 'inflight'){not_paced}{not_held})"
+        f" ORDER BY o.next_attempt_at, o.id LIMIT :limit{lock}"
     )
-    stmt = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now, head)  # type: ignore[arg-type]
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)  # type: ignore[arg-type]
-        .limit(limit)
-    )
-    if excluded:
-        stmt = stmt.where(OutboxMessage.method.not_in(excluded))  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
-    rows = list(session.execute(stmt).scalars())
-    for row in rows:
-        row.status = INFLIGHT
-        row.lease_until = now + lease
-        row.claimed_by = worker_id
-        row.attempts += 1
-        session.add(row)
-    return rows
+    # The columns are named in the model's order: .columns() maps them by position (a table migrated over
+    # time need not have its columns in that order, so ``o.*`` would not do).
+    textual = text(sql).bindparams(bindparam("now", type_=_COLUMNS.next_attempt_at.type)).columns(*_COLUMNS)
+    return select(OutboxMessage).from_statement(textual)
 
 
 def release_claims(session: Session, tokens: list[datetime]) -> int:
@@ -112,19 +150,28 @@ def release_claims_of(session: Session, worker_ids: list[str] | None, *, now: da
 def supersede(session: Session, *, order_key: str, method: str) -> int:
     """Drop pending rows of ``method`` queued under ``order_key``: a later row makes them pointless (a
     channel topic: only the last state matters). Rows already in flight are left alone."""
-    stmt = (update(OutboxMessage)
-            .where(OutboxMessage.order_key == order_key, OutboxMessage.method == method,  # type: ignore[arg-type]
-                   OutboxMessage.status == PENDING)  # type: ignore[arg-type]
-            .values(status=DONE, result={"skipped": "superseded"}, done_at=utcnow()))
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    result = session.execute(_SUPERSEDE, {"key": order_key, "kind": method, "now": utcnow()})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# Core on the table, as _FINISH: the fold runs this for every change of an incident's state.
+_SUPERSEDE = (update(OutboxMessage.__table__)  # type: ignore[attr-defined]
+              .where(OutboxMessage.__table__.c.order_key == bindparam("key"),  # type: ignore[attr-defined]
+                     OutboxMessage.__table__.c.method == bindparam("kind"),  # type: ignore[attr-defined]
+                     OutboxMessage.__table__.c.status == PENDING)  # type: ignore[attr-defined]
+              .values(status=DONE, result={"skipped": "superseded"}, done_at=bindparam("now")))
 
 
 def finish(session: Session, row_id: int, *, result: dict[str, Any]) -> None:
-    session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == row_id)  # type: ignore[arg-type]
-        .values(status=DONE, result=result, done_at=utcnow(), lease_until=None, last_error=None,
-                claimed_by=None)
-    )
+    # Core, on the table: an UPDATE through the ORM entity also evaluates it against the session's
+    # objects, which cost more than the statement (and this runs once for every call made).
+    session.execute(_FINISH, {"row_id": row_id, "new_result": result, "now": utcnow()})
+
+
+_FINISH = (update(OutboxMessage.__table__)  # type: ignore[attr-defined]
+           .where(OutboxMessage.__table__.c.id == bindparam("row_id"))  # type: ignore[attr-defined]
+           .values(status=DONE, result=bindparam("new_result"), done_at=bindparam("now"), lease_until=None,
+                   last_error=None, claimed_by=None))
 
 
 def retry_later(session: Session, row_id: int, *, at: datetime, error: str, uncertain: bool,

@@ -15,15 +15,17 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from incident_bot.observability import OUTBOX_DELIVERIES
 from incident_bot.pipeline import outbox as q
+from incident_bot.pipeline.group_commit import GroupCommit
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobRegistry, UnknownJobKind
 from incident_bot.pipeline.loop import LoopWorker
 from incident_bot.pipeline.rate_limits import RateGate
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 # A claim's lease is the last resort (a worker that hangs without dying); a dead worker's claims are
 # handed back within seconds through its stale heartbeat (pipeline.heartbeat).
 LEASE = timedelta(seconds=120)
+REQUEUE_EVERY = timedelta(seconds=5)  # how often a worker looks for claims whose lease ran out
 
 
 class OutboxWorker(LoopWorker):
@@ -68,10 +71,50 @@ class OutboxWorker(LoopWorker):
         self.clock = clock
         self._lost_lock = threading.Lock()
         self._lost_claims: set[datetime] = set()
+        self._claiming = threading.Lock()  # one claim at a time in this process
+        self._state = threading.Lock()  # guards _ready and _busy
+        self._ready: deque[tuple[OutboxMessage, Incident | None]] = deque()  # claimed, not yet taken
+        self._busy = 0  # threads delivering a row right now
+        self._next_requeue = datetime.min.replace(tzinfo=UTC)
+        self.group = GroupCommit(engine)  # the outcomes of calls, stored together
 
     # -- one step ----------------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Claim and deliver at most one row. Returns how many rows were handled (0 or 1)."""
+        """Deliver at most one row. Returns how many rows were handled (0 or 1)."""
+        item = self._next()
+        if item is None:
+            return 0
+        with self._state:
+            self._busy += 1
+        try:
+            self._deliver(*item)
+        finally:
+            with self._state:
+                self._busy -= 1
+        return 1
+
+    def _next(self) -> tuple[OutboxMessage, Incident | None] | None:
+        """A claimed row for this thread. One thread of the process claims at a time, for itself and for
+        every thread that is not delivering: one transaction hands out a row to each idle thread, instead
+        of each thread taking its own (under a storm the claims were half the worker's transactions)."""
+        with self._state:
+            if self._ready:
+                return self._ready.popleft()
+        with self._claiming:
+            with self._state:
+                if self._ready:  # another thread claimed for us while we waited
+                    return self._ready.popleft()
+                wanted = max(1, self.threads - self._busy)
+            claimed = self._claim(wanted)
+            if not claimed:
+                return None
+            with self._state:
+                self._ready.extend(claimed[1:])
+        if len(claimed) > 1:
+            self.wake.set()  # the idle threads: rows are waiting for them
+        return claimed[0]
+
+    def _claim(self, limit: int) -> list[tuple[OutboxMessage, Incident | None]]:
         now = self.clock()
         self._release_lost_claims()
         # The lease end doubles as a claim token: unique, so a claim whose COMMIT reached the database
@@ -79,17 +122,39 @@ class OutboxWorker(LoopWorker):
         lease = LEASE + timedelta(microseconds=random.randrange(1, 1_000_000))
         try:
             with session_scope(self.engine) as s:
-                q.requeue_expired(s, now=now)
-                rows = q.claim(s, now=now, lease=lease, limit=1, exclude_methods=self.gate.blocked(),
-                               worker_id=self.worker_id)
+                if now >= self._next_requeue:  # the lease is the last resort: no need to look at every claim
+                    q.requeue_expired(s, now=now)
+                    self._next_requeue = now + REQUEUE_EVERY
+                rows = q.claim(s, now=now, lease=lease, limit=limit, exclude_methods=self.gate.blocked(),
+                               worker_id=self.worker_id, admit=self.gate.before_call)
+                # The incidents the calls need, in the same transaction (one query, not one each).
+                ids = {r.incident_id for r in rows if r.incident_id}
+                found = {i.id: i for i in s.execute(select(Incident).where(Incident.id.in_(ids))).scalars()} \
+                    if ids else {}  # type: ignore[union-attr]
         except OperationalError:
             with self._lost_lock:
                 self._lost_claims.add(now + lease)
             raise
-        if not rows:
-            return 0
-        self._deliver(rows[0])
-        return 1
+        return [(row, found.get(row.incident_id) if row.incident_id else None) for row in rows]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        self._hand_back_ready()
+
+    def _hand_back_ready(self) -> None:
+        """Rows claimed for threads that stopped before taking them: pending again, no attempt counted
+        (otherwise they would wait for the heartbeat or, on SQLite, the next start)."""
+        with self._state:
+            left, self._ready = list(self._ready), deque()
+        if not left:
+            return
+        try:
+            with session_scope(self.engine) as s:
+                for row, _ in left:
+                    q.retry_later(s, row.id or 0, at=self.clock(), error="worker stopped", count_attempt=False,
+                                  uncertain=bool(row.result.get("uncertain")), result=row.result)
+        except OperationalError:
+            log.warning("outbox: could not hand back %d claimed row(s) at stop; the heartbeat will", len(left))
 
     def _release_lost_claims(self) -> None:
         with self._lost_lock:
@@ -115,24 +180,9 @@ class OutboxWorker(LoopWorker):
             time.sleep(0.02)
         return False
 
-    def _deliver(self, row: OutboxMessage) -> None:
+    def _deliver(self, row: OutboxMessage, inc: Incident | None) -> None:
         assert row.id is not None
         uncertain = bool(row.result.get("uncertain"))
-        try:
-            with session_scope(self.engine) as s:
-                inc = s.get(Incident, row.incident_id) if row.incident_id else None
-        except OperationalError:
-            # Claimed, then the database went away before the call: give the row back (when the database
-            # is back) rather than leave it in flight, and its channel silent, for the whole lease.
-            self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), uncertain=uncertain,
-                                                      error="database unavailable", count_attempt=False))
-            return
-        if not self.gate.before_call(row.method):
-            # Another thread took the method's last token since the claim: hand the row back as it was.
-            self._record(row, lambda s: q.retry_later(s, row.id or 0, at=self.clock(), error="paced",
-                                                      uncertain=uncertain, count_attempt=False,
-                                                      result=row.result))
-            return
         started = time.monotonic()
         try:
             kind = self.registry[row.method]
@@ -148,8 +198,7 @@ class OutboxWorker(LoopWorker):
             now = self.clock()
 
             def done(s: Session) -> None:
-                fresh = s.get(Incident, row.incident_id) if row.incident_id else None
-                apply_delivered(s, row, fresh, out, now)
+                apply_delivered(s, row, out, now)
                 q.finish(s, row.id or 0, result=out.result)
 
             self._record(row, done)
@@ -203,6 +252,8 @@ class OutboxWorker(LoopWorker):
         outcome and try again while this worker still holds the row's lease: otherwise the row would sit
         in flight until the lease expires (2 minutes of silence in the channel, and everything queued
         behind it), then be checked against Slack and handed out again."""
+        if self.group.store(store):  # with the other threads' outcomes, in one transaction
+            return
         remaining = (row.lease_until - self.clock()).total_seconds() if row.lease_until else 0.0
         deadline = time.monotonic() + remaining - 5.0
         pause = 0.2
@@ -220,17 +271,19 @@ class OutboxWorker(LoopWorker):
                 pause = min(pause * 2, 5.0)
 
 
-def apply_delivered(session: Session, row: OutboxMessage, inc: Incident | None, out: Delivered,
-                    now: datetime) -> None:
-    """Store what the call produced, in the same transaction that marks the row done."""
-    if inc is not None and out.incident_updates:
-        for key, value in out.incident_updates.items():
-            setattr(inc, key, value)
-        session.add(inc)
+def apply_delivered(session: Session, row: OutboxMessage, out: Delivered, now: datetime) -> None:
+    """Store what the call produced, in the same transaction that marks the row done. Most calls produce
+    nothing but their result: the incident is read (fresh, in this transaction) only when it changes."""
+    if row.incident_id and out.incident_updates:
+        inc = session.get(Incident, row.incident_id)
+        if inc is not None:
+            for key, value in out.incident_updates.items():
+                setattr(inc, key, value)
+            session.add(inc)
     if out.members:
         repo.set_members(session, out.members[0], added=out.members[1])
     if out.store is not None:
         out.store(session)
-    if inc is not None and out.timeline_note:
-        repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=now, source="bot",
+    if row.incident_id and out.timeline_note:
+        repo.add_timeline(session, incident_id=row.incident_id, occurred_at=now, source="bot",
                           kind="responders", text=out.timeline_note, source_event_id=f"outbox:{row.id}")

@@ -85,7 +85,7 @@ def post_message(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
         p["thread_ts"] = resolve_placeholder(p["thread_ts"], inc, "chat.postMessage thread")
     learned = None
     if isinstance(history, dict) and inc is not None and inc.id is not None and ctx.history is not None:
-        learned = ctx.history(inc.id)  # read now, in the outbox: never on the accept path or in the fold
+        learned = ctx.history(inc)  # read now, in the outbox: never on the accept path or in the fold
     # A recurrence shown in the channel goes on the timeline too, in the transaction that marks this done.
     flagged = _flagged(inc, learned)
     if uncertain and channel.startswith(("C", "G", "D")):

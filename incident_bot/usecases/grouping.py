@@ -34,7 +34,7 @@ from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncid
 from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
 
-STORM_KEY = "storm:"
+STORM_KEY = f"{outbox.HELD}storm:"  # held: later messages overtake it while it waits
 STORM_HOLD = timedelta(seconds=5)
 
 
@@ -134,7 +134,7 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
         session.add(row)
         return
     # Held a few seconds: the joins that follow are counted into it instead of each posting a line (the
-    # incident's later messages wait behind it, at most STORM_HOLD). The dedup key is unique (a uuid):
+    # incident's later messages do not wait for it: outbox.HELD). The dedup key is unique (a uuid):
     # the row is added to the session, written with the batch, and kept for the next join.
     held[inc.id] = repo.enqueue_row(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
                                     payload=_payload(1, service, at, at, [title]), not_before=utcnow() + STORM_HOLD,

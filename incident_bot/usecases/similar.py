@@ -282,19 +282,22 @@ class IntroLookup:
         self.engine, self.window, self.limit = engine, window, limit
         self.budget_s = budget_s  # PostgreSQL: a statement (or a wait for a lock) longer than this gives up
 
-    def __call__(self, incident_id: int) -> Learned | None:
+    def __call__(self, incident: Incident | int) -> Learned | None:
+        """``incident``: the one the outbox loaded with its row (saves reading it again: a wide row, a
+        third of the lookup), or its id."""
+        incident_id = incident if isinstance(incident, int) else incident.id
         try:
             # A read transaction: on SQLite no write lock, so the fold and accept path go on meanwhile.
-            return runner.read(self.engine, self._learn, incident_id)
+            return runner.read(self.engine, self._learn, incident)
         except Exception:
             log.exception("similar past incidents for incident %s: lookup failed; intro posted without them",
                           incident_id)
             return None
 
-    def _learn(self, s: Session, incident_id: int) -> Learned | None:
+    def _learn(self, s: Session, incident: Incident | int) -> Learned | None:
         if s.get_bind().dialect.name == "postgresql":
             s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
-        inc = s.get(Incident, incident_id)
+        inc = s.get(Incident, incident) if isinstance(incident, int) else incident
         if inc is None or inc.detected_at is None:
             return None
         return learn(s, inc, window=self.window, limit=self.limit)
