@@ -18,7 +18,8 @@ import harness  # noqa: F401  (puts the checkout on sys.path: tests.standins is 
 
 from incident_bot.config import Settings
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
-from incident_bot.pagerduty.backfill import make_client
+from incident_bot.pagerduty.backfill import RestHistory, make_client
+from incident_bot.pagerduty.inbound import PagerDutyApplier
 from incident_bot.usecases import backfill as svc
 from storage import migrate
 from storage.db import make_engine
@@ -39,7 +40,8 @@ def one(n: int, url: str | None) -> dict[str, float]:
             # The stand-in answers at once; pacing is lifted so the figure is our own cost, not the 960/min.
             client, stats = make_client("tok", standin.url, ca_bundle=standin.ca_pem_path, per_minute=10_000_000)
             started = time.perf_counter()
-            summary = svc.run(engine, settings, client, stats, svc.Options(since=since, until=until))
+            summary = svc.run(engine, settings, RestHistory(client, stats), svc.Options(since=since, until=until),
+                              applier=PagerDutyApplier(settings, imported=True))
             wall = time.perf_counter() - started
         engine.dispose()
     return {"incidents": summary.incidents, "log_entries": summary.log_entries, "requests": stats.requests,

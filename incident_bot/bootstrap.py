@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from incident_bot.config import Settings
 from incident_bot.pagerduty import jobs as pagerduty_jobs
-from incident_bot.pagerduty.inbound import IMPORT_SOURCE, PagerDutyApplier
+from incident_bot.pagerduty.inbound import PagerDutyApplier
 from incident_bot.pagerduty.rest import PagerDutyRest
 from incident_bot.pipeline.fold import FoldWorker
 from incident_bot.pipeline.heartbeat import Heartbeat, new_worker_id
@@ -32,6 +32,7 @@ from incident_bot.slack.socket_mode import SocketModeHook
 from incident_bot.trackers import appliers as tracker_appliers
 from incident_bot.trackers import jobs as tracker_jobs
 from incident_bot.trackers.outbound import build as build_tracker
+from incident_bot.usecases.backfill import IMPORT_SOURCE
 from incident_bot.usecases.similar import IntroLookup
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The scheduler inside ``serve``: the weekly digest, the daily CAPA reminders, the stale-communications
-reminders (services/nudge.py, every tick) and the word counts of similar incidents (every 15 minutes),
+reminders (usecases/nudge.py, every tick) and the word counts of similar incidents (every 15 minutes),
 run by one replica.
 
 Two layers make "exactly once" hold with any number of replicas:
@@ -39,13 +39,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from incident_bot.config import ConfigError, Settings
 from incident_bot.core import nudge, schedule
-from storage import repo, text_rank
-from storage.db import session_scope
-from storage.models import JobLease, utcnow
+from incident_bot.usecases import lease, runner
+from incident_bot.usecases.actions import enqueue_overdue_reminders
+from incident_bot.usecases.digest import post_scheduled, targets_from
+from incident_bot.usecases.nudge import enqueue_nudges
+from incident_bot.usecases.similar import count_words
+from incident_bot.usecases.tickets import queue_ticket_reconcile
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
@@ -80,8 +84,6 @@ def validate(settings: Settings) -> None:
             schedule.parse_rule(getattr(settings, name), settings.tzinfo)
         except ValueError as exc:
             raise ConfigError(f"{name.upper()} is malformed: {exc}") from None
-    from incident_bot.usecases.digest import targets_from
-
     targets_from(settings)
     try:
         nudge.parse_intervals(settings.status_update_interval)
@@ -111,23 +113,11 @@ class Scheduler:
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease. True while this replica leads."""
         now = now or self.clock()
-        expires = now + self.lease
-        with session_scope(self.engine) as s:
-            stmt = (update(JobLease)
-                    .where(JobLease.name == LEASE_NAME,  # type: ignore[arg-type]
-                           (JobLease.expires_at < now) | (JobLease.holder == self.instance_id))  # type: ignore[arg-type,operator]
-                    .values(holder=self.instance_id, expires_at=expires))
-            if s.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
-                return True
-            return repo.insert_ignore(s, JobLease, {"name": LEASE_NAME, "holder": self.instance_id,
-                                                    "expires_at": expires}, ["name"])
+        return runner.run(self.engine, lease.take, LEASE_NAME, self.instance_id, now=now, expires=now + self.lease)
 
     def release_lease(self) -> None:
         """Hand over at once on a clean shutdown instead of making the others wait for expiry."""
-        with session_scope(self.engine) as s:
-            s.execute(update(JobLease)
-                      .where(JobLease.name == LEASE_NAME, JobLease.holder == self.instance_id)  # type: ignore[arg-type]
-                      .values(expires_at=self.clock() - timedelta(seconds=1)))
+        runner.run(self.engine, lease.give_up, LEASE_NAME, self.instance_id, at=self.clock() - timedelta(seconds=1))
 
     # -- jobs ----------------------------------------------------------------------------------------
     def _digest(self, now: datetime, result: TickResult) -> None:
@@ -136,19 +126,17 @@ class Scheduler:
                 log.warning("DIGEST_CHANNEL is not set: the weekly digest is not posted")
                 self._warned_no_channel = True
             return
-        from incident_bot.usecases.digest import post_digest, posted_before
-
         rule = self.settings.digest_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.digest_done_for, now):
             since, until = schedule.digest_period(rule, self.zone, occurrence)
             result.digest = schedule.period_key(since, until, self.zone)
-            with session_scope(self.engine) as s:
-                if now - occurrence > self.grace and not posted_before(s, since):
-                    result.skipped = "late, and no digest was ever posted here: waiting for the next run"
-                    log.info("digest %s: %s", result.digest, result.skipped)
-                else:
-                    result.posted = post_digest(s, self.settings, (since, until), now=now,
-                                                claimed_by=self.instance_id)
+            posted = runner.run(self.engine, post_scheduled, self.settings, (since, until), now=now,
+                                late=now - occurrence > self.grace, claimed_by=self.instance_id)
+            if posted is None:
+                result.skipped = "late, and no digest was ever posted here: waiting for the next run"
+                log.info("digest %s: %s", result.digest, result.skipped)
+            else:
+                result.posted = posted
             self.digest_done_for = occurrence
             if result.posted:
                 log.info("digest %s queued for %s", result.digest, self.settings.digest_channel)
@@ -156,15 +144,12 @@ class Scheduler:
                     self.on_enqueued()
 
     def _reminders(self, now: datetime, result: TickResult) -> None:
-        from incident_bot.usecases.actions import enqueue_overdue_reminders
-
         rule = self.settings.capa_reminder_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.reminders_done_for, now):
             # The run belongs to the day of its occurrence: the dedup key (owner, day) then makes a
             # restart, or a second leader, a no-op for a day already reminded.
             today = schedule.local_date(occurrence, self.zone)
-            with session_scope(self.engine) as s:
-                result.reminders = enqueue_overdue_reminders(s, today=today, tz=self.zone)
+            result.reminders = runner.run(self.engine, enqueue_overdue_reminders, today=today, tz=self.zone)
             self.reminders_done_for = occurrence
             if result.reminders:
                 log.info("CAPA reminders for %s: %d queued", today, result.reminders)
@@ -179,9 +164,7 @@ class Scheduler:
         rule = self.settings.capa_sync_schedule
         for occurrence in schedule.due_runs(rule, self.zone, self.sync_done_for, now):
             day = schedule.local_date(occurrence, self.zone)
-            with session_scope(self.engine) as s:
-                queued = repo.enqueue(s, order_key="tracker-sync", method="tracker.sync", payload={},
-                                      dedup_key=f"tracker-sync:{self.settings.capa_tracker}:{day.isoformat()}")
+            queued = runner.run(self.engine, queue_ticket_reconcile, self.settings.capa_tracker, day)
             self.sync_done_for = occurrence
             if queued:
                 log.info("CAPA tracker reconcile for %s queued", day)
@@ -189,11 +172,8 @@ class Scheduler:
                     self.on_enqueued()
 
     def _nudges(self, now: datetime, result: TickResult) -> None:
-        """Every tick: remind quiet incident channels (once per interval each, see services/nudge.py)."""
-        from incident_bot.usecases.nudge import enqueue_nudges
-
-        with session_scope(self.engine) as s:
-            result.nudges = enqueue_nudges(s, self.settings, now)
+        """Every tick: remind quiet incident channels (once per interval each, see usecases/nudge.py)."""
+        result.nudges = runner.run(self.engine, enqueue_nudges, self.settings, now)
         if result.nudges:
             log.info("status update reminders queued: %d", result.nudges)
             if self.on_enqueued:
@@ -204,8 +184,7 @@ class Scheduler:
         incidents (storage/text_rank.py; a lookup counts again only words new incidents may have changed)."""
         if self.words_done_at is not None and now - self.words_done_at < WORD_COUNTS_EVERY:
             return
-        with self.engine.begin() as conn:
-            result.words = text_rank.refresh_word_counts(conn)
+        result.words = runner.run(self.engine, count_words)
         self.words_done_at = now
 
     def tick(self) -> TickResult:

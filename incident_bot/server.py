@@ -36,7 +36,8 @@ from incident_bot.pipeline import outbox as outbox_q
 from incident_bot.runtime import Runtime
 from incident_bot.slack.ids import over_long_id
 from incident_bot.slack.socket_mode import SocketModeHook
-from storage.db import ping, session_scope
+from incident_bot.usecases import runner
+from storage.db import ping
 
 log = logging.getLogger("incident_bot.server")
 INGEST_DEADLINE = 4.0  # seconds; PagerDuty waits 5 s for an answer
@@ -218,5 +219,4 @@ def slack_precheck(body: bytes, headers: Any, secret: str) -> int | None:
 
 
 def _counts(rt: Runtime, count: Callable[[Any], dict[str, int]]) -> dict[str, int]:
-    with session_scope(rt.engine) as s:
-        return count(s)
+    return runner.read(rt.engine, count)

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
-from incident_bot.pagerduty.backfill import Pacer, RateLimitExhausted, Stats, make_client
+from incident_bot.pagerduty.backfill import Pacer, RateLimitExhausted, RestHistory, Stats, make_client
+from incident_bot.pagerduty.inbound import PagerDutyApplier
 from incident_bot.usecases import backfill as svc
 from storage.db import make_engine
 from storage.models import BackfillWindow, Incident, OutboxMessage, TimelineEvent
@@ -76,6 +77,12 @@ def _counts(db_url: str) -> dict[str, int]:
                                         ("outbox", OutboxMessage))}
     finally:
         engine.dispose()
+
+
+def _run(engine, settings, client, stats, opts):  # type: ignore[no-untyped-def]
+    """The use case as the CLI wires it: PagerDuty's REST history, folded quietly."""
+    return svc.run(engine, settings, RestHistory(client, stats), opts,
+                   applier=PagerDutyApplier(settings, imported=True))
 
 
 def test_backfill_a_year_quietly_idempotent_metrics_and_verify(db_url, pagerduty, history) -> None:  # type: ignore[no-untyped-def]
@@ -155,12 +162,12 @@ def test_429_honours_ratelimit_reset_and_is_bounded(sqlite_url, pagerduty) -> No
     settings = make_settings(sqlite_url, group_by="none")
     engine = make_engine(sqlite_url)
     opts = svc.Options(since=SINCE, until=SINCE + timedelta(days=60), dry_run=True)
-    summary = svc.run(engine, settings, client, stats, opts)
+    summary = _run(engine, settings, client, stats, opts)
     assert slept.count(7.0) == 2 and stats.throttled == 2, "waited ratelimit-reset seconds, twice"
     assert summary.incidents > 0
     pagerduty.fail_next("GET /incidents", times=50, status=429, retry_after=1)
     with pytest.raises(RateLimitExhausted):
-        svc.run(engine, settings, client, stats, opts)
+        _run(engine, settings, client, stats, opts)
     engine.dispose()
 
 
@@ -211,7 +218,7 @@ def test_dry_run_reads_tens_of_thousands_bisecting_full_windows(sqlite_url) -> N
                                     sleep=paced.append)
         engine = make_engine(sqlite_url)
         opts = svc.Options(since=SINCE, until=SINCE + timedelta(days=170), dry_run=True, window_days=180)
-        summary = svc.run(engine, make_settings(sqlite_url), client, stats, opts)
+        summary = _run(engine, make_settings(sqlite_url), client, stats, opts)
         engine.dispose()
         assert summary.windows == 1 and summary.incidents == 25_000
         imported = {"acknowledge_log_entry", "resolve_log_entry", "escalate_log_entry", "annotate_log_entry"}
@@ -257,7 +264,7 @@ def test_backfill_over_live_history_adds_nothing_twice(db_url, slack) -> None:  
             small.attach(standin)
             client, stats = make_client("tok", standin.url, ca_bundle=standin.ca_pem_path, per_minute=100_000)
             opts = svc.Options(since=SINCE, until=SINCE + timedelta(days=20))
-            summary = svc.run(bot.rt.engine, bot.rt.settings, client, stats, opts)
+            summary = _run(bot.rt.engine, bot.rt.settings, client, stats, opts)
         assert summary.incidents == 40
         bot.drain()
         with Session(bot.rt.engine) as s:

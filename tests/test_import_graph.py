@@ -5,17 +5,25 @@ Rules:
 - ``core`` is pure: it imports nothing of ours but ``core``, and no SDK, HTTP, SQL or web framework;
 - ``pipeline`` knows no vendor: no Slack, PagerDuty or tracker SDK, no adapter package;
 - ``storage`` imports nothing from ``incident_bot``;
-- ``usecases`` import no Slack SDK, no web framework, no entry point and nothing of ``slack/``: they queue
-  intents (``pipeline.outbox.intent``) and ``slack/intents.py`` draws them;
+- ``usecases`` import no Slack SDK, no web framework, no entry point and no adapter (``slack/``,
+  ``pagerduty/``, ``trackers/``, ``web/``): they queue intents (``pipeline.outbox.intent``) that
+  ``slack/intents.py`` draws, own the shapes an adapter fills (``usecases/pagerduty_event.py``) and take
+  what they need of an adapter as a Protocol passed in (``usecases.backfill.History``);
 - ``pagerduty/`` and ``trackers/`` import nothing of ``slack/`` either (their channel lines are intents);
 - only ``slack/`` imports ``slack_sdk`` / ``slack_bolt`` (the stand-ins and the wiring aside);
 - only the wiring (``bootstrap``, ``server``) and the demo reach into ``slack/`` from outside it;
-- nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``).
+- nothing imports an entry point (``cli``, ``commands``, ``bootstrap``, ``server``);
+- the packages (and top-level modules) of ``incident_bot``, with ``storage``, import each other without a
+  cycle: every arrow points one way, imports inside functions included;
+- a transaction is opened in one place: the use-case runner (``usecases/runner.py``), the pipeline's
+  workers (``pipeline/``) and ``storage`` itself. Nothing else imports ``session_scope`` / ``read_scope``,
+  builds a ``Session`` or calls ``.begin()``: entry points and adapters call use cases through the runner.
 """
 
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -63,6 +71,7 @@ ENTRY_POINTS = ("incident_bot.cli", "incident_bot.bootstrap", "incident_bot.serv
                                "incident_bot.web", *ENTRY_POINTS), ()),
     ("storage", ("incident_bot",), ()),
     ("incident_bot/usecases", ("slack_sdk", "slack_bolt", "fastapi", "starlette", "uvicorn", "incident_bot.slack",
+                               "incident_bot.pagerduty", "incident_bot.trackers", "incident_bot.web",
                                *ENTRY_POINTS), ()),
     ("incident_bot/pagerduty", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
     ("incident_bot/trackers", ("incident_bot.slack", "incident_bot.web", *ENTRY_POINTS), ()),
@@ -115,3 +124,105 @@ def test_the_package_never_imports_the_tests() -> None:
     bad = {str(p.relative_to(PACKAGE)): sorted(m for m in imports(p) if m == "tests" or m.startswith("tests."))
            for p in PACKAGE.rglob("*.py")}
     assert {k: v for k, v in bad.items() if v} == {}
+
+
+def unit(module: str) -> str | None:
+    """The package (or top-level module) of ours a module belongs to: ``incident_bot.usecases.rca`` ->
+    ``usecases``, ``incident_bot.config`` -> ``config``, ``storage.repo`` -> ``storage``; None: not ours."""
+    parts = module.split(".")
+    if parts[0] == "storage":
+        return "storage"
+    return parts[1] if parts[0] == "incident_bot" and len(parts) > 1 else None
+
+
+def package_graph() -> dict[str, dict[str, set[str]]]:
+    """unit -> unit it imports -> the files that do."""
+    graph: dict[str, dict[str, set[str]]] = {}
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "storage").rglob("*.py")]:
+        src = unit(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        if src is None:
+            continue
+        for dst in filter(None, map(unit, imports(path))):
+            if dst != src:
+                graph.setdefault(src, {}).setdefault(dst, set()).add(str(path.relative_to(ROOT)))
+    return graph
+
+
+def cycle(graph: dict[str, dict[str, set[str]]]) -> list[str]:
+    """One cycle of the graph (its units in order, the first repeated at the end), or [] when it has none."""
+    state: dict[str, str] = {}  # "open" while on the path being walked, "done" once all below it are seen
+    path: list[str] = []
+
+    def walk(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, {})):
+            if state.get(nxt) == "open":
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := walk(nxt)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := walk(start)):
+            return found
+    return []
+
+
+def test_the_package_graph_has_no_cycle() -> None:
+    graph = package_graph()
+    loop = cycle(graph)
+    arrows = {f"{a} -> {b}": sorted(graph[a][b]) for a, b in pairwise(loop)}
+    assert loop == [], f"an import cycle between packages: {arrows}"
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    """The check itself, on graphs with and without a cycle (a check that can never fail proves nothing)."""
+    assert cycle({"a": {"b": set()}, "b": {"c": set()}, "c": {"a": set()}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b": set(), "c": set()}, "b": {"c": set()}}) == []
+    graph = package_graph()
+    assert {"core", "pipeline", "storage"} <= set(graph["usecases"]) and "usecases" in graph["pagerduty"], \
+        "the graph holds the arrows between packages"
+
+
+SCOPES = {"session_scope", "read_scope"}
+# Where a transaction may be opened: the runner, the pipeline's workers (claim, apply, finish in their own
+# transactions) and storage.
+OPENERS = ("incident_bot/usecases/runner.py", "incident_bot/pipeline/", "storage/")
+
+
+def opens_transactions(path: Path) -> list[str]:
+    """What in a file opens a transaction: ``session_scope``/``read_scope`` imported from ``storage.db``
+    (or reached as an attribute), a ``Session(...)`` built, an ``engine.begin()`` called."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "storage.db":
+            found += [f"imports {a.name}" for a in node.names if a.name in SCOPES]
+        elif isinstance(node, ast.Attribute) and node.attr in SCOPES:
+            found.append(f"uses {node.attr}")
+        elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "Session":
+                found.append(f"line {node.lineno}: Session(...)")
+            elif isinstance(node.func, ast.Attribute) and node.func.attr == "begin":
+                found.append(f"line {node.lineno}: .begin()")
+    return found
+
+
+def test_transactions_are_opened_by_the_runner_the_pipeline_and_storage_only() -> None:
+    bad = {}
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "storage").rglob("*.py")]:
+        rel = path.relative_to(ROOT).as_posix()
+        if not rel.startswith(OPENERS) and (found := opens_transactions(path)):
+            bad[rel] = found
+    assert bad == {}, "call the use case through incident_bot.usecases.runner (run, or read for a read)"
+
+
+def test_the_transaction_check_sees_each_way_of_opening_one(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from storage.db import get_engine, read_scope\nimport storage.db\n"
+                      "def f(engine):\n    with storage.db.session_scope(engine):\n        pass\n"
+                      "    with Session(engine) as s, engine.begin() as c:\n        s.begin_nested()\n")
+    assert sorted(opens_transactions(sample)) == ["imports read_scope", "line 6: .begin()", "line 6: Session(...)",
+                                                  "uses session_scope"]

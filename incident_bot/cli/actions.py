@@ -6,17 +6,13 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
-from sqlmodel import Session
-
 from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.config import Settings
 from incident_bot.core import capa
 from incident_bot.usecases import actions as svc
-from incident_bot.usecases.directory import directory
+from incident_bot.usecases import runner
+from incident_bot.usecases.incidents import NoSuchIncident
 from incident_bot.usecases.rca import RcaError, get_incident
-from storage import repo
-from storage.db import session_scope
-from storage.models import Incident
 
 LIST_EPILOG = """\
 examples:
@@ -109,14 +105,11 @@ def _list(args: argparse.Namespace) -> int:
     settings = settings_for(command="actions list")
     today = _today(settings)
     try:
-        with session_scope(database(settings)) as s:
-            if args.incident and repo.incident_by_ref(s, args.incident.strip().upper()) is None:
-                print(f"incident-bot: no incident {args.incident}", file=sys.stderr)
-                return 1
-            rows = svc.list_actions(s, open_only=args.open, overdue=args.overdue, owner=args.owner,
-                                    incident_ref=args.incident, today=today)
-            people = directory(s, [r.item.owner_id for r in rows])
-            docs = [svc.action_dict(r, people) for r in rows]
+        docs = runner.read(database(settings), svc.action_docs, open_only=args.open, overdue=args.overdue,
+                           owner=args.owner, incident_ref=args.incident, today=today)
+    except NoSuchIncident as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
     except capa.CapaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 2
@@ -144,12 +137,9 @@ def _add(args: argparse.Namespace) -> int:
     settings = settings_for(command="actions add")
     try:
         due = capa.parse_due(args.due, _today(settings)) if args.due else None
-        with session_scope(database(settings)) as s:
-            inc = get_incident(s, args.ref)
-            item = svc.add_action(s, inc, args.title, args.type, args.priority, args.owner, due, args.ticket,
-                                  None, source="cli", tracker=settings.capa_tracker)
-            doc = svc.action_dict(svc.ActionListing(item, inc.ref, False))
-    except (capa.CapaError, RcaError) as exc:
+        doc = runner.run(database(settings), svc.add_action_doc, args.ref, args.title, args.type, args.priority,
+                         args.owner, due, args.ticket, source="cli", tracker=settings.capa_tracker)
+    except (capa.CapaError, NoSuchIncident) as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, capa.CapaError) else 1
     if args.format == "json":
@@ -166,16 +156,11 @@ def _set(args: argparse.Namespace) -> int:
         print("incident-bot: nothing to change: give --status, --owner, --due or --priority", file=sys.stderr)
         return 2
     try:
-        due = capa.parse_due(args.due, _today(settings)) if args.due else None
-        with session_scope(database(settings)) as s:
-            item = svc.update_action(s, args.id, owner_id=args.owner, clear_owner=args.no_owner, due_date=due,
-                                     clear_due=args.no_due, priority=args.priority, source="cli",
-                                     tracker=settings.capa_tracker)
-            if args.status:
-                item = svc.set_status(s, args.id, args.status, source="cli", tracker=settings.capa_tracker)
-            inc_ref = get_incident_ref(s, item.incident_id)
-            doc = svc.action_dict(svc.ActionListing(item, inc_ref, capa.is_overdue(
-                item.status, item.due_date, _today(settings))))
+        today = _today(settings)
+        due = capa.parse_due(args.due, today) if args.due else None
+        doc = runner.run(database(settings), svc.change_action_doc, args.id, status=args.status, today=today,
+                         source="cli", tracker=settings.capa_tracker, owner_id=args.owner,
+                         clear_owner=args.no_owner, due_date=due, clear_due=args.no_due, priority=args.priority)
     except capa.CapaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 2
@@ -192,26 +177,20 @@ def _set(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     """Read the tickets back now (the worker's ``tracker.sync`` job does the same on schedule)."""
-    from incident_bot.trackers.apply import apply_tickets, missing_tickets
+    from incident_bot.trackers.apply import reconcile
     from incident_bot.trackers.base import TrackerError
-    from incident_bot.trackers.outbound import build, queue_sync
+    from incident_bot.trackers.outbound import build
 
     settings = settings_for("capa_tracker", command="actions sync").require_tracker()
     engine = database(settings)
     ts = build(settings, engine)
     assert ts is not None
     try:
-        with session_scope(engine) as s:
-            if args.incident:
-                get_incident(s, args.incident)
+        if args.incident:
+            runner.read(engine, get_incident, args.incident)
         tickets = ts.fetch(args.incident)
-        with session_scope(engine) as s:
-            counts = apply_tickets(s, tickets, tracker=ts.name)
-            queued = 0
-            for item in missing_tickets(s):
-                if not args.incident or get_incident_ref(s, item.incident_id).upper() == args.incident.upper():
-                    queue_sync(s, item, settings.capa_tracker, created=True)
-                    queued += 1
+        counts, queued = runner.run(engine, reconcile, tickets, tracker=ts.name, capa_tracker=settings.capa_tracker,
+                                    incident_ref=args.incident)
     except RcaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 1
@@ -227,8 +206,3 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"{ts.name}: read {doc['tickets']} ticket(s); {doc['applied']} action(s) changed, "
               f"{doc['unchanged']} unchanged; {queued} ticket(s) queued for actions without one")
     return 0
-
-
-def get_incident_ref(session: Session, incident_id: int) -> str:
-    inc = session.get(Incident, incident_id)
-    return inc.ref if inc else f"#{incident_id}"

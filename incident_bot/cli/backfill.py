@@ -1,4 +1,4 @@
-"""``incident-bot backfill pagerduty``: import PagerDuty's incident history (see services/backfill.py)."""
+"""``incident-bot backfill pagerduty``: import PagerDuty's incident history (see usecases/backfill.py)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def _window(text: str) -> int:
 
 
 def _pagerduty(args: argparse.Namespace) -> int:
-    from incident_bot.pagerduty.backfill import make_client
+    from incident_bot.pagerduty.backfill import RestHistory, make_client
+    from incident_bot.pagerduty.inbound import PagerDutyApplier
     from incident_bot.usecases import backfill as svc
     from storage.models import utcnow
 
@@ -85,12 +86,14 @@ def _pagerduty(args: argparse.Namespace) -> int:
                                 ca_bundle=settings.pagerduty_ca_bundle, per_minute=per_minute, limit=limit)
     opts = svc.Options(since=since, until=until, services=args.service, dry_run=args.dry_run,
                        window_days=args.window)
-    summary = svc.run(engine, settings, client, stats, opts, svc.Progress())
+    history = RestHistory(client, stats)
+    summary = svc.run(engine, settings, history, opts, svc.Progress(),
+                      applier=PagerDutyApplier(settings, imported=True))
     doc: dict = {"summary": summary.as_dict()}
     if args.verify:
         from incident_bot.usecases.backfill_verify import verify
 
-        v = verify(engine, client, since, until, args.service)
+        v = verify(engine, history, since, until, args.service)
         doc["verify"] = {"compared": v.compared, "matching": v.matching,
                          "differences": [d.__dict__ for d in v.differences or []]}
     if args.format == "json":

@@ -12,7 +12,7 @@ from dateutil import parser as dateparser
 from incident_bot.cli.common import database, settings_for
 from incident_bot.core import schedule
 from incident_bot.usecases import digest as service
-from storage.db import session_scope
+from incident_bot.usecases import runner
 from storage.models import utcnow
 
 _EPILOG = """\
@@ -101,8 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     engine = database(settings)
     show = not args.post or args.format is not None or args.output is not None
     if show:
-        with session_scope(engine) as session:
-            view = service.digest_view(session, settings, since, until, now=now)
+        view = runner.read(engine, service.digest_view, settings, since, until, now=now)
         text, warnings = service.render_view(view, args.format or "md", settings)
         for w in warnings:
             print(f"incident-bot digest: warning: {w}", file=sys.stderr)
@@ -112,15 +111,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text)
     if args.post:
-        with session_scope(engine) as session:
-            posted = service.post_digest(session, settings, (since, until), now=now, claimed_by="cli")
+        posted = runner.run(engine, service.post_digest, settings, (since, until), now=now, claimed_by="cli")
         stream = sys.stderr if show and not args.output else sys.stdout
         if posted:
             print(f"digest {key} queued for {settings.digest_channel} (delivered by the outbox of "
                   f"`incident-bot serve`)", file=stream)
         else:
-            with session_scope(engine) as session:
-                run = service.already_posted(session, key)
+            run = runner.read(engine, service.already_posted, key)
             by = f" by {run.claimed_by}" if run and run.claimed_by else ""
             at = f" at {run.claimed_at:%Y-%m-%d %H:%M} UTC" if run else ""
             print(f"digest {key} was already posted{by}{at}; not posting it again", file=stream)

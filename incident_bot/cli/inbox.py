@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from incident_bot.cli.common import database, print_json, settings_for, table
-from storage.db import session_scope
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,19 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     from incident_bot.pipeline import inbox
+    from incident_bot.usecases import runner
 
     engine = database(settings_for(command="inbox list"))
     status = "failed" if args.failed else args.status
-    with session_scope(engine) as s:
-        if status:
-            rows = inbox.rows(s, status=status, limit=args.limit)
-        else:
-            rows = sorted(inbox.rows(s, status="pending", limit=args.limit)
-                          + inbox.rows(s, status="failed", limit=args.limit), key=lambda r: -(r.id or 0))
-        counts = inbox.counts(s)
+    rows, counts = runner.read(engine, inbox.listing, status=status, limit=args.limit)
     docs = [{"id": r.id, "source": r.source, "event_id": r.event_id, "event_type": r.event_type,
              "status": r.status, "attempts": r.attempts, "error": r.last_error,
-             "received_at": r.received_at.isoformat().replace("+00:00", "Z")} for r in rows[:args.limit]]
+             "received_at": r.received_at.isoformat().replace("+00:00", "Z")} for r in rows]
     if args.format == "json":
         print_json({"counts": counts, "rows": docs})
         return 0
@@ -57,10 +51,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     from incident_bot.pipeline import inbox
+    from incident_bot.usecases import runner
 
     engine = database(settings_for(command="inbox retry"))
-    with session_scope(engine) as s:
-        n = inbox.retry(s, row_id=None if args.all else args.id)
+    n = runner.run(engine, inbox.retry, row_id=None if args.all else args.id)
     if n == 0 and not args.all:
         print(f"incident-bot: inbox row {args.id} is not a failed row (see: incident-bot inbox list --failed)")
         return 1

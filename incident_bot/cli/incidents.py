@@ -7,10 +7,11 @@ import sys
 
 from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
-from incident_bot.usecases import similar as similar_svc
-from incident_bot.usecases.json_shapes import incident_detail, incident_dict, list_incidents
-from storage import repo
-from storage.db import session_scope
+from incident_bot.core.incident_text import render_text
+from incident_bot.usecases import runner
+from incident_bot.usecases.incidents import NoSuchIncident
+from incident_bot.usecases.json_shapes import incident_docs, incident_show
+from incident_bot.usecases.similar import similar_doc
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     engine = database(settings_for(command="incidents list"))
-    with session_scope(engine) as s:
-        docs = [incident_dict(i) for i in list_incidents(s, args.status)]
+    docs = runner.read(engine, incident_docs, args.status)
     if args.format == "json":
         print_json(docs)
         return 0
@@ -69,15 +69,11 @@ def _limit(text: str) -> int:
 def _show(args: argparse.Namespace) -> int:
     settings = settings_for(command="incidents show")
     engine = database(settings)
-    with session_scope(engine) as s:
-        inc = repo.incident_by_ref(s, args.ref)
-        if inc is None:
-            print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
-            return 1
-        doc = incident_detail(s, inc)
-        learned = similar_svc.learn(s, inc, window=settings.recurrence_delta)
-    doc["similar"] = [similar_svc.past_json(p) for p in learned.similar]
-    doc["recurrence"] = similar_svc.recurrence_json(learned.recurrence)
+    try:
+        doc = runner.read(engine, incident_show, args.ref, window=settings.recurrence_delta)
+    except NoSuchIncident as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
     if args.format == "json":
         print_json(doc)
         return 0
@@ -88,15 +84,11 @@ def _show(args: argparse.Namespace) -> int:
 def _similar(args: argparse.Namespace) -> int:
     settings = settings_for(command="incidents similar")
     engine = database(settings)
-    with session_scope(engine) as s:
-        inc = repo.incident_by_ref(s, args.ref)
-        if inc is None:
-            print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
-            return 1
-        learned = similar_svc.learn(s, inc, window=settings.recurrence_delta, limit=args.limit)
-        ref = inc.ref
-    doc = {"ref": ref, "similar": [similar_svc.past_json(p) for p in learned.similar],
-           "recurrence": similar_svc.recurrence_json(learned.recurrence)}
+    try:
+        doc = runner.read(engine, similar_doc, args.ref, window=settings.recurrence_delta, limit=args.limit)
+    except NoSuchIncident as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
     if args.format == "json":
         print_json(doc)
         return 0
@@ -123,18 +115,11 @@ def _merge(args: argparse.Namespace) -> int:
     from incident_bot.usecases import regroup
 
     engine = database(settings_for(command="incidents merge"))
-    with session_scope(engine) as s:
-        repo.lock_counter(s)
-        found = {ref: repo.incident_by_ref(s, ref) for ref in (args.target, args.other)}
-        missing = [ref for ref, inc in found.items() if inc is None]
-        if missing:
-            print(f"incident-bot: no incident {missing[0]}", file=sys.stderr)
-            return 1
-        target, other = found[args.target], found[args.other]
-        assert target is not None and other is not None
-        for inc in sorted((target, other), key=lambda i: i.id or 0):  # id order, as every batch locks
-            repo.lock_incident(s, inc.id or 0)
-        done = regroup.merge(s, target, other, actor=None)
+    try:
+        done = runner.run(engine, regroup.merge_refs, args.target, args.other)
+    except NoSuchIncident as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
     print(done.text, file=sys.stdout if done.ok else sys.stderr)
     return 0 if done.ok else 1
 
@@ -144,39 +129,10 @@ def _unlink(args: argparse.Namespace) -> int:
 
     settings = settings_for(command="incidents unlink")
     engine = database(settings)
-    with session_scope(engine) as s:
-        repo.lock_counter(s)
-        inc = repo.incident_by_ref(s, args.ref, lock=True)
-        if inc is None:
-            print(f"incident-bot: no incident {args.ref}", file=sys.stderr)
-            return 1
-        done = regroup.unlink(s, settings, inc, args.pagerduty_id, actor=None)
+    try:
+        done = runner.run(engine, regroup.unlink_ref, settings, args.ref, args.pagerduty_id)
+    except NoSuchIncident as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        return 1
     print(done.text, file=sys.stdout if done.ok else sys.stderr)
     return 0 if done.ok else 1
-
-
-def render_text(doc: dict) -> str:
-    out = [f"{doc['ref']}  {doc['severity']}  {doc['status']}  {doc['title']}",
-           f"service: {doc['service'] or '-'}"]
-    if doc["pagerduty"]["url"]:
-        out.append(f"pagerduty: {doc['pagerduty']['url']}")
-    if doc["slack"]["channel_name"]:
-        out.append(f"slack: #{doc['slack']['channel_name']} ({doc['slack']['channel_id']})")
-    roles = [f"{role} {p['name'] or p['id']}" for role, p in (doc.get("people") or {}).items() if p]
-    if roles:
-        out.append("people: " + ", ".join(roles))
-    out.append("milestones (UTC):")
-    out += [f"  {k.removesuffix('_at'):<16} {v or '-'}" for k, v in doc["milestones"].items()]
-    out.append("metrics: " + "  ".join(
-        f"{k.removesuffix('_s').upper()}={format_duration(v, unknown='-')}" for k, v in doc["metrics"].items()))
-    if doc.get("recurrence"):
-        r = doc["recurrence"]
-        out.append(f"recurrence: after CAPA of {r['previous']} done {r['days_since']} day(s) before ({r['capa_done']})")
-    if doc.get("similar"):
-        out.append("similar past incidents: " + ", ".join(f"{p['ref']} ({'; '.join(p['reasons'])})"
-                                                            for p in doc["similar"]))
-    out.append("timeline:")
-    out += [f"  {e['occurred_at']}  {e['source']:<9} {e['kind']:<16} "
-            + (f"{e.get('actor_name') or e['actor']}: " if e["actor"] else "") + e.get("text_named", e["text"])
-            for e in doc["timeline"]]
-    return "\n".join(out)

@@ -12,8 +12,8 @@ from dateutil import parser as dateparser
 from incident_bot.cli.common import database, print_json, settings_for, table
 from incident_bot.core.durations import format_duration
 from incident_bot.core.severity import SEVERITIES, normalise_severity
+from incident_bot.usecases import runner
 from incident_bot.usecases.metrics import METRIC_KEYS, period_metrics
-from storage.db import session_scope
 
 DEFAULT_DAYS = 30
 
@@ -102,8 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     services = [s.strip() for s in args.service or [] if s.strip()] or None
     engine = database(settings)
-    with session_scope(engine) as session:
-        doc = period_metrics(session, since=since, until=until, severities=severities, services=services)
+    doc = runner.read(engine, period_metrics, since=since, until=until, severities=severities, services=services)
     if args.format == "json":
         print_json(doc)
     else:

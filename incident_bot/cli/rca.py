@@ -11,8 +11,7 @@ from incident_bot.cli.common import database, settings_for
 from incident_bot.core.capa import today_in
 from incident_bot.core.rca import NARRATIVE_KEYS
 from incident_bot.rendering import RenderError
-from incident_bot.usecases import rca
-from storage.db import session_scope
+from incident_bot.usecases import rca, runner
 
 EPILOG = f"""\
 narrative fields: {", ".join(NARRATIVE_KEYS)}
@@ -101,26 +100,22 @@ def run(args: argparse.Namespace) -> int:
     today = today_in(settings.tzinfo, datetime.now(UTC))
     try:
         if updates:
-            with session_scope(engine) as s:
-                changed = rca.set_narrative(s, args.ref, updates)
+            changed = runner.run(engine, rca.set_narrative, args.ref, updates)
             if not args.quiet:
                 print(f"{args.ref}: updated {', '.join(changed) or 'nothing (no change)'}", file=sys.stderr)
         if args.status:
-            with session_scope(engine) as s:
-                status, open_findings = rca.set_status(
-                    s, args.ref, args.status, reviewers=[r.strip().upper() for r in args.reviewer],
-                    authors=[a.strip().upper() for a in args.author], override=args.override)
+            status, open_findings = runner.run(
+                engine, rca.set_status, args.ref, args.status, reviewers=[r.strip().upper() for r in args.reviewer],
+                authors=[a.strip().upper() for a in args.author], override=args.override)
             if not args.quiet:
                 extra = f" with {len(open_findings)} open finding(s), overridden" if open_findings else ""
                 print(f"{args.ref}: RCA is now {status}{extra}", file=sys.stderr)
         elif args.override or args.reviewer:
             print("incident-bot: --reviewer and --override go with --status", file=sys.stderr)
             return 2
-        with session_scope(engine) as s:
-            result = rca.export_rca(s, args.ref, args.format, settings.rca_templates_dir, today=today,
-                                       window=settings.recurrence_delta)
-            findings, problems = ([], []) if args.no_check else rca.check_language(
-                s, args.ref, words_file=settings.blameless_words_file)
+        result, findings, problems = runner.read(
+            engine, rca.export_checked, args.ref, args.format, settings.rca_templates_dir, today=today,
+            window=settings.recurrence_delta, words_file=settings.blameless_words_file, check=not args.no_check)
     except rca.RcaError as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         return 1

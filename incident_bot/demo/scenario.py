@@ -28,7 +28,7 @@ from incident_bot.demo.live_server import LiveServer
 from incident_bot.demo.pagerduty_standin import PagerDutyStandIn
 from incident_bot.demo.slack_standin import SlackStandIn
 from incident_bot.pipeline import outbox as outbox_q
-from storage.db import session_scope
+from incident_bot.usecases import runner
 from storage.models import set_clock
 
 PEOPLE = [("U0ADA", "Ada Lovelace", "ada@example.com"), ("U0BOB", "Bob Kahn", "bob@example.com"),
@@ -198,9 +198,8 @@ def stage_pagerduty(demo: Demo) -> None:
 
 
 def stage_show(demo: Demo) -> None:
-    from incident_bot.cli.incidents import render_text
-    from incident_bot.usecases.json_shapes import incident_detail
-    from storage import repo
+    from incident_bot.core.incident_text import render_text
+    from incident_bot.usecases.json_shapes import incident_detail, list_incidents
 
     demo.say("\n== What Slack users saw ==")
     for ch in demo.slack.ws.channels.values():
@@ -210,12 +209,10 @@ def stage_show(demo: Demo) -> None:
         demo.say(demo.slack.describe_channel(ch.id))
         demo.say(demo.slack.transcript(ch.id))
     demo.say("\n== The incidents, as `incident-bot incidents show` prints them ==")
-    with session_scope(demo.engine) as s:
-        from incident_bot.usecases.json_shapes import list_incidents
-
-        for inc in reversed(list_incidents(s, "all")):
-            demo.say("")
-            demo.say(render_text(incident_detail(s, repo.incident_by_ref(s, inc.ref))))  # type: ignore[arg-type]
+    docs = runner.read(demo.engine, lambda s: [incident_detail(s, inc) for inc in reversed(list_incidents(s, "all"))])
+    for doc in docs:
+        demo.say("")
+        demo.say(render_text(doc))
 
 
 def stage_slack(demo: Demo) -> None:
@@ -237,10 +234,9 @@ def stage_slack(demo: Demo) -> None:
 
     clock.at(START + timedelta(minutes=53))
     say("declare Search results empty for some users", "U0CAT", general)
-    with session_scope(demo.engine) as s:
-        inc = repo.incident_by_ref(s, "INC-2")
-        assert inc is not None and inc.slack_channel_id
-        channel = inc.slack_channel_id
+    inc = runner.read(demo.engine, repo.incident_by_ref, "INC-2")
+    assert inc is not None and inc.slack_channel_id
+    channel = inc.slack_channel_id
     impact_minutes = 20
     say(f"started {impact_minutes}m ago", "U0CAT", channel, seconds=20)
     impact_start = clock.now - timedelta(minutes=impact_minutes)
@@ -325,36 +321,40 @@ def stage_rca(demo: Demo) -> None:
     demo.say("\n== The RCA: `incident-bot rca INC-2 --format md|html` ==")
     assert demo.settings
     demo.clock.after(hours=2)
-    with session_scope(demo.engine) as s:
-        inc = repo.incident_by_ref(s, "INC-2")
-        assert inc is not None
-        rca_svc.set_narrative(s, "INC-2", demo_narrative(inc))
+    inc = runner.read(demo.engine, repo.incident_by_ref, "INC-2")
+    assert inc is not None
+    runner.run(demo.engine, rca_svc.set_narrative, "INC-2", demo_narrative(inc))
     for status, kwargs in (("review", {"reviewers": ["U0BOB"], "authors": ["U0ADA"]}), ("final", {})):
         demo.clock.after(hours=1)
-        with session_scope(demo.engine) as s:
-            new, findings = rca_svc.set_status(s, "INC-2", status, actor="U0ADA", **kwargs)  # type: ignore[arg-type]
+        new, findings = runner.run(demo.engine, rca_svc.set_status, "INC-2", status, actor="U0ADA",
+                                   **kwargs)  # type: ignore[arg-type]
         demo.say(f"  /incident rca status {status}{' @Bob Kahn' if status == 'review' else ''}  -> {new}"
                  + (f" ({len(findings)} open finding(s))" if findings else ""))
-    with session_scope(demo.engine) as s:
-        for fmt in ("md", "html"):
-            result = rca_svc.export_rca(s, "INC-2", fmt, demo.settings.rca_templates_dir)
-            path = demo.out_dir / f"INC-2-rca.{fmt}"
-            path.write_text(result.text, encoding="utf-8")
-            demo.say(f"  wrote {path.name} ({len(result.text):,} characters)")
+    templates_dir = demo.settings.rca_templates_dir
+    today = capa.today_in(demo.settings.tzinfo, demo.clock.now)
+
+    def read(s: Any) -> tuple[dict[str, Any], list[Any], list[Any], Any]:
+        """What the RCA and CAPA commands print, read in one transaction."""
+        exported = {fmt: rca_svc.export_rca(s, "INC-2", fmt, templates_dir) for fmt in ("md", "html")}
         findings, _ = rca_svc.check_language(s, "INC-2")
-        demo.say(f"  blameless language check: {len(findings)} warning(s)")
-        md = (demo.out_dir / "INC-2-rca.md").read_text(encoding="utf-8").splitlines()
-        demo.say("  --- first lines of the Markdown ---")
-        for line in md[:30]:
-            demo.say(f"  {line}")
-        demo.say("\n== CAPA actions: `incident-bot actions list` ==")
-        today = capa.today_in(demo.settings.tzinfo, demo.clock.now)
         rows = capa_svc.list_actions(s, today=today)
-        people = directory(s, [r.item.owner_id for r in rows])
-        for row in rows:
-            a = row.item
-            demo.say(f"  #{a.id} {row.incident_ref} {a.priority:<6} {a.type:<10} {a.status:<11} "
-                     f"owner {people.name(a.owner_id, '-'):<12} due {a.due_date or '-'}  {a.title}")
+        return exported, findings, rows, directory(s, [r.item.owner_id for r in rows])
+
+    exported, findings, rows, people = runner.read(demo.engine, read)
+    for fmt, result in exported.items():
+        path = demo.out_dir / f"INC-2-rca.{fmt}"
+        path.write_text(result.text, encoding="utf-8")
+        demo.say(f"  wrote {path.name} ({len(result.text):,} characters)")
+    demo.say(f"  blameless language check: {len(findings)} warning(s)")
+    md = (demo.out_dir / "INC-2-rca.md").read_text(encoding="utf-8").splitlines()
+    demo.say("  --- first lines of the Markdown ---")
+    for line in md[:30]:
+        demo.say(f"  {line}")
+    demo.say("\n== CAPA actions: `incident-bot actions list` ==")
+    for row in rows:
+        a = row.item
+        demo.say(f"  #{a.id} {row.incident_ref} {a.priority:<6} {a.type:<10} {a.status:<11} "
+                 f"owner {people.name(a.owner_id, '-'):<12} due {a.due_date or '-'}  {a.title}")
 
 
 def stage_digest(demo: Demo) -> None:
@@ -364,8 +364,7 @@ def stage_digest(demo: Demo) -> None:
     assert demo.settings
     since, until = week_containing(demo.clock.now, demo.settings.tzinfo)
     demo.say("\n== The weekly SEV digest of this week: `incident-bot digest` ==")
-    with session_scope(demo.engine) as s:
-        text = demo_digest_text(s, demo.settings, since, until, now=demo.clock.now)
+    text = runner.read(demo.engine, demo_digest_text, demo.settings, since, until, now=demo.clock.now)
     path = demo.out_dir / "digest.md"
     path.write_text(text, encoding="utf-8")
     for line in text.splitlines():

@@ -10,10 +10,13 @@
 - Each log entry becomes the webhook v3 delivery a live subscription would have sent for it
   (:func:`to_delivery`), so history goes through the same parser and fold as live deliveries. Event ids
   are derived from PagerDuty's ids (``import:<log entry id>``): a re-run stores nothing twice.
+- :class:`RestHistory` is what the backfill use case reads (its ``History`` and ``Analytics``): the
+  entry point builds it and passes it in.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import threading
@@ -24,6 +27,9 @@ from datetime import datetime
 from typing import Any
 
 import pagerduty
+
+from incident_bot.usecases.backfill import Delivery
+from incident_bot.usecases.backfill_verify import Reported
 
 log = logging.getLogger(__name__)
 MAX_PER_MINUTE = 960  # PagerDuty's REST API limit per API key
@@ -178,3 +184,49 @@ def to_delivery(entry: dict[str, Any], incident: dict[str, Any] | None) -> dict[
 def _status_after(event_type: str, incident: dict[str, Any]) -> str | None:
     return {"incident.acknowledged": "acknowledged", "incident.resolved": "resolved",
             "incident.reopened": "triggered", "incident.unacknowledged": "triggered"}.get(event_type)
+
+
+class RestHistory:
+    """PagerDuty's history through the REST API, as the backfill use case reads it
+    (``usecases.backfill.History``, ``usecases.backfill_verify.Analytics``)."""
+
+    def __init__(self, client: Any, stats: Stats) -> None:
+        self.client, self.stats = client, stats
+
+    def window(self, since: datetime, until: datetime, services: list[str], *, entries_until: datetime,
+               wanted: Callable[[str], bool]) -> Iterator[Delivery]:
+        incidents: dict[str, dict[str, Any]] = {}  # what a log entry's delivery needs of the window's incidents
+        for inc in iter_incidents(self.client, since, until, services):
+            incidents[inc["id"]] = _slim(inc)
+            yield _delivery(trigger_delivery(inc), inc["id"], opens=True)
+        for entry in iter_log_entries(self.client, since, entries_until):
+            ref = (entry.get("incident") or {}).get("id")
+            if entry.get("type") == "trigger_log_entry" or entry.get("type") not in EVENT_TYPES or not ref:
+                continue
+            if services and ((entry.get("service") or {}).get("id")) not in services:
+                continue
+            if ref not in incidents and not wanted(ref):
+                continue
+            delivery = to_delivery(entry, incidents.get(ref))
+            if delivery is not None:
+                yield _delivery(delivery, ref, opens=False)
+
+    def reported(self, since: datetime, until: datetime, services: list[str]) -> Iterator[Reported]:
+        for row in iter_analytics(self.client, since, until, services):
+            yield Reported(row["id"], _secs(row.get("seconds_to_first_ack")), _secs(row.get("seconds_to_resolve")))
+
+
+def _slim(inc: dict[str, Any]) -> dict[str, Any]:
+    """What a delivery needs of an incident (a window of them stays in memory)."""
+    return {k: inc.get(k) for k in ("id", "html_url", "title", "created_at", "service", "escalation_policy",
+                                   "priority", "urgency", "incident_key", "self", "incident_number", "status")}
+
+
+def _delivery(doc: dict[str, Any], subject: str, *, opens: bool) -> Delivery:
+    ev = doc["event"]
+    return Delivery(event_id=ev["id"], event_type=ev["event_type"], pagerduty_incident_id=subject,
+                    payload=json.dumps(doc, separators=(",", ":")), opens=opens)
+
+
+def _secs(value: Any) -> int | None:
+    return None if value is None else int(float(value))

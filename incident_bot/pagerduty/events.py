@@ -1,4 +1,4 @@
-"""Parse a PagerDuty webhook v3 delivery into plain data the services understand.
+"""Parse a PagerDuty webhook v3 delivery into the plain data the fold reads (``usecases/pagerduty_event.py``).
 
 Untrusted input: every field is checked for type, lengths are capped, and anything missing that the
 contract requires (``event.id``, ``event.event_type``) is a :class:`MalformedDelivery` (HTTP 400).
@@ -8,13 +8,13 @@ contract requires (``event.id``, ``event.event_type``) is a :class:`MalformedDel
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from dateutil import parser as dtparser
 
 from incident_bot.core.text import clean
+from incident_bot.usecases.pagerduty_event import HANDLED_TYPES, PagerDutyEvent, PagerDutyIncident
 from storage.limits import EVENT_ID_LEN, PAGERDUTY_ID_LEN, PAGERDUTY_PRIORITY_LEN
 
 MAX_TEXT = 4000
@@ -22,48 +22,6 @@ MAX_TEXT = 4000
 
 class MalformedDelivery(ValueError):
     """The body is not a PagerDuty webhook v3 delivery we can read."""
-
-
-@dataclass(frozen=True)
-class PagerDutyIncident:
-    id: str
-    title: str
-    created_at: datetime | None
-    html_url: str | None
-    number: int | None
-    status: str | None
-    service_id: str | None
-    service_name: str | None
-    escalation_policy_id: str | None
-    priority: str | None
-    urgency: str | None
-
-
-@dataclass(frozen=True)
-class PagerDutyEvent:
-    event_id: str
-    event_type: str
-    occurred_at: datetime | None
-    agent: str | None
-    agent_id: str | None
-    incident_id: str | None
-    incident: PagerDutyIncident | None  # full incident data (most incident.* events carry it)
-    note: str | None  # incident.annotated, status_update_published
-    assignees: tuple[str, ...] = ()
-    responder: str | None = None
-    clamped_from: str | None = None  # the source time when it was ahead of receipt (core/clock.py)
-
-    @property
-    def known(self) -> bool:
-        return self.event_type in HANDLED_TYPES
-
-
-HANDLED_TYPES = frozenset({
-    "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.resolved",
-    "incident.reopened", "incident.escalated", "incident.reassigned", "incident.delegated",
-    "incident.priority_updated", "incident.annotated", "incident.status_update_published",
-    "incident.responder.added", "incident.responder.replied", "incident.service_updated",
-})
 
 
 def _str(value: Any, limit: int = 512) -> str | None:

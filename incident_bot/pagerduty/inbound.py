@@ -8,21 +8,24 @@ fold worker): the stored body parsed again and folded into its incident by the u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty.events import MalformedDelivery, PagerDutyEvent, PagerDutyIncident, parse_delivery
+from incident_bot.pagerduty import translate as meaning
+from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.usecases import grouping
+from incident_bot.usecases.backfill import IMPORT_SOURCE  # history read back by `incident-bot backfill pagerduty`
+from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 from incident_bot.usecases.pagerduty_ingest import bound_times, fold_event, needs_counter
 from storage import repo
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
-IMPORT_SOURCE = "pagerduty-import"  # history read back by `incident-bot backfill pagerduty`
 
 
 def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
@@ -36,7 +39,8 @@ def store(engine: Engine, ev: PagerDutyEvent, body: bytes) -> inbox.Accepted:
 
 
 class PagerDutyApplier:
-    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``).
+    """The fold's applier for stored PagerDuty deliveries (see ``pipeline.fold.Applier``), and the fold's
+    reader of PagerDuty (``usecases.pagerduty_event.Reader``): parsing and translation stay here.
 
     ``imported``: the applier of source ``pagerduty-import`` (``incident-bot backfill pagerduty``): the
     same fold, quietly (no channel, no message, no outbox row)."""
@@ -75,11 +79,22 @@ class PagerDutyApplier:
         # flush themselves (open_incident); lookups of incidents, links and deferred rows are served from
         # what the batch loaded under its locks (repo.lock_incidents, inbox.take_deferred).
         if self.imported:  # imports check "said already" against rows of the same batch: autoflush on
-            result = fold_event(s, self.settings, ev, row, imported=True)
+            result = fold_event(s, self.settings, ev, row, self, imported=True)
         else:
             with s.no_autoflush:
-                result = fold_event(s, self.settings, ev, row)
+                result = fold_event(s, self.settings, ev, row, self)
         return Applied(result.outcome, result.incident_id)
+
+    # -- the fold's Reader ----------------------------------------------------------------------------
+    def event_of(self, row: InboxDelivery) -> PagerDutyEvent:
+        """A delivery deferred until its incident opened, read back when it is applied."""
+        return bound_times(parse_delivery((row.payload or "").encode()), row.received_at)
+
+    def translate(self, ev: PagerDutyEvent, at: datetime) -> Translation:
+        return meaning.translate(ev, at, self.settings.severity_map)
+
+    def severity(self, pd: PagerDutyIncident) -> str | None:
+        return meaning.severity_of(pd, self.settings.severity_map)
 
 
 def _event_of(s: Session, row: InboxDelivery) -> PagerDutyEvent:

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.severity import priority_key, severity_for
-from incident_bot.pagerduty.events import PagerDutyEvent, PagerDutyIncident
+from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # unmapped priority names already logged (bounded: names come from signed bodies)
 _WARN_CAP = 1000
-
-
-@dataclass(frozen=True)
-class Translation:
-    signals: list[Signal]
-    kind: str
-    text: str  # plain text for the timeline
-    # What the incident channel is told, as plain data ({"event": ..., "by": agent, ...}); None: stay quiet.
-    channel: dict[str, Any] | None
 
 
 def severity_of(inc: PagerDutyIncident, severity_map: Mapping[str, str]) -> str | None:

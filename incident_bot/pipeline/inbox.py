@@ -147,6 +147,17 @@ def rows(session: Session, *, status: str | None = None, limit: int = 100) -> li
     return list(session.execute(stmt).scalars())
 
 
+def listing(session: Session, *, status: str | None, limit: int) -> tuple[list[InboxDelivery], dict[str, int]]:
+    """``incident-bot inbox list``: the newest rows of a status (none given: pending and failed), and the
+    count of rows in each status."""
+    if status:
+        found = rows(session, status=status, limit=limit)
+    else:
+        found = sorted(rows(session, status=PENDING, limit=limit) + rows(session, status=FAILED, limit=limit),
+                       key=lambda r: -(r.id or 0))
+    return found[:limit], counts(session)
+
+
 def counts(session: Session) -> dict[str, int]:
     found = dict(session.execute(select(InboxDelivery.status, func.count())  # type: ignore[call-overload]
                                  .group_by(InboxDelivery.status)).all())

@@ -22,8 +22,8 @@ from incident_bot.slack import slash_postincident as followup
 from incident_bot.slack.mrkdwn import from_slack, to_plain
 from incident_bot.slack.slash_command import TITLE_MAX, Invocation, Outcome
 from incident_bot.usecases import incident_changes as svc
+from incident_bot.usecases import runner
 from storage import repo
-from storage.db import session_scope
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -139,18 +139,16 @@ async def open_rca_form(rt: Runtime, client: Any, command: dict[str, Any]) -> No
 
 
 def _rca_form_or_refusal(inv: Invocation) -> tuple[dict[str, Any] | None, str | None]:
-    with session_scope(inv.rt.engine) as s:
-        inc = repo.incident_by_channel(s, inv.channel_id)
-        if inc is None:
-            return None, f"`{inv.command} rca edit` works inside an incident channel."
-        if not svc.is_member(s, inv.channel_id, inv.user_id):
-            return None, f"Only members of this channel can edit {inc.ref}'s RCA."
-        return followup.rca_edit_modal(inc), None
+    inc, member = runner.read(inv.rt.engine, svc.channel_incident, inv.channel_id, inv.user_id)
+    if inc is None:
+        return None, f"`{inv.command} rca edit` works inside an incident channel."
+    if not member:
+        return None, f"Only members of this channel can edit {inc.ref}'s RCA."
+    return followup.rca_edit_modal(inc), None
 
 
 def _respond_now(rt: Runtime, response_url: str, text: str) -> None:
-    with session_scope(rt.engine) as s:
-        respond(s, response_url, {"text": text})
+    runner.run(rt.engine, respond, response_url, {"text": text})
 
 
 def respond(s: Session, response_url: str | None, reply: dict[str, Any]) -> None:

@@ -165,7 +165,7 @@ def _adopt_own_channel(ctx: Context, name: str) -> str | None:
 
 def set_topic(ctx: Context, row: OutboxMessage, inc: Incident | None, uncertain: bool) -> Delivered:
     """Set the topic the incident had when this row was queued, so it never runs ahead of the messages
-    queued before it. A later topic supersedes a pending one (``services.incidents.set_topic``)."""
+    queued before it. A later topic supersedes a pending one (``usecases.incidents.set_topic``)."""
     p = intents.draw(row.payload, inc)
     channel = resolve_placeholder(p["channel"], inc, "conversations.setTopic")
     ctx.slack.conversations_setTopic(channel=channel, topic=p["topic"])

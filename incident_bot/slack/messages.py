@@ -124,7 +124,7 @@ def _past_ref(ref: str, web_base_url: str | None) -> str:
 
 
 def history_blocks(learned: Any, web_base_url: str | None = None) -> list[SectionBlock]:
-    """Similar past incidents (``services.similar.PastIncident``) and a recurrence after CAPA, each with
+    """Similar past incidents (``usecases.similar.PastIncident``) and a recurrence after CAPA, each with
     why it was chosen: the intro message and ``/incident similar`` show the same."""
     blocks = []
     rec = learned.recurrence

@@ -2,7 +2,7 @@
 
 - :mod:`.base`: the ticket as written and read, the HTTP client, errors;
 - :mod:`.github`, :mod:`.jira`, :mod:`.linear`: one tracker each (API calls, webhook verification, parsing);
-- :mod:`.outbound`: what the use cases queue, and the jobs' reading of the CAPA;
+- :mod:`.outbound`: the tracker client and what its jobs need (the use cases queue them: ``usecases.tickets``);
 - :mod:`.jobs`: the outbox job kinds ``tracker.create``, ``tracker.update``, ``tracker.sync``;
 - :mod:`.webhooks`: ``POST /github|jira|linear/webhook`` (verify, store in the inbox, answer);
 - :mod:`.apply`: the fold's applier and the reconcile: a ticket's state applied to its CAPA.

@@ -22,6 +22,7 @@ from incident_bot.pipeline.outbox import intent
 from incident_bot.trackers.base import UNSET, Ticket
 from incident_bot.usecases import actions as capa_svc
 from incident_bot.usecases.incidents import post
+from incident_bot.usecases.tickets import queue_ticket_sync
 from storage import repo
 from storage.models import ActionItem, InboxDelivery, Incident, utcnow
 
@@ -107,3 +108,16 @@ def missing_tickets(session: Session) -> list[ActionItem]:
     return list(session.execute(stmt).scalars())
 
 
+def reconcile(session: Session, tickets: Sequence[Ticket], *, tracker: str, capa_tracker: str | None,
+              incident_ref: str | None = None) -> tuple[dict[str, int], int]:
+    """The reconcile (the scheduler's daily ``tracker.sync`` job, ``incident-bot actions sync``): apply every
+    ticket read back, then queue a ticket for each open action that has none (only those of
+    ``incident_ref``, when given). Returns (outcomes counted, tickets queued)."""
+    counts = apply_tickets(session, tickets, tracker=tracker)
+    queued = 0
+    for item in missing_tickets(session):
+        inc = session.get(Incident, item.incident_id) if incident_ref else None
+        if not incident_ref or (inc.ref if inc else f"#{item.incident_id}").upper() == incident_ref.upper():
+            queue_ticket_sync(session, item, capa_tracker, created=True)
+            queued += 1
+    return counts, queued

@@ -15,10 +15,11 @@ from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
 from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.apply import apply_tickets, missing_tickets
+from incident_bot.trackers.apply import reconcile
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
-from incident_bot.trackers.outbound import TrackerSync, queue_sync
+from incident_bot.trackers.outbound import TrackerSync
 from incident_bot.usecases.incidents import post
+from incident_bot.usecases.tickets import queue_ticket_sync
 from storage.models import ActionItem, Incident, OutboxMessage
 
 
@@ -71,7 +72,7 @@ def _store(ts: TrackerSync, spec: TicketSpec, ticket: Ticket, *, adopted: bool) 
         item.ticket_synced_at = ticket.updated_at
         session.add(item)
         if adopted:  # found after a lost answer: it was written from an older state, bring it up to date
-            queue_sync(session, item, ts.settings.capa_tracker)
+            queue_ticket_sync(session, item, ts.settings.capa_tracker)
         inc = session.get(Incident, item.incident_id)
         if inc is None:
             return
@@ -109,9 +110,7 @@ def sync_tickets(ctx: Context, row: OutboxMessage, inc: Incident | None, uncerta
     counts: dict[str, int] = {}
 
     def store(session: Session) -> None:
-        counts.update(apply_tickets(session, tickets, tracker=ts.name))
-        for item in missing_tickets(session):
-            queue_sync(session, item, ts.settings.capa_tracker, created=True)
+        counts.update(reconcile(session, tickets, tracker=ts.name, capa_tracker=ts.settings.capa_tracker)[0])
 
     return Delivered(result={"tickets": len(tickets)}, store=store)
 

@@ -1,52 +1,19 @@
-"""CAPA -> ticket: what the use cases queue, and what the jobs read when they run.
-
-Queued in the transaction that changes the CAPA (so a change and its sync are one): ``tracker.create``
-once per action (dedup key), ``tracker.update`` after every later change, both on the order key
-``capa:<id>`` so an update always runs after its create. Jobs carry only the action id and read the
-action when they run: a queued update pushes the CAPA as it is then, never a stale snapshot.
-"""
+"""CAPA -> ticket: the tracker client with what its jobs need besides it (the use cases queue the jobs
+and read the action for them: ``usecases/tickets.py``)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from incident_bot.config import Settings
 from incident_bot.trackers.base import Ticket, TicketSpec, Tracker
-from storage import repo
-from storage.db import session_scope
-from storage.models import ActionItem, Incident, SlackUser
+from incident_bot.usecases import runner, tickets
+from incident_bot.usecases.tickets import ActionSnapshot
 
 log = logging.getLogger("incident_bot.trackers")
-
-
-def order_key(action_id: int) -> str:
-    return f"capa:{action_id}"
-
-
-def queue_sync(session: Session, item: ActionItem, tracker: str | None, *, created: bool = False) -> None:
-    """Queue the ticket's create (once) and, for a change, an update behind it. No-op without a tracker."""
-    if not tracker or item.id is None:
-        return
-    if item.ticket_url and not item.ticket_key:
-        return  # linked by hand to a ticket elsewhere (``--ticket URL``): not ours to create or change
-    repo.enqueue(session, order_key=order_key(item.id), method="tracker.create", payload={"action_id": item.id},
-                 incident_id=item.incident_id, dedup_key=f"tracker-create:{tracker}:{item.id}")
-    if not created:
-        repo.enqueue(session, order_key=order_key(item.id), method="tracker.update",
-                     payload={"action_id": item.id}, incident_id=item.incident_id)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    item: ActionItem
-    incident: Incident
-    owner_name: str | None
-    owner_email: str | None
 
 
 class TrackerSync:
@@ -61,17 +28,10 @@ class TrackerSync:
     def name(self) -> str:
         return self.tracker.name
 
-    def load(self, action_id: int) -> Snapshot | None:
-        with session_scope(self.engine) as s:
-            item = s.get(ActionItem, action_id)
-            inc = s.get(Incident, item.incident_id) if item else None
-            if item is None or inc is None:
-                return None
-            cached = s.get(SlackUser, item.owner_id) if item.owner_id else None
-            s.expunge_all()
-            return Snapshot(item, inc, cached.name if cached else None, cached.email if cached else None)
+    def load(self, action_id: int) -> ActionSnapshot | None:
+        return runner.read(self.engine, tickets.action_snapshot, action_id)
 
-    def owner_email(self, ctx: Any, snap: Snapshot) -> tuple[str | None, str | None]:
+    def owner_email(self, ctx: Any, snap: ActionSnapshot) -> tuple[str | None, str | None]:
         """The owner's (name, email): the Slack user cache first, then ``users.info``."""
         if not snap.item.owner_id:
             return None, None
@@ -86,7 +46,7 @@ class TrackerSync:
         return (profile.get("real_name") or user.get("real_name") or user.get("name") or snap.item.owner_id,
                 profile.get("email"))
 
-    def spec(self, ctx: Any, snap: Snapshot) -> TicketSpec:
+    def spec(self, ctx: Any, snap: ActionSnapshot) -> TicketSpec:
         item, inc = snap.item, snap.incident
         name, email = self.owner_email(ctx, snap)
         assignee, note = None, None
@@ -108,14 +68,7 @@ class TrackerSync:
 
     def fetch(self, incident_ref: str | None = None) -> list[Ticket]:
         """The current state of every ticket we hold (of one incident), for the reconcile."""
-        from sqlalchemy import func, select
-
-        with session_scope(self.engine) as s:
-            stmt = select(ActionItem.ticket_key).where(ActionItem.ticket_key.is_not(None))  # type: ignore[union-attr]
-            if incident_ref:
-                stmt = stmt.join(Incident, Incident.id == ActionItem.incident_id).where(  # type: ignore[arg-type]
-                    func.upper(Incident.ref) == incident_ref.strip().upper())
-            keys = [str(k) for k in s.execute(stmt).scalars()]
+        keys = runner.read(self.engine, tickets.ticket_keys, incident_ref)
         return self.tracker.fetch(keys) if keys else []
 
 

@@ -1,7 +1,9 @@
 """CAPA action items: add, list, change status, daily overdue reminders, and closing an incident.
 
-Callers pass an open session (:func:`storage.db.session_scope`); nothing here commits. The rules
-(vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module stores them.
+Callers pass an open session (the use-case runner's, :mod:`incident_bot.usecases.runner`); nothing here
+commits. The rules (vocabulary, overdue, ordering) are in :mod:`incident_bot.core.capa`; this module
+stores them. A change queues its ticket's sync in the same transaction (``usecases.tickets``): the
+tracker adapter's jobs (``trackers/jobs.py``) run it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from incident_bot.core.markup import stored
 from incident_bot.core.people import Directory
 from incident_bot.core.rca import safe_url
 from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.outbound import queue_sync
-from incident_bot.usecases.directory import remember_user
-from incident_bot.usecases.incidents import apply_signals, milestone_for
+from incident_bot.usecases.directory import directory, remember_user
+from incident_bot.usecases.incidents import NoSuchIncident, apply_signals, milestone_for
 from incident_bot.usecases.json_shapes import iso
+from incident_bot.usecases.tickets import queue_ticket_sync
 from storage import repo
 from storage.models import ActionItem, Incident, utcnow
 
@@ -93,7 +95,7 @@ def add_action(
                       kind="action_added", actor=created_by,
                       text=stored(source, f"CAPA action #{item.id} added ({item.type}, {item.priority}{extra}): "
                                           f"{title}"))
-    queue_sync(session, item, tracker, created=True)
+    queue_ticket_sync(session, item, tracker, created=True)
     remember_user(session, item.owner_id)  # so the RCA, the digest and reminders can name the owner
     return item
 
@@ -116,7 +118,7 @@ def set_status(session: Session, action_id: int, status: str, *, actor: str | No
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=when, source=source,
                       kind="action_status", actor=actor,
                       text=stored(source, f"CAPA action #{item.id} {before} → {new}: {item.title}"))
-    queue_sync(session, item, tracker)
+    queue_ticket_sync(session, item, tracker)
     return item
 
 
@@ -151,7 +153,7 @@ def update_action(session: Session, action_id: int, *, owner_id: str | None = No
     repo.add_timeline(session, incident_id=item.incident_id, occurred_at=at or utcnow(), source=source,
                       kind="action_changed", actor=actor,
                       text=f"CAPA action #{item.id} changed ({', '.join(changed)}): {item.title}")
-    queue_sync(session, item, tracker)
+    queue_ticket_sync(session, item, tracker)
     return item
 
 
@@ -197,6 +199,43 @@ def action_dict(row: ActionListing, people: Directory | None = None) -> dict[str
         "overdue": row.overdue, "ticket_url": a.ticket_url, "ticket_key": a.ticket_key, "created_by": a.created_by,
         "created_at": iso(a.created_at), "closed_at": iso(a.closed_at),
     }
+
+
+# -- the commands (``actions list|add|set``): one use case each, answering the JSON shape ------------------
+
+def action_docs(session: Session, *, open_only: bool = False, overdue: bool = False, owner: str | None = None,
+                incident_ref: str | None = None, today: date | None = None) -> list[dict[str, Any]]:
+    """``actions list``: :func:`list_actions` as :func:`action_dict`, with the owners' names."""
+    if incident_ref and repo.incident_by_ref(session, incident_ref.strip().upper()) is None:
+        raise NoSuchIncident(incident_ref)
+    rows = list_actions(session, open_only=open_only, overdue=overdue, owner=owner, incident_ref=incident_ref,
+                        today=today)
+    people = directory(session, [r.item.owner_id for r in rows])
+    return [action_dict(r, people) for r in rows]
+
+
+def add_action_doc(session: Session, ref: str, title: str, type: str, priority: str, owner_id: str | None,
+                   due_date: date | None, ticket_url: str | None, *, source: str,
+                   tracker: str | None) -> dict[str, Any]:
+    """``actions add``: :func:`add_action` to the incident ``ref``; the new action as :func:`action_dict`."""
+    inc = repo.incident_by_ref(session, ref)
+    if inc is None:
+        raise NoSuchIncident(ref)
+    item = add_action(session, inc, title, type, priority, owner_id, due_date, ticket_url, None, source=source,
+                      tracker=tracker)
+    return action_dict(ActionListing(item, inc.ref, False))
+
+
+def change_action_doc(session: Session, action_id: int, *, status: str | None, today: date, source: str,
+                      tracker: str | None, **changes: Any) -> dict[str, Any]:
+    """``actions set``: :func:`update_action` with ``changes``, then :func:`set_status` when a status is
+    given; the action as :func:`action_dict`. LookupError: no such action."""
+    item = update_action(session, action_id, source=source, tracker=tracker, **changes)
+    if status:
+        item = set_status(session, action_id, status, source=source, tracker=tracker)
+    inc = session.get(Incident, item.incident_id)
+    ref = inc.ref if inc else f"#{item.incident_id}"
+    return action_dict(ActionListing(item, ref, capa.is_overdue(item.status, item.due_date, today)))
 
 
 def open_corrective_ids(session: Session, incident_id: int) -> list[int]:

@@ -11,32 +11,64 @@ Per window (at most 6 months; 30 days by default, each a checkpoint row in ``bac
    no message, no outbox row. A PagerDuty incident that live webhooks already brought is found through
    ``pagerduty_links``; what the webhooks already said is not said twice (``grouping.said_already``);
 4. the window is marked done. An interrupted run starts again at the first window not done.
+
+Reading PagerDuty (the REST API, and turning incidents and log entries into deliveries) is the PagerDuty
+adapter's: the entry point passes it in as a :class:`History` (``pagerduty/backfill.py``'s
+``RestHistory``), with the applier that folds the deliveries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty import backfill as pd
-from incident_bot.pagerduty.inbound import IMPORT_SOURCE, PagerDutyApplier
 from incident_bot.pipeline import inbox
-from incident_bot.pipeline.fold import FoldWorker
-from storage.db import session_scope
+from incident_bot.pipeline.fold import Applier, FoldWorker
+from incident_bot.usecases import runner
 from storage.models import BackfillWindow, PagerDutyLink, utcnow
 
 MAX_WINDOW = timedelta(days=180)  # PagerDuty refuses a since/until range over 6 months
 STORE_CHUNK = 500
+IMPORT_SOURCE = "pagerduty-import"  # the inbox source of the history this reads back
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event of PagerDuty's history as the webhook v3 delivery a live subscription would have sent."""
+
+    event_id: str  # derived from PagerDuty's ids: a re-run stores nothing twice
+    event_type: str
+    pagerduty_incident_id: str
+    payload: str  # the delivery's JSON
+    opens: bool  # the trigger of an incident created in the window (else a log entry)
+
+
+class RequestCounts(Protocol):
+    requests: int
+    throttled: int  # 429 answers seen
+    waited_s: float
+
+
+class History(Protocol):
+    """PagerDuty's history, read by the PagerDuty adapter (``pagerduty/backfill.py``)."""
+
+    stats: RequestCounts
+
+    def window(self, since: datetime, until: datetime, services: list[str], *, entries_until: datetime,
+               wanted: Callable[[str], bool]) -> Iterator[Delivery]:
+        """First the trigger of every incident created in [since, until) (of ``services``, when given), then
+        the deliveries of the log entries in [since, entries_until) of the imported types, but triggers, of
+        the incidents ``wanted`` accepts (it is asked after the window's triggers went by)."""
+        ...
 
 
 @dataclass
@@ -93,7 +125,7 @@ class Progress:
         self.started = time.monotonic()
         self._last = 0.0
 
-    def update(self, summary: Summary, stats: pd.Stats, window: int, force: bool = False) -> None:
+    def update(self, summary: Summary, stats: RequestCounts, window: int, force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -112,14 +144,17 @@ class Progress:
             self.stream.flush()
 
 
-def run(engine: Engine, settings: Settings, client: Any, stats: pd.Stats, opts: Options,
-        progress: Progress | None = None, *, after_window: Callable[[int], None] | None = None) -> Summary:
+def run(engine: Engine, settings: Settings, history: History, opts: Options, progress: Progress | None = None,
+        *, applier: Applier, after_window: Callable[[int], None] | None = None) -> Summary:
+    """Import the history in windows. ``applier``: the fold's applier of source :data:`IMPORT_SOURCE`
+    (the PagerDuty adapter's, quiet: ``PagerDutyApplier(settings, imported=True)``)."""
     started = time.monotonic()
     progress = progress or Progress(enabled=False)
+    stats = history.stats
     scope = scope_key(opts.services)
     spans = windows(opts.since, opts.until, opts.window_days)
     summary = Summary(windows=len(spans), dry_run=opts.dry_run)
-    fold = FoldWorker(engine, {IMPORT_SOURCE: PagerDutyApplier(settings, imported=True)},
+    fold = FoldWorker(engine, {IMPORT_SOURCE: applier},
                       batch_size=settings.fold_batch_size, max_attempts=settings.fold_max_attempts,
                       sources=(IMPORT_SOURCE,))
     known = _Known(engine)
@@ -133,27 +168,16 @@ def run(engine: Engine, settings: Settings, client: Any, stats: pd.Stats, opts: 
         last = number == len(spans)
         entries_until = min(utcnow(), until + timedelta(days=opts.tail_days)) if last else until
         batch: list[dict[str, Any]] = []
-        incidents: dict[str, dict[str, Any]] = {}
-        for inc in pd.iter_incidents(client, since, until, opts.services):
-            summary.incidents += 1
-            incidents[inc["id"]] = _slim(inc)
-            batch.append(_row(pd.trigger_delivery(inc), inc["id"]))
-            _flush(engine, batch, summary, opts, force=False)
-            progress.update(summary, stats, number)
-        known.add(incidents)
-        for entry in pd.iter_log_entries(client, since, max(entries_until, until)):
-            ref = (entry.get("incident") or {}).get("id")
-            if entry.get("type") == "trigger_log_entry" or entry.get("type") not in pd.EVENT_TYPES or not ref:
-                continue
-            if opts.services and ((entry.get("service") or {}).get("id")) not in opts.services:
-                continue
-            if ref not in incidents and not known.has(ref):
-                continue  # created before --since (or outside --service): not ours to import
-            delivery = pd.to_delivery(entry, incidents.get(ref))
-            if delivery is None:
-                continue
-            summary.log_entries += 1
-            batch.append(_row(delivery, ref))
+        # Log entries of incidents created before --since (or outside --service) are not ours to import.
+        for delivery in history.window(since, until, opts.services, entries_until=max(entries_until, until),
+                                       wanted=known.has):
+            if delivery.opens:
+                summary.incidents += 1
+                known.add(delivery.pagerduty_incident_id)
+            else:
+                summary.log_entries += 1
+            batch.append({"event_id": delivery.event_id, "event_type": delivery.event_type,
+                          "subject_id": delivery.pagerduty_incident_id, "payload": delivery.payload})
             _flush(engine, batch, summary, opts, force=False)
             progress.update(summary, stats, number)
         _flush(engine, batch, summary, opts, force=True)
@@ -169,18 +193,6 @@ def run(engine: Engine, settings: Settings, client: Any, stats: pd.Stats, opts: 
     summary.requests, summary.throttled, summary.waited_s = stats.requests, stats.throttled, stats.waited_s
     summary.elapsed_s = time.monotonic() - started
     return summary
-
-
-def _slim(inc: dict[str, Any]) -> dict[str, Any]:
-    """What a delivery needs of an incident (a window of them stays in memory)."""
-    return {k: inc.get(k) for k in ("id", "html_url", "title", "created_at", "service", "escalation_policy",
-                                   "priority", "urgency", "incident_key", "self", "incident_number", "status")}
-
-
-def _row(delivery: dict[str, Any], subject: str) -> dict[str, Any]:
-    ev = delivery["event"]
-    return {"event_id": ev["id"], "event_type": ev["event_type"], "subject_id": subject,
-            "payload": json.dumps(delivery, separators=(",", ":"))}
 
 
 def _flush(engine: Engine, batch: list[dict[str, Any]], summary: Summary, opts: Options, *, force: bool) -> None:
@@ -201,38 +213,43 @@ class _Known:
         self.ids: set[str] = set()
         self.missing: set[str] = set()
 
-    def add(self, incidents: dict[str, Any]) -> None:
-        self.ids.update(incidents)
-        self.missing.difference_update(incidents)
+    def add(self, pd_id: str) -> None:
+        self.ids.add(pd_id)
+        self.missing.discard(pd_id)
 
     def has(self, pd_id: str) -> bool:
         if pd_id in self.ids:
             return True
         if pd_id in self.missing:
             return False
-        with session_scope(self.engine) as s:
-            found = s.get(PagerDutyLink, pd_id) is not None
+        found = runner.read(self.engine, lambda s: s.get(PagerDutyLink, pd_id) is not None)
         (self.ids if found else self.missing).add(pd_id)
         return found
 
 
 def _done(engine: Engine, scope: str, since: datetime, until: datetime) -> bool:
-    with session_scope(engine) as s:
-        row = s.get(BackfillWindow, (scope, since, until))
-        return row is not None and row.status == "done"
+    return runner.read(engine, _window_done, scope, since, until)
+
+
+def _window_done(s: Session, scope: str, since: datetime, until: datetime) -> bool:
+    row = s.get(BackfillWindow, (scope, since, until))
+    return row is not None and row.status == "done"
 
 
 def _mark(engine: Engine, scope: str, since: datetime, until: datetime, *, status: str, **counts: int) -> None:
-    with session_scope(engine) as s:
-        row = s.get(BackfillWindow, (scope, since, until)) or BackfillWindow(scope=scope, since=since, until=until)
-        row.status = status
-        for k, v in counts.items():
-            setattr(row, k, v)
-        if status == "done":
-            row.finished_at = utcnow()
-        else:
-            row.started_at = utcnow()
-        s.add(row)
+    runner.run(engine, _mark_window, scope, since, until, status=status, **counts)
+
+
+def _mark_window(s: Session, scope: str, since: datetime, until: datetime, *, status: str, **counts: int) -> None:
+    row = s.get(BackfillWindow, (scope, since, until)) or BackfillWindow(scope=scope, since=since, until=until)
+    row.status = status
+    for k, v in counts.items():
+        setattr(row, k, v)
+    if status == "done":
+        row.finished_at = utcnow()
+    else:
+        row.started_at = utcnow()
+    s.add(row)
 
 
 def checkpoints(session: Session) -> Iterator[BackfillWindow]:

@@ -13,20 +13,38 @@ Every difference is listed with its cause:
 - ``not imported``: PagerDuty has it, we do not (outside --service, or the run did not reach it);
 - ``unexplained``: none of the above (a bug to report).
 
-Differences of one second or less are rounding (we count whole seconds) and are not listed.
+Differences of one second or less are rounding (we count whole seconds) and are not listed. PagerDuty's
+figures come from the PagerDuty adapter (an :class:`Analytics`: ``pagerduty/backfill.py``'s
+``RestHistory``), passed in by the entry point.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
-from incident_bot.pagerduty import backfill as pd
-from storage.db import session_scope
+from incident_bot.usecases import runner
 from storage.models import Incident, IncidentMetrics, PagerDutyLink
+
+
+@dataclass(frozen=True)
+class Reported:
+    """PagerDuty's own figures for one of its incidents (raw analytics), in whole seconds."""
+
+    pagerduty_id: str
+    tta_s: int | None  # seconds_to_first_ack
+    ttr_s: int | None  # seconds_to_resolve
+
+
+class Analytics(Protocol):
+    def reported(self, since: datetime, until: datetime, services: list[str]) -> Iterator[Reported]:
+        """PagerDuty's figures for its incidents created in [since, until) (of ``services``, when given)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,37 +64,37 @@ class Verification:
     differences: list[Difference] | None = None
 
 
-def verify(engine: Engine, client: Any, since: datetime, until: datetime, services: list[str]) -> Verification:
+def verify(engine: Engine, analytics: Analytics, since: datetime, until: datetime,
+           services: list[str]) -> Verification:
     result = Verification(differences=[])
     assert result.differences is not None
-    rows = list(pd.iter_analytics(client, since, until, services))
-    by_id = {r["id"]: r for r in rows}
-    with session_scope(engine) as s:
-        found: dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]] = {}
-        ids = list(by_id)
-        for k in range(0, len(ids), 500):
-            stmt = (select(PagerDutyLink, Incident, IncidentMetrics)
-                    .join(Incident, Incident.id == PagerDutyLink.incident_id)  # type: ignore[arg-type]
-                    .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id, isouter=True)  # type: ignore[arg-type]
-                    .where(PagerDutyLink.pagerduty_incident_id.in_(ids[k:k + 500])))  # type: ignore[attr-defined]
-            for link, inc, metrics in s.execute(stmt).all():
-                found[link.pagerduty_incident_id] = (link, inc, metrics)
-        for pd_id, row in by_id.items():
-            result.compared += 1
-            diffs = _compare(pd_id, row, found.get(pd_id))
-            if diffs:
-                result.differences.extend(diffs)
-            else:
-                result.matching += 1
+    by_id = {r.pagerduty_id: r for r in analytics.reported(since, until, services)}
+    found = runner.read(engine, _ours, list(by_id))
+    for pd_id, row in by_id.items():
+        result.compared += 1
+        diffs = _compare(pd_id, row, found.get(pd_id))
+        if diffs:
+            result.differences.extend(diffs)
+        else:
+            result.matching += 1
     return result
 
 
-def _secs(value: Any) -> int | None:
-    return None if value is None else int(float(value))
+def _ours(s: Session, ids: list[str]) -> dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]]:
+    """Our link, incident and metrics of each of these PagerDuty incidents that we hold."""
+    found: dict[str, tuple[PagerDutyLink, Incident, IncidentMetrics | None]] = {}
+    for k in range(0, len(ids), 500):
+        stmt = (select(PagerDutyLink, Incident, IncidentMetrics)
+                .join(Incident, Incident.id == PagerDutyLink.incident_id)  # type: ignore[arg-type]
+                .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id, isouter=True)  # type: ignore[arg-type]
+                .where(PagerDutyLink.pagerduty_incident_id.in_(ids[k:k + 500])))  # type: ignore[attr-defined]
+        for link, inc, metrics in s.execute(stmt).all():
+            found[link.pagerduty_incident_id] = (link, inc, metrics)
+    return found
 
 
-def _compare(pd_id: str, row: dict[str, Any], ours: tuple[Any, Any, Any] | None) -> list[Difference]:
-    theirs = {"tta": _secs(row.get("seconds_to_first_ack")), "ttr": _secs(row.get("seconds_to_resolve"))}
+def _compare(pd_id: str, row: Reported, ours: tuple[Any, Any, Any] | None) -> list[Difference]:
+    theirs = {"tta": row.tta_s, "ttr": row.ttr_s}
     if ours is None:
         return [Difference(pd_id, None, m, None, v, "not imported") for m, v in theirs.items() if v is not None][:1] \
             or [Difference(pd_id, None, "tta", None, None, "not imported")]

@@ -290,6 +290,15 @@ def posted_before(session: Session, since: datetime) -> bool:
     return session.execute(stmt).first() is not None
 
 
+def post_scheduled(session: Session, settings: Settings, period: tuple[datetime, datetime], *, now: datetime,
+                   late: bool, claimed_by: str | None = None) -> bool | None:
+    """The scheduler's digest: :func:`post_digest`, except a ``late`` one (its occurrence long past) where no
+    digest was ever posted (a fresh install must not announce the week before the bot existed): None."""
+    if late and not posted_before(session, period[0]):
+        return None
+    return post_digest(session, settings, period, now=now, claimed_by=claimed_by)
+
+
 def slack_view(view: dict[str, Any]) -> dict[str, Any]:
     """The view the channel message is drawn from (slack/intents.py ``digest``), without the JSON document
     and the trend series it does not show: the outbox row stays small."""
@@ -301,7 +310,7 @@ def post_digest(session: Session, settings: Settings, period: tuple[datetime, da
     """Claim the period and queue its Slack message, in the caller's transaction. False if it was
     already claimed (by this or another replica, now or earlier): nothing is queued then.
 
-    The caller commits (``session_scope``). Two callers racing on the same period: the second's
+    The caller commits (the use-case runner). Two callers racing on the same period: the second's
     insert waits for the first transaction and then sees the conflict (PostgreSQL), or waits for the
     write lock (SQLite); either way one message is queued.
     """

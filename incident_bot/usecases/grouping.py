@@ -10,7 +10,7 @@ A joined PagerDuty incident is a ``pagerduty_links`` row with ``primary=False`` 
 trigger time and PagerDuty status. Its events are recorded on the timeline (a row each) but do not move
 the incident's lifecycle: **the incident follows its primary PagerDuty incident** (the one that opened
 it). Only detection takes the earliest trigger of the group. Resolving from Slack resolves every linked
-PagerDuty incident (``services.commands._resolve_pagerduty``). See docs/grouping.md.
+PagerDuty incident (``usecases.incident_changes._resolve_pagerduty``). See docs/grouping.md.
 
 Locks: ``plan_locks`` runs in the fold's ``plan()``; it takes the counter lock (always the first lock of a
 batch) and names the candidate incidents of the services involved, which the fold then locks in id order
@@ -28,10 +28,9 @@ from sqlalchemy import or_, select
 from sqlmodel import Session
 
 from incident_bot.config import Settings
-from incident_bot.pagerduty.events import PagerDutyEvent, PagerDutyIncident
-from incident_bot.pagerduty.translate import Translation
 from incident_bot.pipeline import outbox
 from incident_bot.usecases.incidents import order_key, refresh_metrics
+from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
 

@@ -48,6 +48,13 @@ def is_member(session: Session, channel_id: str, user_id: str) -> bool:
     return session.get(ChannelMember, (channel_id, user_id)) is not None
 
 
+def channel_incident(session: Session, channel_id: str, user_id: str) -> tuple[Incident | None, bool]:
+    """The incident of a channel (None: not an incident channel), and whether ``user_id`` is a member of it:
+    what a form opened in the channel checks before it opens (``/incident rca edit``)."""
+    inc = repo.incident_by_channel(session, channel_id)
+    return inc, inc is not None and is_member(session, channel_id, user_id)
+
+
 set_members = repo.set_members
 
 

@@ -1,7 +1,7 @@
 """Incident services: one transaction per input, writing incident, timeline, metrics and outbox together.
 
-Callers pass an open session (see :func:`storage.db.session_scope`); nothing here commits, so an input
-either has all of its effects or none of them.
+Callers pass an open session (the use-case runner's, :mod:`incident_bot.usecases.runner`); nothing here
+commits, so an input either has all of its effects or none of them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ MILESTONE_LABELS = {
     "resolved_at": "resolved",
     "closed_at": "closed",
 }
+
+
+class NoSuchIncident(LookupError):
+    """A reference that names no incident (the message says which: ``no incident INC-9``)."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no incident {ref}")
 
 
 def order_key(incident_id: int) -> str:

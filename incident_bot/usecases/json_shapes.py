@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +12,9 @@ from incident_bot.core.durations import durations, iso_utc
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.core.markup import row_plain
 from incident_bot.core.people import ID_TOKEN, Directory
+from incident_bot.usecases import similar
 from incident_bot.usecases.directory import directory
+from incident_bot.usecases.incidents import NoSuchIncident
 from storage import repo
 from storage.models import Incident
 
@@ -54,6 +56,23 @@ def incident_detail(session: Session, inc: Incident) -> dict[str, Any]:
          "text_named": people.humanize(row_plain(e.source, e.text))}
         for e in rows
     ]
+    return doc
+
+
+def incident_docs(session: Session, status: str = "open") -> list[dict[str, Any]]:
+    """``incidents list``: the incidents of a status, newest first, as :func:`incident_dict`."""
+    return [incident_dict(i) for i in list_incidents(session, status)]
+
+
+def incident_show(session: Session, ref: str, *, window: timedelta) -> dict[str, Any]:
+    """``incidents show``: :func:`incident_detail` with its similar past incidents and its recurrence."""
+    inc = repo.incident_by_ref(session, ref)
+    if inc is None:
+        raise NoSuchIncident(ref)
+    doc = incident_detail(session, inc)
+    learned = similar.learn(session, inc, window=window)
+    doc["similar"] = [similar.past_json(p) for p in learned.similar]
+    doc["recurrence"] = similar.recurrence_json(learned.recurrence)
     return doc
 
 

@@ -56,7 +56,7 @@ def capa_outcomes(session: Session, until: datetime, now: datetime, window: time
 
 def recurrences(session: Session, since: datetime, until: datetime, window: timedelta) -> list[rules.FlaggedRecurrence]:
     """Incidents detected in ``[since, until)`` that recur an earlier one after its CAPA (core/recurrence.py),
-    in bulk: the same rule as ``services.similar.recurrence`` for one incident, with an inverted index so a
+    in bulk: the same rule as ``usecases.similar.recurrence`` for one incident, with an inverted index so a
     busy week does not compare every pair."""
     a = ActionItem
     fix_rows = session.execute(select(a.incident_id, a.id, a.title, a.closed_at).where(

@@ -1,5 +1,7 @@
 """Fold PagerDuty deliveries into incidents: the fold worker calls this for each stored delivery, many
-per transaction. Pure lifecycle rules are in ``core.lifecycle``; this writes their effects."""
+per transaction. Pure lifecycle rules are in ``core.lifecycle``; this writes their effects. The event comes
+parsed, and its meaning from the PagerDuty adapter (a :class:`~incident_bot.usecases.pagerduty_event.Reader`):
+this module knows no PagerDuty payload."""
 
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ from sqlmodel import Session
 from incident_bot.config import Settings
 from incident_bot.core.clock import bounded
 from incident_bot.core.severity import FALLBACK, severity_for
-from incident_bot.pagerduty.events import PagerDutyEvent, parse_delivery
-from incident_bot.pagerduty.translate import severity_of, translate
 from incident_bot.pipeline import inbox, outbox
 from incident_bot.usecases import grouping
 from incident_bot.usecases.incidents import (
@@ -29,6 +29,7 @@ from incident_bot.usecases.incidents import (
     request_channel,
     set_topic,
 )
+from incident_bot.usecases.pagerduty_event import PagerDutyEvent, Reader
 from storage import repo
 from storage.models import InboxDelivery, Incident, PagerDutyLink, utcnow
 
@@ -55,9 +56,10 @@ def needs_counter(session: Session, pd_incident_ids: set[str], *, return_new: bo
     return new if return_new else bool(new)
 
 
-def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, *,
+def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, reader: Reader, *,
                imported: bool = False) -> FoldResult:
     """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done).
+    ``reader``: the adapter's reading of stored deliveries and of what an event means.
 
     ``imported``: an event read back from PagerDuty's history (``incident-bot backfill``): the same fold,
     but no channel, message, topic or invitation (no outbox row at all), a new incident is recorded with
@@ -84,22 +86,21 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
             inc = group
             grouping.join(session, inc, ev, source=source, quiet=imported)
         else:
-            inc = _open_from_pagerduty(session, settings, ev, imported=imported)
+            inc = _open_from_pagerduty(session, settings, ev, reader, imported=imported)
         session.info.setdefault("pd_incidents", {})[ev.incident_id] = inc
         # The intro message covers a trigger; any other first event (it overtook the trigger) is posted.
-        _apply(session, settings, inc, ev, announce=announce and ev.event_type != "incident.triggered",
+        _apply(session, settings, inc, ev, reader, announce=announce and ev.event_type != "incident.triggered",
                imported=imported)
         for deferred in inbox.take_deferred(session, source, ev.incident_id):
-            later = bound_times(parse_delivery((deferred.payload or "").encode()), deferred.received_at)
-            _apply(session, settings, inc, later, announce=announce, imported=imported)
+            _apply(session, settings, inc, reader.event_of(deferred), reader, announce=announce, imported=imported)
             inbox.finish(session, deferred, outcome="processed", incident_id=inc.id)
             applied.append(deferred)
     else:
-        _apply(session, settings, inc, ev, announce=announce, imported=imported)
+        _apply(session, settings, inc, ev, reader, announce=announce, imported=imported)
     return FoldResult("processed", inc.id, tuple(applied))
 
 
-def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent, *,
+def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEvent, reader: Reader, *,
                          imported: bool = False) -> Incident:
     pd = ev.incident
     assert pd is not None
@@ -119,7 +120,7 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
             title=pd.title, detected_at=detected, origin="import" if imported else "pagerduty",
             service=pd.service_name,
             # An unmapped priority name has no severity to keep yet: urgency (then SEV3) opens it.
-            severity=severity_of(pd, settings.severity_map) or severity_for(None, pd.urgency, settings.severity_map)
+            severity=reader.severity(pd) or severity_for(None, pd.urgency, settings.severity_map)
             or FALLBACK,
             fired_by=what, pagerduty_incident_id=pd.id, pagerduty_url=pd.html_url,
             pagerduty_service_id=pd.service_id, pagerduty_escalation_policy_id=pd.escalation_policy_id,
@@ -140,10 +141,10 @@ def _open_from_pagerduty(session: Session, settings: Settings, ev: PagerDutyEven
     return inc
 
 
-def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, *, announce: bool,
-           imported: bool = False) -> None:
+def _apply(session: Session, settings: Settings, inc: Incident, ev: PagerDutyEvent, reader: Reader, *,
+           announce: bool, imported: bool = False) -> None:
     at = ev.occurred_at or utcnow()
-    tr_in = translate(ev, at, settings.severity_map)
+    tr_in = reader.translate(ev, at)
     link = repo.get_link(session, ev.incident_id) if ev.incident_id else None
     if grouping.is_joined(link):
         assert link is not None

@@ -145,6 +145,15 @@ def export_rca(session: Session, ref: str, fmt: str = "md", templates_dir: str |
     return render(template, rca_context(session, ref, today=today, window=window), templates_dir=templates_dir)
 
 
+def export_checked(session: Session, ref: str, fmt: str, templates_dir: str | None, *, today: date | None,
+                   window: timedelta, words_file: str | None, check: bool = True
+                   ) -> tuple[RenderResult, list[blameless.Finding], list[str]]:
+    """``incident-bot rca REF``: :func:`export_rca`, and :func:`check_language` unless ``check`` is off."""
+    result = export_rca(session, ref, fmt, templates_dir, today=today, window=window)
+    findings, problems = check_language(session, ref, words_file=words_file) if check else ([], [])
+    return result, findings, problems
+
+
 def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[str]:
     """Edit narrative fields (blank clears one); returns the fields that changed. Unknown keys raise."""
     inc = get_incident(session, ref, lock=True)

@@ -1,13 +1,13 @@
 """Grouping after the fact: merge two incidents, split a PagerDuty incident out of a group.
 
 ``merge(target, other)``: every PagerDuty incident of ``other`` joins ``target`` (linked, not primary:
-their events no longer move a lifecycle, see ``services.grouping``); detection becomes the earlier of
+their events no longer move a lifecycle, see ``usecases.grouping``); detection becomes the earlier of
 the two; ``other`` is resolved and closed as a duplicate and its metrics row removed, so metrics count
 the pair once. ``unlink(inc, pd_id)``: a joined PagerDuty incident leaves the group and opens its own
 incident (with a channel, unless the group is quiet), detected at its own trigger time.
 
-Both run in one transaction; the caller locks the incidents (the CLI in id order; the Slack command
-holds the counter lock first, see ``slack/apply.py``).
+Both run in one transaction; the caller locks the incidents (the CLI through :func:`merge_refs` and
+:func:`unlink_ref`; the Slack command holds the counter lock first, see ``slack/apply.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from sqlmodel import Session
 from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
 from incident_bot.pipeline.outbox import facts, intent
-from incident_bot.usecases.incidents import NewIncident, apply_signals, open_incident, post, refresh_metrics
+from incident_bot.usecases.incidents import (
+    NewIncident,
+    NoSuchIncident,
+    apply_signals,
+    open_incident,
+    post,
+    refresh_metrics,
+)
 from storage import repo
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
 
@@ -30,6 +37,30 @@ class Result:
     ok: bool
     text: str
     incident: Incident | None = None
+
+
+def merge_refs(session: Session, target_ref: str, other_ref: str) -> Result:
+    """``incidents merge A B``: the counter lock, then both incidents locked in id order (the order every
+    fold batch locks in, so no deadlock), then :func:`merge`."""
+    repo.lock_counter(session)
+    found = {ref: repo.incident_by_ref(session, ref) for ref in (target_ref, other_ref)}
+    missing = [ref for ref, inc in found.items() if inc is None]
+    if missing:
+        raise NoSuchIncident(missing[0])
+    target, other = found[target_ref], found[other_ref]
+    assert target is not None and other is not None
+    for inc in sorted((target, other), key=lambda i: i.id or 0):
+        repo.lock_incident(session, inc.id or 0)
+    return merge(session, target, other, actor=None)
+
+
+def unlink_ref(session: Session, settings: Settings, ref: str, pd_id: str) -> Result:
+    """``incidents unlink REF PD``: the counter lock, the incident locked, then :func:`unlink`."""
+    repo.lock_counter(session)
+    inc = repo.incident_by_ref(session, ref, lock=True)
+    if inc is None:
+        raise NoSuchIncident(ref)
+    return unlink(session, settings, inc, pd_id, actor=None)
 
 
 def merge(session: Session, target: Incident, other: Incident, *, actor: str | None) -> Result:

@@ -22,8 +22,9 @@ from sqlmodel import Session
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
+from incident_bot.usecases import runner
+from incident_bot.usecases.incidents import NoSuchIncident
 from storage import repo, text_rank, text_search
-from storage.db import read_scope
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
 log = logging.getLogger(__name__)
@@ -249,11 +250,27 @@ def learn(session: Session, inc: Incident, *, window: timedelta, limit: int = 3)
                    recurrence=_recurrence(session, subject, words, window, pick, shown))
 
 
+def count_words(session: Session) -> int:
+    """Count again in how many incidents each word appears (``storage.text_rank``; the scheduler, every 15
+    minutes: a lookup counts again only the words new incidents may have changed). Words kept."""
+    return text_rank.refresh_word_counts(session.connection())
+
+
 def record_recurrence(session: Session, incident_id: int, rec: rec_rules.Recurrence) -> None:
     """Put on the incident's timeline that it was flagged as a recurrence of ``rec.previous`` (once: a
     repeated call with the same previous incident adds nothing), so its RCA and web page say when and why."""
     repo.add_timeline(session, incident_id=incident_id, occurred_at=utcnow(), source="bot", kind="recurrence",
                       text=rec_rules.timeline_text(rec), source_event_id=f"recurrence:{rec.previous.ref}")
+
+
+def similar_doc(session: Session, ref: str, *, window: timedelta, limit: int = 3) -> dict[str, Any]:
+    """``incidents similar REF``: the incident's similar past incidents and its recurrence."""
+    inc = repo.incident_by_ref(session, ref)
+    if inc is None:
+        raise NoSuchIncident(ref)
+    learned = learn(session, inc, window=window, limit=limit)
+    return {"ref": inc.ref, "similar": [past_json(p) for p in learned.similar],
+            "recurrence": recurrence_json(learned.recurrence)}
 
 
 class IntroLookup:
@@ -270,14 +287,17 @@ class IntroLookup:
         third of the lookup), or its id."""
         incident_id = incident if isinstance(incident, int) else incident.id
         try:
-            with read_scope(self.engine) as s:  # SQLite: no write lock; the fold and accept path go on
-                if s.get_bind().dialect.name == "postgresql":
-                    s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
-                inc = s.get(Incident, incident) if isinstance(incident, int) else incident
-                if inc is None or inc.detected_at is None:
-                    return None
-                return learn(s, inc, window=self.window, limit=self.limit)
+            # A read transaction: on SQLite no write lock, so the fold and accept path go on meanwhile.
+            return runner.read(self.engine, self._learn, incident)
         except Exception:
             log.exception("similar past incidents for incident %s: lookup failed; intro posted without them",
                           incident_id)
             return None
+
+    def _learn(self, s: Session, incident: Incident | int) -> Learned | None:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text(f"SET LOCAL statement_timeout = {max(1, int(self.budget_s * 1000))}"))
+        inc = s.get(Incident, incident) if isinstance(incident, int) else incident
+        if inc is None or inc.detected_at is None:
+            return None
+        return learn(s, inc, window=self.window, limit=self.limit)

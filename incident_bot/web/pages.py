@@ -1,7 +1,8 @@
 """The read-only pages: incidents, an incident, metrics, digests, actions (and the stylesheet).
 
-Each route checks the viewer, then reads in one short transaction in a worker thread (the database
-calls are synchronous) and renders a template. Bad query parameters are a 400 naming the parameter;
+Each route checks the viewer, then reads in one short read transaction (the use-case runner's
+``read``: no write lock on SQLite) in a worker thread (the database calls are synchronous) and renders a
+template. Bad query parameters are a 400 naming the parameter;
 an unknown incident or digest a 404.
 """
 
@@ -21,7 +22,7 @@ from incident_bot.core.learning import RECENT, learning_view
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.runtime import Runtime
 from incident_bot.usecases import digest as digest_service
-from incident_bot.usecases import learning
+from incident_bot.usecases import learning, runner
 from incident_bot.usecases.digest_chart import trend_charts
 from incident_bot.usecases.metrics import periods_metrics
 from incident_bot.usecases.rca import export_rca
@@ -30,7 +31,6 @@ from incident_bot.web.auth import sign_in_redirect, viewer
 from incident_bot.web.render import Clock, css_response, favicon_response, headers, page
 from incident_bot.web.settings import WebConfig
 from incident_bot.web.timeline import BadCursor, WindowRequest
-from storage.db import session_scope
 from storage.models import utcnow
 
 WEEK_CHOICES = (4, 8, 12, 26, 52)
@@ -68,14 +68,10 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
         if who is None:
             return sign_in_redirect(request)
 
-        def work() -> dict[str, Any]:
-            with session_scope(rt.engine) as s:
-                return load(s)
-
         common = {"viewer": who, "auth": config.auth, "when": clock, "zone": settings.timezone,
                   "path": request.url.path}
         try:
-            context = await run_in_threadpool(work)
+            context = await run_in_threadpool(runner.read, rt.engine, load)
         except (queries.BadFilter, BadCursor) as exc:
             return page("error.html.j2", {**common, "status": 400, "message": str(exc)}, status=400)
         except NotFound as exc:
@@ -125,14 +121,13 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
         if fmt not in ("md", "html"):
             return Response("Unknown format: use rca.md or rca.html", status_code=404, headers=headers())
 
-        def work() -> tuple[str, str] | None:
-            with session_scope(rt.engine) as s:
-                inc = queries.incident_by_ref(s, ref)
-                if inc is None:
-                    return None
-                return inc.ref, export_rca(s, inc.ref, fmt, settings.rca_templates_dir, today=today(),
-                                          window=settings.recurrence_delta).text
-        found = await run_in_threadpool(work)
+        def load(s: Any) -> tuple[str, str] | None:
+            inc = queries.incident_by_ref(s, ref)
+            if inc is None:
+                return None
+            return inc.ref, export_rca(s, inc.ref, fmt, settings.rca_templates_dir, today=today(),
+                                      window=settings.recurrence_delta).text
+        found = await run_in_threadpool(runner.read, rt.engine, load)
         if found is None:
             return Response("No such incident", status_code=404, headers=headers())
         media = "text/markdown" if fmt == "md" else "text/html"
