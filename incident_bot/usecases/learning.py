@@ -128,7 +128,7 @@ class FixedEarlier:
     are left to choose from, and ``core.recurrence.find`` chooses among them. Two ways to get that
     order, the cheaper first:
     - walk everyone's fixes, latest first (at scale a recurrence is usually found within a few: a busy
-      service's last fix is hours old), for at most as many fixes as the pool has members;
+      service's last fix is hours old), for at most as many fixes as the pool can have members;
     - if still undecided, sort the pool itself by each member's last fix inside the window.
     ``core.recurrence.find`` decides every candidate either way, on the incidents the whole pool would
     give it (tests/test_learning_bulk.py holds the two to the same answers). At 100,000 incidents a
@@ -214,7 +214,7 @@ class FixedEarlier:
 
 
 class _LongWalk(Exception):
-    """The walk over everyone's fixes met as many fixes as the pool has members, undecided."""
+    """The walk over everyone's fixes met as many fixes as the pool can have members, undecided."""
 
 
 def keeps_breaking_doc(session: Session, since: datetime, until: datetime, *, now: datetime,
