@@ -41,13 +41,13 @@ def capa_outcomes(session: Session, until: datetime, now: datetime, window: time
     stmt = (select(a.id, a.title, i.number, i.ref, i.service, a.closed_at)
             .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
             .where(a.status == "done", a.closed_at >= until - rules.CAPA_SPAN, a.closed_at < until))  # type: ignore[operator]
-    done = [rules.DoneCapa(*r) for r in session.connection().execute(stmt)]
+    done = [rules.DoneCapa(*r) for r in session.execute(stmt)]
     services = sorted({d.service for d in done if d.service})
     on_service: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
     if services:
         first = min(d.done_at for d in done)
         m = IncidentMetrics
-        rows = session.connection().execute(
+        rows = session.execute(
             select(m.service, i.number, i.ref, m.detected_at).join(i, i.id == m.incident_id)  # type: ignore[arg-type]
             .where(m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window))  # type: ignore[union-attr,operator]
         for service, number, ref, at in rows:
@@ -81,7 +81,7 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
     in bulk: the same rule as ``usecases.similar.recurrence`` for one incident, each subject looking only
     at the earlier incidents it could name (:class:`FixedEarlier`)."""
     a = ActionItem
-    fix_rows = session.connection().execute(select(a.incident_id, a.id, a.title, a.closed_at).where(
+    fix_rows = session.execute(select(a.incident_id, a.id, a.title, a.closed_at).where(
         a.status == "done", a.closed_at >= since - window, a.closed_at < until)).all()  # type: ignore[operator]
     if not fix_rows:
         return []
@@ -94,7 +94,7 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
             .join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
             .where(i.detected_at >= since, i.detected_at < until).order_by(i.detected_at, i.number))  # type: ignore[operator]
     subjects = []
-    for number, ref, title, service, service_id, description, rca, detected in session.connection().execute(stmt):
+    for number, ref, title, service, service_id, description, rca, detected in session.execute(stmt):
         head, body = text_search.fields(title, service, description, rca)
         subjects.append((ref, title, similarity.Subject(number=number, detected_at=detected, service=service,
                                                         service_id=service_id, title_words=head, body_words=body)))
