@@ -62,7 +62,7 @@ _NAMES = ("revision", "down_revision")
 
 def _revision_lines(source: str) -> list[tuple[str, Any]]:
     """``(name, value)`` of a migration's top-level ``revision`` and ``down_revision``. Only their own lines
-    are parsed (every CLI command that opens SQLite asks, and parsing the nine whole files cost ~15 ms of
+    are parsed (every CLI command that opens SQLite asks, and parsing every whole file cost ~15 ms of
     its start-up); the whole file when a value spans lines."""
     lines = [line for line in source.splitlines() if line.startswith(_NAMES)]
     try:
