@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -48,19 +48,36 @@ def packaged_head(migrations: Path = MIGRATIONS_DIR) -> str | None:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (migrations / "versions").glob("*.py"):
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-            # Only the two names are read: a migration may hold any other module-level code.
-            if not isinstance(target, ast.Name) or target.id not in ("revision", "down_revision") \
-                    or getattr(node, "value", None) is None:
-                continue
-            value = ast.literal_eval(node.value)  # type: ignore[attr-defined,arg-type]
-            if target.id == "revision":
+        for name, value in _revision_lines(path.read_text(encoding="utf-8")):
+            if name == "revision":
                 revisions.add(value)
-            elif target.id == "down_revision" and value:
+            elif value:
                 parents.update([value] if isinstance(value, str) else value)
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
+
+
+_NAMES = ("revision", "down_revision")
+
+
+def _revision_lines(source: str) -> list[tuple[str, Any]]:
+    """``(name, value)`` of a migration's top-level ``revision`` and ``down_revision``. Only their own lines
+    are parsed (every CLI command that opens SQLite asks, and parsing every whole file cost ~15 ms of
+    its start-up); the whole file when a value spans lines."""
+    lines = [line for line in source.splitlines() if line.startswith(_NAMES)]
+    try:
+        return _assignments(ast.parse("\n".join(lines)))
+    except SyntaxError:
+        return _assignments(ast.parse(source))
+
+
+def _assignments(tree: ast.Module) -> list[tuple[str, Any]]:
+    found = []
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id in _NAMES and getattr(node, "value", None) is not None:
+            found.append((target.id, ast.literal_eval(node.value)))  # type: ignore[attr-defined,arg-type]
+    return found
 
 
 def is_current(engine: Engine) -> bool:

@@ -5,10 +5,10 @@ loading ORM objects for them costs seconds and hundreds of MB. ``incident_metric
 the per-incident durations (kept current by :func:`incident_bot.usecases.incidents.refresh_metrics`), so
 a period is two narrow queries: the incident counts by severity, and the durations of the incidents
 resolved in the window, ranked:
-- on SQLite, the four durations of every such incident come back as plain integers and are ranked by
-  :func:`incident_bot.core.stats.sorted_summary` (the definitions themselves: nearest rank, mean rounded
-  half to even). One C-level sort per metric is cheaper than the ordered window function
-  (``ROW_NUMBER() OVER``, one per metric) this replaced;
+- on SQLite, each duration's known values come back as one JSON array (``json_group_array``) and are
+  ranked by :func:`incident_bot.core.stats.sorted_summary` (the definitions themselves: nearest rank, mean
+  rounded half to even). One C-level sort per metric is cheaper than the ordered window function
+  (``ROW_NUMBER() OVER``, one per metric) this replaced, and one array cheaper than a row per incident;
 - on PostgreSQL, fetching 100,000 rows costs more than sorting them, so the database sorts each metric
   into an array and sends back the count, the sum and the values at the nearest ranks, computed in
   integers exactly as :func:`incident_bot.core.stats.nearest_rank` does.
@@ -27,6 +27,7 @@ in one pass: each row's period is computed by the database (a ``CASE`` over the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -74,19 +75,16 @@ def _conditions(
 
 
 def _ranked_in_python(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
-    """SQLite: the four durations of every row (plain integers), ranked by :func:`sorted_summary`."""
-    grouped: list[list[Any]] = [[] for _ in range(periods)]
-    for row in session.execute(select(bucket, *_DURATIONS).where(*where)).all():
-        grouped[row[0]].append(row)
-    out = []
-    for rows in grouped:
-        columns = list(zip(*rows, strict=True))[1:] or [()] * len(METRIC_KEYS)
-        figures: dict[str, Summary] = {}
-        for key, column in zip(METRIC_KEYS.values(), columns, strict=True):
-            known = [v for v in column if v is not None]
+    """SQLite: each period's known values of each duration as one JSON array (``json_group_array``), ranked
+    by :func:`sorted_summary`. One string a metric instead of a row an incident: SQLite builds it in C and
+    ``json.loads`` reads it in C, where 100,000 rows of four values cost ~0.2 s of Python objects."""
+    arrays = [func.json_group_array(column).filter(column.is_not(None)) for column in _DURATIONS]
+    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in range(periods)]
+    for b, *texts in session.execute(select(bucket, *arrays).where(*where).group_by(bucket)):
+        for key, text in zip(METRIC_KEYS.values(), texts, strict=True):
+            known = json.loads(text) if text else []  # NULL: no row of that period had this duration
             known.sort()
-            figures[key] = sorted_summary(known)
-        out.append(figures)
+            out[b][key] = sorted_summary(known)
     return out
 
 

@@ -1,0 +1,115 @@
+"""The digest's bulk reads of what keeps breaking (usecases/learning.py) give the answers of the rules applied
+the plain way: ``FixedEarlier.find`` as ``core.recurrence.find`` over the subject's whole pool, and
+``first_detected_from`` as ``core.learning.capa_outcome`` over the service's whole list of incidents.
+
+Pure data, no database: coarse clocks and a few services and words, so that ties (fixes done at the same
+instant, incidents detected at the same instant), the window's edges, an incident that is its own
+earlier one and services spelled in another case all come up often.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from incident_bot.core import learning as rules
+from incident_bot.core import recurrence as rec_rules
+from incident_bot.core import similarity
+from incident_bot.usecases.learning import FixedEarlier, first_detected_from
+
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
+WINDOW = timedelta(days=3)
+WORDS = ["disk", "full", "slow", "cpu", "dns", "cache"]
+SERVICES = ["db", "DB", "web", None]
+
+hours = st.integers(0, 48).map(lambda k: T0 + timedelta(hours=6 * k))  # 12 days, 6-hour steps: ties, edges
+
+
+@st.composite
+def earlier_incident(draw: st.DrawFn, number: int) -> rec_rules.Earlier:
+    cand = similarity.Candidate(
+        number=number, ref=f"INC-{number}", title=f"incident {number}", detected_at=draw(hours), resolved_at=T0,
+        service=draw(st.sampled_from(SERVICES)), service_id=draw(st.sampled_from([None, "P1", "P2"])),
+        title_terms=frozenset(draw(st.sets(st.sampled_from(WORDS), max_size=4))),
+        body_terms=frozenset(draw(st.sets(st.sampled_from(WORDS), max_size=3))))
+    fixes = draw(st.lists(st.builds(rec_rules.Fix, st.integers(1, 10_000), st.just("fix"), hours),
+                          min_size=1, max_size=3))
+    return rec_rules.Earlier(cand, tuple(fixes))
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[rec_rules.Earlier], list[similarity.Subject], frozenset[str]]:
+    numbers = draw(st.lists(st.integers(1, 60), unique=True, max_size=30))
+    earlier = [draw(earlier_incident(n)) for n in numbers]
+    subjects = []
+    for _ in range(draw(st.integers(1, 8))):
+        subjects.append(similarity.Subject(
+            number=draw(st.integers(1, 70)), detected_at=draw(hours), service=draw(st.sampled_from(SERVICES)),
+            service_id=draw(st.sampled_from([None, "P1", "P2"])),
+            title_words={w: w.upper() for w in draw(st.sets(st.sampled_from(WORDS), max_size=4))},
+            body_words={w: w for w in draw(st.sets(st.sampled_from(WORDS), max_size=3))}))
+    counted = frozenset(draw(st.sets(st.sampled_from(WORDS))))
+    return earlier, subjects, counted
+
+
+def pool_of(subject: similarity.Subject, earlier: list[rec_rules.Earlier], counted: frozenset[str]
+            ) -> list[rec_rules.Earlier]:
+    """The pool as the digest built it before the index: same service key, or a counted word shared."""
+    by_service: dict[str, list[rec_rules.Earlier]] = defaultdict(list)
+    by_word: dict[str, list[rec_rules.Earlier]] = defaultdict(list)
+    for e in earlier:
+        for key in {(e.incident.service or "").casefold(), e.incident.service_id or ""} - {""}:
+            by_service[key].append(e)
+        for stem in e.incident.title_terms | e.incident.body_terms:
+            by_word[stem].append(e)
+    pool = {id(e): e for key in {(subject.service or "").casefold(), subject.service_id or ""} - {""}
+            for e in by_service.get(key, [])}
+    pool.update({id(e): e for s in subject.stems & counted for e in by_word.get(s, [])})
+    return list(pool.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories())
+def test_recurrence_found_from_the_index_is_the_rule_over_the_whole_pool(history) -> None:  # type: ignore[no-untyped-def]
+    earlier, subjects, counted = history
+    index = FixedEarlier(earlier)
+    for subject in subjects:
+        expected = rec_rules.find(subject, pool_of(subject, earlier, counted), counted, window=WINDOW)
+        assert index.find(subject, counted, WINDOW) == expected
+
+
+def test_both_walks_are_taken_and_agree() -> None:
+    """The walk over everyone's fixes gives up when it has met as many fixes as the pool has members; the
+    pool's own order then answers. A history where each happens, checked against the rule."""
+    def incident(n: int, service: str, done_hours: list[int]) -> rec_rules.Earlier:
+        cand = similarity.Candidate(number=n, ref=f"INC-{n}", title="t", detected_at=T0, service=service)
+        return rec_rules.Earlier(cand, tuple(rec_rules.Fix(n * 10 + k, "fix", T0 + timedelta(hours=h))
+                                            for k, h in enumerate(done_hours)))
+
+    # One incident on "db" fixed early, forty on other services fixed later: the walk from the latest
+    # fix meets forty fixes of others before db's, more than db's pool of one: it gives up.
+    earlier = [incident(1, "db", [1]), *(incident(n, f"svc{n}", [10 + n]) for n in range(2, 42))]
+    subject = similarity.Subject(number=100, detected_at=T0 + timedelta(hours=60), service="db")
+    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.previous.ref == "INC-1"
+    pool = pool_of(subject, earlier, frozenset())
+    assert found == rec_rules.find(subject, pool, frozenset(), window=timedelta(days=3))
+    # And with db fixed last, the walk finds it first.
+    earlier[0] = incident(1, "db", [59])
+    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.capa_done == T0 + timedelta(hours=59)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(hours, st.integers(1, 30)), max_size=25, unique_by=lambda x: x[1]), hours,
+       st.integers(1, 30), hours)
+def test_capa_outcome_from_the_first_two_is_the_rule_over_the_whole_service(incidents, done_at, own, now) -> None:  # type: ignore[no-untyped-def]
+    on_service = [(number, f"INC-{number}", at) for at, number in incidents]
+    capa = rules.DoneCapa(action_id=1, title="fix", incident_number=own, incident_ref=f"INC-{own}", service="db",
+                          done_at=done_at)
+    ordered = sorted((at, ref, number) for number, ref, at in on_service)
+    assert rules.capa_outcome(capa, first_detected_from(ordered, done_at), window=WINDOW, now=now) == \
+        rules.capa_outcome(capa, on_service, window=WINDOW, now=now)
