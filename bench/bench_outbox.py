@@ -27,17 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from sqlalchemy import func, select
 
 from storage.db import make_engine, session_scope
-from storage.models import OutboxMessage
 
 
 def unpaced_left(engine: Any, paced: frozenset[str]) -> int:
     with session_scope(engine) as s:
-        return int(s.execute(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.status.in_(("pending", "inflight")),  # type: ignore[attr-defined]
-            OutboxMessage.method.not_in(paced))).scalar_one())  # type: ignore[attr-defined]
+        return harness.outbox_left(s, paced)
 
 
 def bot_settings(url: str, slack: Any, threads: int) -> Any:

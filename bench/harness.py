@@ -356,24 +356,30 @@ PACED_METHODS = ("conversations.setTopic", "conversations.invite", "incident.inv
                  "incident.invite_pd_user")
 
 
+def outbox_left(session: Any, ignore_methods: tuple[str, ...] | frozenset[str] = ()) -> int:
+    """Outbox rows pending or in flight, leaving aside those of ``ignore_methods``."""
+    from sqlalchemy import func, select
+
+    from storage.models import OutboxMessage
+
+    return int(session.execute(
+        select(func.count()).select_from(OutboxMessage)
+        .where(OutboxMessage.status.in_(("pending", "inflight")),  # type: ignore[attr-defined]
+               OutboxMessage.method.not_in(tuple(ignore_methods)))).scalar_one())  # type: ignore[attr-defined]
+
+
 def wait_drained(db_url: str, timeout: float = 120.0, ignore_methods: tuple[str, ...] = ()) -> bool:
     """Until neither the inbox nor the outbox has work left (every Slack call made), leaving aside the
     outbox rows of ``ignore_methods``. True if in time."""
-    from sqlalchemy import func, select
-
     from incident_bot.pipeline import inbox
     from storage.db import make_engine, session_scope
-    from storage.models import OutboxMessage
 
     engine = make_engine(db_url)
-    left = (select(func.count()).select_from(OutboxMessage)
-            .where(OutboxMessage.status.in_(("pending", "inflight")),  # type: ignore[attr-defined]
-                   OutboxMessage.method.not_in(ignore_methods)))  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with session_scope(engine) as s:
-                if not inbox.has_work(s) and not s.execute(left).scalar_one():
+                if not inbox.has_work(s) and not outbox_left(s, ignore_methods):
                     return True
             time.sleep(0.1)
         return False

@@ -22,25 +22,32 @@ def wait_until(cond, what: str) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.005)
 
 
-def test_the_gate_serves_waiters_in_arrival_order() -> None:
-    gate = TicketGate()
-    gate.acquire()  # held by the test
+def served_in_turn(gate: TicketGate, plan: list[tuple[str, bool]]) -> list[str]:
+    """With the gate held by the caller, queue one thread per ``(name, background)`` in that order (each in
+    line before the next starts), release, and return the names in the order the gate served them."""
     order: list[str] = []
 
-    def take(name: str) -> None:
-        gate.acquire()
+    def take(name: str, background: bool) -> None:
+        gate.acquire(background=background)
         order.append(name)
         gate.release()
 
     threads = []
-    for i, name in enumerate(("first", "second", "third")):
-        t = threading.Thread(target=take, args=(name,))
+    for i, (name, background) in enumerate(plan):
+        t = threading.Thread(target=take, args=(name, background))
         t.start()
         threads.append(t)
         wait_until(lambda n=i + 1: gate.waiting == n, f"{name} in line")
     gate.release()
     for t in threads:
         t.join(BOUND)
+    return order
+
+
+def test_the_gate_serves_waiters_in_arrival_order() -> None:
+    gate = TicketGate()
+    gate.acquire()  # held by the test
+    order = served_in_turn(gate, [("first", False), ("second", False), ("third", False)])
     assert order == ["first", "second", "third"]
     assert gate.waiting == 0
     gate.acquire()  # free again: taken at once
@@ -52,24 +59,8 @@ def test_requests_go_before_background_workers_but_workers_are_not_starved() -> 
 
     gate = TicketGate()
     gate.acquire()  # held by the test
-    order: list[str] = []
-
-    def take(name: str, background: bool) -> None:
-        gate.acquire(background=background)
-        order.append(name)
-        gate.release()
-
-    threads = []
     # A worker queues first, then more requests than the fairness bound.
-    plan = [("worker", True)] + [(f"request{i}", False) for i in range(FAIR_EVERY + 2)]
-    for i, (name, background) in enumerate(plan):
-        t = threading.Thread(target=take, args=(name, background))
-        t.start()
-        threads.append(t)
-        wait_until(lambda n=i + 1: gate.waiting == n, f"{name} in line")
-    gate.release()
-    for t in threads:
-        t.join(BOUND)
+    order = served_in_turn(gate, [("worker", True)] + [(f"request{i}", False) for i in range(FAIR_EVERY + 2)])
     # The first hand-over goes to a request although the worker came first; after FAIR_EVERY requests in a
     # row the waiting worker gets its turn, then the last requests.
     assert order[:FAIR_EVERY] == [f"request{i}" for i in range(FAIR_EVERY)]
