@@ -48,6 +48,9 @@ class PagerDutyApplier:
     def __init__(self, settings: Settings, *, imported: bool = False) -> None:
         self.settings = settings
         self.imported = imported
+        # A live delivery's new timeline and outbox rows are written with the batch's (no savepoint here);
+        # an import reads its own rows back ("said already"), through the ORM.
+        self.writes_at_end = not imported
 
     def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
         ids = {r.subject_id for r in rows if r.subject_id}

@@ -15,9 +15,11 @@ logs and ``incident-bot inbox list --failed``, and never blocks the rows behind 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,7 +54,9 @@ class Applied:
 
 
 class Applier(Protocol):
-    """One source's way to apply its stored rows (PagerDuty deliveries, Slack requests...)."""
+    """One source's way to apply its stored rows (PagerDuty deliveries, Slack requests...). An applier
+    that uses no savepoint may set ``writes_at_end = True``: its batch's new timeline and outbox rows are
+    then written together at the end of its rows (``storage.repo.written_at_end``)."""
 
     def plan(self, session: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None: ...
 
@@ -129,15 +133,20 @@ class FoldWorker(LoopWorker):
         # Grouped by subject (an incident's deliveries together, in arrival order): locks are already
         # held, and the incident's messages are queued in the order its inputs arrived.
         finished: list[tuple[InboxDelivery, Applied]] = []
-        for row in sorted(rows, key=lambda r: (r.source, r.subject_id or "", r.id or 0)):
-            applier = self.appliers.get(row.source)
+        ordered = sorted(rows, key=lambda r: (r.source, r.subject_id or "", r.id or 0))
+        for source, group in itertools.groupby(ordered, key=lambda r: r.source):
+            applier = self.appliers.get(source)
             if applier is None:
-                log.warning("fold: no applier for source %r (row %s); ignored", row.source, row.id)
-                finished.append((row, Applied("ignored")))
+                for row in group:
+                    log.warning("fold: no applier for source %r (row %s); ignored", row.source, row.id)
+                    finished.append((row, Applied("ignored")))
                 continue
-            done = applier.apply(s, row)
-            if done.outcome != "deferred":  # a deferred row was kept by its applier (inbox.defer)
-                finished.append((row, done))
+            # An applier whose rows use no savepoint has its new timeline and outbox rows written together.
+            with repo.written_at_end(s) if getattr(applier, "writes_at_end", False) else nullcontext():
+                for row in group:
+                    done = applier.apply(s, row)
+                    if done.outcome != "deferred":  # a deferred row was kept by its applier (inbox.defer)
+                        finished.append((row, done))
         # Marked done together at the end: one multi-row UPDATE instead of one per row.
         for row, done in finished:
             inbox.finish(s, row, outcome=done.outcome, incident_id=done.incident_id)

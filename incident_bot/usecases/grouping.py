@@ -118,7 +118,7 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
     joins coalesce); once it has been sent, the next join starts a new one."""
     assert inc.id is not None
     key = order_key(inc.id)
-    held: dict[int, OutboxMessage] = session.info.setdefault("storm_rows", {})
+    held: dict[int, OutboxMessage | repo.QueuedCall] = session.info.setdefault("storm_rows", {})
     row = held.get(inc.id)  # this transaction's line for the incident: found or queued by an earlier join
     if row is None:
         row = _pending_line(session, key, inc.id)
@@ -131,7 +131,6 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
         count = int(storm["count"]) + 1
         titles = [*storm.get("titles", []), title][:3]
         row.payload = _payload(count, service, first, last, titles)  # reassigned: JSON column saved
-        session.add(row)
         return
     # Held a few seconds: the joins that follow are counted into it instead of each posting a line (the
     # incident's later messages do not wait for it: outbox.HELD). The dedup key is unique (a uuid):
