@@ -94,6 +94,9 @@ def profile_summary(raw: Path, seconds: float, rate: int = 250) -> dict[str, Any
 # -- the benchmark ----------------------------------------------------------------------------------
 
 ACCEPT_ONLY = "ours --no-worker"
+# The split topology whole: the accept-only replica and an `incident-bot worker` process folding and
+# delivering beside it (the CPU of both is counted).
+SPLIT = "ours split"
 # fewer transactions in flight per replica: see the notes in RESULTS.md
 TUNED = {"DB_POOL_SIZE": "2", "DB_POOL_OVERFLOW": "0"}
 
@@ -109,11 +112,14 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
     with harness.database(backend, tmp, name, migrate=app != "reference") as url, \
             contextlib.ExitStack() as stack:
         servers = [stack.enter_context(harness.ours(url, slack, tmp, f"{name}_{i}", profile=profile,
-                                                    accept_only=app == ACCEPT_ONLY, **(env or {}))
+                                                    accept_only=app in (ACCEPT_ONLY, SPLIT), **(env or {}))
                                        if app != "reference" else harness.reference(url, tmp, name))
                    for i in range(replicas)]
+        pids = [srv.pid for srv in servers]
+        if app == SPLIT:
+            pids.append(stack.enter_context(harness.worker(url, slack, tmp, name)).pid)
         urls = ",".join(srv.url for srv in servers)
-        cpu0 = sum(harness.cpu_seconds(srv.pid) for srv in servers)
+        cpu0 = sum(harness.cpu_seconds(pid) for pid in pids)
         if mode == "closed":
             doc = harness.loadgen(urls, workload="pd-mix", mode="closed", concurrency=args.concurrency,
                           duration=args.duration, warmup=2, secret=PD_SECRET, prefix="PC", seed=1)
@@ -121,8 +127,8 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
             doc = harness.loadgen(urls, workload="pd-mix", mode="open", rate=rate, duration=args.duration, warmup=1,
                           secret=PD_SECRET, prefix="PO", seed=2)
         # under py-spy the pid is py-spy's: its CPU is not the server's
-        doc["server_cpu_s"] = None if profile else round(sum(harness.cpu_seconds(s.pid) for s in servers) - cpu0, 2)
-        if app == "ours":
+        doc["server_cpu_s"] = None if profile else round(sum(harness.cpu_seconds(pid) for pid in pids) - cpu0, 2)
+        if app in ("ours", SPLIT):
             doc["fold_lag"] = fold_lag(url)
     return {"app": label, "backend": backend, "mode": mode, "rate": rate, **doc}
 
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--apps", default=f"reference,ours,{ACCEPT_ONLY}",
                    help="reference: the minimal handler; ours: `serve` (workers in-process, the default "
-                        "topology); ours --no-worker: the accept-only replica of the split topology")
+                        "topology); ours --no-worker: the accept-only replica of the split topology; "
+                        "ours split: that replica with an `incident-bot worker` process beside it")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rate", type=float, default=200.0, help="open-loop rate of the goal")

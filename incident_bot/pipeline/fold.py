@@ -147,9 +147,9 @@ class FoldWorker(LoopWorker):
                     done = applier.apply(s, row)
                     if done.outcome != "deferred":  # a deferred row was kept by its applier (inbox.defer)
                         finished.append((row, done))
-        # Marked done together at the end: one multi-row UPDATE instead of one per row.
-        for row, done in finished:
-            inbox.finish(s, row, outcome=done.outcome, incident_id=done.incident_id)
+        # Marked done together at the end: one statement for the batch.
+        inbox.finish_many(s, [(row.id, done.outcome, done.incident_id) for row, done in finished
+                              if row.id is not None])
 
     def _apply_alone(self, row_id: int) -> None:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Integer, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -92,6 +92,27 @@ def finish(session: Session, row: InboxDelivery, *, outcome: str, incident_id: i
     row.last_error = None
     row.payload = None  # the effect is in the incident tables now; the raw input is not needed
     session.add(row)
+
+
+# One UPDATE for a batch's rows, executed many times with their parameters (psycopg pipelines it).
+_FINISH_MANY = (update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+                .values(status=DONE, outcome=bindparam("row_outcome"), done_at=bindparam("now"),
+                        incident_id=func.coalesce(bindparam("row_incident", type_=Integer), _TABLE.c.incident_id),
+                        last_error=None, payload=None))
+
+
+def finish_many(session: Session, done: list[tuple[int, str, int | None]]) -> None:
+    """:func:`finish` for a batch's rows ``(row id, outcome, incident id)`` at its end, as one statement
+    run with each row's values: what the ORM did here (six attributes set on each row, then its
+    unit-of-work) cost a tenth of the fold's CPU. Pending ORM changes are written first, so none of
+    them lands on a row after its done mark."""
+    if not done:
+        return
+    session.flush()
+    now = utcnow()
+    session.connection().execute(_FINISH_MANY, [
+        {"row_id": row_id, "row_outcome": outcome[:16], "row_incident": incident_id, "now": now}
+        for row_id, outcome, incident_id in done])
 
 
 def defer(session: Session, row: InboxDelivery, subject_id: str) -> None:
