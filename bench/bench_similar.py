@@ -31,8 +31,8 @@ import harness
 from harness import DATA, END, PG_BASE
 from sqlalchemy import Engine, delete, event, func, select, text, update
 
+from incident_bot.usecases import incident_list as queries
 from incident_bot.usecases import similar
-from incident_bot.web import queries
 from storage import repo
 from storage.db import make_engine, session_scope
 from storage.models import Counter, Incident

@@ -33,9 +33,9 @@ from incident_bot.bootstrap import build_app
 from incident_bot.config import Settings
 from incident_bot.demo.live_server import LiveServer
 from incident_bot.runtime import freeze_heap
+from incident_bot.usecases.timeline_window import Key
 from incident_bot.web import session as web_session
 from incident_bot.web.settings import web_config
-from incident_bot.web.timeline import Key
 from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import Incident, TimelineEvent

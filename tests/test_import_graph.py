@@ -18,6 +18,9 @@ Rules:
 - a transaction is opened in one place: the use-case runner (``usecases/runner.py``), the pipeline's
   workers (``pipeline/``) and ``storage`` itself. Nothing else imports ``session_scope`` / ``read_scope``,
   builds a ``Session`` or calls ``.begin()``: entry points and adapters call use cases through the runner.
+- an adapter (``web/``) runs no SQL: it imports neither ``sqlmodel`` nor ``sqlalchemy`` (``sqlalchemy.exc``
+  aside, to map a database outage to a 503) nor ``storage``'s queries (``repo``, ``db``, ``text_search``);
+  its reads and writes are use cases, called through the runner (``storage.models`` for a type is allowed).
 """
 
 from __future__ import annotations
@@ -78,6 +81,47 @@ ENTRY_POINTS = ("incident_bot.cli", "incident_bot.bootstrap", "incident_bot.serv
 ])
 def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> None:
     assert offending(layer, forbidden, allowed) == {}
+
+
+# What only use cases (and the pipeline) touch: SQL, and storage's queries, connections and text index.
+STORAGE_INTERNALS = ("sqlmodel", "sqlalchemy", "storage.repo", "storage.db", "storage.text_search")
+DB_OUTAGE = ("sqlalchemy.exc",)  # an adapter may catch a database outage to answer 503
+# The adapters held to it, one entry each.
+STORAGE_FREE_ADAPTERS = ["incident_bot/web"]
+
+
+def modules_named(path: Path) -> set[str]:
+    """What a file imports, dotted in full: ``from storage import repo`` is ``storage.repo`` and
+    ``from sqlalchemy import exc`` is ``sqlalchemy.exc`` (:func:`imports` keeps only the package)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def storage_reached(path: Path) -> list[str]:
+    def under(module: str, prefixes: tuple[str, ...]) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    return sorted(m for m in modules_named(path) if under(m, STORAGE_INTERNALS) and not under(m, DB_OUTAGE))
+
+
+@pytest.mark.parametrize("adapter", STORAGE_FREE_ADAPTERS)
+def test_adapters_reach_storage_only_through_use_cases(adapter: str) -> None:
+    bad = {str(p.relative_to(ROOT)): found for p in files(adapter) if (found := storage_reached(p))}
+    assert bad == {}, "move the query into a use case (usecases/) and call it through usecases.runner"
+
+
+def test_the_storage_rule_sees_each_way_of_importing(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from storage import models, repo\nimport storage.db\nfrom sqlmodel import Session\n"
+                      "from sqlalchemy import exc, select\nfrom sqlalchemy.exc import OperationalError\n"
+                      "from storage.models import Incident\nimport sqlalchemy.exc\n"
+                      "def f():\n    from storage.text_search import matching\n")
+    assert storage_reached(sample) == ["sqlalchemy.select", "sqlmodel.Session", "storage.db", "storage.repo",
+                                       "storage.text_search.matching"]
 
 
 def test_only_the_slack_adapter_speaks_slack() -> None:

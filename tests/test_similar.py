@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from incident_bot.demo import pagerduty_payloads as pd
+from incident_bot.usecases import incident_list as queries
 from incident_bot.usecases import learning
 from incident_bot.usecases import similar as svc
-from incident_bot.web import queries
 from storage.db import session_scope
 from storage.models import Incident
 

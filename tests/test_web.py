@@ -23,10 +23,10 @@ from incident_bot.core.rca_parts import BOOKKEEPING_KINDS
 from incident_bot.demo.live_server import LiveServer
 from incident_bot.demo.slack_standin import SlackStandIn
 from incident_bot.slack.mrkdwn import row_plain
+from incident_bot.usecases.timeline_window import LATEST_ROWS
 from incident_bot.web import session as web_session
 from incident_bot.web.auth import safe_next
 from incident_bot.web.settings import web_config
-from incident_bot.web.timeline import LATEST_ROWS
 from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, TimelineEvent

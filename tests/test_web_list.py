@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from incident_bot.usecases.incident_list import BadFilter, IncidentFilter, IncidentPage, list_incidents, services
 from incident_bot.usecases.incidents import NewIncident, open_incident
-from incident_bot.web.queries import BadFilter, IncidentFilter, IncidentPage, list_incidents, services
 from storage.db import session_scope
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

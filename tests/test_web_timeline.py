@@ -1,5 +1,5 @@
-"""The incident page's window of the timeline (web/timeline.py, web/incident_doc.py) on SQLite and
-PostgreSQL, checked against the database: walks in both directions with no gap and no duplicate,
+"""The incident page's window of the timeline (usecases/timeline_window.py, usecases/incident_page.py) on
+SQLite and PostgreSQL, checked against the database: walks in both directions with no gap and no duplicate,
 milestones that no row marks shown once, edited cursors, the counts, and the page's RCA equal to the
 export's when the timeline fits one window. The page over HTTP and in a browser: test_web.py and
 test_web_browser.py."""
@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import Engine, or_, select
 
 from incident_bot.core.rca_parts import BOOKKEEPING_KINDS
+from incident_bot.usecases import timeline_window as timeline
+from incident_bot.usecases.incident_page import page_document
 from incident_bot.usecases.rca import rca_document
-from incident_bot.web import timeline
-from incident_bot.web.incident_doc import page_document
-from incident_bot.web.timeline import START, BadCursor, Key, Window, WindowRequest
+from incident_bot.usecases.timeline_window import START, BadCursor, Key, Window, WindowRequest
 from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, TimelineEvent

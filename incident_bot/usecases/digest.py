@@ -287,6 +287,12 @@ def already_posted(session: Session, key: str) -> DigestRun | None:
     return session.execute(select(DigestRun).where(DigestRun.period_key == key)).scalar_one_or_none()
 
 
+def posted_digests(session: Session) -> list[DigestRun]:
+    """Every period whose digest was posted (claimed and queued), newest first (``/ui/digests``)."""
+    stmt = select(DigestRun).where(or_(DigestRun.status == "enqueued", DigestRun.outbox_id.is_not(None)))  # type: ignore[union-attr]
+    return list(session.execute(stmt.order_by(DigestRun.since.desc())).scalars())  # type: ignore[attr-defined]
+
+
 def posted_before(session: Session, since: datetime) -> bool:
     """Has a digest of an earlier period been posted here? (The scheduler catches up only then.)"""
     stmt = select(DigestRun.id).where(DigestRun.until <= since).limit(1)  # type: ignore[arg-type,operator]

@@ -60,7 +60,8 @@ def _timeline_rows(session: Session, incident_id: int) -> list[TimelineRow]:
     return [TimelineRow(*row) for row in session.execute(stmt).all()]
 
 
-def _actions(session: Session, incident_id: int) -> list[ActionItem]:
+def actions_of(session: Session, incident_id: int) -> list[ActionItem]:
+    """The incident's CAPA items (the export's RCA and the incident page's)."""
     stmt = select(ActionItem).where(ActionItem.incident_id == incident_id)  # type: ignore[arg-type]
     return list(session.execute(stmt).scalars())
 
@@ -91,7 +92,7 @@ def quality(session: Session, inc: Incident, *, items: list[ActionItem] | None =
     """What is missing before this RCA can be final (core/rca_review.py). ``actors``: the timeline's
     actors when the caller has read them already (an RCA of 5,000 rows need not read them twice)."""
     assert inc.id is not None
-    items = _actions(session, inc.id) if items is None else items
+    items = actions_of(session, inc.id) if items is None else items
     found, _problems = language_findings(session, inc, people=people, actors=actors,
                                          owners=[a.owner_id for a in items])
     facts = [rca_review.ActionFacts(a.id, a.type, a.status, a.owner_id, a.due_date) for a in items]
@@ -105,7 +106,7 @@ def rca_document(session: Session, inc: Incident, *, today: date | None = None,
     assert inc.id is not None
     today = today or datetime.now(UTC).date()
     rows = _timeline_rows(session, inc.id)
-    items = _actions(session, inc.id)
+    items = actions_of(session, inc.id)
     review = review_info(session, inc)
     people = _people(session, inc, rows, items, review)
     # Rows typed in Slack hold mrkdwn: the RCA (Markdown, HTML) shows what people meant, once escaped.

@@ -9,8 +9,9 @@ Served by the bot's own ASGI app, server-rendered (Jinja2, inline SVG from pygal
 CDN, one stylesheet, ``Content-Security-Policy: default-src 'self'``. Off (404) unless Sign in with
 Slack is configured; see :mod:`incident_bot.web.settings`. Modules: ``settings`` (on/off and checks),
 ``session`` (signed cookies), ``oidc`` (Slack's OpenID Connect), ``auth`` (sign-in routes),
-``queries`` (reads), ``timeline`` and ``incident_doc`` (the incident page's window of the timeline and
-its RCA), ``charts`` (SVG), ``render`` (templates and headers), ``pages`` (routes).
+``charts`` (SVG), ``render`` (templates and headers), ``pages`` (routes). What the pages read is use
+cases' (``usecases/incident_list``, ``incident_page`` with ``timeline_window``, ``actions_by_owner``,
+``digest``, ``metrics``), called through the runner: no SQL here (tests/test_import_graph.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The read-only pages: incidents, an incident, metrics, digests, actions (and the stylesheet).
 
-Each route checks the viewer, then reads in one short read transaction (the use-case runner's
+Each route checks the viewer, then calls its use cases (``usecases/``: incident_list, incident_page,
+actions_by_owner, digest, metrics, learning) in one short read transaction (the use-case runner's
 ``read``: no write lock on SQLite) in a worker thread (the database calls are synchronous) and renders a
 template. Bad query parameters are a 400 naming the parameter;
 an unknown incident or digest a 404.
@@ -19,18 +20,22 @@ from starlette.concurrency import run_in_threadpool
 from incident_bot.config import Settings
 from incident_bot.core import schedule
 from incident_bot.core.learning import RECENT, learning_view
+from incident_bot.core.lifecycle import STATUSES
 from incident_bot.core.severity import SEVERITIES
 from incident_bot.runtime import Runtime
 from incident_bot.usecases import digest as digest_service
 from incident_bot.usecases import learning, runner
+from incident_bot.usecases.actions_by_owner import open_actions
 from incident_bot.usecases.digest_chart import trend_charts
+from incident_bot.usecases.incident_list import PERIODS, BadFilter, IncidentFilter, list_incidents, services
+from incident_bot.usecases.incident_page import incident_by_ref, incident_view
 from incident_bot.usecases.metrics import periods_metrics
 from incident_bot.usecases.rca import export_rca
-from incident_bot.web import charts, queries
+from incident_bot.usecases.timeline_window import BadCursor, WindowRequest
+from incident_bot.web import charts
 from incident_bot.web.auth import sign_in_redirect, viewer
 from incident_bot.web.render import Clock, css_response, favicon_response, headers, page
 from incident_bot.web.settings import WebConfig
-from incident_bot.web.timeline import BadCursor, WindowRequest
 from storage.models import utcnow
 
 WEEK_CHOICES = (4, 8, 12, 26, 52)
@@ -72,7 +77,7 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
                   "path": request.url.path}
         try:
             context = await run_in_threadpool(runner.read, rt.engine, load)
-        except (queries.BadFilter, BadCursor) as exc:
+        except (BadFilter, BadCursor) as exc:
             return page("error.html.j2", {**common, "status": 400, "message": str(exc)}, status=400)
         except NotFound as exc:
             return page("error.html.j2", {**common, "status": 404, "message": str(exc)}, status=404)
@@ -97,19 +102,19 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
     @r.get("/ui/incidents")
     async def incidents(request: Request) -> Response:
         def load(s: Any) -> dict[str, Any]:
-            f = queries.IncidentFilter.parse(dict(request.query_params))
-            return {"f": f, "result": queries.list_incidents(s, f), "statuses": queries.STATUSES,
-                    "severities": SEVERITIES, "periods": list(queries.PERIODS), "title": "Incidents"}
+            f = IncidentFilter.parse(dict(request.query_params))
+            return {"f": f, "result": list_incidents(s, f), "statuses": STATUSES,
+                    "severities": SEVERITIES, "periods": list(PERIODS), "title": "Incidents"}
         return await render(request, "incidents.html.j2", load)
 
     @r.get("/ui/incidents/{ref}")
     async def incident(request: Request, ref: str) -> Response:
         def load(s: Any) -> dict[str, Any]:
-            inc = queries.incident_by_ref(s, ref)
+            inc = incident_by_ref(s, ref)
             if inc is None:
                 raise NotFound(f"No incident {ref[:40]}.")
-            view = queries.incident_view(s, inc, today=today(), window=settings.recurrence_delta,
-                                         timeline=WindowRequest.parse(dict(request.query_params)))
+            view = incident_view(s, inc, today=today(), window=settings.recurrence_delta,
+                                 timeline=WindowRequest.parse(dict(request.query_params)))
             return {**view.doc.context(), "view": view, "inc": inc, "title": f"{inc.ref}: {inc.title}",
                     "channel_url": digest_service.channel_url(inc.slack_channel_id), "timeline_page": view.timeline}
         return await render(request, "incident.html.j2", load)
@@ -122,7 +127,7 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
             return Response("Unknown format: use rca.md or rca.html", status_code=404, headers=headers())
 
         def load(s: Any) -> tuple[str, str] | None:
-            inc = queries.incident_by_ref(s, ref)
+            inc = incident_by_ref(s, ref)
             if inc is None:
                 return None
             return inc.ref, export_rca(s, inc.ref, fmt, settings.rca_templates_dir, today=today(),
@@ -143,30 +148,30 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
             service = (p.get("service") or "").strip()
             weeks_text = (p.get("weeks") or "12").strip()
             if severity and severity not in SEVERITIES:
-                raise queries.BadFilter(f"severity must be one of {', '.join(SEVERITIES)}")
+                raise BadFilter(f"severity must be one of {', '.join(SEVERITIES)}")
             if not weeks_text.isdigit() or int(weeks_text) not in WEEK_CHOICES:
-                raise queries.BadFilter(f"weeks must be one of {', '.join(map(str, WEEK_CHOICES))}")
+                raise BadFilter(f"weeks must be one of {', '.join(map(str, WEEK_CHOICES))}")
             if len(service) > 255:
-                raise queries.BadFilter("service is limited to 255 characters")
+                raise BadFilter("service is limited to 255 characters")
             weeks = int(weeks_text)
             now = utcnow()
             kb = learning.keeps_breaking_doc(s, now - RECENT, now, now=now, window=settings.recurrence_delta)
             return {"charts": _metric_weeks(s, settings, weeks, severity, service), "severity": severity,
                     "keeps_breaking": learning_view(kb),
                     "service": service, "weeks": weeks, "week_choices": WEEK_CHOICES, "severities": SEVERITIES,
-                    "services": queries.services(s), "title": "Metrics"}
+                    "services": services(s), "title": "Metrics"}
         return await render(request, "metrics.html.j2", load)
 
     @r.get("/ui/digests")
     async def digests(request: Request) -> Response:
         def load(s: Any) -> dict[str, Any]:
-            return {"runs": queries.posted_digests(s), "title": "Digests"}
+            return {"runs": digest_service.posted_digests(s), "title": "Digests"}
         return await render(request, "digests.html.j2", load)
 
     @r.get("/ui/digests/{period_key}")
     async def digest(request: Request, period_key: str) -> Response:
         def load(s: Any) -> dict[str, Any]:
-            run = queries.digest_run(s, period_key)
+            run = digest_service.already_posted(s, period_key)
             if run is None:
                 raise NotFound(f"No digest was posted for {period_key[:64]}.")
             view = digest_service.digest_view(s, settings, run.since, run.until, now=_posted_at(run))
@@ -178,7 +183,7 @@ def build(rt: Runtime, config: WebConfig) -> APIRouter:
     @r.get("/ui/actions")
     async def actions(request: Request) -> Response:
         def load(s: Any) -> dict[str, Any]:
-            groups = queries.open_actions(s, today=today())
+            groups = open_actions(s, today=today())
             return {"groups": groups, "total": sum(len(g.actions) for g in groups),
                     "overdue": sum(g.overdue for g in groups), "today": today(), "title": "Actions"}
         return await render(request, "actions.html.j2", load)

@@ -1,9 +1,10 @@
-"""The incident page's RCA: the export's content (core/rca.py) with a window of the timeline.
+"""The incident page's content (``/ui/incidents/INC-n``): its RCA with a window of the timeline, its
+PagerDuty links, metrics and review state.
 
 :func:`incident_bot.usecases.rca.rca_document` reads every timeline row, which the export needs and
-a page does not (web/timeline.py says why and how the page reads less). This module loads the same
-things as that function, in the same way, except the timeline: the window asked for, the rows that
-mark a milestone or a role, the latest status updates and bookkeeping rows, and the database's
+a page does not (usecases/timeline_window.py says why and how the page reads less). :func:`page_document`
+loads the same things as that function, in the same way, except the timeline: the window asked for, the
+rows that mark a milestone or a role, the latest status updates and bookkeeping rows, and the database's
 counts for the rest. tests/test_web_timeline.py checks that for an incident whose timeline fits one
 window the page's document equals the export's, so a change to one that the other misses fails there.
 """
@@ -20,7 +21,7 @@ from sqlmodel import Session
 from incident_bot.core import recurrence
 from incident_bot.core.lifecycle import MILESTONES
 from incident_bot.core.markup import row_plain
-from incident_bot.core.rca import RcaDocument, build_rca
+from incident_bot.core.rca import RcaDocument, build_rca, safe_url
 from incident_bot.core.rca_parts import (
     BOOKKEEPING_KINDS,
     COMMUNICATION_KINDS,
@@ -33,12 +34,19 @@ from incident_bot.core.rca_parts import (
     participants,
     unmarked_milestones,
 )
-from incident_bot.usecases import similar
-from incident_bot.usecases.directory import directory
-from incident_bot.usecases.rca import action_rows, incident_facts, quality, review_info
-from incident_bot.web import timeline
-from incident_bot.web.timeline import DEFAULT_ROWS, START, Key, WindowRequest
-from storage.models import ActionItem, Incident
+from incident_bot.usecases import similar, timeline_window
+from incident_bot.usecases.directory import directory, display_names
+from incident_bot.usecases.metrics import METRIC_KEYS, incident_metrics
+from incident_bot.usecases.rca import action_rows, actions_of, incident_facts, quality, review_info
+from incident_bot.usecases.timeline_window import DEFAULT_ROWS, START, Key, WindowRequest
+from storage import repo
+from storage.models import Incident, PagerDutyLink
+
+
+def incident_by_ref(session: Session, ref: str) -> Incident | None:
+    """The incident the page's address names, or None (the page answers 404)."""
+    return repo.incident_by_ref(session, ref)
+
 
 _ID_IN_TEXT = re.compile(r"\b([UW][A-Z0-9]{2,})\b")  # as usecases/rca.py: ids named in a text
 
@@ -68,12 +76,12 @@ def page_document(session: Session, inc: Incident, req: WindowRequest, *, today:
                   window: timedelta = recurrence.DEFAULT_WINDOW) -> tuple[RcaDocument, TimelinePage]:
     """The RCA as the page shows it, and the window's facts for its links."""
     assert inc.id is not None
-    summary = timeline.summary(session, inc.id)
-    marks = timeline.marking_rows(session, inc.id)
-    win = timeline.window(session, inc.id, req)
-    comm_rows = timeline.latest(session, inc.id, sorted(COMMUNICATION_KINDS))
-    book_rows = timeline.latest(session, inc.id, sorted(BOOKKEEPING_KINDS), bookkeeping=True)
-    items = list(session.execute(select(ActionItem).where(ActionItem.incident_id == inc.id)).scalars())  # type: ignore[arg-type]
+    summary = timeline_window.summary(session, inc.id)
+    marks = timeline_window.marking_rows(session, inc.id)
+    win = timeline_window.window(session, inc.id, req)
+    comm_rows = timeline_window.latest(session, inc.id, sorted(COMMUNICATION_KINDS))
+    book_rows = timeline_window.latest(session, inc.id, sorted(BOOKKEEPING_KINDS), bookkeeping=True)
+    items = actions_of(session, inc.id)
     review = review_info(session, inc)
     shown = [*marks, *(r for _, r in win.rows), *comm_rows, *book_rows]
     people = directory(session, [
@@ -117,3 +125,51 @@ def page_document(session: Session, inc: Incident, req: WindowRequest, *, today:
         communications=(len(parts.communications), summary.communications),
         appendix=(len(parts.appendix), summary.bookkeeping))
 
+
+
+@dataclass(frozen=True)
+class PagerDutyRef:
+    incident_id: str
+    url: str | None
+    service: str | None
+    primary: bool
+
+
+@dataclass
+class IncidentView:
+    incident: Incident
+    doc: RcaDocument
+    pagerduty: list[PagerDutyRef]
+    commander: str | None
+    metrics: dict[str, int | None]
+    review: str  # the RCA's state, in words
+    timeline: TimelinePage  # the window of the timeline shown, and the links to the others
+
+
+def incident_view(session: Session, inc: Incident, *, today: date, window: timedelta = timedelta(days=30),
+                  timeline: WindowRequest | None = None) -> IncidentView:
+    """The page's content; its RCA shows the window ``timeline`` of the timeline (usecases/timeline_window.py)."""
+    assert inc.id is not None
+    doc, page = page_document(session, inc, timeline or WindowRequest(), today=today, window=window)
+    links = session.execute(select(PagerDutyLink).where(PagerDutyLink.incident_id == inc.id)  # type: ignore[arg-type]
+                            .order_by(PagerDutyLink.primary.desc(), PagerDutyLink.created_at)).scalars()  # type: ignore[attr-defined]
+    pd = [PagerDutyRef(p.pagerduty_incident_id, safe_url(p.url), p.service_name, p.primary) for p in links]
+    if inc.pagerduty_incident_id and not any(p.incident_id == inc.pagerduty_incident_id for p in pd):
+        pd.insert(0, PagerDutyRef(inc.pagerduty_incident_id, safe_url(inc.pagerduty_url), None, True))
+    metrics = incident_metrics(session, inc.id) or dict.fromkeys(METRIC_KEYS, None)
+    names = display_names(session, [inc.commander_id])
+    return IncidentView(incident=inc, doc=doc, pagerduty=pd, commander=names.get(inc.commander_id or "",
+                        inc.commander_id), metrics=metrics, review=review_state(inc, doc), timeline=page)
+
+
+def review_state(inc: Incident, doc: RcaDocument) -> str:
+    """Published once the incident is closed (closing is publishing the RCA); a draft before, with
+    how many of its written sections are still to fill."""
+    written = [s for s in doc.sections if s.kind in ("text", "lessons")]
+    todo = sum(1 for s in written if s.empty)
+    if inc.status == "closed":
+        note = f" (closed without a complete RCA: {inc.close_override_reason})" if inc.close_override_reason else ""
+        return f"Published{note}"
+    if todo:
+        return f"Draft: {todo} of {len(written)} sections still to fill"
+    return "Draft: every section written, ready for review"

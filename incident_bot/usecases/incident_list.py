@@ -1,6 +1,6 @@
-"""What the pages read: column selects on indexed columns, one short read transaction per page.
+"""The incident list (``/ui/incidents``): filters, search, pages, and the service names to filter by.
 
-The incident list has to stay fast at 100,000 incidents (bench/bench_web.py):
+It has to stay fast at 100,000 incidents (bench/bench_web.py):
 - it pages by ``number`` with a cursor (``?before=N`` / ``?after=N``, keyset pagination): every page,
   the 1st or the 2,000th, is one ordered range of an index that ends in ``number`` (migration 0009),
   where ``OFFSET`` read and threw away every row before the page;
@@ -9,29 +9,22 @@ The incident list has to stay fast at 100,000 incidents (bench/bench_web.py):
 - the service choices come from a loose index scan (one index probe per service name), not a
   ``DISTINCT`` over every incident.
 The search box is :func:`title_matches`: the text index of storage/text_search.py.
-The incident page shows the RCA export's content with a window of the timeline (web/incident_doc.py,
-web/timeline.py).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlmodel import Session
 
-from incident_bot.core import capa
 from incident_bot.core.lifecycle import STATUSES
-from incident_bot.core.rca import RcaDocument, safe_url
 from incident_bot.core.severity import SEVERITIES
-from incident_bot.usecases.rca import display_names
-from incident_bot.web.incident_doc import TimelinePage, page_document
-from incident_bot.web.timeline import WindowRequest
-from storage import repo, text_search
-from storage.models import ActionItem, DigestRun, Incident, IncidentMetrics, PagerDutyLink, utcnow
+from storage import text_search
+from storage.models import Incident, IncidentMetrics, utcnow
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -182,109 +175,3 @@ def services(session: Session) -> list[str]:
     names = names.union_all(select(following).where(names.c.service.is_not(None)))
     found = session.execute(select(names.c.service).where(names.c.service.is_not(None)).limit(MAX_SERVICES))
     return sorted(s for s in found.scalars() if s)
-
-
-def incident_by_ref(session: Session, ref: str) -> Incident | None:
-    return repo.incident_by_ref(session, ref)
-
-
-@dataclass(frozen=True)
-class PagerDutyRef:
-    incident_id: str
-    url: str | None
-    service: str | None
-    primary: bool
-
-
-@dataclass
-class IncidentView:
-    incident: Incident
-    doc: RcaDocument
-    pagerduty: list[PagerDutyRef]
-    commander: str | None
-    metrics: dict[str, int | None]
-    review: str  # the RCA's state, in words
-    timeline: TimelinePage  # the window of the timeline shown, and the links to the others
-
-
-def incident_view(session: Session, inc: Incident, *, today: date, window: timedelta = timedelta(days=30),
-                  timeline: WindowRequest | None = None) -> IncidentView:
-    """The page's content; its RCA shows the window ``timeline`` of the timeline (web/timeline.py)."""
-    assert inc.id is not None
-    doc, page = page_document(session, inc, timeline or WindowRequest(), today=today, window=window)
-    links = session.execute(select(PagerDutyLink).where(PagerDutyLink.incident_id == inc.id)  # type: ignore[arg-type]
-                            .order_by(PagerDutyLink.primary.desc(), PagerDutyLink.created_at)).scalars()  # type: ignore[attr-defined]
-    pd = [PagerDutyRef(p.pagerduty_incident_id, safe_url(p.url), p.service_name, p.primary) for p in links]
-    if inc.pagerduty_incident_id and not any(p.incident_id == inc.pagerduty_incident_id for p in pd):
-        pd.insert(0, PagerDutyRef(inc.pagerduty_incident_id, safe_url(inc.pagerduty_url), None, True))
-    row = session.get(IncidentMetrics, inc.id)
-    metrics = {k: getattr(row, k) if row else None for k in ("ttd_s", "tta_s", "ttm_s", "ttr_s")}
-    names = display_names(session, [inc.commander_id])
-    return IncidentView(incident=inc, doc=doc, pagerduty=pd, commander=names.get(inc.commander_id or "",
-                        inc.commander_id), metrics=metrics, review=review_state(inc, doc), timeline=page)
-
-
-def review_state(inc: Incident, doc: RcaDocument) -> str:
-    """Published once the incident is closed (closing is publishing the RCA); a draft before, with
-    how many of its written sections are still to fill."""
-    written = [s for s in doc.sections if s.kind in ("text", "lessons")]
-    todo = sum(1 for s in written if s.empty)
-    if inc.status == "closed":
-        note = f" (closed without a complete RCA: {inc.close_override_reason})" if inc.close_override_reason else ""
-        return f"Published{note}"
-    if todo:
-        return f"Draft: {todo} of {len(written)} sections still to fill"
-    return "Draft: every section written, ready for review"
-
-
-@dataclass(frozen=True)
-class ActionView:
-    id: int
-    title: str
-    incident_ref: str
-    type: str
-    priority: str
-    status: str
-    due_date: date | None
-    overdue: bool
-    ticket_url: str | None
-    ticket_link: str | None
-
-
-@dataclass
-class OwnerActions:
-    owner_id: str | None
-    owner: str
-    actions: list[ActionView]
-
-    @property
-    def overdue(self) -> int:
-        return sum(1 for a in self.actions if a.overdue)
-
-
-def open_actions(session: Session, *, today: date) -> list[OwnerActions]:
-    """Open CAPA grouped by owner; owners with overdue items first, then by how many they hold."""
-    a = ActionItem
-    stmt = (select(a.id, a.title, Incident.ref, a.type, a.priority, a.status, a.due_date, a.ticket_url, a.owner_id)
-            .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
-            .where(a.status.in_(capa.OPEN_STATUSES))  # type: ignore[attr-defined]
-            .order_by(a.due_date.is_(None), a.due_date, a.id))  # type: ignore[union-attr]
-    groups: dict[str | None, list[ActionView]] = {}
-    for r in session.execute(stmt):
-        groups.setdefault(r[8], []).append(ActionView(
-            id=r[0], title=r[1], incident_ref=r[2], type=r[3], priority=r[4], status=r[5], due_date=r[6],
-            overdue=capa.is_overdue(r[5], r[6], today), ticket_url=r[7], ticket_link=safe_url(r[7])))
-    names = display_names(session, [k for k in groups if k])
-    out = [OwnerActions(k, names.get(k, k) if k else "no owner", v) for k, v in groups.items()]
-    out.sort(key=lambda g: (-g.overdue, -len(g.actions), g.owner.lower()))
-    return out
-
-
-def posted_digests(session: Session) -> list[DigestRun]:
-    """Every period whose digest was posted (claimed and queued), newest first."""
-    stmt = select(DigestRun).where(or_(DigestRun.status == "enqueued", DigestRun.outbox_id.is_not(None)))  # type: ignore[union-attr]
-    return list(session.execute(stmt.order_by(DigestRun.since.desc())).scalars())  # type: ignore[attr-defined]
-
-
-def digest_run(session: Session, period_key: str) -> DigestRun | None:
-    return session.execute(select(DigestRun).where(DigestRun.period_key == period_key)).scalar_one_or_none()
