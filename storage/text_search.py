@@ -121,11 +121,18 @@ def _row(incident_id: int, title: str | None, service: str | None, description: 
             "service_key": service_key(service), "service_id": service_id}
 
 
+_UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
 def _upsert(conn: Connection, rows: list[dict[str, Any]], names: tuple[str, ...] = _TERMS + _FACETS) -> None:
-    table = IncidentSearch.__table__  # type: ignore[attr-defined]
-    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-    stmt = ins.on_conflict_do_update(index_elements=["incident_id"],
-                                     set_={n: ins.excluded[n] for n in names if n != "incident_id"})
+    # Built once per dialect and column list: building the ``excluded`` columns cost more than running
+    # the statement (every incident a storm opens is indexed).
+    stmt = _UPSERTS.get((conn.dialect.name, names))
+    if stmt is None:
+        table = IncidentSearch.__table__  # type: ignore[attr-defined]
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+        stmt = _UPSERTS[(conn.dialect.name, names)] = ins.on_conflict_do_update(
+            index_elements=["incident_id"], set_={n: ins.excluded[n] for n in names if n != "incident_id"})
     conn.execute(stmt, [{n: r[n] for n in names} for r in rows])
 
 
@@ -148,6 +155,12 @@ def _keep_in_step(session: Session, _flush_context: Any) -> None:
             if isinstance(o, Incident) and o.id is not None and (o in session.new or _changed(o))]
     if rows:
         _upsert(session.connection(), rows)
+
+
+def index_new(session: Session, incidents: list[Incident]) -> None:
+    """Index incidents inserted without a flush (``storage.repo.insert_incident``), in their transaction."""
+    _upsert(session.connection(), [_row(o.id, o.title, o.service, o.description, o.rca, o.number, o.detected_at,
+                                        o.resolved_at, o.pagerduty_service_id) for o in incidents if o.id is not None])
 
 
 def rebuild(conn: Connection, *, chunk: int = 2000, facets: bool = True) -> int:

@@ -17,7 +17,7 @@ from incident_bot.core.lifecycle import MILESTONES, IncidentState, Signal, Trans
 from incident_bot.core.markup import stored
 from incident_bot.core.naming import channel_name, incident_ref
 from incident_bot.pipeline import outbox
-from storage import repo
+from storage import repo, text_search
 from storage.models import Incident, IncidentMetrics, PagerDutyLink, utcnow
 
 # What a channel topic shows (``severity status | ref: title | PagerDuty: url``), snapshot when queued.
@@ -51,6 +51,13 @@ def state_of(inc: Incident) -> IncidentState:
     values = {name: getattr(inc, name) for name in _STATE_FIELDS}
     values["resolve_times"] = tuple(datetime.fromisoformat(t) for t in inc.resolve_times or ())
     return IncidentState(**values)
+
+
+def state_values(state: IncidentState) -> dict[str, Any]:
+    """The lifecycle state as the incident's column values."""
+    values = {name: getattr(state, name) for name in _STATE_FIELDS}
+    values["resolve_times"] = [t.isoformat() for t in state.resolve_times]
+    return values
 
 
 def store_state(inc: Incident, state: IncidentState) -> None:
@@ -151,18 +158,17 @@ def open_incident(session: Session, new: NewIncident, *, announce_channel: str |
     number = repo.next_number(session)
     state = open_state(detected_at=new.detected_at, severity=new.severity,
                        impact_started_at=new.impact_started_at)
-    inc = Incident(
-        number=number, ref=incident_ref(number), title=new.title, description=new.description,
-        service=new.service, origin=new.origin, reporter_id=new.reporter_id,
-        pagerduty_incident_id=new.pagerduty_incident_id, pagerduty_url=new.pagerduty_url,
-        pagerduty_service_id=new.pagerduty_service_id,
-        pagerduty_escalation_policy_id=new.pagerduty_escalation_policy_id,
-        pagerduty_priority=new.pagerduty_priority, pagerduty_urgency=new.pagerduty_urgency,
-        detected_at=new.detected_at, details_at=new.detected_at, rca={},
-    )
-    store_state(inc, state)
-    session.add(inc)
-    session.flush()
+    inc = repo.insert_incident(session, {
+        "number": number, "ref": incident_ref(number), "title": new.title, "description": new.description,
+        "service": new.service, "origin": new.origin, "reporter_id": new.reporter_id,
+        "pagerduty_incident_id": new.pagerduty_incident_id, "pagerduty_url": new.pagerduty_url,
+        "pagerduty_service_id": new.pagerduty_service_id,
+        "pagerduty_escalation_policy_id": new.pagerduty_escalation_policy_id,
+        "pagerduty_priority": new.pagerduty_priority, "pagerduty_urgency": new.pagerduty_urgency,
+        "detected_at": new.detected_at, "details_at": new.detected_at, "rca": {},
+        **state_values(state), "updated_at": utcnow(),
+    })
+    text_search.index_new(session, [inc])
     assert inc.id is not None
     session.info.setdefault("new_incidents", set()).add(inc.id)
     if new.pagerduty_incident_id:
