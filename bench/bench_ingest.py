@@ -179,7 +179,7 @@ def plan(args: argparse.Namespace) -> list[Run]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="sqlite,postgres")
-    p.add_argument("--apps", default=f"reference,ours,{ACCEPT_ONLY}",
+    p.add_argument("--apps", default=f"reference,ours,{ACCEPT_ONLY},{SPLIT}",
                    help="reference: the minimal handler; ours: `serve` (workers in-process, the default "
                         "topology); ours --no-worker: the accept-only replica of the split topology; "
                         "ours split: that replica with an `incident-bot worker` process beside it")
