@@ -18,9 +18,13 @@ Rules:
 - a transaction is opened in one place: the use-case runner (``usecases/runner.py``), the pipeline's
   workers (``pipeline/``) and ``storage`` itself. Nothing else imports ``session_scope`` / ``read_scope``,
   builds a ``Session`` or calls ``.begin()``: entry points and adapters call use cases through the runner.
-- an adapter (``web/``) runs no SQL: it imports neither ``sqlmodel`` nor ``sqlalchemy`` (``sqlalchemy.exc``
-  aside, to map a database outage to a 503) nor ``storage``'s queries (``repo``, ``db``, ``text_search``);
-  its reads and writes are use cases, called through the runner (``storage.models`` for a type is allowed).
+- an adapter (``web/``, ``slack/``, ``trackers/``, ``pagerduty/``) runs no SQL: it imports neither
+  ``sqlmodel`` nor ``sqlalchemy`` (``sqlalchemy.exc`` aside, to map a database outage to a 503 or answer a
+  value the database refused in words) nor ``storage``'s queries (``repo``, ``db``, ``text_search``); its
+  reads and writes are use cases, called through the runner or with the session the pipeline hands it (a
+  fold applier, an outbox job's ``store``), typed as ``usecases.runner.Session``. Allowed: ``storage.models``
+  for a type (and ``utcnow``, the clock the demo scripts), ``storage.limits`` for the column lengths that
+  check input.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...], al
 STORAGE_INTERNALS = ("sqlmodel", "sqlalchemy", "storage.repo", "storage.db", "storage.text_search")
 DB_OUTAGE = ("sqlalchemy.exc",)  # an adapter may catch a database outage to answer 503
 # The adapters held to it, one entry each.
-STORAGE_FREE_ADAPTERS = ["incident_bot/web"]
+STORAGE_FREE_ADAPTERS = ["incident_bot/web", "incident_bot/slack", "incident_bot/trackers", "incident_bot/pagerduty"]
 
 
 def modules_named(path: Path) -> set[str]:

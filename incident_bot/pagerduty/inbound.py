@@ -10,19 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine
-from sqlmodel import Session
-
 from incident_bot.config import Settings
 from incident_bot.pagerduty import translate as meaning
 from incident_bot.pagerduty.events import MalformedDelivery, parse_delivery
 from incident_bot.pipeline import inbox
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.usecases import grouping
 from incident_bot.usecases.backfill import IMPORT_SOURCE  # history read back by `incident-bot backfill pagerduty`
 from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
-from incident_bot.usecases.pagerduty_ingest import bound_times, fold_event, needs_counter
-from storage import repo
+from incident_bot.usecases.pagerduty_ingest import bound_times, fold_event, plan_batch
+from incident_bot.usecases.runner import Engine, Session
 from storage.models import InboxDelivery
 
 SOURCE = "pagerduty"
@@ -53,39 +49,11 @@ class PagerDutyApplier:
         self.writes_at_end = not imported
 
     def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
-        ids = {r.subject_id for r in rows if r.subject_id}
-        plan.pagerduty_ids |= ids
-        new = needs_counter(s, ids, return_new=True)
-        if not new:
-            return
-        plan.may_open = True
-        inbox.expect_subjects(s, IMPORT_SOURCE if self.imported else SOURCE, new)
-        if not grouping.enabled(self.settings):
-            return
-        # A new PagerDuty incident may join the open incident of its service (alert storm): take the
-        # counter lock now (always a batch's first lock), so no other batch opens an incident for these
-        # services until we commit, and name the candidates for the fold to lock in id order.
-        repo.lock_counter(s)
-        triggers = []
-        for r in rows:
-            if r.subject_id in new:
-                pd = _incident_of(s, r)
-                if pd is not None and pd.service_id and pd.created_at:
-                    triggers.append((pd.service_id, pd.created_at))
-        plan.incident_ids |= grouping.candidate_ids(s, self.settings, triggers)
-        s.info["group_candidates_loaded"] = True  # the fold locks and loads them (repo.lock_incidents)
+        plan_batch(s, self.settings, rows, plan, lambda r: _incident_of(s, r),
+                   source=IMPORT_SOURCE if self.imported else SOURCE)
 
     def apply(self, s: Session, row: InboxDelivery) -> Applied:
-        ev = _event_of(s, row)
-        # No autoflush: every query would otherwise first write out everything pending, and a batch runs
-        # hundreds of them (it was a third of the fold's time). The few reads that need pending rows
-        # flush themselves (open_incident); lookups of incidents, links and deferred rows are served from
-        # what the batch loaded under its locks (repo.lock_incidents, inbox.take_deferred).
-        if self.imported:  # imports check "said already" against rows of the same batch: autoflush on
-            result = fold_event(s, self.settings, ev, row, self, imported=True)
-        else:
-            with s.no_autoflush:
-                result = fold_event(s, self.settings, ev, row, self)
+        result = fold_event(s, self.settings, _event_of(s, row), row, self, imported=self.imported)
         return Applied(result.outcome, result.incident_id)
 
     # -- the fold's Reader ----------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from typing import Any
 
 import pagerduty
 from slack_sdk.errors import SlackApiError
-from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, resolve_placeholder
 from incident_bot.pipeline.outbox import intent
+from incident_bot.usecases import incident_changes as svc
 from incident_bot.usecases.incidents import post
-from storage.models import Incident, OutboxMessage, PagerDutyLink
+from incident_bot.usecases.runner import Session
+from storage.models import Incident, OutboxMessage
 
 
 def _pd(ctx: Context) -> Any:
@@ -112,9 +113,8 @@ def pagerduty_page(ctx: Context, row: OutboxMessage, inc: Incident | None, uncer
     pd_id, url = created.get("id"), created.get("html_url")
 
     def store(session: Session) -> None:
-        if pd_id and session.get(PagerDutyLink, pd_id) is None:
-            session.add(PagerDutyLink(pagerduty_incident_id=pd_id, incident_id=inc.id or 0, primary=False,
-                                      url=url, service_name=service.get("name")))
+        if pd_id:
+            svc.paged(session, inc, pagerduty_id=pd_id, url=url, service_name=service.get("name"))
         _tell(inc, intent("pagerduty_paged", ref=inc.ref, service=service.get("name", wanted), url=url))(session)
 
     return Delivered(result={"pagerduty_incident": pd_id}, store=store,

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlmodel import Session
 
 from incident_bot.pipeline.fold import Applied, Plan
 from incident_bot.runtime import Runtime
 from incident_bot.slack import events, interactions, slash_dispatch
 from incident_bot.slack.workspace import workspace_refusal
+from incident_bot.usecases.runner import Session, savepoint
+from incident_bot.usecases.user_views import respond
 from storage.models import InboxDelivery
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,9 @@ def apply_slack(s: Session, rt: Runtime, row: InboxDelivery) -> str:
         return "ignored"
     kind = row.event_type
     if kind.startswith("event:"):
-        with s.begin_nested():
-            return events.apply_event(s, body)
+        return savepoint(s, lambda: events.apply_event(s, body))
     if kind == "view_submission":
-        with s.begin_nested():
-            return interactions.apply_view(s, rt, body)
+        return savepoint(s, lambda: interactions.apply_view(s, rt, body))
     if kind == "command":
         return _answered(s, body.get("response_url"), lambda: slash_dispatch.run_command(s, rt, body))
     if kind == "block_actions":
@@ -47,27 +46,19 @@ def apply_slack(s: Session, rt: Runtime, row: InboxDelivery) -> str:
     return "ignored"
 
 
-def _answered(s: Session, response_url: str | None, run: Any) -> str:
-    savepoint = s.begin_nested()
+def _answered(s: Session, response_url: str | None, run: Callable[[], slash_dispatch.Outcome]) -> str:
     try:
-        outcome: slash_dispatch.Outcome = run()
+        # A refused command (outcome.ok False) writes nothing but its answer: its savepoint is rolled back.
+        outcome = savepoint(s, run, keep=lambda out: out.ok)
     except (DataError, IntegrityError) as exc:
         # The database is up and refused this input (a value it cannot store): the user's mistake or a gap
         # in validation, not an outage: answered in words, the class logged (never the values).
-        savepoint.rollback()
         log.warning("slack command: input refused by the database (%s)", exc.__class__.__name__)
-        interactions.respond(s, response_url, {"text": "I could not store that: a value in it is too long or "
-                                                        "not valid text. Nothing was changed."})
+        respond(s, response_url, {"text": "I could not store that: a value in it is too long or not valid "
+                                          "text. Nothing was changed."})
         return "refused"
-    except BaseException:
-        savepoint.rollback()
-        raise
-    if outcome.ok:
-        savepoint.commit()
-    else:
-        savepoint.rollback()  # a refused command writes nothing but its answer
     if outcome.reply:
-        interactions.respond(s, response_url, outcome.reply)
+        respond(s, response_url, outcome.reply)
     return "processed" if outcome.ok else "refused"
 
 

@@ -9,17 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import Session
-
 from incident_bot.slack import blocks
 from incident_bot.usecases import incident_changes as svc
-from storage import repo
+from incident_bot.usecases import user_views
+from incident_bot.usecases.runner import Session
 from storage.models import ActionItem, Incident, utcnow
 
 log = logging.getLogger(__name__)
 PIN_REACTIONS = {"pushpin", "round_pushpin"}
-OPEN = ("triggered", "acknowledged", "mitigated")
 
 
 def pin(s: Session, event: dict[str, Any]) -> str:
@@ -28,7 +25,7 @@ def pin(s: Session, event: dict[str, Any]) -> str:
     item = event.get("item") or {}
     if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
         return "ignored"
-    inc = repo.incident_by_channel(s, item["channel"])
+    inc = svc.incident_in_channel(s, item["channel"])
     if inc is None:
         return "ignored"  # not an incident channel
     svc.pin(s, inc, channel_id=item["channel"], ts=str(item["ts"]), reactor=str(event.get("user")),
@@ -47,21 +44,15 @@ def membership(s: Session, event: dict[str, Any]) -> str:
     return "processed"
 
 
-def publish_home(s: Session, user_id: str) -> None:
-    incidents = s.execute(select(Incident).where(Incident.status.in_(OPEN))  # type: ignore[attr-defined]
-                          .order_by(Incident.number.desc())).scalars().all()  # type: ignore[attr-defined]
-    actions = s.execute(select(ActionItem).where(
-        ActionItem.owner_id == user_id, ActionItem.status.in_(("open", "in_progress")))  # type: ignore[attr-defined]
-        .order_by(ActionItem.due_date)).scalars().all()
-    view = blocks.home_view(list(incidents), list(actions), utcnow())
-    repo.enqueue(s, order_key=f"home:{user_id}", method="views.publish", payload={"user_id": user_id, "view": view})
-
-
 def home(s: Session, event: dict[str, Any]) -> str:
     if event.get("tab") not in (None, "home") or not event.get("user"):
         return "ignored"
-    publish_home(s, event["user"])
+    user_views.publish_home(s, event["user"], _draw_home)
     return "processed"
+
+
+def _draw_home(incidents: list[Incident], actions: list[ActionItem]) -> dict[str, Any]:
+    return blocks.home_view(incidents, actions, utcnow())
 
 
 EVENT_HANDLERS = {

@@ -236,7 +236,7 @@ def digest(data: Mapping[str, Any], inc: Incident | None) -> dict[str, Any]:
     return digest_message(dict(data["view"]))
 
 
-# -- CAPA tickets (trackers/apply.py, trackers/jobs.py) ---------------------------------------------------
+# -- CAPA tickets (usecases/ticket_changes.py) ------------------------------------------------------------
 
 TICKET_VERBS = {"done": "closed", "wont_do": "closed as won't do", "open": "reopened", "in_progress": "started"}
 

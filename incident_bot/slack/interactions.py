@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from typing import Any
 
 from dateutil import tz as dtz
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core.lifecycle import SEVERITIES
@@ -23,7 +21,8 @@ from incident_bot.slack.mrkdwn import from_slack, to_plain
 from incident_bot.slack.slash_command import TITLE_MAX, Invocation, Outcome
 from incident_bot.usecases import incident_changes as svc
 from incident_bot.usecases import runner
-from storage import repo
+from incident_bot.usecases.runner import Session
+from incident_bot.usecases.user_views import respond
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,6 @@ def _rca_form_or_refusal(inv: Invocation) -> tuple[dict[str, Any] | None, str | 
 
 def _respond_now(rt: Runtime, response_url: str, text: str) -> None:
     runner.run(rt.engine, respond, response_url, {"text": text})
-
-
-def respond(s: Session, response_url: str | None, reply: dict[str, Any]) -> None:
-    """Queue the answer to a command or a click for its ``response_url`` (ephemeral, to that user only)."""
-    if not response_url:
-        return
-    repo.enqueue(s, order_key=f"respond:{uuid.uuid4().hex}", method="slack.respond",
-                 payload={"response_url": response_url, "replace_original": False, **reply})
 
 
 def apply_action(s: Session, rt: Runtime, body: dict[str, Any]) -> Outcome:

@@ -21,7 +21,6 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
-from sqlmodel import Session
 
 from incident_bot.core.naming import channel_name
 from incident_bot.core.text import clean
@@ -36,10 +35,11 @@ from incident_bot.pipeline.jobs import (
 )
 from incident_bot.slack import intents, messages
 from incident_bot.slack.mrkdwn import from_slack
+from incident_bot.usecases import directory
+from incident_bot.usecases import incident_changes as svc
 from incident_bot.usecases import similar as similar_svc
-from incident_bot.usecases.directory import remember_user
-from storage import repo
-from storage.models import Incident, OutboxMessage, SlackUser, utcnow
+from incident_bot.usecases.runner import Session
+from storage.models import Incident, OutboxMessage
 
 log = logging.getLogger(__name__)
 METADATA_EVENT = "incident_bot_outbox"
@@ -255,9 +255,7 @@ def pin_to_timeline(ctx: Context, row: Any, inc: Incident | None, uncertain: boo
     text = from_slack(clean(msg.get("text")))
 
     def store(session: Session) -> None:
-        repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=_ts_time(ts), source="slack",
-                          kind="pinned", actor=author, text=text, source_event_id=f"pin:{channel}:{ts}")
-        remember_user(session, author)  # the RCA and timeline show the author's name
+        svc.pinned(session, inc, channel_id=channel, ts=ts, at=_ts_time(ts), author=author, text=text)
 
     return Delivered(result={"ts": ts}, store=store)
 
@@ -268,11 +266,10 @@ def user_info(ctx: Context, row: Any, inc: Incident | None, uncertain: bool) -> 
     u = ctx.slack.users_info(user=uid)["user"]
     profile = u.get("profile") or {}
 
+    name = profile.get("display_name") or u.get("real_name") or u.get("name")
+
     def store(session: Session) -> None:
-        cached = session.get(SlackUser, uid) or SlackUser(user_id=uid)
-        cached.name = profile.get("display_name") or u.get("real_name") or u.get("name")
-        cached.email, cached.tz, cached.fetched_at = profile.get("email"), u.get("tz"), utcnow()
-        session.add(cached)
+        directory.cache_user(session, uid, name=name, email=profile.get("email"), tz=u.get("tz"))
 
     return Delivered(result={"user": uid}, store=store)
 

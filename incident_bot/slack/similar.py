@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
-
 from incident_bot.slack import messages
 from incident_bot.slack.slash_command import Invocation
 from incident_bot.usecases import similar as similar_svc
+from incident_bot.usecases.runner import Session
 from storage.models import Incident
 
 USAGE = [("similar", "similar past incidents (same service, shared words) and recurrence after CAPA")]

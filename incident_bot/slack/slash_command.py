@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dateutil import tz as dtz
-from sqlmodel import Session
 
 from incident_bot.core.severity import normalise_severity
 from incident_bot.core.text import units
@@ -22,7 +21,7 @@ from incident_bot.runtime import Runtime
 from incident_bot.slack import blocks
 from incident_bot.slack.mrkdwn import escape, to_plain, user
 from incident_bot.usecases import incident_changes as svc
-from storage import repo
+from incident_bot.usecases.runner import Session
 from storage.models import Incident, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def post_text(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
 def timeline(s: Session, inv: Invocation, inc: Incident) -> dict[str, Any]:
     # ASCII digits only, and few of them: int() of 5,000 digits raises, and so does int("²").
     page = int(inv.args) if re.fullmatch(r"[0-9]{1,6}", inv.args) else 1
-    text, bl = blocks.timeline_page(inc, repo.timeline(s, inc.id or 0), page, inv.command)
+    text, bl = blocks.timeline_page(inc, svc.timeline_of(s, inc), page, inv.command)
     return {"text": text, "blocks": bl}
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
-
 from incident_bot.core.text import clean
 from incident_bot.runtime import Runtime
 from incident_bot.slack import similar
@@ -20,7 +18,7 @@ from incident_bot.slack import slash_postincident as after
 from incident_bot.slack.mrkdwn import escape, from_slack
 from incident_bot.slack.slash_command import TITLE_MAX, Handler, Invocation, Outcome, precheck
 from incident_bot.usecases import incident_changes as svc
-from storage import repo
+from incident_bot.usecases.runner import Session
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def run_in_incident(s: Session, inv: Invocation) -> Outcome:
     """Find the channel's incident, check membership, run the handler: inside the fold's transaction."""
     sub = SUBCOMMANDS[inv.sub]
     # Lock the incident row only for commands that change it (notes and updates just add rows).
-    inc = repo.incident_by_channel(s, inv.channel_id, lock=sub.locks_incident)
+    inc = svc.incident_in_channel(s, inv.channel_id, lock=sub.locks_incident)
     if inc is None:
         return Outcome({"text": f"`{inv.command} {inv.sub}` works inside an incident channel. Declare one "
                                 f"with `{inv.command} declare <title>`, or `{inv.command} help`."}, ok=False)

@@ -20,7 +20,6 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
 )
 from slack_sdk.models.views import View
-from sqlmodel import Session
 
 from incident_bot.core import capa
 from incident_bot.core.rca import NARRATIVE_KEYS
@@ -32,7 +31,7 @@ from incident_bot.usecases import actions as capa_svc
 from incident_bot.usecases import incident_changes as svc
 from incident_bot.usecases import nudge as nudge_svc
 from incident_bot.usecases import rca as rca_svc
-from storage import repo
+from incident_bot.usecases.runner import Session
 from storage.models import ActionItem, Incident, utcnow
 
 RCA_EDIT_CALLBACK = "rca_edit"
@@ -83,11 +82,7 @@ def rca(s: Session, inv: Invocation, inc: Incident) -> svc.Reply | dict[str, Any
     page = messages.web_page(inv.rt.settings.web_base_url, f"/ui/incidents/{inc.ref}")
     if page:
         summary += f"\n🌐 {link(page, 'Read it in the web view')} (rendered, with the timeline and CAPA)"
-    repo.enqueue(s, order_key=f"incident:{inc.id}", method="files.upload_v2", incident_id=inc.id,
-                 payload={"channel": "$incident", "content": result.text, "filename": f"{inc.ref}-rca.md",
-                          "title": f"{inc.ref} RCA", "initial_comment": truncate_md(summary, 3900)})
-    repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_exported",
-                      actor=inv.user_id, text="RCA exported to the channel")
+    rca_svc.share_rca(s, inc, content=result.text, comment=truncate_md(summary, 3900), actor=inv.user_id)
     extra = f" {len(findings)} blameless-language warning(s) are in the summary." if findings else ""
     return svc.Reply(f"Rendering the RCA of {inc.ref}; it will be uploaded here.{extra}", ref=inc.ref)
 
@@ -145,8 +140,8 @@ def _edit_action(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
         edit = capa.parse_action_edit(inv.args, _today(inv))
     except capa.CapaError as exc:
         return svc.Reply(f"{escape(str(exc))}. {example}", ok=False)
-    item = s.get(ActionItem, edit.action_id)
-    if item is None or item.incident_id != inc.id:
+    item = capa_svc.action_of(s, inc, edit.action_id)
+    if item is None:
         return svc.Reply(f"{inc.ref} has no action #{edit.action_id}: `{inv.command} actions` lists them.", ok=False)
     if edit.empty:
         return svc.Reply(f"Nothing to change on action #{item.id}. {example}", ok=False)
@@ -274,7 +269,7 @@ def save_rca(s: Session, user_id: str, metadata: str, values: dict[str, Any]) ->
         if units(value) > MODAL_FIELD_MAX:
             return "refused"  # checked before the ack too (interactions.view_errors)
         submitted[key] = value
-    inc = repo.incident_by_ref(s, ref)
+    inc = svc.incident_by_ref(s, ref)
     if inc is None:
         return "ignored"
     if not inc.slack_channel_id or not svc.is_member(s, inc.slack_channel_id, user_id):
@@ -286,19 +281,16 @@ def save_rca(s: Session, user_id: str, metadata: str, values: dict[str, Any]) ->
         if (offered is not None and key in offered and _digest(value) != offered[key])
         or (offered is None and value.strip() != str(stored_now.get(key) or "").strip())
     }
-    changed = rca_svc.set_narrative(s, ref, updates) if updates else []
-    if changed:
-        repo.add_timeline(s, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_edited",
-                          actor=user_id, text=f"RCA edited: {', '.join(changed)}")
+    changed = rca_svc.edit_narrative(s, inc, updates, actor=user_id) if updates else []
     return "processed" if changed else "unchanged"
 
 
 def change_status(s: Session, user_id: str, channel_id: str, value: str, tracker: str | None = None) -> Outcome:
     """A CAPA status button, applied by the fold worker; the answer goes back through response_url."""
     action_id, _, status = value.partition(":")
-    inc = repo.incident_by_channel(s, channel_id)
-    item = s.get(ActionItem, int(action_id)) if action_id.isdigit() and len(action_id) < 12 else None
-    if inc is None or item is None or item.incident_id != inc.id or status not in capa.STATUSES:
+    inc = svc.incident_in_channel(s, channel_id)
+    item = capa_svc.action_of(s, inc, int(action_id)) if inc and action_id.isdigit() and len(action_id) < 12 else None
+    if inc is None or item is None or status not in capa.STATUSES:
         return Outcome({"text": "That action item no longer exists here."}, ok=False)
     if not svc.is_member(s, channel_id, user_id):
         return Outcome({"text": f"Only members of this channel can change {inc.ref}'s actions."}, ok=False)
@@ -308,7 +300,7 @@ def change_status(s: Session, user_id: str, channel_id: str, value: str, tracker
 
 def snooze_nudge(s: Session, rt: Any, user_id: str, channel_id: str) -> Outcome:
     """The reminder's *Snooze* button: one more interval of quiet before the next reminder (members only)."""
-    inc = repo.incident_by_channel(s, channel_id)
+    inc = svc.incident_in_channel(s, channel_id)
     if inc is None:
         return Outcome({"text": "This channel has no incident any more."}, ok=False)
     if not svc.is_member(s, channel_id, user_id):
@@ -323,7 +315,7 @@ def merge(s: Session, inv: Invocation, inc: Incident) -> svc.Reply:
     from incident_bot.usecases import regroup
 
     ref = inv.args.strip().split()[0] if inv.args.strip() else ""
-    other = repo.incident_by_ref(s, ref, lock=True) if ref else None
+    other = svc.incident_by_ref(s, ref, lock=True) if ref else None
     if other is None:
         return svc.Reply(f"Usage: `{inv.command} merge INC-n` (an incident to merge into {inc.ref}).", ok=False)
     done = regroup.merge(s, inc, other, actor=inv.user_id)

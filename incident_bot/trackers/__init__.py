@@ -5,7 +5,8 @@
 - :mod:`.outbound`: the tracker client and what its jobs need (the use cases queue them: ``usecases.tickets``);
 - :mod:`.jobs`: the outbox job kinds ``tracker.create``, ``tracker.update``, ``tracker.sync``;
 - :mod:`.webhooks`: ``POST /github|jira|linear/webhook`` (verify, store in the inbox, answer);
-- :mod:`.apply`: the fold's applier and the reconcile: a ticket's state applied to its CAPA.
+- :mod:`.apply`: the fold's applier (a webhook's ticket, parsed here, applied to its CAPA by the use case
+  ``usecases.ticket_changes``, which also holds the reconcile).
 
 Set-up and behaviour: docs/trackers.md.
 """

@@ -1,86 +1,17 @@
-"""Ticket -> CAPA: one function applies what a tracker says (a webhook, or the reconcile's fetch).
-
-Rules: a ticket closed while its action is open marks the action done (or wont_do when closed as not
-planned / cancelled); a ticket reopened while its action is closed reopens it; a changed due date
-re-dates it (Jira and Linear; GitHub has no due date). A ticket state no newer than the one we last
-wrote or read (``ticket_synced_at``) is our own change coming back, or an old delivery: ignored. The
-incident channel hears of every change, and the close gate and reminders read the action's status, so
-they follow the tracker without knowing it exists.
+"""The fold's applier for a tracker's stored webhooks: the body parsed by the tracker's module, the ticket
+applied to its CAPA by the use case (``usecases/ticket_changes.py``, with the rules, and the reconcile).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlmodel import Session
-
-from incident_bot.core import capa
 from incident_bot.pipeline.fold import Applied, Plan
-from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.base import UNSET, Ticket
-from incident_bot.usecases import actions as capa_svc
-from incident_bot.usecases.incidents import post
-from incident_bot.usecases.tickets import queue_ticket_sync
-from storage import repo
-from storage.models import ActionItem, InboxDelivery, Incident, utcnow
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def apply_ticket(session: Session, ticket: Ticket, *, tracker: str, source: str,
-                 event_id: str | None = None) -> tuple[str, int | None]:
-    """Apply one ticket state to its action. Returns (outcome, incident id)."""
-    stmt = select(ActionItem).where(ActionItem.ticket_key == ticket.key).with_for_update()  # type: ignore[arg-type]
-    item = session.execute(stmt).scalars().first()
-    if item is None:
-        return "unknown", None
-    synced = _aware(item.ticket_synced_at)
-    if ticket.updated_at is not None and synced is not None and ticket.updated_at <= synced:
-        return "stale", item.incident_id
-    inc = session.get(Incident, item.incident_id)
-    now = utcnow()
-    said: list[dict[str, str | None]] = []  # what the channel is told (drawn by slack/intents.py)
-    new_status = None
-    if ticket.state in capa.CLOSED_STATUSES and capa.is_open(item.status):
-        new_status = ticket.state
-    elif ticket.state == "open" and item.status in capa.CLOSED_STATUSES:
-        new_status = "open"
-    elif ticket.state == "in_progress" and item.status == "open":
-        new_status = "in_progress"
-    if new_status:
-        capa_svc.set_status(session, item.id or 0, new_status, actor=ticket.actor, source=source, at=now)
-        said.append({"status": new_status, "by": ticket.actor})
-    if ticket.due is not UNSET and ticket.due != item.due_date:
-        before, item.due_date = item.due_date, ticket.due
-        when = ticket.due.isoformat() if ticket.due else "no due date"
-        repo.add_timeline(session, incident_id=item.incident_id, occurred_at=now, source=source,
-                          kind="action_due", actor=ticket.actor,
-                          text=f"CAPA action #{item.id} re-dated in {tracker}: "
-                               f"{before.isoformat() if before else 'none'} → {when}")
-        said.append({"due": ticket.due.isoformat() if ticket.due else None, "by": ticket.actor})
-    item.ticket_state = ticket.state
-    item.ticket_synced_at = ticket.updated_at or now
-    if ticket.url:
-        item.ticket_url = ticket.url
-    session.add(item)
-    if said and inc is not None:
-        post(session, inc, intent("ticket_changed", ref=inc.ref, tracker=tracker, key=ticket.key, url=ticket.url,
-                                  action_id=item.id, title=item.title, changes=said))
-    return ("applied" if said else "unchanged"), item.incident_id
-
-
-def apply_tickets(session: Session, tickets: Sequence[Ticket], *, tracker: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for ticket in tickets:
-        outcome, _ = apply_ticket(session, ticket, tracker=tracker, source="sync")
-        counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+from incident_bot.trackers.base import Ticket
+from incident_bot.usecases.runner import Session
+from incident_bot.usecases.ticket_changes import apply_ticket
+from incident_bot.usecases.ticket_changes import reconcile as reconcile  # where `incident-bot actions sync` finds it
+from storage.models import InboxDelivery
 
 
 class TrackerApplier:
@@ -99,25 +30,3 @@ class TrackerApplier:
         outcome, incident_id = apply_ticket(s, ticket, tracker=self.tracker, source=row.source,
                                             event_id=row.event_id)
         return Applied(outcome[:16], incident_id)
-
-
-def missing_tickets(session: Session) -> list[ActionItem]:
-    """Open actions without a ticket (added before the tracker was set up, or whose create was parked)."""
-    stmt = select(ActionItem).where(ActionItem.ticket_key.is_(None), ActionItem.ticket_url.is_(None),  # type: ignore[union-attr]
-                                    ActionItem.status.in_(capa.OPEN_STATUSES))  # type: ignore[attr-defined]
-    return list(session.execute(stmt).scalars())
-
-
-def reconcile(session: Session, tickets: Sequence[Ticket], *, tracker: str, capa_tracker: str | None,
-              incident_ref: str | None = None) -> tuple[dict[str, int], int]:
-    """The reconcile (the scheduler's daily ``tracker.sync`` job, ``incident-bot actions sync``): apply every
-    ticket read back, then queue a ticket for each open action that has none (only those of
-    ``incident_ref``, when given). Returns (outcomes counted, tickets queued)."""
-    counts = apply_tickets(session, tickets, tracker=tracker)
-    queued = 0
-    for item in missing_tickets(session):
-        inc = session.get(Incident, item.incident_id) if incident_ref else None
-        if not incident_ref or (inc.ref if inc else f"#{item.incident_id}").upper() == incident_ref.upper():
-            queue_ticket_sync(session, item, capa_tracker, created=True)
-            queued += 1
-    return counts, queued

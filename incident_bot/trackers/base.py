@@ -2,8 +2,9 @@
 (one ``httpx.Client`` per tracker, ``TRACKER_CA_BUNDLE`` trusted), and the errors the outbox classifies.
 
 A ticket is written from a :class:`TicketSpec` (built from the CAPA by :mod:`incident_bot.trackers.outbound`)
-and read back, from a webhook or the reconcile, as a :class:`Ticket`: its key, URL, state in OUR
-vocabulary (open | in_progress | done | wont_do), due date and the tracker's last-updated time. Each
+and read back, from a webhook or the reconcile, as a :class:`Ticket` (the use cases' shape,
+``usecases/tracker_ticket.py``, which they apply: ``usecases/ticket_changes.py``): its key, URL, state in
+OUR vocabulary (open | in_progress | done | wont_do), due date and the tracker's last-updated time. Each
 tracker module maps its own states to ours; nothing above this layer knows one tracker from another.
 """
 
@@ -19,6 +20,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
+
+from incident_bot.usecases.tracker_ticket import UNSET as UNSET  # the trackers' parsers say it
+from incident_bot.usecases.tracker_ticket import Ticket
 
 log = logging.getLogger("incident_bot.trackers")
 MARKER = "incident-bot:capa="  # the external id written into every ticket body: how a job finds its own
@@ -37,14 +41,6 @@ def marker_id(text: str | None) -> int | None:
 def carries_marker(text: str | None, action_id: int) -> bool:
     """Whether a ticket body is action ``action_id``'s: the whole number, so #1 does not claim #12's ticket."""
     return marker_id(text) == action_id
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()  # "the tracker did not say" (GitHub has no due date), unlike None ("no due date")
 
 
 @dataclass(frozen=True)
@@ -87,17 +83,6 @@ class TicketSpec:
         lines += ["", "Closing this ticket marks the action done in Incident Bot; reopening it reopens the action.",
                   "", f"<!-- {marker(self.action_id)} -->"]
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Ticket:
-    key: str
-    url: str | None
-    state: str  # open | in_progress | done | wont_do
-    updated_at: datetime | None = None
-    due: Any = UNSET  # date | None | UNSET
-    actor: str | None = None  # who made the change (a webhook's sender), for the channel message
-    action_id: int | None = None  # from the body's marker, when the tracker returned the body
 
 
 class Tracker(Protocol):

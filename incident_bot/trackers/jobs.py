@@ -11,16 +11,13 @@ import time
 from typing import Any
 
 import httpx
-from sqlmodel import Session
 
 from incident_bot.pipeline.jobs import Context, Delivered, Failure, JobKind, Permanent, Wait
-from incident_bot.pipeline.outbox import intent
-from incident_bot.trackers.apply import reconcile
 from incident_bot.trackers.base import Ticket, TicketSpec, TrackerAuthError, TrackerError, TrackerRateLimited
 from incident_bot.trackers.outbound import TrackerSync
-from incident_bot.usecases.incidents import post
-from incident_bot.usecases.tickets import queue_ticket_sync
-from storage.models import ActionItem, Incident, OutboxMessage
+from incident_bot.usecases.runner import Session
+from incident_bot.usecases.ticket_changes import Tracked, reconcile, ticket_created, ticket_updated
+from storage.models import Incident, OutboxMessage
 
 
 def _sync(ctx: Context) -> TrackerSync:
@@ -63,22 +60,12 @@ def _settle(ts: TrackerSync, row: OutboxMessage) -> None:
 
 
 def _store(ts: TrackerSync, spec: TicketSpec, ticket: Ticket, *, adopted: bool) -> Any:
+    told = Tracked(tracker=ts.name, assigned=bool(spec.assignee), owner_name=spec.owner_name,
+                   assignee_note=spec.assignee_note)
+
     def store(session: Session) -> None:
-        item = session.get(ActionItem, spec.action_id)
-        if item is None:
-            return
-        item.ticket_key, item.ticket_state = ticket.key, ticket.state
-        item.ticket_url = ticket.url or item.ticket_url
-        item.ticket_synced_at = ticket.updated_at
-        session.add(item)
-        if adopted:  # found after a lost answer: it was written from an older state, bring it up to date
-            queue_ticket_sync(session, item, ts.settings.capa_tracker)
-        inc = session.get(Incident, item.incident_id)
-        if inc is None:
-            return
-        post(session, inc, intent("ticket_tracked", ref=inc.ref, action_id=item.id, tracker=ts.name, key=ticket.key,
-                                  url=ticket.url, assigned=bool(spec.assignee), owner_name=spec.owner_name,
-                                  assignee_note=spec.assignee_note))
+        # ``adopted``: found after a lost answer, it was written from an older state: brought up to date.
+        ticket_created(session, spec.action_id, ticket, told, adopted=adopted, capa_tracker=ts.settings.capa_tracker)
 
     return store
 
@@ -93,11 +80,7 @@ def update_ticket(ctx: Context, row: OutboxMessage, inc: Incident | None, uncert
     action_id = spec.action_id
 
     def store(session: Session) -> None:
-        item = session.get(ActionItem, action_id)
-        if item is not None:
-            item.ticket_state, item.ticket_synced_at = ticket.state, ticket.updated_at
-            item.ticket_url = ticket.url or item.ticket_url
-            session.add(item)
+        ticket_updated(session, action_id, ticket)
 
     return Delivered(result={"ticket": ticket.key, "state": ticket.state}, store=store)
 

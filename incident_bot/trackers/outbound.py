@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Engine
-
 from incident_bot.config import Settings
 from incident_bot.trackers.base import Ticket, TicketSpec, Tracker
 from incident_bot.usecases import runner, tickets
+from incident_bot.usecases.runner import Engine
 from incident_bot.usecases.tickets import ActionSnapshot
 
 log = logging.getLogger("incident_bot.trackers")

@@ -157,6 +157,12 @@ def update_action(session: Session, action_id: int, *, owner_id: str | None = No
     return item
 
 
+def action_of(session: Session, incident: Incident, action_id: int) -> ActionItem | None:
+    """Action #``action_id`` of this incident; None when there is none, or it is another incident's."""
+    item = session.get(ActionItem, action_id)
+    return item if item is not None and item.incident_id == incident.id else None
+
+
 def list_actions(
     session: Session,
     *,

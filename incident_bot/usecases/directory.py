@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from incident_bot.core.people import Directory, looks_like_slack_id
 from storage import repo
-from storage.models import SlackUser
+from storage.models import SlackUser, utcnow
 
 
 def display_names(session: Session, user_ids: Iterable[str | None]) -> dict[str, str]:
@@ -40,3 +40,10 @@ def remember_user(session: Session, user_id: str | None) -> None:
         return
     repo.enqueue(session, order_key=f"user:{user_id}", method="users.info", payload={"user": user_id},
                  dedup_key=f"users.info:{user_id}")
+
+
+def cache_user(session: Session, user_id: str, *, name: str | None, email: str | None, tz: str | None) -> None:
+    """What ``users.info`` said of a user (the outbox job that ``remember_user`` queued), cached now."""
+    cached = session.get(SlackUser, user_id) or SlackUser(user_id=user_id)
+    cached.name, cached.email, cached.tz, cached.fetched_at = name, email, tz, utcnow()
+    session.add(cached)

@@ -62,6 +62,17 @@ def candidate_ids(session: Session, settings: Settings, triggers: Iterable[tuple
     return ids
 
 
+def plan_locks(session: Session, settings: Settings, triggers: Iterable[tuple[str, datetime]]) -> set[int]:
+    """The lock plan of a batch whose new PagerDuty incidents ``(service id, created_at)`` may join an open
+    incident: the counter lock now (always a batch's first lock), so no other batch opens an incident for
+    these services until we commit, and the candidates (:func:`candidate_ids`) for the fold to lock in id
+    order; it loads them, so :func:`find_group` reads them from the session (``group_candidates_loaded``)."""
+    repo.lock_counter(session)
+    ids = candidate_ids(session, settings, triggers)
+    session.info["group_candidates_loaded"] = True  # the fold locks and loads them (repo.lock_incidents)
+    return ids
+
+
 def find_group(session: Session, settings: Settings, pd: PagerDutyIncident) -> Incident | None:
     """The incident this new PagerDuty incident joins, or None (it opens its own)."""
     if not enabled(settings) or not pd.service_id or pd.created_at is None:

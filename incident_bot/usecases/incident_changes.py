@@ -15,6 +15,7 @@ from incident_bot.config import Settings
 from incident_bot.core.lifecycle import Signal
 from incident_bot.core.markup import stored
 from incident_bot.pipeline.outbox import facts, intent
+from incident_bot.usecases import directory
 from incident_bot.usecases.incidents import (
     BADGE_FACTS,
     NewIncident,
@@ -26,7 +27,7 @@ from incident_bot.usecases.incidents import (
     set_topic,
 )
 from storage import repo
-from storage.models import ChannelMember, Incident, PagerDutyLink, SlackUser, utcnow
+from storage.models import ChannelMember, Incident, PagerDutyLink, SlackUser, TimelineEvent, utcnow
 
 # What each role is told when named is Slack's to say (slack/intents.py ``ROLE_HELP``).
 ROLES = ("commander", "comms", "scribe")
@@ -46,6 +47,21 @@ class Reply:
 
 def is_member(session: Session, channel_id: str, user_id: str) -> bool:
     return session.get(ChannelMember, (channel_id, user_id)) is not None
+
+
+def incident_in_channel(session: Session, channel_id: str, *, lock: bool = False) -> Incident | None:
+    """The incident of a Slack channel (None: not an incident channel); ``lock``: its row, for a change."""
+    return repo.incident_by_channel(session, channel_id, lock=lock)
+
+
+def incident_by_ref(session: Session, ref: str, *, lock: bool = False) -> Incident | None:
+    """``INC-42`` (any case); None when no incident has that ref."""
+    return repo.incident_by_ref(session, ref, lock=lock)
+
+
+def timeline_of(session: Session, inc: Incident) -> list[TimelineEvent]:
+    """The incident's timeline, oldest first (``/incident timeline``)."""
+    return repo.timeline(session, inc.id or 0)
 
 
 def channel_incident(session: Session, channel_id: str, user_id: str) -> tuple[Incident | None, bool]:
@@ -210,6 +226,13 @@ def page(session: Session, settings: Settings, inc: Incident, *, user_id: str, s
                  "as they acknowledge.", ref=inc.ref)
 
 
+def paged(session: Session, inc: Incident, *, pagerduty_id: str, url: str | None, service_name: str | None) -> None:
+    """The page went out (the ``pagerduty.page`` job): its PagerDuty incident is linked to ours (once)."""
+    if session.get(PagerDutyLink, pagerduty_id) is None:
+        session.add(PagerDutyLink(pagerduty_incident_id=pagerduty_id, incident_id=inc.id or 0, primary=False,
+                                  url=url, service_name=service_name))
+
+
 def pin(session: Session, inc: Incident, *, channel_id: str, ts: str, reactor: str,
         author: str | None) -> Reply:
     """A :pushpin: reaction: fetch the message (outbox, a Web API read) and add it at its own ts, once."""
@@ -217,3 +240,12 @@ def pin(session: Session, inc: Incident, *, channel_id: str, ts: str, reactor: s
                  payload={"channel": channel_id, "ts": ts, "reactor": reactor, "author": author},
                  dedup_key=f"pin:{channel_id}:{ts}")
     return Reply("pinned", ref=inc.ref)
+
+
+def pinned(session: Session, inc: Incident, *, channel_id: str, ts: str, at: datetime, author: str | None,
+           text: str) -> None:
+    """The pinned message as the ``timeline.pin`` job read it: on the timeline at its own time, with its
+    author (whose name is looked up for the RCA and the timeline), once per message."""
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=at, source="slack", kind="pinned",
+                      actor=author, text=text, source_event_id=f"pin:{channel_id}:{ts}")
+    directory.remember_user(session, author)

@@ -6,6 +6,7 @@ this module knows no PagerDuty payload."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from incident_bot.config import Settings
 from incident_bot.core.clock import bounded
 from incident_bot.core.severity import FALLBACK, severity_for
 from incident_bot.pipeline import inbox, outbox
+from incident_bot.pipeline.fold import Plan
 from incident_bot.usecases import grouping
 from incident_bot.usecases.incidents import (
     BADGE_FACTS,
@@ -29,7 +31,7 @@ from incident_bot.usecases.incidents import (
     request_channel,
     set_topic,
 )
-from incident_bot.usecases.pagerduty_event import PagerDutyEvent, Reader
+from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Reader
 from storage import repo
 from storage.models import InboxDelivery, Incident, PagerDutyLink, utcnow
 
@@ -56,6 +58,30 @@ def needs_counter(session: Session, pd_incident_ids: set[str], *, return_new: bo
     return new if return_new else bool(new)
 
 
+def plan_batch(session: Session, settings: Settings, rows: Sequence[InboxDelivery], plan: Plan,
+               incident_of: Callable[[InboxDelivery], PagerDutyIncident | None], *, source: str) -> None:
+    """The fold's plan for a batch of stored deliveries of ``source``: what it locks before applying them.
+    ``incident_of``: the adapter's reading of a row's PagerDuty incident (None: malformed)."""
+    ids = {r.subject_id for r in rows if r.subject_id}
+    plan.pagerduty_ids |= ids
+    new = needs_counter(session, ids, return_new=True)
+    if not new:
+        return
+    plan.may_open = True
+    inbox.expect_subjects(session, source, new)
+    if not grouping.enabled(settings):
+        return
+    # A new PagerDuty incident may join the open incident of its service (alert storm): the counter lock and
+    # the candidates to lock, named from the new incidents' services and trigger times.
+    triggers = []
+    for r in rows:
+        if r.subject_id in new:
+            pd = incident_of(r)
+            if pd is not None and pd.service_id and pd.created_at:
+                triggers.append((pd.service_id, pd.created_at))
+    plan.incident_ids |= grouping.plan_locks(session, settings, triggers)
+
+
 def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, reader: Reader, *,
                imported: bool = False) -> FoldResult:
     """Apply one PagerDuty delivery inside the fold's transaction (the caller marks the row done).
@@ -64,6 +90,18 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
     ``imported``: an event read back from PagerDuty's history (``incident-bot backfill``): the same fold,
     but no channel, message, topic or invitation (no outbox row at all), a new incident is recorded with
     ``origin="import"``, and a timeline row that says what a live delivery already said is not added."""
+    if imported:  # imports check "said already" against rows of the same batch: autoflush on
+        return _fold(session, settings, ev, row, reader, imported=True)
+    # No autoflush: every query would otherwise first write out everything pending, and a batch runs
+    # hundreds of them (it was a third of the fold's time). The few reads that need pending rows flush
+    # themselves (open_incident); lookups of incidents, links and deferred rows are served from what the
+    # batch loaded under its locks (repo.lock_incidents, inbox.take_deferred).
+    with session.no_autoflush:
+        return _fold(session, settings, ev, row, reader)
+
+
+def _fold(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, reader: Reader, *,
+          imported: bool = False) -> FoldResult:
     if not ev.known or not ev.incident_id:
         return FoldResult("ignored")
     source = row.source

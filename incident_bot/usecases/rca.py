@@ -172,6 +172,27 @@ def set_narrative(session: Session, ref: str, updates: dict[str, Any]) -> list[s
     return changed
 
 
+def edit_narrative(session: Session, inc: Incident, updates: dict[str, Any], *, actor: str,
+                   source: str = "slack") -> list[str]:
+    """:func:`set_narrative` from a form (Slack's ``/incident rca edit``), the edit on the timeline: which
+    fields, by whom. Returns the fields that changed."""
+    changed = set_narrative(session, inc.ref, updates)
+    if changed:
+        repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=utcnow(), source=source, kind="rca_edited",
+                          actor=actor, text=f"RCA edited: {', '.join(changed)}")
+    return changed
+
+
+def share_rca(session: Session, inc: Incident, *, content: str, comment: str, actor: str) -> None:
+    """Queue the rendered RCA's upload to the incident channel (``files.upload_v2``, with ``comment`` as its
+    message), and the export on the timeline."""
+    repo.enqueue(session, order_key=f"incident:{inc.id}", method="files.upload_v2", incident_id=inc.id,
+                 payload={"channel": "$incident", "content": content, "filename": f"{inc.ref}-rca.md",
+                          "title": f"{inc.ref} RCA", "initial_comment": comment})
+    repo.add_timeline(session, incident_id=inc.id or 0, occurred_at=utcnow(), source="slack", kind="rca_exported",
+                      actor=actor, text="RCA exported to the channel")
+
+
 def check_language(session: Session, ref: str, *, words_file: str | None = None,
                    people: Directory | None = None) -> tuple[list[blameless.Finding], list[str]]:
     """Blameful phrasing in the incident's narrative, and problems reading the word lists.
@@ -238,8 +259,9 @@ def set_status(session: Session, ref: str, status: str, *, actor: str | None = N
     return new, findings
 
 
-__all__ = ["FORMATS", "NARRATIVE_KEYS", "RcaError", "check_language", "display_names", "export_rca",
-           "get_incident", "quality", "rca_context", "rca_document", "review_info", "set_narrative", "set_status"]
+__all__ = ["FORMATS", "NARRATIVE_KEYS", "RcaError", "check_language", "display_names", "edit_narrative",
+           "export_rca", "get_incident", "quality", "rca_context", "rca_document", "review_info", "set_narrative",
+           "set_status", "share_rca"]
 
 
 def incident_facts(inc: Incident) -> IncidentFacts:

@@ -7,6 +7,11 @@ caller). :func:`read` is the same for a use case that only reads: on SQLite its 
 write lock (``storage.db.read_scope``), so it neither queues behind the fold or the accept path nor holds
 them up. A write inside :func:`read` is a bug (on SQLite it may fail under load): use :func:`run`.
 
+Where the pipeline already holds a transaction and hands its session to an adapter (a fold applier, an
+outbox job's ``store``), the adapter calls the use case with that session, and :func:`savepoint` when one
+input's writes must stand or fall alone inside it. Adapters run no SQL and import neither ``sqlmodel``
+nor ``sqlalchemy``: they name the two types they hold, :data:`Engine` and :data:`Session`, from here.
+
 There is no retry here: the callers that retry a transaction (the fold, the outbox worker) have their
 own loops. The other modules that open transactions are the pipeline's (inbox accept, fold, outbox,
 heartbeat), which claim and finish rows in transactions of their own, and ``storage``;
@@ -23,6 +28,8 @@ from sqlmodel import Session
 
 from storage.db import read_scope, session_scope
 
+# Re-exported for the adapters' type hints (the same classes, not wrappers): see the module docstring.
+__all__ = ["Engine", "Session", "read", "run", "savepoint"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -38,3 +45,20 @@ def read(engine: Engine, use_case: Callable[Concatenate[Session, P], T], /, *arg
     """``use_case(session, *args, **kwargs)`` in one transaction that only reads (no write lock on SQLite)."""
     with read_scope(engine) as session:
         return use_case(session, *args, **kwargs)
+
+
+def savepoint(session: Session, step: Callable[[], T], *, keep: Callable[[T], bool] = lambda _: True) -> T:
+    """``step()`` in a savepoint of the caller's transaction: its writes stay when ``keep(result)``, and
+    are rolled back when that is false or when ``step`` raises (the exception goes on to the caller). One
+    stored Slack request in the fold's batch: a refused command keeps nothing but its answer."""
+    nested = session.begin_nested()
+    try:
+        result = step()
+    except BaseException:
+        nested.rollback()
+        raise
+    if keep(result):
+        nested.commit()
+    else:
+        nested.rollback()
+    return result
