@@ -238,6 +238,8 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.proc.kill()  # not left running behind a failed test
+        self.proc.wait()
         raise RuntimeError("server did not start")
 
     def kill(self) -> None:
