@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any
 
 import uvicorn
@@ -28,15 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only accept and store requests; `incident-bot worker` processes (PostgreSQL) apply "
                         "them, call Slack and run the scheduler")
     p.set_defaults(func=run)
-
-
-# With the fold and outbox workers in this process, the event loop that answers requests shares the GIL
-# with them. A thread waiting for the GIL asks for it only after the switch interval (5 ms by default),
-# so each time the loop wakes while a worker computes it may wait that long: under a storm that was most
-# of the p99 of a webhook's answer. 1 ms gives the loop the GIL back sooner for a little more switching
-# (bench/bench_ingest.py, side by side: p99 at 200/s on PostgreSQL 924 and 456 ms -> 232 and 97 ms
-# on a loaded machine, throughput +15%).
-SWITCH_INTERVAL_S = 0.001
 
 
 def startup_summary(settings: Any, app: Any, host: str, port: int) -> str:
@@ -75,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
                             command="serve")
     setup_logging(settings.log_level)
     app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
-    if not args.no_worker:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
     freeze_heap()
     log = logging.getLogger(__name__)
     log.info("%s", startup_summary(settings, app, args.host, args.port), extra={"fields": {"startup": True}})
