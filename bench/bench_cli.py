@@ -13,10 +13,12 @@ trend). Goals (issue 12): ``--help`` < 200 ms; ``metrics`` and ``digest`` < 1 s 
 
 With ``--compare REV`` the code of REV (``git archive``) runs beside this checkout's, the runs
 interleaved (this, REV, this, REV, ...) so that load on the machine falls on both alike, each on the
-same data at its own schema revision (a copy of the SQLite file, a second PostgreSQL schema, migrated
+same data at its own schema revision (the same database when both have the same schema head: every
+command measured only reads; otherwise a copy of the SQLite file, a second PostgreSQL schema, migrated
 down to REV's head). Data: bench/gen_data.py, a year ending 2026-11-01 with ~10 timeline rows an
 incident, kept in bench/data/ (git-ignored) and in PostgreSQL schemas ``bench_cli_<n>`` and
-``bench_cli_<n>_base``, reused while they hold the right count.
+``bench_cli_<n>_base``, reused while they hold the right count (migrated when only the revision differs).
+Each tree's bytecode is written by the warm-up run, as an installed bot has it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import gen_data
 import harness
 from alembic import command
+from alembic.script import ScriptDirectory
 from harness import END, PY, ROOT
 from sqlalchemy import text
 
@@ -64,26 +67,42 @@ def revision(url: str) -> tuple[int, str | None]:
         engine.dispose()
 
 
-def prepare(backend: str, n: int, head: str, *, base: bool) -> str:
-    """A database with ``n`` incidents at revision ``head`` (generated, or copied and migrated down)."""
+def prepare(backend: str, n: int, head: str, *, base: bool, ours: str | None = None) -> str:
+    """A database with ``n`` incidents at revision ``head``: kept, migrated to ``head`` when it holds the
+    data at another revision (an upgrade is what an installed bot does), or generated.
+
+    ``ours`` (the other tree's database, for ``base``) is shared when both trees have the same schema
+    head: every measured command only reads. Otherwise SQLite gets a copy of it, PostgreSQL its own schema.
+    """
+    if base and ours is not None and head == migrate.packaged_head():
+        return ours
     url = harness.dataset_db("cli", backend, n, "_base" if base else "")
-    if revision(url) == (n, head):
+    count, at = revision(url)
+    if (count, at) == (n, head):
         return url
     t0 = time.perf_counter()
-    if backend == "sqlite" and base:  # the same data as ours, at the older revision
-        ours = prepare(backend, n, migrate.packaged_head() or "", base=False)
+    if backend == "sqlite" and base and ours is not None:  # the same data as ours, at the older revision
         shutil.copyfile(ours.removeprefix("sqlite:///"), url.removeprefix("sqlite:///"))
-    else:
+    elif count != n:
         gen_data.load(url, n, end=END, seed=1, do_reset=True)
-    if revision(url)[1] != head:
-        command.downgrade(migrate.alembic_config(url), head)
+    at = revision(url)[1]
+    if at != head:
+        config = migrate.alembic_config(url)
+        newest_first = [r.revision for r in ScriptDirectory.from_config(config).walk_revisions()]
+        older = at in newest_first and newest_first.index(head) > newest_first.index(at)
+        (command.downgrade if older else command.upgrade)(config, head)
     print(f"  data: {backend} {n:,} incidents at revision {head} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return url
 
 
 def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one fresh process running the CLI from ``tree``."""
+    """(wall seconds, peak RSS MiB) of one fresh process running the CLI from ``tree``.
+
+    Bytecode is written (PYTHONDONTWRITEBYTECODE dropped, if this shell sets it): an installed bot has its
+    modules compiled (pip compiles them), and without it every run of a checkout would compile ours again.
+    """
     env = harness.cli_env(url, PYTHONPATH=str(tree))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     argv = [PY, "-c", "pass"] if args is None else [PY, "-c", MAIN, *args]
     return harness.run_measured(argv, env, cwd)
 
@@ -140,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         cwd = Path(tmp) / "cwd"  # no .env here
         cwd.mkdir()
         for backend in backends:
-            urls = {k: prepare(backend, args.incidents, heads[k], base=k == "base") for k in trees}
+            urls = {"this": prepare(backend, args.incidents, heads["this"], base=False)}
+            if "base" in trees:
+                urls["base"] = prepare(backend, args.incidents, heads["base"], base=True, ours=urls["this"])
             rows: dict[str, dict[str, dict[str, float]]] = {}
             for label, cmd in COMMANDS.items():
                 if label not in NEEDS_DATA and backend != backends[0]:
