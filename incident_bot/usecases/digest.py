@@ -20,6 +20,7 @@ next one posts; one that dies after the commit leaves the message to the outbox,
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases import learning
 from incident_bot.usecases.metrics import period_metrics, periods_metrics
 from storage import repo
+from storage.bulk import rows, utc
 from storage.models import (
     ActionItem,
     DigestRun,
@@ -115,12 +117,12 @@ def _trend(session: Session, metrics: _Metrics, until: datetime, settings: Setti
     samples: dict[int, list[core.TargetSample]] = {n: [] for n in range(len(weeks))}
     if severities:
         m = IncidentMetrics
-        stmt = select(m.severity, m.detected_at, m.ttd_s, m.ttr_s).where(
+        stmt = select(m.severity, utc(m.detected_at), m.ttd_s, m.ttr_s).where(
             m.detected_at >= weeks[0][0], m.detected_at < weeks[-1][1],  # type: ignore[operator]
             m.severity.in_(sorted(severities)))  # type: ignore[attr-defined]
         starts = [w[0] for w in weeks]
-        for sev, detected, ttd, ttr in session.execute(stmt):
-            n = max(k for k, s in enumerate(starts) if s <= detected)
+        for sev, detected, ttd, ttr in rows(session, stmt):
+            n = bisect_right(starts, detected) - 1  # the last week starting at or before it
             impact = detected - timedelta(seconds=ttd) if ttd is not None else detected
             samples[n].append(core.TargetSample(severity=sev, impact_started_at=impact, ttd_s=ttd, ttr_s=ttr))
     return [core.TrendWeek(since=s, until=u, label=schedule.week_label(s, zone), metrics=metrics(s, u),

@@ -25,6 +25,7 @@ from incident_bot.core.durations import iso_utc
 from incident_bot.usecases import runner
 from incident_bot.usecases.incidents import NoSuchIncident
 from storage import repo, text_rank, text_search
+from storage.bulk import among, rows, utc
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ def words_of(session: Session, subject: rules.Subject) -> Words:
     return Words(counted, probe)
 
 
-_CANDIDATE = (Incident.id, Incident.number, Incident.ref, Incident.title, Incident.detected_at, Incident.resolved_at,
-              Incident.service, Incident.pagerduty_service_id, IncidentSearch.title_terms, IncidentSearch.body_terms)
+_CANDIDATE = (Incident.id, Incident.number, Incident.ref, Incident.title, utc(Incident.detected_at),
+              utc(Incident.resolved_at), Incident.service, Incident.pagerduty_service_id, IncidentSearch.title_terms,
+              IncidentSearch.body_terms)
 
 
 def _candidate(r: Any) -> rules.Candidate:
@@ -91,8 +93,8 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
         return {}
     stmt = (select(*_CANDIDATE).join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
             .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
-            .where(Incident.id.in_(ids)))  # type: ignore[union-attr]
-    return {r[0]: _candidate(r) for r in session.execute(stmt)}
+            .where(among(session, Incident.id, ids)))
+    return {r[0]: _candidate(r) for r in rows(session, stmt).all()}  # thousands for a digest's recurrences
 
 
 @dataclass(frozen=True)
