@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-import snowballstemmer
 from sqlalchemy import (
     Connection,
     bindparam,
@@ -64,14 +63,22 @@ STOP_WORDS = frozenset({
 _WORD = re.compile(r"[^\W_]+")
 MAX_WORD = 40  # longer runs are hashes, ids, base64: not words anyone searches for
 MAX_TERMS = 300  # per field: a 20-page root cause does not need more to be found
-_STEMMER = snowballstemmer.stemmer("english")
 _STEM_LOCK = threading.Lock()  # a stemmer object keeps state while it works: one caller at a time
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    """The English stemmer, made on the first word: importing snowballstemmer loads all of its ~30
+    languages (~20 ms), which a command that stems nothing (``metrics``, ``--help``) does not pay."""
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
 
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     with _STEM_LOCK:
-        return str(_STEMMER.stemWord(word))
+        return str(_stemmer().stemWord(word))
 
 
 def words(text: str | None) -> dict[str, str]:

@@ -7,8 +7,6 @@ import sys
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 
-from dateutil import parser as dateparser
-
 from incident_bot.cli.common import database, settings_for
 from incident_bot.core import schedule
 from incident_bot.usecases import digest as service
@@ -58,6 +56,8 @@ def _when(text: str, zone: tzinfo, option: str) -> datetime:
     try:
         if len(text) == 10:
             return schedule.local_midnight(date.fromisoformat(text), zone)
+        from dateutil import parser as dateparser  # ~20 ms of start-up that a date or --week never needs
+
         ts = dateparser.isoparse(text)
     except (ValueError, OverflowError):
         raise UsageError(f"{option} {text!r} is not a date: use 2026-11-01 or 2026-11-01T09:00:00Z") from None

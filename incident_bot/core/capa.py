@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from dateutil import parser as dateparser
-from dateutil.relativedelta import relativedelta
-
 TYPES: tuple[str, ...] = ("corrective", "preventive", "mitigation", "process")
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low")
 STATUSES: tuple[str, ...] = ("open", "in_progress", "done", "wont_do")
@@ -131,6 +128,10 @@ def _parse_due(text: str, today: date) -> date:
             return today + timedelta(days=n)
         if unit == "w":
             return today + timedelta(weeks=n)
+        # Imported here (as dateutil's parser below): only this parser needs them, and reports that load
+        # this module (the digest) should not pay for them at start-up.
+        from dateutil.relativedelta import relativedelta
+
         return today + relativedelta(months=n)
     m = re.fullmatch(r"(?:next\s+|this\s+)?([a-z]+)", t)
     if m:
@@ -139,6 +140,8 @@ def _parse_due(text: str, today: date) -> date:
         if day is not None:
             return today + timedelta(days=(day - today.weekday() - 1) % 7 + 1)
     if re.search(r"[a-z]{3}", t) and re.search(r"\d", t):
+        from dateutil import parser as dateparser  # ~20 ms to import, for "dec 1" and the like
+
         try:
             parsed = dateparser.parse(t, default=datetime(today.year, today.month, 1)).date()
         except (ValueError, OverflowError):
