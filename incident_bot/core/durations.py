@@ -77,7 +77,8 @@ def iso_utc(ts: datetime | None) -> str | None:
     """``2026-11-26T14:54:12Z`` for JSON; None stays None."""
     if ts is None:
         return None
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, as utc_text: half strftime's cost, and a digest's JSON has ~13,000 of these at 100,000 incidents
+    return ts.astimezone(UTC).isoformat("T", "seconds")[:19] + "Z"
 
 
 def local_text(ts: datetime | None, zone: object, fmt: str = "%a %d %b %H:%M", *,

@@ -86,21 +86,24 @@ def capa_outcome(capa: DoneCapa, on_service: Sequence[tuple[int, str, datetime]]
     """``on_service``: (number, ref, detected_at) of incidents on the action's service."""
     if not capa.service:
         return CapaOutcome(capa, "no_service")
-    again = sorted((at, ref) for number, ref, at in on_service
-                   if number != capa.incident_number and within(at, capa.done_at, window))
-    if again:
-        return CapaOutcome(capa, "recurred", again[0][1])
+    first = min(((at, ref) for number, ref, at in on_service
+                 if number != capa.incident_number and within(at, capa.done_at, window)), default=None)
+    if first is not None:
+        return CapaOutcome(capa, "recurred", first[1])
     return CapaOutcome(capa, "pending" if now < capa.done_at + window else "held")
 
 
 def effectiveness(outcomes: Sequence[CapaOutcome]) -> dict[str, Any]:
-    counts = {k: sum(1 for o in outcomes if o.status == k) for k in ("held", "recurred", "pending", "no_service")}
+    counts = dict.fromkeys(("held", "recurred", "pending", "no_service"), 0)
+    items = []
+    for o in outcomes:  # one pass: a quarter of CAPA is ~13,000 actions at 100,000 incidents
+        counts[o.status] += 1
+        if o.status == "recurred":
+            items.append({"action_id": o.capa.action_id, "title": o.capa.title, "incident": o.capa.incident_ref,
+                          "service": o.capa.service, "done_at": iso_utc(o.capa.done_at), "recurred_by": o.recurred_by})
     judged = counts["held"] + counts["recurred"]
     return {**counts, "judged": judged, "share": None if judged == 0 else round(counts["held"] * 100 / judged),
-            "recurred_items": [{"action_id": o.capa.action_id, "title": o.capa.title, "incident": o.capa.incident_ref,
-                                "service": o.capa.service, "done_at": iso_utc(o.capa.done_at),
-                                "recurred_by": o.recurred_by}
-                               for o in outcomes if o.status == "recurred"]}
+            "recurred_items": items}
 
 
 @dataclass(frozen=True)
