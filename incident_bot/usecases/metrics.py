@@ -21,8 +21,10 @@ Membership:
 - incident counts cover incidents **detected** in the window.
 
 :func:`periods_metrics` does the same for consecutive periods (the weeks of a chart or a digest's trend)
-in one pass: each row's period is computed by the database (a ``CASE`` over the period ends), so a
-52-week chart is two queries, not 104.
+in two queries whatever their number: each is one ``SELECT`` per period, over that period's own range of
+the index, glued with ``UNION ALL``. (A single range with each row's period computed by a ``CASE`` over
+the period ends cost SQLite up to one comparison per period per row: twice the time for a digest's 8
+weeks, more for a 52-week chart.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, func, literal_column, select, union_all
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session
 
@@ -74,34 +76,42 @@ def _conditions(
     return conds
 
 
-def _ranked_in_python(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+def _per_period(wheres: Sequence[list[Any]], columns: Sequence[Any], group_by: Sequence[Any] = ()) -> Any:
+    """``SELECT <period index> AS b, columns`` for each period's WHERE, as one statement (see the module
+    docstring). The index is a literal, so the rows of period ``n`` come back with ``b == n``."""
+    selects = [select(literal_column(str(n)).label("b"), *columns).where(*where).group_by(*group_by)
+               for n, where in enumerate(wheres)]
+    return selects[0] if len(selects) == 1 else union_all(*selects)
+
+
+def _ranked_in_python(session: Session, wheres: Sequence[list[Any]]) -> list[dict[str, Summary]]:
     """SQLite: each period's known values of each duration as one JSON array (``json_group_array``), ranked
     by :func:`sorted_summary`. One string a metric instead of a row an incident: SQLite builds it in C and
     ``json.loads`` reads it in C, where 100,000 rows of four values cost ~0.2 s of Python objects."""
     arrays = [func.json_group_array(column).filter(column.is_not(None)) for column in _DURATIONS]
-    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in range(periods)]
-    for b, *texts in session.execute(select(bucket, *arrays).where(*where).group_by(bucket)):
+    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in wheres]
+    for b, *texts in session.execute(_per_period(wheres, arrays)):  # one row a period ('[]': no values)
         for key, text in zip(METRIC_KEYS.values(), texts, strict=True):
-            known = json.loads(text) if text else []  # NULL: no row of that period had this duration
+            known = json.loads(text) if text else []
             known.sort()
             out[b][key] = sorted_summary(known)
     return out
 
 
-def _ranked_in_postgres(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+def _ranked_in_postgres(session: Session, wheres: Sequence[list[Any]]) -> list[dict[str, Summary]]:
     """PostgreSQL: each period's values sorted into an array by the database, and only the count, the sum
     and the two values at the nearest ranks sent back (a fetch of 100,000 rows costs more than the sort)."""
     aggregates = []
     for column in _DURATIONS:
         aggregates += [func.count(column), func.sum(column),
                        func.array_agg(aggregate_order_by(column, column)).filter(column.is_not(None))]
-    per = select(bucket.label("b"), *aggregates).where(*where).group_by(bucket).subquery()
+    per = _per_period(wheres, aggregates).subquery()
     picks: list[Any] = []
     for m in range(len(METRIC_KEYS)):
         n, total, values = per.c[1 + 3 * m], per.c[2 + 3 * m], per.c[3 + 3 * m]
         # core.stats.nearest_rank in integers: ceil(pct * n / 100), 1-based like PostgreSQL's arrays.
         picks += [n, total, values[(50 * n + 99) // 100], values[(90 * n + 99) // 100]]
-    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in range(periods)]
+    out: list[dict[str, Summary]] = [{key: empty_summary() for key in METRIC_KEYS.values()} for _ in wheres]
     for b, *row in session.execute(select(per.c.b, *picks)):
         for m, key in enumerate(METRIC_KEYS.values()):
             n, total, p50, p90 = row[4 * m:4 * m + 4]
@@ -110,18 +120,17 @@ def _ranked_in_postgres(session: Session, where: list[Any], bucket: Any, periods
     return out
 
 
-def _durations(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Summary]]:
+def _durations(session: Session, wheres: Sequence[list[Any]]) -> list[dict[str, Summary]]:
     """Each period's MTTx figures, the same either way (tests/test_metrics_property.py, both databases)."""
     if session.get_bind().dialect.name == "postgresql":
-        return _ranked_in_postgres(session, where, bucket, periods)
-    return _ranked_in_python(session, where, bucket, periods)
+        return _ranked_in_postgres(session, wheres)
+    return _ranked_in_python(session, wheres)
 
 
-def _counts(session: Session, where: list[Any], bucket: Any, periods: int) -> list[dict[str, Any]]:
+def _counts(session: Session, wheres: Sequence[list[Any]]) -> list[dict[str, Any]]:
     """Each period's ``{"total", "by_severity"}``."""
-    rows: list[list[tuple[str, int]]] = [[] for _ in range(periods)]
-    for b, severity, count in session.execute(
-            select(bucket, _T.c.severity, func.count()).where(*where).group_by(bucket, _T.c.severity)):
+    rows: list[list[tuple[str, int]]] = [[] for _ in wheres]
+    for b, severity, count in session.execute(_per_period(wheres, [_T.c.severity, func.count()], [_T.c.severity])):
         rows[b].append((severity, count))
     return [_severity_counts(r) for r in rows]
 
@@ -162,12 +171,11 @@ def period_metrics(
     """
     _check_window(since, until)
     _check_filters(severities)
-    one = literal(0)  # a single period
     doc: dict[str, Any] = {
         "window": {"since": iso_utc(since), "until": iso_utc(until)},
-        "incidents": _counts(session, _conditions(_T.c.detected_at, since, until, severities, services), one, 1)[0],
+        "incidents": _counts(session, [_conditions(_T.c.detected_at, since, until, severities, services)])[0],
     }
-    doc.update(_durations(session, _conditions(_T.c.resolved_at, since, until, severities, services), one, 1)[0])
+    doc.update(_durations(session, [_conditions(_T.c.resolved_at, since, until, severities, services)])[0])
     return doc
 
 
@@ -190,19 +198,8 @@ def periods_metrics(
     for since, until in periods:
         _check_window(since, until)
     _check_filters(severities)
-    first, last = periods[0][0], periods[-1][1]
-
-    def bucket(col: Any) -> Any:
-        """The index of the period ``col`` falls in (rows are already inside ``[first, last)``)."""
-        if len(periods) == 1:
-            return literal(0)
-        return case(*[(col < until, n) for n, (_, until) in enumerate(periods[:-1])], else_=len(periods) - 1)
-
-    n = len(periods)
-    counts = _counts(session, _conditions(_T.c.detected_at, first, last, severities, services),
-                     bucket(_T.c.detected_at), n)
-    figures = _durations(session, _conditions(_T.c.resolved_at, first, last, severities, services),
-                         bucket(_T.c.resolved_at), n)
+    counts = _counts(session, [_conditions(_T.c.detected_at, s, u, severities, services) for s, u in periods])
+    figures = _durations(session, [_conditions(_T.c.resolved_at, s, u, severities, services) for s, u in periods])
     out = []
     for (since, until), period_counts, period_figures in zip(periods, counts, figures, strict=True):
         out.append({"window": {"since": iso_utc(since), "until": iso_utc(until)}, "incidents": period_counts,
