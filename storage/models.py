@@ -304,7 +304,7 @@ class ActionItem(Table, table=True):
     ticket_state: str | None = Field(default=None, max_length=16)
     ticket_synced_at: datetime | None = None
     created_by: str | None = Field(default=None, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)  # the digest's "opened in the period"
     closed_at: datetime | None = None
 
 
