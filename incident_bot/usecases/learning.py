@@ -85,7 +85,7 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
     at the earlier incidents it could name (:class:`FixedEarlier`)."""
     a = ActionItem
     fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(
-        a.status == "done", a.closed_at >= since - window, a.closed_at < until)).all()  # type: ignore[operator]
+        a.status == "done", a.closed_at >= since - window, a.closed_at < until))  # type: ignore[operator]
     if not fix_rows:
         return []
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)

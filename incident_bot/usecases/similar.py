@@ -94,7 +94,7 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
     stmt = (select(*_CANDIDATE).join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
             .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
             .where(among(session, Incident.id, ids)))
-    return {r[0]: _candidate(r) for r in rows(session, stmt).all()}  # thousands for a digest's recurrences
+    return {r[0]: _candidate(r) for r in rows(session, stmt)}  # thousands for a digest's recurrences
 
 
 @dataclass(frozen=True)
