@@ -6,10 +6,12 @@
     .venv/bin/python bench/bench_cli.py --backends sqlite --runs 5 --json out.json
 
 Each figure is the wall time of a fresh process (interpreter start-up, imports, settings, queries,
-output), p50 and p95 over ``--runs`` runs: ``python -c pass`` (the interpreter alone: what the machine's
-load does to everything else), ``incident-bot --help``, ``incident-bot metrics --help`` (a command's own
-imports), ``metrics`` over a year (every incident) and ``digest`` for a week (2026-W43, with its 8-week
-trend). Goals (issue 12): ``--help`` < 200 ms; ``metrics`` and ``digest`` < 1 s at 100,000 incidents.
+output), p50 and p95 over ``--runs`` runs, and its CPU time (user + system, p50: on a shared machine the
+steadier of the two; the PostgreSQL server's work is not in it): ``python -c pass`` (the interpreter
+alone: what the machine's load does to everything else), ``incident-bot --help``, ``incident-bot metrics
+--help`` (a command's own imports), ``metrics`` over a year (every incident) and ``digest`` for a week
+(2026-W43, with its 8-week trend). Goals (issue 12): ``--help`` < 200 ms; ``metrics`` and ``digest``
+< 1 s at 100,000 incidents.
 
 With ``--compare REV`` the code of REV (``git archive``) runs beside this checkout's, the runs
 interleaved (this, REV, this, REV, ...) so that load on the machine falls on both alike, each on the
@@ -95,8 +97,8 @@ def prepare(backend: str, n: int, head: str, *, base: bool, ours: str | None = N
     return url
 
 
-def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one fresh process running the CLI from ``tree``.
+def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> harness.Measured:
+    """Wall time, peak RSS and CPU time of one fresh process running the CLI from ``tree``.
 
     Bytecode is written (PYTHONDONTWRITEBYTECODE dropped, if this shell sets it): an installed bot has its
     modules compiled (pip compiles them), and without it every run of a checkout would compile ours again.
@@ -107,10 +109,11 @@ def run_once(tree: Path, args: list[str] | None, url: str, cwd: str) -> tuple[fl
     return harness.run_measured(argv, env, cwd)
 
 
-def summarise(walls: list[float], rss: list[float]) -> dict[str, float]:
-    ms = sorted(w * 1000 for w in walls)
-    return {"p50_ms": statistics.median(ms), "p95_ms": harness.pct(ms, 0.95),
-            "min_ms": ms[0], "rss_mib": max(rss), "n": len(ms)}
+def summarise(runs: list[harness.Measured]) -> dict[str, float]:
+    ms = sorted(r.wall * 1000 for r in runs)
+    return {"p50_ms": statistics.median(ms), "p95_ms": harness.pct(ms, 0.95), "min_ms": ms[0],
+            "cpu_p50_ms": statistics.median(r.cpu * 1000 for r in runs), "rss_mib": max(r.rss for r in runs),
+            "n": len(ms)}
 
 
 def export(rev: str, into: Path) -> str:
@@ -124,17 +127,21 @@ def print_report(doc: dict[str, Any]) -> None:
     other = doc.get("compare")
     print(f"CLI wall time, fresh process each run, {doc['runs']} runs; {doc['incidents']:,} incidents; "
           f"load average {doc['loadavg']['start']} at the start, {doc['loadavg']['end']} at the end")
-    head = "| backend | command | this p50 | this p95 |" + (f" {other} p50 | {other} p95 | {other}/this |"
-                                                              if other else "")
+    head = "| backend | command | this p50 | this p95 | this CPU |" + (
+        f" {other} p50 | {other} p95 | {other} CPU | {other}/this (wall) | (CPU) |" if other else "")
     print(head)
-    print("|---|---|---:|---:|" + ("---:|---:|---:|" if other else ""))
+    print("|---|---|---:|---:|---:|" + ("---:|---:|---:|---:|---:|" if other else ""))
     for backend, rows in doc["results"].items():
         for label, r in rows.items():
-            line = f"| {backend} | {label} | {r['this']['p50_ms']:.0f} ms | {r['this']['p95_ms']:.0f} ms |"
+            t = r["this"]
+            line = f"| {backend} | {label} | {t['p50_ms']:.0f} ms | {t['p95_ms']:.0f} ms | {t['cpu_p50_ms']:.0f} ms |"
             if other and "base" in r:
-                ratio = r["base"]["p50_ms"] / r["this"]["p50_ms"]
-                line += f" {r['base']['p50_ms']:.0f} ms | {r['base']['p95_ms']:.0f} ms | {ratio:.2f}x |"
+                b = r["base"]
+                line += (f" {b['p50_ms']:.0f} ms | {b['p95_ms']:.0f} ms | {b['cpu_p50_ms']:.0f} ms |"
+                         f" {b['p50_ms'] / t['p50_ms']:.2f}x | {b['cpu_p50_ms'] / t['cpu_p50_ms']:.2f}x |")
             print(line)
+    print("CPU: the process's own user + system time, p50 (what load from others inflates least; on PostgreSQL "
+          "the server's work is not in it)")
     print("goals: --help < 200 ms; metrics (a year) and digest (a week) < 1 s at 100,000 incidents")
 
 
@@ -166,19 +173,18 @@ def main(argv: list[str] | None = None) -> int:
             for label, cmd in COMMANDS.items():
                 if label not in NEEDS_DATA and backend != backends[0]:
                     continue  # start-up alone does not depend on the database
-                samples: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in trees}
+                samples: dict[str, list[harness.Measured]] = {k: [] for k in trees}
                 for k in trees:
                     run_once(trees[k], cmd, urls[k], str(cwd))  # warm: bytecode written, pages cached
                 for _ in range(args.runs):
                     for k in trees:
-                        wall, rss = run_once(trees[k], cmd, urls[k], str(cwd))
-                        samples[k][0].append(wall)
-                        samples[k][1].append(rss)
-                rows[label] = {k: summarise(*v) for k, v in samples.items()}
+                        samples[k].append(run_once(trees[k], cmd, urls[k], str(cwd)))
+                rows[label] = {k: summarise(v) for k, v in samples.items()}
                 r = rows[label]
-                extra = f"; {args.compare} p50 {r['base']['p50_ms']:.0f} ms" if "base" in r else ""
+                extra = (f"; {args.compare} p50 {r['base']['p50_ms']:.0f} ms, CPU {r['base']['cpu_p50_ms']:.0f} ms"
+                         if "base" in r else "")
                 print(f"  {backend:8} {label:16} p50 {r['this']['p50_ms']:6.0f} ms  p95 {r['this']['p95_ms']:6.0f} ms"
-                      f"{extra}", flush=True)
+                      f"  CPU {r['this']['cpu_p50_ms']:6.0f} ms{extra}", flush=True)
             doc["results"][backend] = rows
     doc["loadavg"]["end"] = harness.loadavg()
     print()

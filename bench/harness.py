@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from incident_bot.demo.slack_standin import SlackStandIn
@@ -291,10 +291,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_measured(argv: list[str], env: dict[str, str], cwd: str | Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one fresh process run to completion; exits when it fails.
+class Measured(NamedTuple):
+    wall: float  # seconds
+    rss: float  # peak RSS, MiB
+    cpu: float  # seconds of CPU, user + system: what load on a shared machine inflates least
 
-    Peak RSS is the process's own (``os.wait4`` rusage), which covers interpreter start-up and imports.
+
+def run_measured(argv: list[str], env: dict[str, str], cwd: str | Path) -> Measured:
+    """Wall time, peak RSS and CPU time of one fresh process run to completion; exits when it fails.
+
+    RSS and CPU are the process's own (``os.wait4`` rusage), which covers interpreter start-up and imports.
     """
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty process cannot block on it
         t0 = time.perf_counter()
@@ -305,7 +311,7 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: str | Path) -> tuple
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{shlex.join(argv)} failed ({proc.returncode}):\n{err.read().decode()[-800:]}")
-    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+    return Measured(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)  # maxrss: KiB on Linux
 
 
 def time_process(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
@@ -313,7 +319,7 @@ def time_process(argv: list[str], env: dict[str, str], repeat: int) -> tuple[flo
     walls, rss = [], []
     with tempfile.TemporaryDirectory() as cwd:
         for _ in range(repeat):
-            wall, mib = run_measured(argv, env, cwd)
+            wall, mib, _ = run_measured(argv, env, cwd)
             walls.append(wall)
             rss.append(mib)
     return statistics.median(walls), max(rss)
