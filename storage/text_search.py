@@ -128,6 +128,12 @@ def _row(incident_id: int, title: str | None, service: str | None, description: 
             "service_key": service_key(service), "service_id": service_id}
 
 
+def _row_of(inc: Incident) -> dict[str, Any]:
+    assert inc.id is not None
+    return _row(inc.id, inc.title, inc.service, inc.description, inc.rca, inc.number, inc.detected_at,
+                inc.resolved_at, inc.pagerduty_service_id)
+
+
 _UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
@@ -157,8 +163,7 @@ def _keep_in_step(session: Session, _flush_context: Any) -> None:
     resolution or PagerDuty service it changed. After the flush, so a new incident has its id; on the
     flush's own connection, so the index row commits or rolls back (a savepoint too) with the incident.
     (Only the words' change rewrites SQLite's FTS5 rows: its update trigger compares them.)"""
-    rows = [_row(o.id, o.title, o.service, o.description, o.rca, o.number, o.detected_at, o.resolved_at,
-                 o.pagerduty_service_id) for o in [*session.new, *session.dirty]
+    rows = [_row_of(o) for o in [*session.new, *session.dirty]
             if isinstance(o, Incident) and o.id is not None and (o in session.new or _changed(o))]
     if rows:
         _upsert(session.connection(), rows)
@@ -166,8 +171,7 @@ def _keep_in_step(session: Session, _flush_context: Any) -> None:
 
 def index_new(session: Session, incidents: list[Incident]) -> None:
     """Index incidents inserted without a flush (``storage.repo.insert_incident``), in their transaction."""
-    _upsert(session.connection(), [_row(o.id, o.title, o.service, o.description, o.rca, o.number, o.detected_at,
-                                        o.resolved_at, o.pagerduty_service_id) for o in incidents if o.id is not None])
+    _upsert(session.connection(), [_row_of(o) for o in incidents if o.id is not None])
 
 
 def rebuild(conn: Connection, *, chunk: int = 2000, facets: bool = True) -> int:
