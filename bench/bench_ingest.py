@@ -97,6 +97,9 @@ ACCEPT_ONLY = "ours --no-worker"
 # The split topology whole: the accept-only replica and an `incident-bot worker` process folding and
 # delivering beside it (the CPU of both is counted).
 SPLIT = "ours split"
+# `serve` with its workers in threads of its one process (SERVE_WORKER_PROCESS=false): the default on SQLite,
+# and on PostgreSQL before the worker child (incident_bot/worker_process.py).
+THREADS = "ours threads"
 # fewer transactions in flight per replica: see the notes in RESULTS.md
 TUNED = {"DB_POOL_SIZE": "2", "DB_POOL_OVERFLOW": "0"}
 
@@ -111,8 +114,9 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
     name = re.sub(r"[^\w.]+", "_", name)
     with harness.database(backend, tmp, name, migrate=app != "reference") as url, \
             contextlib.ExitStack() as stack:
+        extra = {**(env or {}), **({"SERVE_WORKER_PROCESS": "false"} if app == THREADS else {})}
         servers = [stack.enter_context(harness.ours(url, slack, tmp, f"{name}_{i}", profile=profile,
-                                                    accept_only=app in (ACCEPT_ONLY, SPLIT), **(env or {}))
+                                                    accept_only=app in (ACCEPT_ONLY, SPLIT), **extra)
                                        if app != "reference" else harness.reference(url, tmp, name))
                    for i in range(replicas)]
         pids = [srv.pid for srv in servers]
@@ -128,7 +132,7 @@ def run_phase(app: str, backend: str, mode: str, tmp: Path, args: argparse.Names
                           secret=PD_SECRET, prefix="PO", seed=2)
         # under py-spy the pid is py-spy's: its CPU is not the server's
         doc["server_cpu_s"] = None if profile else round(sum(harness.cpu_seconds(pid) for pid in pids) - cpu0, 2)
-        if app in ("ours", SPLIT):
+        if app in ("ours", SPLIT, THREADS):
             doc["fold_lag"] = fold_lag(url)
     return {"app": label, "backend": backend, "mode": mode, "rate": rate, **doc}
 
@@ -180,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--apps", default=f"reference,ours,{ACCEPT_ONLY},{SPLIT}",
-                   help="reference: the minimal handler; ours: `serve` (workers in-process, the default "
-                        "topology); ours --no-worker: the accept-only replica of the split topology; "
-                        "ours split: that replica with an `incident-bot worker` process beside it")
+                   help="reference: the minimal handler; ours: `serve` as installed (on PostgreSQL its workers "
+                        "in a child process, on SQLite in threads); ours threads: `serve` with its workers in "
+                        "threads (SERVE_WORKER_PROCESS=false); ours --no-worker: the accept-only replica of the "
+                        "split topology; ours split: that replica with an `incident-bot worker` process beside it")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rate", type=float, default=200.0, help="open-loop rate of the goal")

@@ -256,7 +256,7 @@ def ours(db_url: str, slack: SlackStandIn, tmp: Path, name: str, *, profile: Pat
     argv = [BOT, "serve", "--host", "127.0.0.1", "--port", str(port)] + (["--no-worker"] if accept_only else [])
     if profile is not None:
         spy = shutil.which("py-spy", path=str(Path(PY).parent)) or "py-spy"
-        argv = [spy, "record", "--rate", "250", "--format", "raw", "--gil", "--nonblocking",
+        argv = [spy, "record", "--rate", "250", "--format", "raw", "--gil", "--nonblocking", "--subprocesses",
                 "-o", str(profile), "--", *argv]
     return Server(argv, env, tmp / f"{name}.log", port, tmp)
 
@@ -286,9 +286,19 @@ def _announce_channel(slack: SlackStandIn) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (and its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a live process (its threads) and of its live children (``serve``'s
+    worker child on PostgreSQL), from /proc."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Measured(NamedTuple):

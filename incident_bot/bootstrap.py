@@ -1,7 +1,8 @@
 """The one place that wires a process: settings -> engine -> pipeline -> Bolt app -> ASGI app.
 
-``serve`` runs everything in one process by default; ``serve --no-worker`` is an accept-only replica
-and ``incident-bot worker`` a worker-only one (PostgreSQL). Everything else receives what it needs.
+``serve`` runs everything by default: on SQLite in one process, on PostgreSQL with its workers in a
+child process (worker_process.py); ``serve --no-worker`` is an accept-only replica and ``incident-bot
+worker`` a worker-only one (PostgreSQL). Everything else receives what it needs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from incident_bot.config import Settings
+from incident_bot.observability import read_worker_metrics_from
 from incident_bot.pagerduty import jobs as pagerduty_jobs
 from incident_bot.pagerduty.inbound import PagerDutyApplier
 from incident_bot.pagerduty.rest import PagerDutyRest
@@ -34,6 +36,8 @@ from incident_bot.trackers import jobs as tracker_jobs
 from incident_bot.trackers.outbound import build as build_tracker
 from incident_bot.usecases.backfill import IMPORT_SOURCE
 from incident_bot.usecases.similar import IntroLookup
+from incident_bot.worker_process import WorkerProcess
+from storage.db import is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +114,30 @@ def learn_identity(rt: Runtime, client: Any) -> None:
     threading.Thread(target=run, name="auth-test", daemon=True).start()
 
 
-def build_app(settings: Settings, *, start_worker: bool = True, listen_host: str | None = None) -> FastAPI:
-    """The production ASGI app: accept paths, web pages, and (unless ``start_worker`` is off) the workers."""
-    rt = build_runtime(settings, start_worker=start_worker)
+def workers_in_child(settings: Settings) -> bool:
+    """Where ``serve`` runs its workers: a child process on PostgreSQL (SERVE_WORKER_PROCESS, on by
+    default), threads on SQLite (one process is its one writer)."""
+    return settings.serve_worker_process and not is_sqlite(settings.database_url)
+
+
+def build_app(settings: Settings, *, start_worker: bool = True, listen_host: str | None = None,
+              worker_child: bool = False) -> FastAPI:
+    """The production ASGI app: accept paths, web pages, and (unless ``start_worker`` is off) the workers,
+    in threads of this process or, with ``worker_child``, in a child process it starts and watches."""
+    in_threads = start_worker and not worker_child
+    rt = build_runtime(settings, start_worker=in_threads)
     rt.extras["listen_host"] = listen_host  # the web pages allow WEB_AUTH=none on loopback only
     bolt = create_bolt_app(rt)
     hooks: list[Any] = []
     if settings.slack_app_token:
         hooks.append(SocketModeHook(bolt, settings.slack_app_token))
-    if start_worker:
+    if in_threads:
         hooks.append(SchedulerHook(rt))
+    elif start_worker:
+        child = WorkerProcess()
+        rt.wake_remote_fold = child.wake
+        read_worker_metrics_from(child.metrics_dir)
+        hooks.append(child)
     assert settings.slack_bot_token
     client = rt.worker.ctx.slack if rt.worker else make_slack_client(
         settings.slack_bot_token, settings.slack_api_url, settings.slack_timeout)

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     status_update_interval: str = "SEV1=30m,SEV2=30m,default=60m"
     blameless_words_file: str | None = None
 
+    # `serve` on PostgreSQL runs its fold, outbox and scheduler in a child process (incident_bot/worker_process.py):
+    # false keeps them in threads of the one process (as on SQLite, always).
+    serve_worker_process: bool = True
     # The fold worker: inbox rows applied per transaction (SQLite caps it at 50: one writer), attempts
     # before a row is parked as failed, and how often an idle worker looks for rows from other replicas.
     fold_batch_size: int = Field(default=200, ge=1, le=5000)

@@ -6,6 +6,7 @@ request bodies and headers are not logged, only ids, types, outcomes and latenci
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -39,6 +41,41 @@ FOLD_BATCHES = Histogram(
 INBOX_FAILED = Counter(
     "incident_bot_inbox_failed_total", "Inbox rows parked as failed by this process", registry=REGISTRY,
 )
+
+
+# Counted by the fold and the outbox: in a worker child of ``serve`` (worker_process.py), not in the process
+# that answers /metrics.
+WORKER_METRICS = (OUTBOX_DELIVERIES, FOLD_BATCHES, INBOX_FAILED)
+
+
+class WorkerChildMetrics:
+    """The worker metrics of ``serve``'s worker child, read from its prometheus_client multiprocess files
+    at scrape time (and summed over the children it has had, so counters never go back). Only those: the
+    child also holds zeroed copies of this process's request metrics, which must not appear twice."""
+
+    def __init__(self, path: str) -> None:
+        self.files = MultiProcessCollector(None, path=path)
+        self.names = {m._name for m in WORKER_METRICS}  # the family name (a counter: without _total)
+
+    def describe(self) -> list[Any]:
+        return []  # nothing to check against at registration: the child may not have started yet
+
+    def collect(self) -> Any:
+        return (family for family in self.files.collect() if family.name in self.names)
+
+
+def read_worker_metrics_from(path: str) -> None:
+    """/metrics of a ``serve`` whose workers run in a child: their counters from the child's files
+    instead of this process's own (which would stay at zero)."""
+    global _child_metrics
+    for collector in (*WORKER_METRICS, _child_metrics):
+        with contextlib.suppress(KeyError):  # not registered (a second call in a process: only in tests)
+            REGISTRY.unregister(collector)
+    _child_metrics = WorkerChildMetrics(path)
+    REGISTRY.register(_child_metrics)
+
+
+_child_metrics: WorkerChildMetrics | None = None
 
 
 class OutboxCollector:

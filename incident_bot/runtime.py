@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,16 @@ class Runtime:
     heartbeat: Heartbeat | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # The fold in another process of ours (worker_process.py): how to tell it an input was stored.
+    wake_remote_fold: Callable[[], None] | None = None
+
+    def wake_fold(self) -> None:
+        """An input was stored: wake this process's fold, or the worker child's. Other replicas' folds
+        find it at their next poll."""
+        if self.fold is not None:
+            self.fold.notify()
+        elif self.wake_remote_fold is not None:
+            self.wake_remote_fold()
 
 
 def freeze_heap() -> None:

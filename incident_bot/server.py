@@ -37,6 +37,7 @@ from incident_bot.runtime import Runtime
 from incident_bot.slack.ids import over_long_id
 from incident_bot.slack.socket_mode import SocketModeHook
 from incident_bot.usecases import runner
+from incident_bot.worker_process import WorkerProcess
 from storage.db import ping
 
 log = logging.getLogger("incident_bot.server")
@@ -58,6 +59,7 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
     INBOX_COLLECTOR.counts_fn = lambda: _counts(rt, inbox.counts)
     slack_handler = AsyncSlackRequestHandler(bolt) if bolt is not None else None
     socket_mode = next((h for h in lifespan_hooks or [] if isinstance(h, SocketModeHook)), None)
+    worker_child = next((h for h in lifespan_hooks or [] if isinstance(h, WorkerProcess)), None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -118,8 +120,7 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
                  error=exc.__class__.__name__)
             return JSONResponse({"error": "database unavailable, retry"}, status_code=503,
                                 headers={"Retry-After": "5"})
-        if rt.fold:
-            rt.fold.notify()
+        rt.wake_fold()
         outcome = "duplicate" if accepted.duplicate else "accepted" if ev.known and ev.incident_id else "ignored"
         DELIVERIES.labels(source="pagerduty", outcome=outcome).inc()
         _log(outcome, 202, started, event_id=ev.event_id, event_type=ev.event_type)
@@ -179,8 +180,11 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "database": exc.__class__.__name__}, status_code=503)
         doc = {"status": "ready", "database": "ok"}
-        if socket_mode is not None:  # reported, not a readiness condition: the webhooks work without it
+        # Reported, not readiness conditions: the accept paths work without them.
+        if socket_mode is not None:
             doc["socket_mode"] = socket_mode.status
+        if worker_child is not None:
+            doc["worker_process"] = worker_child.status
         return JSONResponse(doc)
 
     @app.get("/metrics")

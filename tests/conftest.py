@@ -7,7 +7,9 @@ required: when it cannot be reached the PostgreSQL tests fail, they are not skip
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,15 +220,15 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
-        import subprocess
         import sys
         import time
 
         import httpx
 
+        # A session of its own: kill() takes serve and its worker child together, as a container's death does.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "incident_bot", *self.args, "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -238,24 +240,26 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        self.proc.kill()  # not left running behind a failed test
-        self.proc.wait()
+        self.kill()  # not left running behind a failed test
         raise RuntimeError("server did not start")
 
     def kill(self) -> None:
+        """SIGKILL to serve and its worker child (the process group): no shutdown hooks, nothing finishes."""
         import signal
 
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM, as an operator stops it (serve stops its worker child first); SIGKILL after 30 s."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(30)
+        self.kill()  # and whatever of the group is left
 
 
 def server_env(db_url: str, slack, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -17,9 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "serve", help="run the bot (HTTP endpoints, fold and outbox workers, scheduler)",
         description="Serve POST /slack/events, POST /pagerduty/webhook, GET /healthz, /readyz, /metrics, and the "
                     "web pages under /ui/ when Sign in with Slack is configured (README: Web view). By default "
-                    "this process also runs the fold worker (applies stored inputs), the outbox worker (calls "
-                    "Slack and PagerDuty) and the scheduler. Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and "
-                    "PAGERDUTY_WEBHOOK_SECRETS.",
+                    "it also runs the fold worker (applies stored inputs), the outbox worker (calls Slack and "
+                    "PagerDuty) and the scheduler: on PostgreSQL in a child process it starts and watches "
+                    "(SERVE_WORKER_PROCESS=false: in threads), on SQLite in threads of this process. Needs "
+                    "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and PAGERDUTY_WEBHOOK_SECRETS.",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
@@ -43,11 +44,13 @@ def startup_summary(settings: Any, app: Any, host: str, port: int) -> str:
     except Exception as exc:  # the database being down is reported by /readyz; start-up goes on
         head = f"unknown ({exc.__class__.__name__})"
     rt = app.state.runtime
+    workers = "on, in threads" if rt.worker else "on, in a child process" if rt.wake_remote_fold else \
+        "off (--no-worker)"
     parts = [
         f"serving on {host}:{port}",
         f"database {db} at migration {head}",
-        f"fold and outbox workers {'on' if rt.worker else 'off (--no-worker)'}",
-        f"scheduler {'on' if rt.worker and settings.scheduler_enabled else 'off'}",
+        f"fold and outbox workers {workers}",
+        f"scheduler {'on' if workers != 'off (--no-worker)' and settings.scheduler_enabled else 'off'}",
         f"announce channel {settings.incident_announce_channel or 'none'}",
         f"digest channel {settings.digest_channel or 'none'}",
         f"PagerDuty REST {'on' if settings.pagerduty_rest_enabled else 'off'}",
@@ -57,14 +60,17 @@ def startup_summary(settings: Any, app: Any, host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from incident_bot.bootstrap import build_app
+    from incident_bot.bootstrap import build_app, workers_in_child
     from incident_bot.http_server import config
     from incident_bot.runtime import freeze_heap
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", "pagerduty_webhook_secrets",
                             command="serve")
     setup_logging(settings.log_level)
-    app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host)
+    child = not args.no_worker and workers_in_child(settings)
+    if child:
+        settings.require_tracker()  # what the child checks first: a mistake stops serve, not a restart loop
+    app = build_app(settings, start_worker=not args.no_worker, listen_host=args.host, worker_child=child)
     freeze_heap()
     log = logging.getLogger(__name__)
     log.info("%s", startup_summary(settings, app, args.host, args.port), extra={"fields": {"startup": True}})

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "worker (calls Slack and PagerDuty) and the scheduler, without serving HTTP. Use it with "
                     "`serve --no-worker` replicas on PostgreSQL. Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET.",
     )
+    # serve's own child (worker_process.py): the read end of its wake-up pipe; not for operators.
+    p.add_argument("--wake-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_runtime, learn_identity
     from incident_bot.runtime import freeze_heap
     from incident_bot.scheduler import SchedulerHook
+    from incident_bot.worker_process import wake_from_parent
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", command="worker").require_tracker()
     setup_logging(settings.log_level)
@@ -39,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.wake_fd is not None:
+        wake_from_parent(args.wake_fd, rt.fold.notify, stop)
     learn_identity(rt, rt.worker.ctx.slack)
     scheduler = SchedulerHook(rt)
     rt.heartbeat.start()

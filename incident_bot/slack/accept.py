@@ -78,8 +78,7 @@ async def store(rt: Runtime, *, event_id: str, event_type: str, body: dict[str, 
         log.warning("slack %s: database unavailable (%s)", event_type, exc.__class__.__name__)
         raise Unavailable from exc
     DELIVERIES.labels(source="slack", outcome="duplicate" if accepted.duplicate else "accepted").inc()
-    if rt.fold is not None:
-        rt.fold.notify()
+    rt.wake_fold()
     return accepted
 
 

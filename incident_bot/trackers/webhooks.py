@@ -99,8 +99,7 @@ def _add(app: FastAPI, rt: Any, route: Route) -> None:
                 accepted = await run_in_threadpool(lambda: inbox.accept(rt.engine, **kwargs))
         except (OperationalError, DBAPIError, TimeoutError) as exc:
             return answer("unavailable", 503, started, error=exc.__class__.__name__)
-        if rt.fold:
-            rt.fold.notify()
+        rt.wake_fold()
         outcome = "duplicate" if accepted.duplicate else "accepted" if event_type else "ignored"
         return answer(outcome, 202, started, event_id=event_id, event_type=event_type)
 

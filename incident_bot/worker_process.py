@@ -1,0 +1,143 @@
+"""``serve``'s workers in a child process (PostgreSQL): the accept path keeps an interpreter to itself.
+
+Why: in one process the fold and the outbox share the GIL with the HTTP accept path, and under a storm
+they take most of it (bench/bench_ingest.py: ``serve`` with its workers in threads accepted 0.22-0.33x
+the reference handler, the accept-only replica 0.54-0.57x). So on PostgreSQL ``serve`` starts
+``incident-bot worker --wake-fd N`` beside itself: the same fold, outbox and scheduler a worker replica
+runs, in its own interpreter. SQLite keeps them in threads: one process is its one writer, and its
+request-first gate (storage/sqlite_gate.py) works inside a process only.
+
+How the two talk, and what happens when one dies:
+- wake-ups: the parent writes a byte to a pipe after each stored input, and the child's fold wakes at
+  once (without it the row would wait for the next poll, up to FOLD_POLL_INTERVAL);
+- the parent's death, however it dies: the kernel closes the pipe's write end with it, the child reads
+  EOF and stops after its current batch and call, as on SIGTERM;
+- the child's death: the parent starts another after 1 s, doubling up to 30 s while children keep dying
+  young, each logged; what the dead child had claimed is taken over as any dead worker's (heartbeats);
+- metrics: the child counts in prometheus_client's multiprocess files, in a directory the parent made and
+  removes; the parent's ``/metrics`` reads the workers' counters from there (observability.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+
+log = logging.getLogger(__name__)
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name: read by the child at import
+GRACE = 25.0  # seconds the child has to finish its batch and call on SIGTERM (a Slack call times out in 10)
+LIVED_LONG = 60.0  # a child that ran this long died of something new: restart it after the first delay again
+
+
+class WorkerProcess:
+    """Starts, watches and stops the worker child of ``serve``; a lifespan hook of the ASGI app."""
+
+    def __init__(self, *, first_delay: float = 1.0, max_delay: float = 30.0,
+                 argv: list[str] | None = None) -> None:
+        self.metrics_dir = tempfile.mkdtemp(prefix="incident-bot-worker-metrics-")
+        self._read_fd, self._write_fd = os.pipe()  # not inherited, but for the read end passed to the child
+        os.set_blocking(self._write_fd, False)
+        self.argv = argv or [sys.executable, "-m", "incident_bot", "worker", "--wake-fd", str(self._read_fd)]
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def status(self) -> str:
+        return "running" if self.pid is not None else "stopped" if self._stopping.is_set() else "restarting"
+
+    def wake(self) -> None:
+        """Tell the child's fold that an input was stored. Never blocks: a full pipe already holds a wake-up."""
+        with contextlib.suppress(OSError):  # BlockingIOError (full) or closed at shutdown: nothing to add
+            os.write(self._write_fd, b"\0")
+
+    async def start(self) -> None:
+        with self._lock:
+            self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="worker-process", daemon=True)
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        await run_in_threadpool(self.stop_now)
+
+    def stop_now(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                proc.terminate()  # the worker finishes its batch and call, then exits
+                try:
+                    proc.wait(GRACE)
+                except subprocess.TimeoutExpired:
+                    log.warning("the worker process (pid %s) did not stop in %.0f s; killing it", proc.pid, GRACE)
+                    proc.kill()
+                    proc.wait()
+        for fd in (self._write_fd, self._read_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _spawn(self) -> None:
+        env = {**os.environ, METRICS_ENV: self.metrics_dir}
+        self._proc = subprocess.Popen(self.argv, env=env, pass_fds=(self._read_fd,))
+        log.info("worker process started (pid %s)", self._proc.pid, extra={"fields": {"worker_pid": self._proc.pid}})
+
+    def _watch(self) -> None:
+        delay = self.first_delay
+        while not self._stopping.is_set():
+            proc = self._proc
+            assert proc is not None
+            started = time.monotonic()
+            code = proc.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started >= LIVED_LONG:
+                delay = self.first_delay
+            log.error("the worker process (pid %s) exited with %s; starting another in %.0f s",
+                      proc.pid, code, delay, extra={"fields": {"worker_pid": proc.pid, "exit_code": code}})
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, self.max_delay)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._spawn()
+                self.restarts += 1
+
+
+def wake_from_parent(fd: int, wake: Callable[[], None], stop: threading.Event) -> threading.Thread:
+    """The child's end (``incident-bot worker --wake-fd``): each byte wakes the fold; EOF means ``serve``
+    is gone, so the worker stops as on SIGTERM."""
+
+    def run() -> None:
+        try:
+            while os.read(fd, 4096):
+                wake()
+        except OSError as exc:
+            log.warning("wake-up pipe: %s", exc)
+        log.info("serve is gone (its wake-up pipe closed); stopping")
+        stop.set()
+
+    thread = threading.Thread(target=run, name="wake-pipe", daemon=True)
+    thread.start()
+    return thread
+
