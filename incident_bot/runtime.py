@@ -5,19 +5,21 @@ Built by ``incident_bot.bootstrap`` (the one place that wires a process); everyt
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from incident_bot.config import Settings
 from storage import migrate
-from storage.db import get_engine, is_sqlite
+from storage.db import get_engine, is_sqlite, kept_connections
 
 if TYPE_CHECKING:
     from incident_bot.pipeline.fold import FoldWorker
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from incident_bot.pipeline.outbox_worker import OutboxWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +51,19 @@ class Runtime:
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # The fold in another process of ours (worker_process.py): how to tell it an input was stored.
     wake_remote_fold: Callable[[], None] | None = None
+    store_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store_slots = asyncio.Semaphore(kept_connections(self.engine))
+
+    async def store(self, fn: Callable[..., T], *args: Any) -> T:
+        """An accept path's INSERT, in the thread pool, with at most as many in flight as the pool keeps
+        connections: a burst of requests waits here, on the event loop, for one. Without this bound each
+        request past the pool's size opened an overflow connection and closed it after its one INSERT;
+        on PostgreSQL that churn (a connection costs a backend start and its authentication) cost a third
+        of the accept path's throughput at 32 concurrent requests (bench/RESULTS.md, "pool churn")."""
+        async with self.store_slots:
+            return await run_in_threadpool(fn, *args)
 
     def wake_fold(self) -> None:
         """An input was stored: wake this process's fold, or the worker child's. Other replicas' folds

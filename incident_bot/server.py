@@ -110,7 +110,7 @@ def create_app(rt: Runtime, *, bolt: AsyncApp | None = None, lifespan_hooks: lis
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             async with asyncio.timeout(INGEST_DEADLINE):
-                accepted = await run_in_threadpool(inbound.store, rt.engine, ev, body)
+                accepted = await rt.store(inbound.store, rt.engine, ev, body)
         except (OperationalError, DBAPIError, TimeoutError) as exc:
             # Not known to be stored, so not acknowledged: PagerDuty redelivers on 5xx, 503 says "try
             # again". A deadline, because a database behind a network partition answers nothing at all

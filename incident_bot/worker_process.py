@@ -52,6 +52,7 @@ class WorkerProcess:
         self.first_delay, self.max_delay = first_delay, max_delay
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready: subprocess.Popen[bytes] | None = None  # the child that said its workers run
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -63,7 +64,10 @@ class WorkerProcess:
 
     @property
     def status(self) -> str:
-        return "running" if self.pid is not None else "stopped" if self._stopping.is_set() else "restarting"
+        """starting (imports and connects: a second or two), running, restarting (dead, waiting), stopped."""
+        if self.pid is not None:
+            return "running" if self._ready is self._proc else "starting"
+        return "stopped" if self._stopping.is_set() else "restarting"
 
     def wake(self) -> None:
         """Tell the child's fold that an input was stored. Never blocks: a full pipe already holds a wake-up."""
@@ -98,8 +102,22 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         env = {**os.environ, METRICS_ENV: self.metrics_dir}
-        self._proc = subprocess.Popen(self.argv, env=env, pass_fds=(self._read_fd,))
-        log.info("worker process started (pid %s)", self._proc.pid, extra={"fields": {"worker_pid": self._proc.pid}})
+        ready_r, ready_w = os.pipe()  # the child writes a byte once its workers run, then closes it
+        try:
+            proc = subprocess.Popen([*self.argv, "--ready-fd", str(ready_w)], env=env,
+                                    pass_fds=(self._read_fd, ready_w))
+        finally:
+            os.close(ready_w)
+        self._proc = proc
+        log.info("worker process started (pid %s)", proc.pid, extra={"fields": {"worker_pid": proc.pid}})
+        threading.Thread(target=self._await_ready, args=(proc, ready_r), name="worker-ready", daemon=True).start()
+
+    def _await_ready(self, proc: subprocess.Popen[bytes], fd: int) -> None:
+        try:
+            if os.read(fd, 1):  # EOF instead: the child died before its workers ran (the watcher logs it)
+                self._ready = proc
+        finally:
+            os.close(fd)
 
     def _watch(self) -> None:
         delay = self.first_delay
@@ -122,6 +140,14 @@ class WorkerProcess:
                     return
                 self._spawn()
                 self.restarts += 1
+
+
+def tell_parent_ready(fd: int) -> None:
+    """The child's workers run: ``serve``'s /readyz says ``running`` instead of ``starting``."""
+    try:
+        os.write(fd, b"r")
+    finally:
+        os.close(fd)
 
 
 def wake_from_parent(fd: int, wake: Callable[[], None], stop: threading.Event) -> threading.Thread:

@@ -91,6 +91,12 @@ def make_engine(url: str) -> Engine:
     )
 
 
+def kept_connections(engine: Engine) -> int:
+    """How many connections the engine's pool keeps open (DB_POOL_SIZE): more at once are opened and closed."""
+    size = getattr(engine.pool, "size", None)
+    return size() if callable(size) else 5
+
+
 _ENGINES: dict[str, Engine] = {}
 
 

@@ -235,7 +235,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                # Up: answering, and its worker child (serve on PostgreSQL) past its start-up.
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and \
+                        httpx.get(f"{self.url}/readyz", timeout=5).json().get("worker_process") != "starting":
                     return self
             except httpx.HTTPError:
                 pass

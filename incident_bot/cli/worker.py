@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     # serve's own child (worker_process.py): the read end of its wake-up pipe; not for operators.
     p.add_argument("--wake-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from incident_bot.bootstrap import build_runtime, learn_identity
     from incident_bot.runtime import freeze_heap
     from incident_bot.scheduler import SchedulerHook
-    from incident_bot.worker_process import wake_from_parent
+    from incident_bot.worker_process import tell_parent_ready, wake_from_parent
 
     settings = settings_for("slack_bot_token", "slack_signing_secret", command="worker").require_tracker()
     setup_logging(settings.log_level)
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     rt.fold.start()
     asyncio.run(scheduler.start())
     logging.getLogger(__name__).info("worker running (fold, outbox, scheduler)")
+    if args.ready_fd is not None:
+        tell_parent_ready(args.ready_fd)
     stop.wait()
     asyncio.run(scheduler.stop())
     rt.extras.get("stop", threading.Event()).set()

@@ -13,6 +13,7 @@ HTTP and Socket Mode share this app, so both transports take the same path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,6 @@ from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.concurrency import run_in_threadpool
 
 from incident_bot.core.text import clean
 from incident_bot.observability import DELIVERIES
@@ -70,9 +70,9 @@ async def store(rt: Runtime, *, event_id: str, event_type: str, body: dict[str, 
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     try:
         async with asyncio.timeout(STORE_DEADLINE):
-            accepted = await run_in_threadpool(
+            accepted = await rt.store(functools.partial(
                 inbox.accept, rt.engine, source=SOURCE, event_id=event_id[:inbox.MAX_EVENT_ID],
-                event_type=event_type, payload=payload, subject_id=(subject_id or None) and subject_id[:64])
+                event_type=event_type, payload=payload, subject_id=(subject_id or None) and subject_id[:64]))
     except (OperationalError, DBAPIError, TimeoutError) as exc:
         DELIVERIES.labels(source="slack", outcome="unavailable").inc()
         log.warning("slack %s: database unavailable (%s)", event_type, exc.__class__.__name__)

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.concurrency import run_in_threadpool
 
 from incident_bot.config import Settings
 from incident_bot.http_body import BodyTooLarge, BodyTooSlow, read_body
@@ -96,7 +95,7 @@ def _add(app: FastAPI, rt: Any, route: Route) -> None:
             kwargs.update(payload="", status=inbox.DONE, outcome="ignored")
         try:
             async with asyncio.timeout(DEADLINE):
-                accepted = await run_in_threadpool(lambda: inbox.accept(rt.engine, **kwargs))
+                accepted = await rt.store(lambda: inbox.accept(rt.engine, **kwargs))
         except (OperationalError, DBAPIError, TimeoutError) as exc:
             return answer("unavailable", 503, started, error=exc.__class__.__name__)
         rt.wake_fold()
