@@ -118,6 +118,39 @@ def test_adapters_reach_storage_only_through_use_cases(adapter: str) -> None:
     assert bad == {}, "move the query into a use case (usecases/) and call it through usecases.runner"
 
 
+SESSION_METHODS = {"execute", "scalar", "scalars", "add", "add_all", "flush", "commit", "rollback", "get",
+                   "delete", "merge", "query", "refresh", "begin", "begin_nested", "exec", "connection"}
+
+
+def session_calls(path: Path) -> list[str]:
+    """Calls of a session's query methods on a name that holds a session: a parameter annotated ``Session``
+    (or ``runner.Session``), or one of the names the code base gives sessions (``s``, ``session``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    held = {"s", "session"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None and \
+                ast.unparse(node.annotation).split(".")[-1].strip("'\"") == "Session":
+            held.add(node.arg)
+    return sorted(f"{node.lineno}: {node.func.value.id}.{node.func.attr}()" for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and isinstance(node.func.value, ast.Name) and node.func.value.id in held
+                  and node.func.attr in SESSION_METHODS)
+
+
+@pytest.mark.parametrize("adapter", STORAGE_FREE_ADAPTERS)
+def test_adapters_pass_sessions_on_but_never_query_them(adapter: str) -> None:
+    """An adapter may hand the use-case runner's session to a use case; the query itself lives there."""
+    bad = {str(p.relative_to(ROOT)): found for p in files(adapter) if (found := session_calls(p))}
+    assert bad == {}, "move the query into a use case (usecases/)"
+
+
+def test_the_session_rule_sees_a_query_through_any_name(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f(db: Session, s, other):\n    db.execute(1)\n    s.add(2)\n    other.execute(3)\n"
+                      "def g(tx: 'runner.Session'):\n    tx.scalars(4)\n    tx.info.get(5)\n")
+    assert session_calls(sample) == ["2: db.execute()", "3: s.add()", "6: tx.scalars()"]
+
+
 def test_the_storage_rule_sees_each_way_of_importing(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("from storage import models, repo\nimport storage.db\nfrom sqlmodel import Session\n"

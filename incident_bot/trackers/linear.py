@@ -118,7 +118,7 @@ class LinearTracker:
         if self._states is None:
             found = self.gql("query($t: String!) { team(id: $t) { states { nodes { id type position } } } }",
                              t=self.team)
-            states = sorted(found["team"]["states"]["nodes"], key=lambda s: s.get("position", 0))
+            states = sorted(found["team"]["states"]["nodes"], key=lambda state: state.get("position", 0))
             self._states = {}
             for st in states:
                 self._states.setdefault(st["type"], st["id"])
