@@ -71,7 +71,7 @@ class WorkerProcess:
 
     def wake(self) -> None:
         """Tell the child's fold that an input was stored. Never blocks: a full pipe already holds a wake-up."""
-        with contextlib.suppress(OSError):  # BlockingIOError (full) or closed at shutdown: nothing to add
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is already waiting
             os.write(self._write_fd, b"\0")
 
     async def start(self) -> None:
@@ -95,9 +95,8 @@ class WorkerProcess:
                     log.warning("the worker process (pid %s) did not stop in %.0f s; killing it", proc.pid, GRACE)
                     proc.kill()
                     proc.wait()
-        for fd in (self._write_fd, self._read_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        # The pipe's ends are left open until the process exits: a request or a Socket Mode event still
+        # finishing may call wake(), and a closed descriptor's number may already belong to another file.
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _spawn(self) -> None:
