@@ -30,6 +30,8 @@ def clean(text: str | None) -> str:
     """Outside text without control, bidi-control or lone-surrogate characters (tabs, newlines kept)."""
     if not text:
         return ""
+    if text.isascii() and text.isprintable():  # most text: nothing to remove (no control, no \r, no bidi)
+        return text
     return _CONTROLS.sub("", text.replace("\r\n", "\n"))
 
 
