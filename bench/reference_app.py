@@ -7,7 +7,7 @@ FastAPI + uvicorn (one worker, uvicorn's defaults as ``incident-bot serve`` uses
 check, and one durable row per delivery (``INSERT ... ON CONFLICT DO NOTHING`` on the event id, so a
 redelivery costs what it costs us: a lookup, no second row). Same durability as the bot: SQLite in WAL
 with ``synchronous=FULL`` and ``BEGIN IMMEDIATE``; PostgreSQL through a psycopg connection pool of the
-bot's size (5 + 10 overflow) with ``synchronous_commit`` left on. The database call runs in the thread
+bot's size (10 + 5 overflow) with ``synchronous_commit`` left on. The database call runs in the thread
 pool, as the bot's does. Whatever the bot does beyond this (parsing, the lifecycle, the timeline, the
 outbox, metrics, logging) is what the ratio ours/reference prices.
 """
@@ -74,9 +74,9 @@ class PostgresStore:
         from psycopg_pool import ConnectionPool
 
         conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        self.pool = ConnectionPool(conninfo, min_size=int(os.environ.get("DB_POOL_SIZE", "5")),
-                                   max_size=int(os.environ.get("DB_POOL_SIZE", "5"))
-                                   + int(os.environ.get("DB_POOL_OVERFLOW", "10")), open=True)
+        self.pool = ConnectionPool(conninfo, min_size=int(os.environ.get("DB_POOL_SIZE", "10")),
+                                   max_size=int(os.environ.get("DB_POOL_SIZE", "10"))
+                                   + int(os.environ.get("DB_POOL_OVERFLOW", "5")), open=True)
         with self.pool.connection() as conn:
             conn.execute(DDL.format(pk="BIGSERIAL PRIMARY KEY"))
 

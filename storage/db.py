@@ -81,8 +81,10 @@ def make_engine(url: str) -> Engine:
         # before a firewall's idle timeout can.
         pool_pre_ping=False,
         pool_recycle=1800,
-        pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
-        max_overflow=int(os.environ.get("DB_POOL_OVERFLOW", "10")),
+        # Kept: as many as the accept paths may use at once (Runtime.store); a connection past the kept
+        # ones is opened for one checkout and closed after it. 10 + 5: the same 15 at most as before.
+        pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),
+        max_overflow=int(os.environ.get("DB_POOL_OVERFLOW", "5")),
         pool_timeout=5,
         # Fail fast when PostgreSQL is down so the server answers 503 instead of hanging; keepalives and
         # tcp_user_timeout so a connection behind a network partition errors in ~10 s, not the kernel's ~15 min.
