@@ -6,6 +6,7 @@ parsed by prometheus_client's own parser.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -142,3 +143,39 @@ def test_threads_when_asked_and_on_sqlite(pg_url, sqlite_url, slack) -> None:  #
             engine.dispose()
         finally:
             server.stop()
+
+
+def test_wake_ups_coalesce_and_the_last_one_is_never_dropped() -> None:
+    """A burst of stored inputs wakes the child a few times, not once per input, and an input stored just
+    after a wake-up still gets one (the trailing write), without a child or a database."""
+    from incident_bot.worker_process import WAKE_EVERY, WorkerProcess
+
+    wp = WorkerProcess()
+    os.set_blocking(wp._read_fd, False)  # the child's end, read here as the child would
+
+    def written() -> int:
+        try:
+            return len(os.read(wp._read_fd, 65536))
+        except BlockingIOError:
+            return 0
+
+    async def burst() -> tuple[int, int]:
+        for _ in range(200):
+            wp.wake()
+        first = written()  # the leading write only: the trailing one is not due yet
+        await asyncio.sleep(WAKE_EVERY * 10)
+        return first, written()
+
+    try:
+        first, trailing = asyncio.run(burst())
+        assert first >= 1 and first + trailing <= 5, (first, trailing)
+        assert trailing >= 1, "the inputs after the first wake-up get one too"
+        time.sleep(WAKE_EVERY * 2)
+        asyncio.run(_one(wp))
+        assert written() == 1, "a lone input after a quiet spell is written at once"
+    finally:
+        wp.stop_now()
+
+
+async def _one(wp) -> None:  # type: ignore[no-untyped-def]
+    wp.wake()
