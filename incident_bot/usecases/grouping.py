@@ -32,7 +32,7 @@ from incident_bot.pipeline import outbox
 from incident_bot.usecases.incidents import order_key, refresh_metrics
 from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 from storage import repo
-from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
+from storage.models import Incident, OutboxMessage, PagerDutyLink, utcnow
 
 STORM_KEY = f"{outbox.HELD}storm:"  # held: later messages overtake it while it waits
 STORM_HOLD = timedelta(seconds=5)
@@ -200,12 +200,8 @@ def linked_event(session: Session, inc: Incident, link: PagerDutyLink, ev: Pager
 def said_already(session: Session, incident_id: int | None, kind: str, at: datetime, actor: str | None, *,
                  text: str | None = None) -> bool:
     """A timeline row that says the same thing (same incident, kind, time to the second, actor) exists:
-    a backfilled event that a live webhook already delivered (their event ids differ)."""
-    lo, hi = at.replace(microsecond=0), at.replace(microsecond=0) + timedelta(seconds=1)
-    stmt = select(TimelineEvent.id).where(TimelineEvent.incident_id == incident_id,  # type: ignore[arg-type]
-                                          TimelineEvent.kind == kind,  # type: ignore[arg-type]
-                                          TimelineEvent.occurred_at >= lo, TimelineEvent.occurred_at < hi)  # type: ignore[arg-type]
-    stmt = stmt.where(TimelineEvent.actor.is_(None) if actor is None else TimelineEvent.actor == actor)  # type: ignore[union-attr, arg-type]
-    if text is not None:
-        stmt = stmt.where(TimelineEvent.text == text)  # type: ignore[arg-type]
-    return session.execute(stmt.limit(1)).first() is not None
+    a backfilled event that a live webhook already delivered (their event ids differ), or one this batch
+    wrote already (the fold's PagerDuty path writes its rows at the end, without autoflush: those are
+    looked at in memory)."""
+    lo = at.replace(microsecond=0)
+    return repo.timeline_says(session, incident_id, kind, lo, lo + timedelta(seconds=1), actor, text)
