@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # GROUP_WINDOW joins it (a linked PagerDuty incident, no new channel). GROUP_BY=none: one per trigger.
     group_by: str = "service"
     group_window: Annotated[float, NoDecode] = 600.0  # seconds; "10m", "90s", "1h" accepted
+    # How long a storm's "+N PagerDuty incidents" line waits in the outbox, counting the joins that follow,
+    # before it is posted: longer, fewer lines in a long storm; shorter, the channel hears sooner.
+    group_line_hold: float = Field(default=5.0, ge=0, le=300)
     # Recurrence after CAPA (core/recurrence.py): an incident detected within this long after a CAPA
     # action of an earlier, same-service or similar incident was marked done is flagged.
     recurrence_window: Annotated[float, NoDecode] = 30 * 86400.0  # seconds; "30d", "2w"... accepted

@@ -35,7 +35,6 @@ from storage import repo
 from storage.models import Incident, OutboxMessage, PagerDutyLink, utcnow
 
 STORM_KEY = f"{outbox.HELD}storm:"  # held: later messages overtake it while it waits
-STORM_HOLD = timedelta(seconds=5)
 
 
 def enabled(settings: Settings) -> bool:
@@ -98,8 +97,10 @@ def find_group(session: Session, settings: Settings, pd: PagerDutyIncident) -> I
     return session.execute(stmt).scalar_one_or_none()
 
 
-def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, quiet: bool) -> None:
-    """Link a new PagerDuty incident to ``inc``: the link, a timeline row, detection, one coalesced line."""
+def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, quiet: bool,
+         line_hold: timedelta) -> None:
+    """Link a new PagerDuty incident to ``inc``: the link, a timeline row, detection, one coalesced line
+    (held ``line_hold``, GROUP_LINE_HOLD, for the joins that follow)."""
     pd = ev.incident
     assert pd is not None and inc.id is not None
     repo.add_link(session, PagerDutyLink(pagerduty_incident_id=pd.id, incident_id=inc.id, primary=False,
@@ -121,10 +122,11 @@ def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, qu
         session.add(inc)
         refresh_metrics(session, inc)
     if not quiet and inc.slack_channel_wanted:
-        storm_line(session, inc, service=pd.service_name, at=at, title=pd.title)
+        storm_line(session, inc, service=pd.service_name, at=at, title=pd.title, hold=line_hold)
 
 
-def storm_line(session: Session, inc: Incident, *, service: str | None, at: datetime, title: str) -> None:
+def storm_line(session: Session, inc: Incident, *, service: str | None, at: datetime, title: str,
+               hold: timedelta) -> None:
     """One line per burst: a summary still waiting in the outbox is rewritten with the new count (the
     joins coalesce); once it has been sent, the next join starts a new one."""
     assert inc.id is not None
@@ -147,7 +149,7 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
     # incident's later messages do not wait for it: outbox.HELD). The dedup key is unique (a uuid):
     # the row is added to the session, written with the batch, and kept for the next join.
     held[inc.id] = repo.enqueue_row(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
-                                    payload=_payload(1, service, at, at, [title]), not_before=utcnow() + STORM_HOLD,
+                                    payload=_payload(1, service, at, at, [title]), not_before=utcnow() + hold,
                                     dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -122,7 +122,8 @@ def _fold(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDe
         group = grouping.find_group(session, settings, ev.incident)
         if group is not None:  # an alert storm: join the open incident of the service, no new channel
             inc = group
-            grouping.join(session, inc, ev, source=source, quiet=imported)
+            grouping.join(session, inc, ev, source=source, quiet=imported,
+                          line_hold=timedelta(seconds=settings.group_line_hold))
         else:
             inc = _open_from_pagerduty(session, settings, ev, reader, imported=imported)
         session.info.setdefault("pd_incidents", {})[ev.incident_id] = inc
