@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)
     outbox_backoff_base: float = Field(default=1.0, gt=0, le=600)
     outbox_backoff_cap: float = Field(default=300.0, gt=0, le=3600)
+    # A worker process whose heartbeat is older than this is dead: a live one hands its in-flight outbox
+    # calls back (pipeline/heartbeat.py). Each process beats every fifth of it.
+    worker_dead_after: float = Field(default=10.0, ge=1, le=600)
     slack_timeout: float = Field(default=10.0, gt=0, le=120)
     # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
     slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)
