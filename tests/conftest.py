@@ -31,18 +31,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--no-postgres", action="store_true", help="deselect PostgreSQL tests (never in CI)")
 
 
-# The longest files, longest first (seconds on two workers, measured with --durations). scripts/test runs
+# The longest files, about longest first (their summed test times on two workers, 2026-12). scripts/test runs
 # the suite with --dist loadfile --no-loadscope-reorder: xdist hands out whole files in collection order,
 # so these start first and the short files fill in at the end, and both workers finish at about the same
 # time (longest processing time first). xdist's own order (most tests first) left the long files of few
 # tests (fault campaign, replicas, backfill) for the end, one worker busy and the other idle for a minute
 # or more. A file not listed keeps its place after these; a stale list costs time, never a test.
 LONG_FILES = (
-    "test_backfill.py", "test_replicas_and_crashes.py", "test_storm.py", "test_fault_campaign.py",
-    "test_web_browser.py", "test_scheduler_pg.py", "test_db_outage.py", "test_hostile_slack.py",
-    "test_cli_errors.py", "test_cli.py", "test_trackers_jira.py", "test_outbox_faults.py",
-    "test_trackers_github.py", "test_trackers_linear.py", "test_fuzz_endpoints.py", "test_pipeline.py",
-    "test_slack_commands.py", "test_web.py", "test_demo.py", "test_similar_ranking.py", "test_rca_review.py",
+    "test_backfill.py", "test_replicas_and_crashes.py", "test_web_browser.py", "test_storm.py",
+    "test_fault_campaign.py", "test_scheduler_pg.py", "test_cli_errors.py", "test_db_outage.py",
+    "test_hostile_slack.py", "test_trackers_jira.py", "test_trackers_github.py", "test_trackers_linear.py",
+    "test_cli.py", "test_outbox_faults.py", "test_fuzz_endpoints.py", "test_pipeline.py",
+    "test_slack_commands.py", "test_web.py", "test_similar_ranking.py", "test_rca_review.py",
+    "test_hostile_http.py", "test_similar.py", "test_demo.py", "test_migrations.py", "test_learning_bulk.py",
+    "test_pagerduty_edges.py", "test_web_timeline.py", "test_digest.py", "test_metrics_property.py",
 )
 
 
