@@ -34,9 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # The longest files, about longest first (their summed test times on two workers, 2026-12). scripts/test runs
 # the suite with --dist loadfile --no-loadscope-reorder: xdist hands out whole files in collection order,
 # so these start first and the short files fill in at the end, and both workers finish at about the same
-# time (longest processing time first). xdist's own order (most tests first) left the long files of few
-# tests (fault campaign, replicas, backfill) for the end, one worker busy and the other idle for a minute
-# or more. A file not listed keeps its place after these; a stale list costs time, never a test.
+# time (longest processing time first). xdist's own order (most tests first) hands out the long files of
+# few tests (fault campaign, replicas, backfill) last, where one of them can keep a worker busy while the
+# other has nothing left. A file not listed keeps its place after these; a stale list costs time, never a test.
 LONG_FILES = (
     "test_backfill.py", "test_replicas_and_crashes.py", "test_web_browser.py", "test_storm.py",
     "test_fault_campaign.py", "test_scheduler_pg.py", "test_cli_errors.py", "test_db_outage.py",
