@@ -7,7 +7,9 @@ required: when it cannot be reached the PostgreSQL tests fail, they are not skip
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +149,14 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+@functools.cache
+def client_ssl() -> ssl.SSLContext:
+    """One SSL context for the tests' HTTP clients (``httpx.Client(verify=client_ssl())``): httpx builds
+    one per client by default, ~60 ms of CPU loading the system's CA certificates, for clients that talk
+    plain HTTP to a local server. A test starts hundreds of them."""
+    return ssl.create_default_context()
+
+
 # -- a running bot: the real ASGI app under uvicorn, the Slack stand-in, a real database -------------
 
 class Bot:
@@ -199,7 +209,7 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
         for k, v in {"backoff_base": 0.05, "backoff_cap": 0.5, **worker_kw}.items():
             setattr(rt.worker, k, v)
     server = LiveServer(app).start()
-    bot = Bot(rt, server, slack, httpx.Client(timeout=30))
+    bot = Bot(rt, server, slack, httpx.Client(timeout=30, verify=client_ssl()))
     bot.announce = settings.incident_announce_channel
     return bot
 
@@ -248,8 +258,7 @@ class ServerProcess:
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout
-        # One client for the whole wait: each new httpx client builds an SSL context (~30 ms of CPU).
-        with httpx.Client(timeout=1) as http:
+        with httpx.Client(timeout=1, verify=client_ssl()) as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
