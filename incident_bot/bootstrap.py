@@ -84,7 +84,8 @@ def build_runtime(settings: Settings, *, start_worker: bool = True, **worker_ove
     rt.fold = FoldWorker(engine, {**appliers(settings, SlackApplier(rt)), **tracker_appliers(settings)},
                          batch_size=settings.fold_batch_size, max_attempts=settings.fold_max_attempts,
                          poll_interval=settings.fold_poll_interval, on_folded=rt.worker.notify)
-    rt.heartbeat = Heartbeat(engine, worker_id)
+    rt.heartbeat = Heartbeat(engine, worker_id, interval=settings.worker_dead_after / 5,
+                             dead_after=settings.worker_dead_after)
     return rt
 
 

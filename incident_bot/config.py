@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # GROUP_WINDOW joins it (a linked PagerDuty incident, no new channel). GROUP_BY=none: one per trigger.
     group_by: str = "service"
     group_window: Annotated[float, NoDecode] = 600.0  # seconds; "10m", "90s", "1h" accepted
+    # How long a storm's "+N PagerDuty incidents" line waits in the outbox, counting the joins that follow,
+    # before it is posted: longer, fewer lines in a long storm; shorter, the channel hears sooner.
+    group_line_hold: float = Field(default=5.0, ge=0, le=300)
     # Recurrence after CAPA (core/recurrence.py): an incident detected within this long after a CAPA
     # action of an earlier, same-service or similar incident was marked done is flagged.
     recurrence_window: Annotated[float, NoDecode] = 30 * 86400.0  # seconds; "30d", "2w"... accepted
@@ -146,6 +149,9 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = Field(default=0.2, gt=0, le=60)
     outbox_backoff_base: float = Field(default=1.0, gt=0, le=600)
     outbox_backoff_cap: float = Field(default=300.0, gt=0, le=3600)
+    # A worker process whose heartbeat is older than this is dead: a live one hands its in-flight outbox
+    # calls back (pipeline/heartbeat.py). Each process beats every fifth of it.
+    worker_dead_after: float = Field(default=10.0, ge=1, le=600)
     slack_timeout: float = Field(default=10.0, gt=0, le=120)
     # Slack's Tier 2 budget for conversations.create (~20/min); the outbox paces itself below it.
     slack_channel_create_per_minute: float = Field(default=19.0, gt=0, le=10_000)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -302,6 +302,42 @@ def written_at_end(session: Session) -> Iterator[None]:
 def _at_end(session: Session) -> _AtEnd | None:
     rows: _AtEnd | None = session.info.get(_AT_END)
     return rows if rows is not None and not session.autoflush else None
+
+
+def timeline_says(session: Session, incident_id: int | None, kind: str, since: datetime, until: datetime,
+                  actor: str | None, text: str | None = None) -> bool:
+    """The incident has a timeline row of ``kind`` at a time in [since, until), by ``actor`` (and with
+    ``text``, when given): among the rows in the database, those queued by :func:`written_at_end` and
+    those added to the session and not flushed (the fold writes without autoflush)."""
+    at_end: _AtEnd | None = session.info.get(_AT_END)
+    queued = [*(at_end.timeline if at_end is not None else ()),
+              *({c: getattr(o, c) for c in ("incident_id", "occurred_at", "kind", "actor", "text")}
+                for o in session.new if isinstance(o, TimelineEvent))]
+    for row in queued:
+        if (row["incident_id"] == incident_id and row["kind"] == kind and since <= row["occurred_at"] < until
+                and row["actor"] == actor and (text is None or row["text"] == text)):
+            return True
+    params = {"incident_id": incident_id, "kind": kind, "since": since, "until": until, "actor": actor,
+              "text": text}
+    stmt = _timeline_says_stmt(actor is None, text is not None)
+    return session.connection().execute(stmt, params).first() is not None
+
+
+_SAYS: dict[tuple[bool, bool], Any] = {}
+
+
+def _timeline_says_stmt(no_actor: bool, with_text: bool) -> Any:
+    """Built once per shape, run with parameters (backfill asks it for every event it imports)."""
+    stmt = _SAYS.get((no_actor, with_text))
+    if stmt is None:
+        t = TimelineEvent.__table__.c  # type: ignore[attr-defined]
+        stmt = select(t.id).where(t.incident_id == bindparam("incident_id"), t.kind == bindparam("kind"),
+                                  t.occurred_at >= bindparam("since"), t.occurred_at < bindparam("until"),
+                                  t.actor.is_(None) if no_actor else t.actor == bindparam("actor"))
+        if with_text:
+            stmt = stmt.where(t.text == bindparam("text"))
+        stmt = _SAYS[(no_actor, with_text)] = stmt.limit(1)
+    return stmt
 
 
 def _write_timeline(session: Session, rows: _AtEnd) -> None:

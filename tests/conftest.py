@@ -8,7 +8,9 @@ required: when it cannot be reached the PostgreSQL tests fail, they are not skip
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import ssl
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -33,7 +35,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--no-postgres", action="store_true", help="deselect PostgreSQL tests (never in CI)")
 
 
+# The longest files, about longest first (their summed test times on two workers, 2026-12). scripts/test runs
+# the suite with --dist loadfile --no-loadscope-reorder: xdist hands out whole files in collection order,
+# so these start first and the short files fill in at the end, and both workers finish at about the same
+# time (longest processing time first). xdist's own order (most tests first) hands out the long files of
+# few tests (fault campaign, replicas, backfill) last, where one of them can keep a worker busy while the
+# other has nothing left. A file not listed keeps its place after these; a stale list costs time, never a test.
+LONG_FILES = (
+    "test_backfill.py", "test_replicas_and_crashes.py", "test_web_browser.py", "test_storm.py",
+    "test_fault_campaign.py", "test_scheduler_pg.py", "test_cli_errors.py", "test_db_outage.py",
+    "test_hostile_slack.py", "test_trackers_jira.py", "test_trackers_github.py", "test_trackers_linear.py",
+    "test_cli.py", "test_outbox_faults.py", "test_fuzz_endpoints.py", "test_pipeline.py",
+    "test_slack_commands.py", "test_web.py", "test_similar_ranking.py", "test_rca_review.py",
+    "test_hostile_http.py", "test_similar.py", "test_demo.py", "test_migrations.py", "test_learning_bulk.py",
+    "test_pagerduty_edges.py", "test_web_timeline.py", "test_digest.py", "test_metrics_property.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its own order
     if not config.getoption("--no-postgres"):
         return
     keep = [i for i in items if "postgres" not in i.keywords]
@@ -130,6 +151,14 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+@functools.cache
+def client_ssl() -> ssl.SSLContext:
+    """One SSL context for the tests' HTTP clients (``httpx.Client(verify=client_ssl())``): httpx builds
+    one per client by default, ~60 ms of CPU loading the system's CA certificates, for clients that talk
+    plain HTTP to a local server. A test starts hundreds of them."""
+    return ssl.create_default_context()
+
+
 # -- a running bot: the real ASGI app under uvicorn, the Slack stand-in, a real database -------------
 
 class Bot:
@@ -182,7 +211,7 @@ def start_bot(db_url: str, slack, **overrides):  # type: ignore[no-untyped-def]
         for k, v in {"backoff_base": 0.05, "backoff_cap": 0.5, **worker_kw}.items():
             setattr(rt.worker, k, v)
     server = LiveServer(app).start()
-    bot = Bot(rt, server, slack, httpx.Client(timeout=30))
+    bot = Bot(rt, server, slack, httpx.Client(timeout=30, verify=client_ssl()))
     bot.announce = settings.incident_announce_channel
     return bot
 
@@ -231,17 +260,18 @@ class ServerProcess:
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                # Up: answering, and its worker child (serve on PostgreSQL) past its start-up.
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and \
-                        httpx.get(f"{self.url}/readyz", timeout=5).json().get("worker_process") != "starting":
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(timeout=5, verify=client_ssl()) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                try:
+                    # Up: answering, and its worker child (serve on PostgreSQL) past its start-up.
+                    if http.get(f"{self.url}/healthz").status_code == 200 and \
+                            http.get(f"{self.url}/readyz").json().get("worker_process") != "starting":
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
         self.kill()  # not left running behind a failed test
         raise RuntimeError("server did not start")
 

@@ -36,9 +36,9 @@ from incident_bot.pagerduty import inbound
 from incident_bot.pagerduty.events import parse_delivery
 from incident_bot.pipeline import outbox as q
 from incident_bot.pipeline.fold import FoldWorker
-from storage import migrate
 from storage.db import make_engine, session_scope
 from storage.models import InboxDelivery, Incident, OutboxMessage, TimelineEvent
+from tests.db_template import PgScript
 
 from .conftest import PD_SECRET, PG_URL, ServerProcess, make_settings, pg_schema_url, server_env
 
@@ -111,18 +111,19 @@ def send_all(urls: list[str], sends: list[dict[str, Any]], rnd: random.Random,
 
     def one(job: tuple[str, dict[str, Any]]) -> int:
         url, doc = job
-        with httpx.Client(timeout=10) as client:
-            status = post(client, url, doc)
-            with lock:
-                first[status] += 1
-            for attempt in range(10):
-                if status == 202:
-                    return status
-                time.sleep(0.2 * (attempt + 1))
-                status = post(client, rnd.choice(urls), doc)
-            return status
+        status = post(client, url, doc)
+        with lock:
+            first[status] += 1
+        for attempt in range(10):
+            if status == 202:
+                return status
+            time.sleep(0.2 * (attempt + 1))
+            status = post(client, rnd.choice(urls), doc)
+        return status
 
-    with ThreadPoolExecutor(threads) as pool:
+    # One client shared by the threads (httpx's is thread-safe): a client per send built an SSL context
+    # each time, ~30 ms of CPU, which was most of this process's work in the campaign.
+    with httpx.Client(timeout=10) as client, ThreadPoolExecutor(threads) as pool:
         finals = list(pool.map(one, zip(targets, sends, strict=True)))
     assert set(finals) == {202}, f"every delivery is acknowledged in the end: {Counter(finals)}"
     return first
@@ -131,21 +132,22 @@ def send_all(urls: list[str], sends: list[dict[str, Any]], rnd: random.Random,
 # -- the oracle: a serial replay into a fresh schema ---------------------------------------------------
 
 @contextmanager
-def fresh_schema() -> Iterator[str]:
+def fresh_schema(template: PgScript) -> Iterator[str]:
+    """A migrated schema of its own: the real migrations as the session recorded them (tests/db_template.py),
+    replayed, as every test's ``pg_url`` is."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        template.replay(conn, schema)
     url = pg_schema_url(schema)
     try:
-        migrate.upgrade(url)
         yield url
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def serial_replay(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    with fresh_schema() as url:
+def serial_replay(deliveries: list[dict[str, Any]], template: PgScript) -> dict[str, dict[str, Any]]:
+    with fresh_schema(template) as url:
         engine = make_engine(url)
         try:
             settings = make_settings(url)
@@ -258,8 +260,8 @@ def assert_slack_exactly_once(engine: Engine, slack, incidents: int) -> None:  #
 
 # -- 1. replicas, redeliveries, reordering ---------------------------------------------------------------
 
-def run_replica_campaign(pg_url: str, slack, incidents: int, seed: int, drain_timeout: float,  # type: ignore[no-untyped-def]
-                         max_notes: int = 3) -> None:
+def run_replica_campaign(pg_url: str, slack, template: PgScript, incidents: int, seed: int,  # type: ignore[no-untyped-def]
+                         drain_timeout: float, max_notes: int = 3) -> None:
     deliveries = campaign(incidents, seed, max_notes)
     rnd = random.Random(seed)
     sends = [d for d in deliveries for _ in range(rnd.randint(1, 3))]
@@ -274,7 +276,7 @@ def run_replica_campaign(pg_url: str, slack, incidents: int, seed: int, drain_ti
         assert set(first) == {202}, f"with no fault injected, every send is accepted at once: {dict(first)}"
         # The oracle is computed while the replicas fold and drain; a 202 means stored, not yet applied,
         # so the snapshot waits for every accepted delivery to be folded.
-        want = serial_replay(deliveries)
+        want = serial_replay(deliveries, template)
         wait_folded(engine, 120)
         diff = differences(snapshot(engine), want)
         assert diff == [], "\n".join(diff)
@@ -291,14 +293,14 @@ def run_replica_campaign(pg_url: str, slack, incidents: int, seed: int, drain_ti
             r.stop()
 
 
-def test_two_replicas_redelivered_and_reordered_equal_a_serial_replay(pg_url, slack) -> None:  # type: ignore[no-untyped-def]
-    run_replica_campaign(pg_url, slack, incidents=40, seed=2026, drain_timeout=120)
+def test_two_replicas_redelivered_and_reordered_equal_a_serial_replay(pg_url, slack, pg_template) -> None:  # type: ignore[no-untyped-def]
+    run_replica_campaign(pg_url, slack, pg_template, incidents=40, seed=2026, drain_timeout=120)
 
 
 @pytest.mark.heavy
 @pytest.mark.timeout(1800)  # Slack's pace of about 20 channels a minute per replica: 200 take ~5 minutes
-def test_heavy_two_replicas_2000_deliveries_of_200_incidents(pg_url, slack) -> None:  # type: ignore[no-untyped-def]
-    run_replica_campaign(pg_url, slack, incidents=200, seed=7, drain_timeout=1200, max_notes=10)
+def test_heavy_two_replicas_2000_deliveries_of_200_incidents(pg_url, slack, pg_template) -> None:  # type: ignore[no-untyped-def]
+    run_replica_campaign(pg_url, slack, pg_template, incidents=200, seed=7, drain_timeout=1200, max_notes=10)
 
 
 def test_notes_racing_their_trigger_on_two_connections_are_never_lost(pg_url) -> None:  # type: ignore[no-untyped-def]

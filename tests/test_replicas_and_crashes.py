@@ -25,13 +25,21 @@ from storage.models import InboxDelivery, Incident, OutboxMessage
 from .conftest import PD_SECRET, ServerProcess, server_env
 
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+# A killed process's in-flight calls are handed back once its heartbeat is this old (10 s by default):
+# these tests assert that they are, not how long it takes; each waited out the default.
+DEAD_AFTER = "3"
 
 
-def post(url: str, doc: dict) -> int:
+def post(url: str, doc: dict, client: httpx.Client | None = None) -> int:
+    """``client``: one shared by a test's threads (httpx's is thread-safe); without it, a client of its own
+    for this one request, whose SSL context costs ~30 ms of CPU (the kill -9 test's load keeps that pace)."""
     body = pd.encode(doc)
     try:
-        return httpx.post(f"{url}/pagerduty/webhook", content=body, headers=pd.signed_headers(body, PD_SECRET),
-                          timeout=10).status_code
+        if client is None:
+            return httpx.post(f"{url}/pagerduty/webhook", content=body,
+                              headers=pd.signed_headers(body, PD_SECRET), timeout=10).status_code
+        return client.post(f"{url}/pagerduty/webhook", content=body,
+                           headers=pd.signed_headers(body, PD_SECRET)).status_code
     except httpx.HTTPError:
         return 0  # connection refused/reset: not acknowledged, PagerDuty would redeliver
 
@@ -47,8 +55,8 @@ def test_same_delivery_20_times_across_two_processes(pg_url, slack) -> None:  # 
     try:
         ev = pd.delivery("incident.triggered", pd.incident_data(title="Payments down"))
         urls = [a.url, b.url] * 10
-        with ThreadPoolExecutor(20) as pool:
-            statuses = list(pool.map(lambda u: post(u, ev), urls))
+        with httpx.Client(timeout=10) as client, ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(lambda u: post(u, ev, client), urls))
         assert statuses == [202] * 20
         engine = make_engine(pg_url)
         wait_drained(engine)
@@ -85,8 +93,8 @@ def test_two_replicas_random_redeliveries_equal_a_serial_replay(pg_url, slack) -
     env = server_env(pg_url, slack)
     a, b = ServerProcess(env).start(), ServerProcess(env).start()
     try:
-        with ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(lambda d: post(rnd.choice([a.url, b.url]), d), sends))
+        with httpx.Client(timeout=10) as client, ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda d: post(rnd.choice([a.url, b.url]), d, client), sends))
         assert set(statuses) == {202}
         engine = make_engine(pg_url)
         wait_drained(engine, 120)
@@ -113,7 +121,7 @@ def test_two_replicas_random_redeliveries_equal_a_serial_replay(pg_url, slack) -
 
 
 def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  # type: ignore[no-untyped-def]
-    env = server_env(db_url, slack)
+    env = server_env(db_url, slack, WORKER_DEAD_AFTER=DEAD_AFTER)
     server = ServerProcess(env).start()
     acked: list[str] = []
     acked_incidents: list[str] = []
@@ -157,8 +165,8 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_url, slack) -> None:  #
 @pytest.mark.postgres
 def test_a_killed_workers_call_in_flight_is_taken_over_in_seconds(pg_url, slack) -> None:  # type: ignore[no-untyped-def]
     """Replica A is killed while its conversations.create is in flight; replica B takes the call over when
-    A's heartbeat stops (~10 s), not when the 120 s lease runs out."""
-    env = server_env(pg_url, slack, OUTBOX_BACKOFF_BASE="0.2", OUTBOX_BACKOFF_CAP="1")
+    A's heartbeat stops (WORKER_DEAD_AFTER: 3 s here, 10 s by default), not when the 120 s lease runs out."""
+    env = server_env(pg_url, slack, OUTBOX_BACKOFF_BASE="0.2", OUTBOX_BACKOFF_CAP="1", WORKER_DEAD_AFTER=DEAD_AFTER)
     a = ServerProcess(env).start()
     b = None
     slack.delay_before("conversations.create", 60)  # A's call hangs: in flight when A dies

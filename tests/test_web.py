@@ -30,7 +30,7 @@ from incident_bot.web.settings import web_config
 from storage import repo
 from storage.db import session_scope
 from storage.models import Incident, TimelineEvent
-from tests.conftest import make_settings
+from tests.conftest import client_ssl, make_settings
 from tests.html5 import validate
 from tests.web_seed import seed
 
@@ -63,7 +63,8 @@ def site(db_url: str) -> Iterator[dict[str, Any]]:
         app = build_app(settings, start_worker=False, listen_host="127.0.0.1")
         refs = seed(app.state.runtime.engine, settings)
         config = web_config(settings, listen_host="127.0.0.1")
-        with LiveServer(app, port=port) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        with (LiveServer(app, port=port) as server,
+              httpx.Client(base_url=server.url, timeout=30, verify=client_ssl()) as http):
             yield {"http": http, "slack": slack, "refs": refs, "config": config, "url": server.url,
                    "engine": app.state.runtime.engine}
         app.state.runtime.engine.dispose()

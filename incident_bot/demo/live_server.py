@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
+
+TICK = 0.01  # seconds between checks for a stop request (uvicorn's own: 0.1)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping in ~10 ms instead of ~150: its loop looks for a stop request every 0.1 s
+    and its shutdown pauses 0.1 s before waiting for connections. The tests start and stop a server for
+    each of some 300 tests, and those pauses were idle time for every one of them."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 8_640_000
+            await asyncio.sleep(TICK)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's shutdown with a short pause: stop accepting, ask each connection to close, wait for
+        # them and for running tasks (up to the graceful timeout), then the lifespan's shutdown.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(TICK)
+        try:
+            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown)
+        except TimeoutError:
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
 
 
 class LiveServer:
@@ -24,7 +59,7 @@ class LiveServer:
         else:
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     @property

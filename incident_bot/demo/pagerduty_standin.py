@@ -359,6 +359,8 @@ class PagerDutyStandIn(StandInServer):
         """A deep copy as the API shows it: internal ``_`` keys dropped, ``self`` links made absolute."""
         if isinstance(value, list):
             return [self._public(v) for v in value]
+        if value is None or isinstance(value, (str, int, float)):
+            return value  # immutable: nothing to copy (a page of history is ~10,000 of them)
         if not isinstance(value, dict):
             return copy.deepcopy(value)
         base = f"https://127.0.0.1:{self._port}" if self._port else "https://127.0.0.1"

@@ -44,9 +44,9 @@ class PagerDutyApplier:
     def __init__(self, settings: Settings, *, imported: bool = False) -> None:
         self.settings = settings
         self.imported = imported
-        # A live delivery's new timeline and outbox rows are written with the batch's (no savepoint here);
-        # an import reads its own rows back ("said already"), through the ORM.
-        self.writes_at_end = not imported
+        # New timeline and outbox rows are written with the batch's (no savepoint here); an import's "said
+        # already" reads the rows queued so far as well as the database (grouping.said_already).
+        self.writes_at_end = True
 
     def plan(self, s: Session, rows: Sequence[InboxDelivery], plan: Plan) -> None:
         plan_batch(s, self.settings, rows, plan, lambda r: _incident_of(s, r),

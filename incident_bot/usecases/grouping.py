@@ -32,10 +32,9 @@ from incident_bot.pipeline import outbox
 from incident_bot.usecases.incidents import order_key, refresh_metrics
 from incident_bot.usecases.pagerduty_event import PagerDutyEvent, PagerDutyIncident, Translation
 from storage import repo
-from storage.models import Incident, OutboxMessage, PagerDutyLink, TimelineEvent, utcnow
+from storage.models import Incident, OutboxMessage, PagerDutyLink, utcnow
 
 STORM_KEY = f"{outbox.HELD}storm:"  # held: later messages overtake it while it waits
-STORM_HOLD = timedelta(seconds=5)
 
 
 def enabled(settings: Settings) -> bool:
@@ -98,8 +97,10 @@ def find_group(session: Session, settings: Settings, pd: PagerDutyIncident) -> I
     return session.execute(stmt).scalar_one_or_none()
 
 
-def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, quiet: bool) -> None:
-    """Link a new PagerDuty incident to ``inc``: the link, a timeline row, detection, one coalesced line."""
+def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, quiet: bool,
+         line_hold: timedelta) -> None:
+    """Link a new PagerDuty incident to ``inc``: the link, a timeline row, detection, one coalesced line
+    (held ``line_hold``, GROUP_LINE_HOLD, for the joins that follow)."""
     pd = ev.incident
     assert pd is not None and inc.id is not None
     repo.add_link(session, PagerDutyLink(pagerduty_incident_id=pd.id, incident_id=inc.id, primary=False,
@@ -121,10 +122,11 @@ def join(session: Session, inc: Incident, ev: PagerDutyEvent, *, source: str, qu
         session.add(inc)
         refresh_metrics(session, inc)
     if not quiet and inc.slack_channel_wanted:
-        storm_line(session, inc, service=pd.service_name, at=at, title=pd.title)
+        storm_line(session, inc, service=pd.service_name, at=at, title=pd.title, hold=line_hold)
 
 
-def storm_line(session: Session, inc: Incident, *, service: str | None, at: datetime, title: str) -> None:
+def storm_line(session: Session, inc: Incident, *, service: str | None, at: datetime, title: str,
+               hold: timedelta) -> None:
     """One line per burst: a summary still waiting in the outbox is rewritten with the new count (the
     joins coalesce); once it has been sent, the next join starts a new one."""
     assert inc.id is not None
@@ -147,7 +149,7 @@ def storm_line(session: Session, inc: Incident, *, service: str | None, at: date
     # incident's later messages do not wait for it: outbox.HELD). The dedup key is unique (a uuid):
     # the row is added to the session, written with the batch, and kept for the next join.
     held[inc.id] = repo.enqueue_row(session, order_key=key, method="chat.postMessage", incident_id=inc.id,
-                                    payload=_payload(1, service, at, at, [title]), not_before=utcnow() + STORM_HOLD,
+                                    payload=_payload(1, service, at, at, [title]), not_before=utcnow() + hold,
                                     dedup_key=f"{STORM_KEY}{inc.id}:{uuid.uuid4().hex}")
 
 
@@ -200,12 +202,8 @@ def linked_event(session: Session, inc: Incident, link: PagerDutyLink, ev: Pager
 def said_already(session: Session, incident_id: int | None, kind: str, at: datetime, actor: str | None, *,
                  text: str | None = None) -> bool:
     """A timeline row that says the same thing (same incident, kind, time to the second, actor) exists:
-    a backfilled event that a live webhook already delivered (their event ids differ)."""
-    lo, hi = at.replace(microsecond=0), at.replace(microsecond=0) + timedelta(seconds=1)
-    stmt = select(TimelineEvent.id).where(TimelineEvent.incident_id == incident_id,  # type: ignore[arg-type]
-                                          TimelineEvent.kind == kind,  # type: ignore[arg-type]
-                                          TimelineEvent.occurred_at >= lo, TimelineEvent.occurred_at < hi)  # type: ignore[arg-type]
-    stmt = stmt.where(TimelineEvent.actor.is_(None) if actor is None else TimelineEvent.actor == actor)  # type: ignore[union-attr, arg-type]
-    if text is not None:
-        stmt = stmt.where(TimelineEvent.text == text)  # type: ignore[arg-type]
-    return session.execute(stmt.limit(1)).first() is not None
+    a backfilled event that a live webhook already delivered (their event ids differ), or one this batch
+    wrote already (the fold's PagerDuty path writes its rows at the end, without autoflush: those are
+    looked at in memory)."""
+    lo = at.replace(microsecond=0)
+    return repo.timeline_says(session, incident_id, kind, lo, lo + timedelta(seconds=1), actor, text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -90,14 +90,14 @@ def fold_event(session: Session, settings: Settings, ev: PagerDutyEvent, row: In
     ``imported``: an event read back from PagerDuty's history (``incident-bot backfill``): the same fold,
     but no channel, message, topic or invitation (no outbox row at all), a new incident is recorded with
     ``origin="import"``, and a timeline row that says what a live delivery already said is not added."""
-    if imported:  # imports check "said already" against rows of the same batch: autoflush on
-        return _fold(session, settings, ev, row, reader, imported=True)
     # No autoflush: every query would otherwise first write out everything pending, and a batch runs
-    # hundreds of them (it was a third of the fold's time). The few reads that need pending rows flush
-    # themselves (open_incident); lookups of incidents, links and deferred rows are served from what the
-    # batch loaded under its locks (repo.lock_incidents, inbox.take_deferred).
+    # hundreds of them (it was a third of the fold's time; for an import, which asks "said already" for
+    # every row, over half). The few reads that need pending rows flush themselves (open_incident);
+    # lookups of incidents, links and deferred rows are served from what the batch loaded under its locks
+    # (repo.lock_incidents, inbox.take_deferred); "said already" also reads the batch's queued timeline
+    # rows (repo.queued_timeline).
     with session.no_autoflush:
-        return _fold(session, settings, ev, row, reader)
+        return _fold(session, settings, ev, row, reader, imported=imported)
 
 
 def _fold(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDelivery, reader: Reader, *,
@@ -122,7 +122,8 @@ def _fold(session: Session, settings: Settings, ev: PagerDutyEvent, row: InboxDe
         group = grouping.find_group(session, settings, ev.incident)
         if group is not None:  # an alert storm: join the open incident of the service, no new channel
             inc = group
-            grouping.join(session, inc, ev, source=source, quiet=imported)
+            grouping.join(session, inc, ev, source=source, quiet=imported,
+                          line_hold=timedelta(seconds=settings.group_line_hold))
         else:
             inc = _open_from_pagerduty(session, settings, ev, reader, imported=imported)
         session.info.setdefault("pd_incidents", {})[ev.incident_id] = inc
