@@ -1,6 +1,6 @@
 """The digest's bulk reads of what keeps breaking (usecases/learning.py) give the answers of the rules applied
 the plain way: ``FixedEarlier.find`` as ``core.recurrence.find`` over the subject's whole pool, and
-``first_detected_from`` as ``core.learning.capa_outcome`` over the service's whole list of incidents.
+``Detections`` as ``core.learning.capa_outcome`` over the service's whole list of incidents.
 
 Pure data, no database: coarse clocks and a few services and words, so that ties (fixes done at the same
 instant, incidents detected at the same instant), the window's edges, an incident that is its own
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
-from incident_bot.usecases.learning import FixedEarlier, first_detected_from
+from incident_bot.usecases.learning import Detections, FixedEarlier
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 WINDOW = timedelta(days=3)
@@ -106,10 +106,16 @@ def test_both_walks_are_taken_and_agree() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(hours, st.integers(1, 30)), max_size=25, unique_by=lambda x: x[1]), hours,
        st.integers(1, 30), hours)
-def test_capa_outcome_from_the_first_two_is_the_rule_over_the_whole_service(incidents, done_at, own, now) -> None:  # type: ignore[no-untyped-def]
+def test_capa_outcome_from_the_detections_is_the_rule_over_the_whole_service(incidents, done_at, own, now) -> None:  # type: ignore[no-untyped-def]
+    """What ``capa_effectiveness`` decides for one action (recurred, and by which incidents; else pending or
+    held) from the first incident after it that is not its own, against the rule over every incident."""
     on_service = [(number, f"INC-{number}", at) for at, number in incidents]
     capa = rules.DoneCapa(action_id=1, title="fix", incident_number=own, incident_ref=f"INC-{own}", service="db",
                           done_at=done_at)
-    ordered = sorted((at, ref, number) for number, ref, at in on_service)
-    assert rules.capa_outcome(capa, first_detected_from(ordered, done_at), window=WINDOW, now=now) == \
-        rules.capa_outcome(capa, on_service, window=WINDOW, now=now)
+    detections = Detections(sorted((("db", at, number) for at, number in incidents), key=lambda r: r[1]))
+    expected = rules.capa_outcome(capa, on_service, window=WINDOW, now=now)
+    assert detections.status("db", done_at, own, window=WINDOW, pending_after=now - WINDOW) == expected.status
+    if expected.status == "recurred":
+        assert min(f"INC-{n}" for n in detections.first_others("db", done_at, own)) == expected.recurred_by
+    assert detections.status("web", done_at, own, window=WINDOW, pending_after=now - WINDOW) != "recurred"
+    assert detections.status(None, done_at, own, window=WINDOW, pending_after=now - WINDOW) == "no_service"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
 from incident_bot.core import learning as rules
@@ -19,7 +19,7 @@ from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
 from incident_bot.usecases.similar import candidates
 from storage import text_rank, text_search
-from storage.bulk import rows, utc
+from storage.bulk import among, rows, utc
 from storage.models import ActionItem, Incident, IncidentMetrics
 
 MAX_RECURRENCES = 50
@@ -37,83 +37,167 @@ def service_spans(session: Session, until: datetime) -> list[rules.ServiceSpan]:
             for s, n, first, last in session.execute(stmt)]
 
 
-def capa_outcomes(session: Session, until: datetime, now: datetime, window: timedelta) -> list[rules.CapaOutcome]:
-    a, i = ActionItem, Incident
-    # A quarter's done actions and the incidents on their services: ~40,000 rows at 100,000 incidents,
-    # read as plain rows (storage/bulk.py).
-    stmt = (select(a.id, a.title, i.number, i.ref, i.service, utc(a.closed_at))
-            .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
-            .where(a.status == "done", a.closed_at >= until - rules.CAPA_SPAN, a.closed_at < until))  # type: ignore[operator]
-    done = [rules.DoneCapa(*r) for r in rows(session, stmt)]
-    services = sorted({d.service for d in done if d.service})
-    on_service: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
-    if services:
-        first = min(d.done_at for d in done)
-        m = IncidentMetrics
-        found = rows(session,
-            select(m.service, i.number, i.ref, utc(m.detected_at)).join(i, i.id == m.incident_id)  # type: ignore[arg-type]
-            .where(m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window))  # type: ignore[union-attr,operator]
-        for service, number, ref, at in found:
-            on_service[service].append((at, ref, number))
-        for incidents in on_service.values():
-            incidents.sort()
-    as_of = min(until, now)
-    return [rules.capa_outcome(d, first_detected_from(on_service.get(d.service or "", []), d.done_at),
-                               window=window, now=as_of) for d in done]
+def capa_effectiveness(session: Session, until: datetime, now: datetime, window: timedelta, *,
+                       limit: int | None = rules.MAX_CAPA_ITEMS) -> dict[str, Any]:
+    """``core.learning.effectiveness`` of the CAPA done in the quarter before ``until``: every action judged by
+    ``core.learning.capa_outcome``'s rule, the ``limit`` that did not hold and were done last listed.
 
-
-def first_detected_from(incidents: Sequence[tuple[datetime, str, int]], done_at: datetime
-                        ) -> list[tuple[int, str, datetime]]:
-    """Of a service's incidents, sorted ``(detected_at, ref, number)``, the two first detected at or after
-    ``done_at``, as ``core.learning.capa_outcome`` takes them.
-
-    Why two: ``capa_outcome`` names the first incident after the action was done, by detection then
-    ref, that is not the action's own incident and is inside the window. Among the incidents detected
-    at or after ``done_at`` that is the first one, or the second when the first is the action's own
-    (an incident appears once); if that one is outside the window, every later one is too. So the
-    rule decides on these two exactly as on the service's whole list, and a quarter's 13,000 done
-    actions no longer each walk a service's thousand incidents (that took 4 s of the digest at
-    100,000 incidents).
+    At 100,000 incidents that is 13,000 actions against the 26,000 incidents on their services. Each is
+    judged from plain tuples (:class:`Detections`: a bisect into its service's detections); only the
+    actions listed become objects, with their titles and refs read afterwards.
     """
-    at = bisect_left(incidents, (done_at,))
-    return [(number, ref, detected) for detected, ref, number in incidents[at:at + 2]]
+    a, i, m = ActionItem, Incident, IncidentMetrics
+    done = rows(session, select(a.id, a.incident_id, i.service, utc(a.closed_at))
+                .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
+                .where(a.status == "done", a.closed_at >= until - rules.CAPA_SPAN, a.closed_at < until))  # type: ignore[operator]
+    services = sorted({service for _, _, service, _ in done if service})
+    detections = Detections(())
+    if services:
+        first = min(done_at for *_, done_at in done)
+        detections = Detections(rows(session, select(m.service, utc(m.detected_at), m.incident_id).where(
+            m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window)  # type: ignore[union-attr,operator]
+            .order_by(m.detected_at)))
+    counts = dict.fromkeys(rules.STATUSES, 0)
+    recurred: list[tuple[datetime, int, int]] = []
+    pending_after = min(until, now) - window  # done later than this: its window is still open
+    for action_id, incident_id, service, done_at in done:
+        status = detections.status(service, done_at, incident_id, window=window, pending_after=pending_after)
+        counts[status] += 1
+        if status == "recurred":
+            recurred.append((done_at, action_id, incident_id))
+    listed = sorted(recurred, reverse=True)[:limit] if limit is not None else recurred
+    return rules.effectiveness(counts, _recurred_outcomes(session, listed, detections), limit=limit)
 
 
-def recurrences(session: Session, since: datetime, until: datetime, window: timedelta) -> list[rules.FlaggedRecurrence]:
-    """Incidents detected in ``[since, until)`` that recur an earlier one after its CAPA (core/recurrence.py),
-    in bulk: the same rule as ``usecases.similar.recurrence`` for one incident, each subject looking only
-    at the earlier incidents it could name (:class:`FixedEarlier`)."""
+def _recurred_outcomes(session: Session, listed: Sequence[tuple[datetime, int, int]], detections: Detections
+                       ) -> list[rules.CapaOutcome]:
+    """The listed actions that did not hold, as ``core.learning.capa_outcome`` names them: the first incident
+    after each (detection, then ref) that is not its own."""
+    if not listed:
+        return []
+    a, i = ActionItem, Incident
+    found = rows(session, select(a.id, a.title, i.number, i.ref, i.service, utc(a.closed_at))
+                 .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
+                 .where(among(session, a.id, [action_id for _, action_id, _ in listed])))
+    capas = {r[0]: rules.DoneCapa(*r) for r in found}
+    firsts = {action_id: detections.first_others(capas[action_id].service or "", done_at, own)
+              for done_at, action_id, own in listed}
+    refs = dict(rows(session, select(i.id, i.ref).where(
+        among(session, i.id, sorted({n for ids in firsts.values() for n in ids})))))
+    return [rules.CapaOutcome(capas[action_id], "recurred", min(refs[n] for n in firsts[action_id]))
+            for _, action_id, _ in listed]
+
+
+class Detections:
+    """Incidents by service, as ``(service, detected_at, incident_id)`` rows in order of detection: for a CAPA
+    action, the first incident detected at or after it was done that is not its own (``capa_outcome``'s
+    rule needs no other: if that one is outside the window, every later one is too)."""
+
+    def __init__(self, found: Iterable[tuple[str, datetime, int]]) -> None:
+        self.times: dict[str, list[datetime]] = defaultdict(list)
+        self.ids: dict[str, list[int]] = defaultdict(list)
+        for service, at, incident_id in found:
+            self.times[service].append(at)
+            self.ids[service].append(incident_id)
+
+    def status(self, service: str | None, done_at: datetime, own: int, *, window: timedelta,
+               pending_after: datetime) -> str:
+        """``core.learning.capa_outcome``'s status of an action done at ``done_at`` on ``own``'s ``service``
+        (``pending_after``: the as-of instant minus the window)."""
+        if not service:
+            return "no_service"
+        at = self.first_other(service, done_at, own)
+        if at is not None and at - done_at <= window:
+            return "recurred"
+        return "pending" if done_at > pending_after else "held"
+
+    def first_other(self, service: str, done_at: datetime, own: int) -> datetime | None:
+        """When the first incident on ``service`` not ``own`` was detected at or after ``done_at``."""
+        times, ids = self.times.get(service, ()), self.ids.get(service, ())
+        k = bisect_left(times, done_at)
+        if k < len(ids) and ids[k] == own:  # an incident is there once: one step past it is enough
+            k += 1
+        return times[k] if k < len(times) else None
+
+    def first_others(self, service: str, done_at: datetime, own: int) -> list[int]:
+        """The incidents (ids) detected at :meth:`first_other`'s instant, ``own`` left out."""
+        at = self.first_other(service, done_at, own)
+        if at is None:
+            return []
+        times, ids = self.times[service], self.ids[service]
+        return [ids[k] for k in range(bisect_left(times, at), bisect_right(times, at)) if ids[k] != own]
+
+
+def recurrences(session: Session, since: datetime, until: datetime, window: timedelta, *,
+                limit: int = MAX_RECURRENCES) -> list[rules.FlaggedRecurrence]:
+    """The first ``limit`` incidents detected in ``[since, until)`` (by detection, then number) that recur an
+    earlier one after its CAPA (core/recurrence.py), in bulk: the same rule as
+    ``usecases.similar.recurrence`` for one incident, each subject looking only at the earlier incidents it
+    could name (:class:`FixedEarlier`).
+
+    The period's incidents are read and judged a page at a time, and the reading stops at the ``limit``-th
+    recurrence: at 100,000 incidents every one of a week's 1,900 recurs, and judging them all was most of
+    the digest's time. The words' counts are asked for the words of the page (whether a word counts
+    depends on that word alone, so the answers are those of one count over the whole period)."""
     a = ActionItem
     fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(
         a.status == "done", a.closed_at >= since - window, a.closed_at < until))  # type: ignore[operator]
-    if not fix_rows:
+    if not fix_rows or limit <= 0:
         return []
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)
     for incident_id, action_id, title, done_at in fix_rows:
         fixes[incident_id].append(rec_rules.Fix(action_id, title, done_at))
     earlier = FixedEarlier([rec_rules.Earlier(c, tuple(fixes[iid])) for iid, c in candidates(session, fixes).items()])
+    total, counted_at = text_rank.totals(session)
+    asked: set[str] = set()
+    counted: frozenset[str] = frozenset()
+    out: list[rules.FlaggedRecurrence] = []
+    for page in _subject_pages(session, since, until):
+        new = {s for _, _, subj in page for s in subj.stems} & earlier.words - asked
+        if new:
+            df = text_rank.doc_freq(session, new, cap=similarity.common_cap(total), total=total,
+                                    counted_at=counted_at)
+            counted |= similarity.informative(new, df, total)
+            asked |= new
+        for ref, title, subj in page:
+            rec = earlier.find(subj, counted, window)
+            if rec is not None:
+                out.append(rules.FlaggedRecurrence(ref=ref, title=title, service=subj.service,
+                                                   previous=rec.previous.ref, previous_title=rec.previous.title,
+                                                   days_since=rec.days_since, reasons=rec.reasons))
+                if len(out) == limit:
+                    return out
+    return out
+
+
+SUBJECT_PAGE = 100
+
+
+def _subject_pages(session: Session, since: datetime, until: datetime
+                   ) -> Iterator[list[tuple[str, str, similarity.Subject]]]:
+    """The incidents detected in ``[since, until)`` (merged ones left out), ``(ref, title, subject)`` in order
+    of detection then number, :data:`SUBJECT_PAGE` at a time (a keyset on that order)."""
     i = Incident
     stmt = (select(i.number, i.ref, i.title, i.service, i.pagerduty_service_id, i.description, i.rca,
                    utc(i.detected_at))
             .join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
-            .where(i.detected_at >= since, i.detected_at < until).order_by(i.detected_at, i.number))  # type: ignore[operator]
-    subjects = []
-    for number, ref, title, service, service_id, description, rca, detected in rows(session, stmt):
-        head, body = text_search.fields(title, service, description, rca)
-        subjects.append((ref, title, similarity.Subject(number=number, detected_at=detected, service=service,
+            .where(i.detected_at >= since, i.detected_at < until)  # type: ignore[operator]
+            .order_by(i.detected_at, i.number).limit(SUBJECT_PAGE))
+    after = stmt
+    while True:
+        found = rows(session, after)
+        page = []
+        for number, ref, title, service, service_id, description, rca, detected in found:
+            head, body = text_search.fields(title, service, description, rca)
+            page.append((ref, title, similarity.Subject(number=number, detected_at=detected, service=service,
                                                         service_id=service_id, title_words=head, body_words=body)))
-    shared = {s for _, _, subj in subjects for s in subj.stems} & earlier.words
-    total, counted_at = text_rank.totals(session)
-    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total, counted_at=counted_at)
-    counted = similarity.informative(shared, df, total)
-    out = []
-    for ref, title, subj in subjects:
-        rec = earlier.find(subj, counted, window)
-        if rec is not None:
-            out.append(rules.FlaggedRecurrence(ref=ref, title=title, service=subj.service, previous=rec.previous.ref,
-                                               previous_title=rec.previous.title, days_since=rec.days_since,
-                                               reasons=rec.reasons))
-    return out
+        if page:
+            yield page
+        if len(found) < SUBJECT_PAGE:
+            return
+        last_at, last_number = found[-1][-1], found[-1][0]
+        after = stmt.where(or_(i.detected_at > last_at,  # type: ignore[operator]
+                               and_(i.detected_at == last_at, i.number > last_number)))
 
 
 def _service_keys(name: str | None, service_id: str | None) -> frozenset[str]:
@@ -222,9 +306,9 @@ class _LongWalk(Exception):
 
 
 def keeps_breaking_doc(session: Session, since: datetime, until: datetime, *, now: datetime,
-                       window: timedelta) -> dict[str, Any]:
-    """The ``keeps_breaking`` JSON block of the digest (core/learning.py ``learning_json``)."""
-    flagged = recurrences(session, since, until, window)
+                       window: timedelta, capa_items: int | None = rules.MAX_CAPA_ITEMS) -> dict[str, Any]:
+    """The ``keeps_breaking`` JSON block of the digest (core/learning.py ``learning_json``); ``capa_items``:
+    how many of the CAPA actions that did not hold are listed (None: all)."""
     return rules.learning_json(rules.keeps_breaking(service_spans(session, until)),
-                               rules.effectiveness(capa_outcomes(session, until, now, window)),
-                               flagged[:MAX_RECURRENCES], window=window)
+                               capa_effectiveness(session, until, now, window, limit=capa_items),
+                               recurrences(session, since, until, window), window=window)
