@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, union_all, update
 from sqlmodel import Session
 
 from incident_bot.config import ConfigError, Settings
@@ -138,17 +138,16 @@ def _capa(session: Session, since: datetime, until: datetime, now: datetime, set
                              ).scalar_one()
     done = session.execute(select(func.count()).where(
         a.status == "done", a.closed_at >= since, a.closed_at < until)).scalar_one()  # type: ignore[operator]
-    overdue_stmt = (
-        select(a.id, a.title, a.owner_id, a.due_date, Incident.ref, a.ticket_url, a.ticket_key)
-        .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
-        .where(a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of,  # type: ignore[union-attr,operator]
-               or_(a.closed_at >= as_of,  # type: ignore[operator]
-                   (a.closed_at.is_(None)) & a.status.not_in(CLOSED_STATUSES)))  # type: ignore[union-attr,attr-defined]
-        .order_by(a.due_date, a.id)  # type: ignore[arg-type]
-    )
+    # Open at as_of: still open (no closing time), or closed after it. Two ranges of (closed_at, due_date),
+    # one statement each: with an OR, SQLite read every action created before as_of instead.
+    overdue = select(a.id, a.title, a.owner_id, a.due_date, Incident.ref, a.ticket_url, a.ticket_key).join(
+        Incident, Incident.id == a.incident_id).where(  # type: ignore[arg-type]
+        a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of)  # type: ignore[union-attr,operator]
+    both = union_all(overdue.where(a.closed_at.is_(None), a.status.not_in(CLOSED_STATUSES)),  # type: ignore[union-attr,attr-defined]
+                     overdue.where(a.closed_at >= as_of)).subquery()  # type: ignore[operator]
     items = tuple(core.OverdueItem(id=r[0], title=r[1], owner_id=r[2], due=r[3], incident_ref=r[4],
                                    ticket_url=r[5], ticket_key=r[6])
-                  for r in session.execute(overdue_stmt))
+                  for r in session.execute(select(both).order_by(both.c.due_date, both.c.id)))
     return core.CapaInput(opened=int(opened), done=int(done), overdue_items=items, as_of=as_of_day)
 
 

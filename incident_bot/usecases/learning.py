@@ -46,17 +46,15 @@ def capa_effectiveness(session: Session, until: datetime, now: datetime, window:
     judged from plain tuples (:class:`Detections`: a bisect into its service's detections); only the
     actions listed become objects, with their titles and refs read afterwards.
     """
-    a, i, m = ActionItem, Incident, IncidentMetrics
-    done = rows(session, select(a.id, a.incident_id, i.service, utc(a.closed_at))
-                .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
-                .where(a.status == "done", a.closed_at >= until - rules.CAPA_SPAN, a.closed_at < until))  # type: ignore[operator]
+    done = _done_in(session, until - rules.CAPA_SPAN, until)
     services = sorted({service for _, _, service, _ in done if service})
+    m = IncidentMetrics
     detections = Detections(())
     if services:
         first = min(done_at for *_, done_at in done)
         detections = Detections(rows(session, select(m.service, utc(m.detected_at), m.incident_id).where(
             m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window)  # type: ignore[union-attr,operator]
-            .order_by(m.detected_at)))
+            .order_by(m.service, m.detected_at)))  # the order of ix_incident_metrics_service_detected
     counts = dict.fromkeys(rules.STATUSES, 0)
     recurred: list[tuple[datetime, int, int]] = []
     pending_after = min(until, now) - window  # done later than this: its window is still open
@@ -67,6 +65,22 @@ def capa_effectiveness(session: Session, until: datetime, now: datetime, window:
             recurred.append((done_at, action_id, incident_id))
     listed = sorted(recurred, reverse=True)[:limit] if limit is not None else recurred
     return rules.effectiveness(counts, _recurred_outcomes(session, listed, detections), limit=limit)
+
+
+def _done_in(session: Session, since: datetime, until: datetime) -> list[tuple[int, int, str | None, datetime]]:
+    """``(action id, incident id, the incident's service, done at)`` of the CAPA done in ``[since, until)``.
+
+    The service is read from ``incident_metrics``, the narrow copy every incident has (rewritten whenever its
+    service changes), not from ``incidents``: half the reading at 13,000 actions. A merged incident has no
+    copy; its service comes from ``incidents``."""
+    a, i, m = ActionItem, Incident, IncidentMetrics
+    found = rows(session, select(a.id, a.incident_id, m.incident_id, m.service, utc(a.closed_at))
+                 .join(m, m.incident_id == a.incident_id, isouter=True)  # type: ignore[arg-type]
+                 .where(a.status == "done", a.closed_at >= since, a.closed_at < until))  # type: ignore[operator]
+    merged = sorted({incident_id for _, incident_id, copied, _, _ in found if copied is None})
+    services = dict(rows(session, select(i.id, i.service).where(among(session, i.id, merged)))) if merged else {}
+    return [(action_id, incident_id, service if copied is not None else services.get(incident_id), done_at)
+            for action_id, incident_id, copied, service, done_at in found]
 
 
 def _recurred_outcomes(session: Session, listed: Sequence[tuple[datetime, int, int]], detections: Detections
@@ -89,9 +103,9 @@ def _recurred_outcomes(session: Session, listed: Sequence[tuple[datetime, int, i
 
 
 class Detections:
-    """Incidents by service, as ``(service, detected_at, incident_id)`` rows in order of detection: for a CAPA
-    action, the first incident detected at or after it was done that is not its own (``capa_outcome``'s
-    rule needs no other: if that one is outside the window, every later one is too)."""
+    """Incidents by service, as ``(service, detected_at, incident_id)`` rows, each service's in order of
+    detection: for a CAPA action, the first incident detected at or after it was done that is not its own
+    (``capa_outcome``'s rule needs no other: if that one is outside the window, every later one is too)."""
 
     def __init__(self, found: Iterable[tuple[str, datetime, int]]) -> None:
         self.times: dict[str, list[datetime]] = defaultdict(list)
