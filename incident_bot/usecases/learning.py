@@ -18,20 +18,19 @@ from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
 from incident_bot.usecases.similar import candidates
-from storage import text_rank, text_search
+from storage import tables, text_rank, text_search
 from storage.bulk import among, rows, utc
-from storage.models import ActionItem, Incident, IncidentMetrics
 
 MAX_RECURRENCES = 50
 
 
 def service_spans(session: Session, until: datetime) -> list[rules.ServiceSpan]:
-    m = IncidentMetrics
+    m = tables.incident_metrics.c
     recent = dict(session.execute(
-        select(m.service, func.count()).where(m.detected_at >= until - rules.RECENT, m.detected_at < until,  # type: ignore[operator]
-                                              m.service.is_not(None)).group_by(m.service)).all())  # type: ignore[union-attr]
+        select(m.service, func.count()).where(m.detected_at >= until - rules.RECENT, m.detected_at < until,
+                                              m.service.is_not(None)).group_by(m.service)).all())
     stmt = (select(m.service, func.count(), func.min(m.detected_at), func.max(m.detected_at))
-            .where(m.detected_at >= until - rules.MTBF_SPAN, m.detected_at < until, m.service.in_(list(recent)))  # type: ignore[operator,union-attr]
+            .where(m.detected_at >= until - rules.MTBF_SPAN, m.detected_at < until, m.service.in_(list(recent)))
             .group_by(m.service))
     return [rules.ServiceSpan(service=s, recent=int(recent.get(s, 0)), span_count=int(n), first_at=first, last_at=last)
             for s, n, first, last in session.execute(stmt)]
@@ -48,12 +47,12 @@ def capa_effectiveness(session: Session, until: datetime, now: datetime, window:
     """
     done = _done_in(session, until - rules.CAPA_SPAN, until)
     services = sorted({service for _, _, service, _ in done if service})
-    m = IncidentMetrics
+    m = tables.incident_metrics.c
     detections = Detections(())
     if services:
         first = min(done_at for *_, done_at in done)
         detections = Detections(rows(session, select(m.service, utc(m.detected_at), m.incident_id).where(
-            m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window)  # type: ignore[union-attr,operator]
+            m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window)
             .order_by(m.service, m.detected_at)))  # the order of ix_incident_metrics_service_detected
     counts = dict.fromkeys(rules.STATUSES, 0)
     recurred: list[tuple[datetime, int, int]] = []
@@ -73,10 +72,10 @@ def _done_in(session: Session, since: datetime, until: datetime) -> list[tuple[i
     The service is read from ``incident_metrics``, the narrow copy every incident has (rewritten whenever its
     service changes), not from ``incidents``: half the reading at 13,000 actions. A merged incident has no
     copy; its service comes from ``incidents``."""
-    a, i, m = ActionItem, Incident, IncidentMetrics
+    a, i, m = tables.action_items.c, tables.incidents.c, tables.incident_metrics.c
     found = rows(session, select(a.id, a.incident_id, m.incident_id, m.service, utc(a.closed_at))
-                 .join(m, m.incident_id == a.incident_id, isouter=True)  # type: ignore[arg-type]
-                 .where(a.status == "done", a.closed_at >= since, a.closed_at < until))  # type: ignore[operator]
+                 .join(tables.incident_metrics, m.incident_id == a.incident_id, isouter=True)
+                 .where(a.status == "done", a.closed_at >= since, a.closed_at < until))
     merged = sorted({incident_id for _, incident_id, copied, _, _ in found if copied is None})
     services = dict(rows(session, select(i.id, i.service).where(among(session, i.id, merged)))) if merged else {}
     return [(action_id, incident_id, service if copied is not None else services.get(incident_id), done_at)
@@ -89,9 +88,9 @@ def _recurred_outcomes(session: Session, listed: Sequence[tuple[datetime, int, i
     after each (detection, then ref) that is not its own."""
     if not listed:
         return []
-    a, i = ActionItem, Incident
+    a, i = tables.action_items.c, tables.incidents.c
     found = rows(session, select(a.id, a.title, i.number, i.ref, i.service, utc(a.closed_at))
-                 .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
+                 .join(tables.incidents, i.id == a.incident_id)
                  .where(among(session, a.id, [action_id for _, action_id, _ in listed])))
     capas = {r[0]: rules.DoneCapa(*r) for r in found}
     firsts = {action_id: detections.first_others(capas[action_id].service or "", done_at, own)
@@ -153,20 +152,22 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
     recurrence: at 100,000 incidents every one of a week's 1,900 recurs, and judging them all was most of
     the digest's time. The words' counts are asked for the words of the page (whether a word counts
     depends on that word alone, so the answers are those of one count over the whole period)."""
-    a = ActionItem
-    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(
-        a.status == "done", a.closed_at >= since - window, a.closed_at < until))  # type: ignore[operator]
+    a = tables.action_items.c
+    fixed = (a.status == "done", a.closed_at >= since - window, a.closed_at < until)
+    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(*fixed))
     if not fix_rows or limit <= 0:
         return []
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)
     for incident_id, action_id, title, done_at in fix_rows:
         fixes[incident_id].append(rec_rules.Fix(action_id, title, done_at))
-    earlier = FixedEarlier([rec_rules.Earlier(c, tuple(fixes[iid])) for iid, c in candidates(session, fixes).items()])
+    # The incidents named by a subquery (the same condition): thousands of ids as parameters cost more.
+    found = candidates(session, select(a.incident_id).where(*fixed))
+    earlier = FixedEarlier([rec_rules.Earlier(c, tuple(fixes[iid])) for iid, c in found.items()])
     total, counted_at = text_rank.totals(session)
     asked: set[str] = set()
     counted: frozenset[str] = frozenset()
     out: list[rules.FlaggedRecurrence] = []
-    for page in _subject_pages(session, since, until):
+    for page in _subject_pages(session, since, until, first=limit):
         new = {s for _, _, subj in page for s in subj.stems} & earlier.words - asked
         if new:
             df = text_rank.doc_freq(session, new, cap=similarity.common_cap(total), total=total,
@@ -187,19 +188,20 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
 SUBJECT_PAGE = 100
 
 
-def _subject_pages(session: Session, since: datetime, until: datetime
+def _subject_pages(session: Session, since: datetime, until: datetime, *, first: int
                    ) -> Iterator[list[tuple[str, str, similarity.Subject]]]:
     """The incidents detected in ``[since, until)`` (merged ones left out), ``(ref, title, subject)`` in order
-    of detection then number, :data:`SUBJECT_PAGE` at a time (a keyset on that order)."""
-    i = Incident
+    of detection then number: ``first`` of them (what is wanted when every one recurs), then
+    :data:`SUBJECT_PAGE` at a time (a keyset on that order). Each is read as words (stemmed) only here."""
+    i, m = tables.incidents.c, tables.incident_metrics.c
     stmt = (select(i.number, i.ref, i.title, i.service, i.pagerduty_service_id, i.description, i.rca,
                    utc(i.detected_at))
-            .join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
-            .where(i.detected_at >= since, i.detected_at < until)  # type: ignore[operator]
-            .order_by(i.detected_at, i.number).limit(SUBJECT_PAGE))
-    after = stmt
+            .join(tables.incident_metrics, m.incident_id == i.id)
+            .where(i.detected_at >= since, i.detected_at < until)
+            .order_by(i.detected_at, i.number))
+    after, size = stmt, max(1, first)
     while True:
-        found = rows(session, after)
+        found = rows(session, after.limit(size))
         page = []
         for number, ref, title, service, service_id, description, rca, detected in found:
             head, body = text_search.fields(title, service, description, rca)
@@ -207,11 +209,11 @@ def _subject_pages(session: Session, since: datetime, until: datetime
                                                         service_id=service_id, title_words=head, body_words=body)))
         if page:
             yield page
-        if len(found) < SUBJECT_PAGE:
+        if len(found) < size:
             return
         last_at, last_number = found[-1][-1], found[-1][0]
-        after = stmt.where(or_(i.detected_at > last_at,  # type: ignore[operator]
-                               and_(i.detected_at == last_at, i.number > last_number)))
+        size = SUBJECT_PAGE
+        after = stmt.where(or_(i.detected_at > last_at, and_(i.detected_at == last_at, i.number > last_number)))
 
 
 def _service_keys(name: str | None, service_id: str | None) -> frozenset[str]:
