@@ -8,17 +8,23 @@ action done before its own incident was detected, merged incidents and incidents
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, delete, select
 
+from incident_bot.cli import main
 from incident_bot.core import learning as rules
+from incident_bot.usecases import digest as service
 from incident_bot.usecases import learning
 from storage.db import session_scope
 from storage.models import ActionItem, Incident, IncidentMetrics
 
+from .conftest import make_settings
 from .similar_history import add_incident, done_action
 
 UNTIL = datetime(2026, 10, 26, tzinfo=UTC)
@@ -91,3 +97,31 @@ def test_the_window_edge_to_the_microsecond(engine: Engine) -> None:
         got = learning.capa_effectiveness(s, UNTIL, UNTIL + timedelta(days=40), WINDOW, limit=None)
     titles = {item["title"]: item["recurred_by"] for item in got["recurred_items"]}  # type: ignore[index]
     assert "edge fix" in titles and "edge fix 2" not in titles
+
+
+def test_the_digest_lists_the_latest_fifty_and_all_capa_every_one(engine: Engine, db_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                     ) -> None:
+    """Sixty fixes on one service, each followed by an incident within the window: the digest's JSON counts
+    all sixty and lists the fifty done last, newest first; ``--all-capa`` lists every one."""
+    start = UNTIL - timedelta(days=70)
+    with session_scope(engine) as s:
+        previous = add_incident(s, "db down", service="db", detected=start - timedelta(hours=1), resolved=None)
+        for n in range(60):
+            done_action(s, previous, start + timedelta(days=n, hours=1), title=f"fix {n}")
+            add_incident(s, f"db down {n}", service="db", detected=start + timedelta(days=n, hours=2), resolved=None)
+    week = (UNTIL - timedelta(days=7), UNTIL)
+    with session_scope(engine) as s:
+        doc = service.build_digest(s, make_settings(db_url), *week, now=UNTIL)
+        every = service.build_digest(s, make_settings(db_url), *week, now=UNTIL, capa_items=None)
+    capa = doc["keeps_breaking"]["capa_effectiveness"]
+    assert (capa["recurred"], len(capa["recurred_items"])) == (60, rules.MAX_CAPA_ITEMS)
+    assert [i["title"] for i in capa["recurred_items"]] == [f"fix {n}" for n in range(59, 9, -1)]
+    assert len(every["keeps_breaking"]["capa_effectiveness"]["recurred_items"]) == 60
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("TIMEZONE", "UTC")
+    assert main(["digest", "--since", "2026-10-19", "--until", "2026-10-26", "--format", "json", "--all-capa"]) == 0
+    listed = json.loads(capsys.readouterr().out)["keeps_breaking"]["capa_effectiveness"]["recurred_items"]
+    assert [i["title"] for i in listed] == [f"fix {n}" for n in range(59, -1, -1)]

@@ -34,6 +34,7 @@ from incident_bot.core import digest_view as view_rules
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
+from incident_bot.core.learning import MAX_CAPA_ITEMS
 from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases import learning
 from incident_bot.usecases.metrics import period_metrics, periods_metrics
@@ -191,8 +192,9 @@ def _names(session: Session, ids: set[str]) -> dict[str, str]:
 
 
 def gather(session: Session, settings: Settings, since: datetime, until: datetime, *,
-           now: datetime | None = None) -> core.DigestInput:
-    """Everything the digest shows, read in the caller's transaction (a dozen indexed queries)."""
+           now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> core.DigestInput:
+    """Everything the digest shows, read in the caller's transaction (a dozen indexed queries).
+    ``capa_items``: how many CAPA actions that did not hold the JSON lists (None: every one)."""
     if since.tzinfo is None or until.tzinfo is None or since >= until:
         raise ValueError("since and until must be timezone-aware and since < until")
     now = now or utcnow()
@@ -214,20 +216,21 @@ def gather(session: Session, settings: Settings, since: datetime, until: datetim
         missing_rca=_missing_rca(session, until, settings), targets=targets, trend=trend,
         names=_names(session, ids), open_incidents=open_now, no_service=_no_service(session, since, until),
         rca_base_url=settings.web_base_url,
-        keeps_breaking=learning.keeps_breaking_doc(session, since, until, now=now, window=settings.recurrence_delta),
+        keeps_breaking=learning.keeps_breaking_doc(session, since, until, now=now, window=settings.recurrence_delta,
+                                                   capa_items=capa_items),
     )
 
 
 def build_digest(session: Session, settings: Settings, since: datetime, until: datetime, *,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> dict[str, Any]:
     """The ``--format json`` document (keys of issue 5)."""
-    return core.build_json(gather(session, settings, since, until, now=now))
+    return core.build_json(gather(session, settings, since, until, now=now, capa_items=capa_items))
 
 
 def digest_view(session: Session, settings: Settings, since: datetime, until: datetime, *,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> dict[str, Any]:
     """The template context: the JSON document plus trend, changes and texts."""
-    view = view_rules.build_view(gather(session, settings, since, until, now=now))
+    view = view_rules.build_view(gather(session, settings, since, until, now=now, capa_items=capa_items))
     view["command"] = command_hint(since, until, settings)
     for m in view["major"]:
         m["channel_url"] = channel_url(m["channel_id"])
