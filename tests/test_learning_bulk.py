@@ -72,35 +72,41 @@ def pool_of(subject: similarity.Subject, earlier: list[rec_rules.Earlier], count
 
 
 @settings(max_examples=200, deadline=None)
-@given(histories())
-def test_recurrence_found_from_the_index_is_the_rule_over_the_whole_pool(history) -> None:  # type: ignore[no-untyped-def]
+@given(histories(), st.integers(1, 8))
+def test_recurrence_found_from_the_index_is_the_rule_over_the_whole_pool(history, batch) -> None:  # type: ignore[no-untyped-def]
     earlier, subjects, counted = history
-    index = FixedEarlier(earlier)
+    index = FixedEarlier.of(earlier, batch=batch)  # incidents read a few fixes at a time, as the walk needs them
     for subject in subjects:
         expected = rec_rules.find(subject, pool_of(subject, earlier, counted), counted, window=WINDOW)
         assert index.find(subject, counted, WINDOW) == expected
 
 
-def test_both_walks_are_taken_and_agree() -> None:
-    """The walk over everyone's fixes gives up when it has met as many fixes as the pool has members; the
-    pool's own order then answers. A history where each happens, checked against the rule."""
+def test_earlier_incidents_are_read_only_as_far_as_the_walk_goes() -> None:
+    """The walk reads an earlier incident when it reaches one of its fixes (with those of the batch before
+    it): a recurrence on a service fixed last is found having read that batch only; one whose only match
+    was fixed long before reads back to it; the answers are the rule's."""
     def incident(n: int, service: str, done_hours: list[int]) -> rec_rules.Earlier:
         cand = similarity.Candidate(number=n, ref=f"INC-{n}", title="t", detected_at=T0, service=service)
         return rec_rules.Earlier(cand, tuple(rec_rules.Fix(n * 10 + k, "fix", T0 + timedelta(hours=h))
                                             for k, h in enumerate(done_hours)))
 
-    # One incident on "db" fixed early, forty on other services fixed later: the walk from the latest
-    # fix meets forty fixes of others before db's, more than db's pool of one: it gives up.
     earlier = [incident(1, "db", [1]), *(incident(n, f"svc{n}", [10 + n]) for n in range(2, 42))]
-    subject = similarity.Subject(number=100, detected_at=T0 + timedelta(hours=60), service="db")
-    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
-    assert found is not None and found.previous.ref == "INC-1"
-    pool = pool_of(subject, earlier, frozenset())
-    assert found == rec_rules.find(subject, pool, frozenset(), window=timedelta(days=3))
-    # And with db fixed last, the walk finds it first.
-    earlier[0] = incident(1, "db", [59])
-    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
-    assert found is not None and found.capa_done == T0 + timedelta(hours=59)
+    by_number = {e.incident.number: e.incident for e in earlier}
+    read: list[int] = []
+
+    def load(keys: list[int]) -> dict[int, similarity.Candidate]:
+        read.extend(keys)
+        return {k: by_number[k] for k in keys}
+
+    index = FixedEarlier({e.incident.number: e.fixes for e in earlier}, load, batch=5)
+    subject = similarity.Subject(number=100, detected_at=T0 + timedelta(hours=60), service="svc41")
+    found = index.find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.previous.ref == "INC-41" and sorted(read) == [37, 38, 39, 40, 41]
+    subject = similarity.Subject(number=101, detected_at=T0 + timedelta(hours=60), service="db")
+    found = index.find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.previous.ref == "INC-1" and sorted(read) == list(range(1, 42))
+    assert found == rec_rules.find(subject, pool_of(subject, earlier, frozenset()), frozenset(),
+                                   window=timedelta(days=3))
 
 
 @settings(max_examples=400, deadline=None)

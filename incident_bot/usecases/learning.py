@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -160,15 +160,13 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)
     for incident_id, action_id, title, done_at in fix_rows:
         fixes[incident_id].append(rec_rules.Fix(action_id, title, done_at))
-    # The incidents named by a subquery (the same condition): thousands of ids as parameters cost more.
-    found = candidates(session, select(a.incident_id).where(*fixed))
-    earlier = FixedEarlier([rec_rules.Earlier(c, tuple(fixes[iid])) for iid, c in found.items()])
+    earlier = FixedEarlier(fixes, lambda ids: candidates(session, ids))
     total, counted_at = text_rank.totals(session)
     asked: set[str] = set()
     counted: frozenset[str] = frozenset()
     out: list[rules.FlaggedRecurrence] = []
     for page in _subject_pages(session, since, until, first=limit):
-        new = {s for _, _, subj in page for s in subj.stems} & earlier.words - asked
+        new = {s for _, _, subj in page for s in subj.stems} - asked
         if new:
             df = text_rank.doc_freq(session, new, cap=similarity.common_cap(total), total=total,
                                     counted_at=counted_at)
@@ -221,104 +219,81 @@ def _service_keys(name: str | None, service_id: str | None) -> frozenset[str]:
 
 
 class FixedEarlier:
-    """The earlier incidents with a CAPA action done, indexed so that each incident of a period finds the
-    one it recurs (``core.recurrence.find``) without scoring every earlier incident it could name.
+    """The earlier incidents with a CAPA action done, read as the incidents of a period need them, so that
+    each finds the one it recurs (``core.recurrence.find``) without scoring, or even reading, every earlier
+    incident it could name.
 
     A subject's *pool* is the earlier incidents on its service (name or PagerDuty id) or sharing a counted
     word with it: no other can qualify (same service, or a score from shared words). ``find`` names the
     qualifying incident whose last fix inside the window was done last (then same service, the higher
-    score, the higher number). So the pool is looked at in that order, latest fix first, and the first
-    incident that qualifies settles when: only the incidents whose last fix was done at that same instant
-    are left to choose from, and ``core.recurrence.find`` chooses among them. Two ways to get that
-    order, the cheaper first:
-    - walk everyone's fixes, latest first (at scale a recurrence is usually found within a few: a busy
-      service's last fix is hours old), for at most as many fixes as the pool can have members;
-    - if still undecided, sort the pool itself by each member's last fix inside the window.
-    ``core.recurrence.find`` decides every candidate either way, on the incidents the whole pool would
-    give it (tests/test_learning_bulk.py holds the two to the same answers). At 100,000 incidents a
-    week's 1,900 incidents took 7 s scored against their whole pools.
+    score, the higher number). So everyone's fixes are walked latest first, from the subject's detection
+    back to the window's start; the first pool member that qualifies settles when, and only the members
+    whose last fix was done at that same instant are left to choose from: ``core.recurrence.find`` chooses
+    among them (tests/test_learning_bulk.py holds this to the rule over the whole pool).
+
+    At scale a recurrence is found within a few fixes (a busy service's last fix is hours old), so an
+    earlier incident is read (``load``: ids -> candidates with their words; merged ones are absent) only
+    when the walk reaches one of its fixes, with those of the ``batch`` fixes before it: a week's first 50
+    recurrences at 100,000 incidents read a few hundred of the 4,800 earlier incidents they could name.
     """
 
-    def __init__(self, earlier: Sequence[rec_rules.Earlier]) -> None:
-        self.earlier = list(earlier)
-        self.keys = [_service_keys(e.incident.service, e.incident.service_id) for e in self.earlier]
-        self.terms = [e.incident.title_terms | e.incident.body_terms for e in self.earlier]
-        self.by_key: dict[str, list[int]] = defaultdict(list)
-        self.by_word: dict[str, list[int]] = defaultdict(list)
-        for n, (keys, terms) in enumerate(zip(self.keys, self.terms, strict=True)):
-            for key in keys:
-                self.by_key[key].append(n)
-            for stem in terms:
-                self.by_word[stem].append(n)
-        self.words = frozenset(self.by_word)
-        self.fix_times = [sorted(f.done_at for f in e.fixes) for e in self.earlier]
-        done = sorted((at, n) for n, times in enumerate(self.fix_times) for at in times)
+    def __init__(self, fixes: Mapping[int, Sequence[rec_rules.Fix]],
+                 load: Callable[[list[int]], Mapping[int, similarity.Candidate]], *, batch: int = 200) -> None:
+        self.fixes = {key: tuple(found) for key, found in fixes.items()}
+        done = sorted((f.done_at, key) for key, found in self.fixes.items() for f in found)
         self.done_at = [at for at, _ in done]
-        self.done_by = [n for _, n in done]
+        self.done_by = [key for _, key in done]
+        self.load, self.batch = load, max(1, batch)
+        # key -> (the incident with its fixes, its service keys, its words); None: merged away
+        self.known: dict[int, tuple[rec_rules.Earlier, frozenset[str], frozenset[str]] | None] = {}
+
+    @classmethod
+    def of(cls, earlier: Sequence[rec_rules.Earlier], *, batch: int = 200) -> FixedEarlier:
+        """Over incidents already in memory, keyed by number (the tests)."""
+        by_number = {e.incident.number: e.incident for e in earlier}
+        return cls({e.incident.number: e.fixes for e in earlier},
+                   lambda keys: {k: by_number[k] for k in keys}, batch=batch)
+
+    def _at(self, j: int) -> tuple[rec_rules.Earlier, frozenset[str], frozenset[str]] | None:
+        """The incident of the ``j``-th fix; read with the unread ones of the ``batch`` fixes before it."""
+        key = self.done_by[j]
+        if key not in self.known:
+            wanted = sorted({k for k in self.done_by[max(0, j - self.batch + 1):j + 1] if k not in self.known})
+            found = self.load(wanted)
+            for k in wanted:
+                c = found.get(k)
+                self.known[k] = None if c is None else (rec_rules.Earlier(c, self.fixes[k]),
+                                                        _service_keys(c.service, c.service_id),
+                                                        c.title_terms | c.body_terms)
+        return self.known[key]
 
     def find(self, subject: similarity.Subject, counted: frozenset[str], window: timedelta
              ) -> rec_rules.Recurrence | None:
         """What ``core.recurrence.find(subject, <subject's pool>, counted, window=window)`` answers."""
-        when, oldest = subject.detected_at, subject.detected_at - window
         keys = _service_keys(subject.service, subject.service_id)
         words = subject.stems & counted
-        postings = [self.by_key[k] for k in keys if k in self.by_key]
-        postings += [self.by_word[w] for w in words if w in self.by_word]
-        budget = sum(len(p) for p in postings)
-        try:
-            return self._first(subject, counted, window, self._by_fix(when, oldest, keys, words, budget))
-        except _LongWalk:
-            return self._first(subject, counted, window, self._by_last_fix(postings, when, oldest))
-
-    def _first(self, subject: similarity.Subject, counted: frozenset[str], window: timedelta,
-               order: Iterable[tuple[datetime, int]]) -> rec_rules.Recurrence | None:
-        """``core.recurrence.find`` over pool members given latest last fix first: the first that qualifies
-        settles the instant, and ``find`` chooses among the members whose last fix was done then."""
         found: rec_rules.Recurrence | None = None
         found_at: datetime | None = None
         tied: list[rec_rules.Earlier] = []
-        for at, n in order:
-            if found is None:
-                found = rec_rules.find(subject, [self.earlier[n]], counted, window=window)
-                if found is not None:
-                    found_at, tied = at, [self.earlier[n]]
-            elif at == found_at:
-                tied.append(self.earlier[n])
-            else:
-                break
-        return rec_rules.find(subject, tied, counted, window=window) if len(tied) > 1 else found
-
-    def _by_fix(self, when: datetime, oldest: datetime, keys: frozenset[str], words: frozenset[str],
-                budget: int) -> Iterator[tuple[datetime, int]]:
-        """Pool members at their last fix in ``[oldest, when]``, latest first, from everyone's fixes; raises
-        :class:`_LongWalk` once ``budget`` fixes are walked (sorting the pool is cheaper from there)."""
         seen: set[int] = set()
-        stop = bisect_left(self.done_at, oldest)
-        for walked, j in enumerate(range(bisect_right(self.done_at, when) - 1, stop - 1, -1)):
-            if walked >= budget:
-                raise _LongWalk
-            n = self.done_by[j]
-            if n in seen:
+        stop = bisect_left(self.done_at, subject.detected_at - window)
+        for j in range(bisect_right(self.done_at, subject.detected_at) - 1, stop - 1, -1):
+            if found is not None and self.done_at[j] != found_at:
+                break  # before the instant that settled it: nothing further back can tie
+            key = self.done_by[j]
+            if key in seen:
                 continue
-            seen.add(n)  # its first fix met is its last one in the window
-            if not keys.isdisjoint(self.keys[n]) or not words.isdisjoint(self.terms[n]):
-                yield self.done_at[j], n
-
-    def _by_last_fix(self, postings: list[list[int]], when: datetime, oldest: datetime
-                     ) -> list[tuple[datetime, int]]:
-        """Pool members with a fix in ``[oldest, when]``, at their last such fix, latest first."""
-        ranked = []
-        for n in {n for posting in postings for n in posting}:
-            times = self.fix_times[n]
-            k = bisect_right(times, when)
-            if k and times[k - 1] >= oldest:
-                ranked.append((times[k - 1], n))
-        ranked.sort(reverse=True)
-        return ranked
-
-
-class _LongWalk(Exception):
-    """The walk over everyone's fixes met as many fixes as the pool can have members, undecided."""
+            seen.add(key)  # its first fix met is its last one in the window
+            entry = self._at(j)
+            if entry is None or (keys.isdisjoint(entry[1]) and words.isdisjoint(entry[2])):
+                continue  # merged away, or not in the subject's pool
+            if found is None:
+                found = rec_rules.find(subject, [entry[0]], counted, window=window)
+                if found is not None:
+                    found_at, tied = self.done_at[j], [entry[0]]
+            else:
+                tied.append(entry[0])
+        return rec_rules.find(subject, tied, counted, window=window) if len(tied) > 1 else found
 
 
 def keeps_breaking_doc(session: Session, since: datetime, until: datetime, *, now: datetime,

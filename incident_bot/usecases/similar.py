@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
 from incident_bot.core import recurrence as rec_rules
@@ -86,19 +86,14 @@ def _candidate(r: Any) -> rules.Candidate:
                            body_terms=frozenset((r[9] or "").split()))
 
 
-def candidates(session: Session, ids: Iterable[int] | Select[Any]) -> dict[int, rules.Candidate]:
-    """Candidates by incident id, with their indexed words; merged incidents (no metrics row) are left out.
-    ``ids``: the incidents' ids, or a select of them (thousands for a digest's recurrences: no parameters)."""
-    if isinstance(ids, Select):
-        wanted = _i.id.in_(ids)
-    else:
-        ids = sorted(set(ids))
-        if not ids:
-            return {}
-        wanted = among(session, _i.id, ids)
+def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidate]:
+    """Candidates by incident id, with their indexed words; merged incidents (no metrics row) are left out."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
     stmt = (select(*_CANDIDATE).join(tables.incident_search, _w.incident_id == _i.id)
             .join(tables.incident_metrics, tables.incident_metrics.c.incident_id == _i.id)
-            .where(wanted))
+            .where(among(session, _i.id, ids)))
     return {r[0]: _candidate(r) for r in rows(session, stmt)}
 
 
