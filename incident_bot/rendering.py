@@ -13,6 +13,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 from jinja2 import (
     BaseLoader,
     ChoiceLoader,
+    FileSystemBytecodeCache,
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
@@ -33,6 +35,7 @@ from jinja2 import (
     TemplateSyntaxError,
     select_autoescape,
 )
+from jinja2.bccache import Bucket
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -169,9 +172,37 @@ class _Sandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+class _CompiledTemplates(FileSystemBytecodeCache):
+    """Templates compiled once per user, not on every command: compiling the digest's Markdown template was
+    ~50 ms of each ``incident-bot digest`` (bench/RESULTS.md, 2026-12-02). Jinja keeps them in a directory
+    only this user can read and write (``$TMPDIR/_jinja2-cache-<uid>``, refused otherwise) and checks each
+    against its template's source and the Jinja and Python versions. A cache is never a reason to fail:
+    one that cannot be read or written is skipped, and the template compiles as before."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # a damaged file: compile again
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with contextlib.suppress(Exception):  # a full or read-only directory: the next run compiles, no more
+            super().dump_bytecode(bucket)
+
+
+def _compiled_templates(kind: str) -> FileSystemBytecodeCache | None:
+    """The cache for one kind of environment: a budgeted one compiles the same template into other code
+    (its operators intercepted), so each kind has files of its own."""
+    try:
+        return _CompiledTemplates(pattern=f"incident-bot-{kind}-%s.cache")
+    except (OSError, RuntimeError):  # no private temp directory to be had
+        return None
+
+
 def _make_env(loader: BaseLoader, *, budgeted: bool = False) -> SandboxedEnvironment:
     env = _Sandbox(
         loader=loader,
+        bytecode_cache=_compiled_templates("budgeted" if budgeted else "default"),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "htm.j2", "xml.j2", "html", "htm"),
                                      default_for_string=False, default=False),
         undefined=StrictUndefined,

@@ -45,8 +45,8 @@ def _from_text(value: str | None) -> datetime | None:
 
 def _aware(value: datetime | None) -> datetime | None:
     """``UTCDateTime.process_result_value``: naive -> UTC, aware -> converted to UTC."""
-    if value is None:
-        return None
+    if value is None or value.tzinfo is UTC:  # psycopg's, when the session's time zone is UTC (storage/db.py)
+        return value
     if value.utcoffset() is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -268,6 +268,8 @@ class IncidentMetrics(Table, table=True):
     """
 
     __tablename__ = "incident_metrics"
+    # A service's incidents in time order: what keeps breaking (usecases/learning.py, migration 0012).
+    __table_args__ = (Index("ix_incident_metrics_service_detected", "service", "detected_at"),)
 
     incident_id: int = Field(primary_key=True, foreign_key="incidents.id")
     severity: str = Field(max_length=8, index=True)
@@ -285,8 +287,12 @@ class ActionItem(Table, table=True):
     """A CAPA (corrective and preventive action) item."""
 
     __tablename__ = "action_items"
-    # CAPA marked done in a window: recurrence after CAPA (core/recurrence.py).
-    __table_args__ = (Index("ix_action_items_status_closed", "status", "closed_at"),)
+    __table_args__ = (
+        # CAPA marked done in a window: recurrence after CAPA (core/recurrence.py).
+        Index("ix_action_items_status_closed", "status", "closed_at"),
+        # CAPA still open at an instant, by due day: the digest's overdue list (migration 0012).
+        Index("ix_action_items_closed_due", "closed_at", "due_date"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incidents.id", index=True)

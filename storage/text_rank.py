@@ -39,7 +39,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from storage.models import Counter, IncidentSearchWord
+from storage import tables
 from storage.text_search import fts_query, pg_query
 
 MERGED_SLACK = 4  # extra rows read so that a merged incident or two can be dropped without a second query
@@ -250,19 +250,20 @@ def refresh_word_counts(conn: Connection) -> int:
     else:
         found = conn.execute(text("SELECT term, doc FROM incident_search_vocab WHERE doc >= :floor"),
                              {"floor": WORDS_FLOOR}).all()
-    words = IncidentSearchWord.__table__  # type: ignore[attr-defined]
+    words = tables.incident_search_words
     ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
     conn.execute(delete(words))
     if found:  # a replica refreshing at the same moment inserted them too: same counts, keep either
         conn.execute(ins(words).on_conflict_do_nothing(), [{"term": t, "docs": int(n)} for t, n in found])
-    counter = Counter.__table__  # type: ignore[attr-defined]
+    counter = tables.counters
     stmt = ins(counter).values(name=WORDS_COUNTER, value=total)
     conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": stmt.excluded.value}))
     return len(found)
 
 
 def _counters(conn: Connection | Session) -> dict[str, int]:
-    rows = conn.execute(select(Counter.name, Counter.value).where(Counter.name.in_(["incident", WORDS_COUNTER])))  # type: ignore[attr-defined]
+    c = tables.counters.c
+    rows = conn.execute(select(c.name, c.value).where(c.name.in_(["incident", WORDS_COUNTER])))
     return {str(name): int(value) for name, value in rows}
 
 
@@ -309,8 +310,8 @@ def doc_freq(session: Session, terms: Iterable[str], *, cap: int, total: int, co
         return {}
     known: dict[str, int] = {}
     if counted_at is not None and counted_at <= total:
-        w = IncidentSearchWord
-        kept = dict(session.execute(select(w.term, w.docs).where(w.term.in_(terms))).all())  # type: ignore[attr-defined]
+        w = tables.incident_search_words.c
+        kept = dict(session.execute(select(w.term, w.docs).where(w.term.in_(terms))).all())
         for t in terms:
             n = decided(kept.get(t), cap, total - counted_at)
             if n is not None:

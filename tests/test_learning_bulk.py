@@ -1,6 +1,6 @@
 """The digest's bulk reads of what keeps breaking (usecases/learning.py) give the answers of the rules applied
 the plain way: ``FixedEarlier.find`` as ``core.recurrence.find`` over the subject's whole pool, and
-``first_detected_from`` as ``core.learning.capa_outcome`` over the service's whole list of incidents.
+``Detections`` as ``core.learning.capa_outcome`` over the service's whole list of incidents.
 
 Pure data, no database: coarse clocks and a few services and words, so that ties (fixes done at the same
 instant, incidents detected at the same instant), the window's edges, an incident that is its own
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
-from incident_bot.usecases.learning import FixedEarlier, first_detected_from
+from incident_bot.usecases.learning import Detections, FixedEarlier
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 WINDOW = timedelta(days=3)
@@ -72,44 +72,56 @@ def pool_of(subject: similarity.Subject, earlier: list[rec_rules.Earlier], count
 
 
 @settings(max_examples=200, deadline=None)
-@given(histories())
-def test_recurrence_found_from_the_index_is_the_rule_over_the_whole_pool(history) -> None:  # type: ignore[no-untyped-def]
+@given(histories(), st.integers(1, 8))
+def test_recurrence_found_from_the_index_is_the_rule_over_the_whole_pool(history, batch) -> None:  # type: ignore[no-untyped-def]
     earlier, subjects, counted = history
-    index = FixedEarlier(earlier)
+    index = FixedEarlier.of(earlier, batch=batch)  # incidents read a few fixes at a time, as the walk needs them
     for subject in subjects:
         expected = rec_rules.find(subject, pool_of(subject, earlier, counted), counted, window=WINDOW)
         assert index.find(subject, counted, WINDOW) == expected
 
 
-def test_both_walks_are_taken_and_agree() -> None:
-    """The walk over everyone's fixes gives up when it has met as many fixes as the pool has members; the
-    pool's own order then answers. A history where each happens, checked against the rule."""
+def test_earlier_incidents_are_read_only_as_far_as_the_walk_goes() -> None:
+    """The walk reads an earlier incident when it reaches one of its fixes (with those of the batch before
+    it): a recurrence on a service fixed last is found having read that batch only; one whose only match
+    was fixed long before reads back to it; the answers are the rule's."""
     def incident(n: int, service: str, done_hours: list[int]) -> rec_rules.Earlier:
         cand = similarity.Candidate(number=n, ref=f"INC-{n}", title="t", detected_at=T0, service=service)
         return rec_rules.Earlier(cand, tuple(rec_rules.Fix(n * 10 + k, "fix", T0 + timedelta(hours=h))
                                             for k, h in enumerate(done_hours)))
 
-    # One incident on "db" fixed early, forty on other services fixed later: the walk from the latest
-    # fix meets forty fixes of others before db's, more than db's pool of one: it gives up.
     earlier = [incident(1, "db", [1]), *(incident(n, f"svc{n}", [10 + n]) for n in range(2, 42))]
-    subject = similarity.Subject(number=100, detected_at=T0 + timedelta(hours=60), service="db")
-    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
-    assert found is not None and found.previous.ref == "INC-1"
-    pool = pool_of(subject, earlier, frozenset())
-    assert found == rec_rules.find(subject, pool, frozenset(), window=timedelta(days=3))
-    # And with db fixed last, the walk finds it first.
-    earlier[0] = incident(1, "db", [59])
-    found = FixedEarlier(earlier).find(subject, frozenset(), timedelta(days=3))
-    assert found is not None and found.capa_done == T0 + timedelta(hours=59)
+    by_number = {e.incident.number: e.incident for e in earlier}
+    read: list[int] = []
+
+    def load(keys: list[int]) -> dict[int, similarity.Candidate]:
+        read.extend(keys)
+        return {k: by_number[k] for k in keys}
+
+    index = FixedEarlier({e.incident.number: e.fixes for e in earlier}, load, batch=5)
+    subject = similarity.Subject(number=100, detected_at=T0 + timedelta(hours=60), service="svc41")
+    found = index.find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.previous.ref == "INC-41" and sorted(read) == [37, 38, 39, 40, 41]
+    subject = similarity.Subject(number=101, detected_at=T0 + timedelta(hours=60), service="db")
+    found = index.find(subject, frozenset(), timedelta(days=3))
+    assert found is not None and found.previous.ref == "INC-1" and sorted(read) == list(range(1, 42))
+    assert found == rec_rules.find(subject, pool_of(subject, earlier, frozenset()), frozenset(),
+                                   window=timedelta(days=3))
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(hours, st.integers(1, 30)), max_size=25, unique_by=lambda x: x[1]), hours,
        st.integers(1, 30), hours)
-def test_capa_outcome_from_the_first_two_is_the_rule_over_the_whole_service(incidents, done_at, own, now) -> None:  # type: ignore[no-untyped-def]
+def test_capa_outcome_from_the_detections_is_the_rule_over_the_whole_service(incidents, done_at, own, now) -> None:  # type: ignore[no-untyped-def]
+    """What ``capa_effectiveness`` decides for one action (recurred, and by which incidents; else pending or
+    held) from the first incident after it that is not its own, against the rule over every incident."""
     on_service = [(number, f"INC-{number}", at) for at, number in incidents]
     capa = rules.DoneCapa(action_id=1, title="fix", incident_number=own, incident_ref=f"INC-{own}", service="db",
                           done_at=done_at)
-    ordered = sorted((at, ref, number) for number, ref, at in on_service)
-    assert rules.capa_outcome(capa, first_detected_from(ordered, done_at), window=WINDOW, now=now) == \
-        rules.capa_outcome(capa, on_service, window=WINDOW, now=now)
+    detections = Detections(sorted((("db", at, number) for at, number in incidents), key=lambda r: r[1]))
+    expected = rules.capa_outcome(capa, on_service, window=WINDOW, now=now)
+    assert detections.status("db", done_at, own, window=WINDOW, pending_after=now - WINDOW) == expected.status
+    if expected.status == "recurred":
+        assert min(f"INC-{n}" for n in detections.first_others("db", done_at, own)) == expected.recurred_by
+    assert detections.status("web", done_at, own, window=WINDOW, pending_after=now - WINDOW) != "recurred"
+    assert detections.status(None, done_at, own, window=WINDOW, pending_after=now - WINDOW) == "no_service"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from incident_bot.cli.common import database, settings_for
 from incident_bot.core import schedule
+from incident_bot.core.learning import MAX_CAPA_ITEMS
 from incident_bot.usecases import digest as service
 from incident_bot.usecases import runner
 from storage.models import utcnow
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--post", action="store_true",
                    help="queue the digest for DIGEST_CHANNEL; a period is posted at most once")
+    p.add_argument("--all-capa", action="store_true",
+                   help=f"list every CAPA action of the last 90 days that did not hold (JSON "
+                        f"keeps_breaking.capa_effectiveness.recurred_items; default: the {MAX_CAPA_ITEMS} done last)")
     p.set_defaults(func=_run)
 
 
@@ -101,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     engine = database(settings)
     show = not args.post or args.format is not None or args.output is not None
     if show:
-        view = runner.read(engine, service.digest_view, settings, since, until, now=now)
+        view = runner.read(engine, service.digest_view, settings, since, until, now=now,
+                           capa_items=None if args.all_capa else MAX_CAPA_ITEMS)
         text, warnings = service.render_view(view, args.format or "md", settings)
         for w in warnings:
             print(f"incident-bot digest: warning: {w}", file=sys.stderr)

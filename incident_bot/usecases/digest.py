@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, union_all, update
 from sqlmodel import Session
 
 from incident_bot.config import ConfigError, Settings
@@ -34,21 +34,13 @@ from incident_bot.core import digest_view as view_rules
 from incident_bot.core import schedule
 from incident_bot.core import targets as target_rules
 from incident_bot.core.capa import CLOSED_STATUSES
+from incident_bot.core.learning import MAX_CAPA_ITEMS
 from incident_bot.pipeline.outbox import intent
 from incident_bot.usecases import learning
 from incident_bot.usecases.metrics import period_metrics, periods_metrics
-from storage import repo
+from storage import repo, tables
 from storage.bulk import rows, utc
-from storage.models import (
-    ActionItem,
-    DigestRun,
-    Incident,
-    IncidentMetrics,
-    OutboxMessage,
-    PagerDutyLink,
-    SlackUser,
-    utcnow,
-)
+from storage.models import DigestRun, OutboxMessage, utcnow
 
 TREND_WEEKS = 8
 MISSING_RCA_WEEKS = 8
@@ -88,18 +80,16 @@ class _Metrics:
 
 def _incidents(session: Session, since: datetime, until: datetime, severities: set[str]
                ) -> list[core.IncidentRow]:
-    i, m = Incident, IncidentMetrics
-    linked = (select(func.count()).select_from(PagerDutyLink)
-              .where(PagerDutyLink.incident_id == i.id).scalar_subquery())  # type: ignore[arg-type]
+    i, m, links = tables.incidents.c, tables.incident_metrics.c, tables.pagerduty_links
+    linked = select(func.count()).select_from(links).where(links.c.incident_id == i.id).scalar_subquery()
     stmt = (
         select(i.ref, i.title, i.severity, i.status, i.detected_at, i.impact_started_at, i.resolved_at,
                m.ttd_s, m.ttr_s, i.commander_id, i.slack_channel_id, i.slack_channel_name, i.service, linked)
-        .join(m, m.incident_id == i.id, isouter=True)  # type: ignore[arg-type]
-        .where(i.detected_at >= since, i.detected_at < until,  # type: ignore[operator]
-               i.severity.in_(sorted(severities)),  # type: ignore[attr-defined]
+        .join(tables.incident_metrics, m.incident_id == i.id, isouter=True)
+        .where(i.detected_at >= since, i.detected_at < until, i.severity.in_(sorted(severities)),
                # An incident merged into another has no metrics row: it is listed (and counted) once, there.
-               m.incident_id.is_not(None))  # type: ignore[union-attr]
-        .order_by(i.detected_at, i.number)  # type: ignore[arg-type]
+               m.incident_id.is_not(None))
+        .order_by(i.detected_at, i.number)
     )
     return [core.IncidentRow(ref=r[0], title=r[1], severity=r[2], status=r[3], detected_at=r[4],
                              impact_started_at=r[5], resolved_at=r[6], ttd_s=r[7], ttr_s=r[8],
@@ -116,10 +106,9 @@ def _trend(session: Session, metrics: _Metrics, until: datetime, settings: Setti
         metrics.cache[week] = doc
     samples: dict[int, list[core.TargetSample]] = {n: [] for n in range(len(weeks))}
     if severities:
-        m = IncidentMetrics
+        m = tables.incident_metrics.c
         stmt = select(m.severity, utc(m.detected_at), m.ttd_s, m.ttr_s).where(
-            m.detected_at >= weeks[0][0], m.detected_at < weeks[-1][1],  # type: ignore[operator]
-            m.severity.in_(sorted(severities)))  # type: ignore[attr-defined]
+            m.detected_at >= weeks[0][0], m.detected_at < weeks[-1][1], m.severity.in_(sorted(severities)))
         starts = [w[0] for w in weeks]
         for sev, detected, ttd, ttr in rows(session, stmt):
             n = bisect_right(starts, detected) - 1  # the last week starting at or before it
@@ -131,49 +120,46 @@ def _trend(session: Session, metrics: _Metrics, until: datetime, settings: Setti
 
 def _capa(session: Session, since: datetime, until: datetime, now: datetime, settings: Settings
           ) -> core.CapaInput:
-    a = ActionItem
+    a, i = tables.action_items.c, tables.incidents.c
     as_of = min(until, now)
     as_of_day = schedule.local_date(as_of, settings.tzinfo)
-    opened = session.execute(select(func.count()).where(a.created_at >= since, a.created_at < until)  # type: ignore[operator]
-                             ).scalar_one()
+    opened = session.execute(select(func.count()).where(a.created_at >= since, a.created_at < until)).scalar_one()
     done = session.execute(select(func.count()).where(
-        a.status == "done", a.closed_at >= since, a.closed_at < until)).scalar_one()  # type: ignore[operator]
-    overdue_stmt = (
-        select(a.id, a.title, a.owner_id, a.due_date, Incident.ref, a.ticket_url, a.ticket_key)
-        .join(Incident, Incident.id == a.incident_id)  # type: ignore[arg-type]
-        .where(a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of,  # type: ignore[union-attr,operator]
-               or_(a.closed_at >= as_of,  # type: ignore[operator]
-                   (a.closed_at.is_(None)) & a.status.not_in(CLOSED_STATUSES)))  # type: ignore[union-attr,attr-defined]
-        .order_by(a.due_date, a.id)  # type: ignore[arg-type]
-    )
+        a.status == "done", a.closed_at >= since, a.closed_at < until)).scalar_one()
+    # Open at as_of: still open (no closing time), or closed after it. Two ranges of (closed_at, due_date),
+    # one statement each: with an OR, SQLite read every action created before as_of instead.
+    overdue = (select(a.id, a.title, a.owner_id, a.due_date, i.ref, a.ticket_url, a.ticket_key)
+               .join(tables.incidents, i.id == a.incident_id)
+               .where(a.due_date.is_not(None), a.due_date < as_of_day, a.created_at < as_of))
+    both = union_all(overdue.where(a.closed_at.is_(None), a.status.not_in(CLOSED_STATUSES)),
+                     overdue.where(a.closed_at >= as_of)).subquery()
     items = tuple(core.OverdueItem(id=r[0], title=r[1], owner_id=r[2], due=r[3], incident_ref=r[4],
                                    ticket_url=r[5], ticket_key=r[6])
-                  for r in session.execute(overdue_stmt))
+                  for r in session.execute(select(both).order_by(both.c.due_date, both.c.id)))
     return core.CapaInput(opened=int(opened), done=int(done), overdue_items=items, as_of=as_of_day)
 
 
 def _top_services(session: Session, since: datetime, until: datetime) -> list[tuple[str, int]]:
-    m = IncidentMetrics
+    m = tables.incident_metrics.c
     n = func.count().label("n")
     stmt = (select(m.service, n)
-            .where(m.detected_at >= since, m.detected_at < until, m.service.is_not(None))  # type: ignore[operator,union-attr]
+            .where(m.detected_at >= since, m.detected_at < until, m.service.is_not(None))
             .group_by(m.service).order_by(n.desc(), m.service).limit(TOP_SERVICES))
     return [(str(s), int(c)) for s, c in session.execute(stmt)]
 
 
 def _no_service(session: Session, since: datetime, until: datetime) -> int:
-    m = IncidentMetrics
-    stmt = select(func.count()).where(m.detected_at >= since, m.detected_at < until,  # type: ignore[operator]
-                                      m.service.is_(None))  # type: ignore[union-attr]
+    m = tables.incident_metrics.c
+    stmt = select(func.count()).where(m.detected_at >= since, m.detected_at < until, m.service.is_(None))
     return int(session.execute(stmt).scalar_one())
 
 
 def _open_incidents(session: Session, now: datetime) -> list[core.IncidentRow]:
     """Incidents still open now (whenever they were detected): what a lead may need to chase."""
-    i = Incident
+    i = tables.incidents.c
     stmt = (select(i.ref, i.title, i.severity, i.status, i.detected_at, i.commander_id, i.slack_channel_id,
                    i.slack_channel_name, i.service)
-            .where(i.status.in_(("triggered", "acknowledged", "mitigated")),  # type: ignore[attr-defined]
+            .where(i.status.in_(("triggered", "acknowledged", "mitigated")),
                    # detected_at < now, NULL left out, written so that no index on detected_at applies:
                    # SQLite otherwise walks that index over every incident ever detected (60 ms at
                    # 100,000) rather than the status index to the few open ones (1 ms).
@@ -188,11 +174,10 @@ OPEN_LIMIT = 50
 
 def _missing_rca(session: Session, until: datetime, settings: Settings) -> list[str]:
     start = schedule.weeks_ending(until, settings.tzinfo, MISSING_RCA_WEEKS)[0][0]
-    i = Incident
+    i = tables.incidents.c
     stmt = (select(i.ref, i.rca)
-            .where(i.status.in_(("resolved", "closed")), i.resolved_at >= start,  # type: ignore[attr-defined,operator]
-                   i.resolved_at < until,  # type: ignore[operator]
-                   i.severity.in_(core.MAJOR_SEVERITIES))  # type: ignore[attr-defined]
+            .where(i.status.in_(("resolved", "closed")), i.resolved_at >= start, i.resolved_at < until,
+                   i.severity.in_(core.MAJOR_SEVERITIES))
             .order_by(i.number))
     return [ref for ref, rca in session.execute(stmt) if not core.has_rca(rca)]
 
@@ -201,13 +186,15 @@ def _names(session: Session, ids: set[str]) -> dict[str, str]:
     ids.discard("")
     if not ids:
         return {}
-    stmt = select(SlackUser.user_id, SlackUser.name).where(SlackUser.user_id.in_(sorted(ids)))  # type: ignore[attr-defined]
+    u = tables.slack_users.c
+    stmt = select(u.user_id, u.name).where(u.user_id.in_(sorted(ids)))
     return {uid: name for uid, name in session.execute(stmt) if name}
 
 
 def gather(session: Session, settings: Settings, since: datetime, until: datetime, *,
-           now: datetime | None = None) -> core.DigestInput:
-    """Everything the digest shows, read in the caller's transaction (a dozen indexed queries)."""
+           now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> core.DigestInput:
+    """Everything the digest shows, read in the caller's transaction (a dozen indexed queries).
+    ``capa_items``: how many CAPA actions that did not hold the JSON lists (None: every one)."""
     if since.tzinfo is None or until.tzinfo is None or since >= until:
         raise ValueError("since and until must be timezone-aware and since < until")
     now = now or utcnow()
@@ -229,20 +216,21 @@ def gather(session: Session, settings: Settings, since: datetime, until: datetim
         missing_rca=_missing_rca(session, until, settings), targets=targets, trend=trend,
         names=_names(session, ids), open_incidents=open_now, no_service=_no_service(session, since, until),
         rca_base_url=settings.web_base_url,
-        keeps_breaking=learning.keeps_breaking_doc(session, since, until, now=now, window=settings.recurrence_delta),
+        keeps_breaking=learning.keeps_breaking_doc(session, since, until, now=now, window=settings.recurrence_delta,
+                                                   capa_items=capa_items),
     )
 
 
 def build_digest(session: Session, settings: Settings, since: datetime, until: datetime, *,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> dict[str, Any]:
     """The ``--format json`` document (keys of issue 5)."""
-    return core.build_json(gather(session, settings, since, until, now=now))
+    return core.build_json(gather(session, settings, since, until, now=now, capa_items=capa_items))
 
 
 def digest_view(session: Session, settings: Settings, since: datetime, until: datetime, *,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, capa_items: int | None = MAX_CAPA_ITEMS) -> dict[str, Any]:
     """The template context: the JSON document plus trend, changes and texts."""
-    view = view_rules.build_view(gather(session, settings, since, until, now=now))
+    view = view_rules.build_view(gather(session, settings, since, until, now=now, capa_items=capa_items))
     view["command"] = command_hint(since, until, settings)
     for m in view["major"]:
         m["channel_url"] = channel_url(m["channel_id"])

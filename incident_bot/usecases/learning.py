@@ -7,113 +7,211 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
 from incident_bot.core import learning as rules
 from incident_bot.core import recurrence as rec_rules
 from incident_bot.core import similarity
 from incident_bot.usecases.similar import candidates
-from storage import text_rank, text_search
-from storage.bulk import rows, utc
-from storage.models import ActionItem, Incident, IncidentMetrics
+from storage import tables, text_rank, text_search
+from storage.bulk import among, rows, utc
 
 MAX_RECURRENCES = 50
 
 
 def service_spans(session: Session, until: datetime) -> list[rules.ServiceSpan]:
-    m = IncidentMetrics
+    m = tables.incident_metrics.c
     recent = dict(session.execute(
-        select(m.service, func.count()).where(m.detected_at >= until - rules.RECENT, m.detected_at < until,  # type: ignore[operator]
-                                              m.service.is_not(None)).group_by(m.service)).all())  # type: ignore[union-attr]
+        select(m.service, func.count()).where(m.detected_at >= until - rules.RECENT, m.detected_at < until,
+                                              m.service.is_not(None)).group_by(m.service)).all())
     stmt = (select(m.service, func.count(), func.min(m.detected_at), func.max(m.detected_at))
-            .where(m.detected_at >= until - rules.MTBF_SPAN, m.detected_at < until, m.service.in_(list(recent)))  # type: ignore[operator,union-attr]
+            .where(m.detected_at >= until - rules.MTBF_SPAN, m.detected_at < until, m.service.in_(list(recent)))
             .group_by(m.service))
     return [rules.ServiceSpan(service=s, recent=int(recent.get(s, 0)), span_count=int(n), first_at=first, last_at=last)
             for s, n, first, last in session.execute(stmt)]
 
 
-def capa_outcomes(session: Session, until: datetime, now: datetime, window: timedelta) -> list[rules.CapaOutcome]:
-    a, i = ActionItem, Incident
-    # A quarter's done actions and the incidents on their services: ~40,000 rows at 100,000 incidents,
-    # read as plain rows (storage/bulk.py).
-    stmt = (select(a.id, a.title, i.number, i.ref, i.service, utc(a.closed_at))
-            .join(i, i.id == a.incident_id)  # type: ignore[arg-type]
-            .where(a.status == "done", a.closed_at >= until - rules.CAPA_SPAN, a.closed_at < until))  # type: ignore[operator]
-    done = [rules.DoneCapa(*r) for r in rows(session, stmt)]
-    services = sorted({d.service for d in done if d.service})
-    on_service: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
-    if services:
-        first = min(d.done_at for d in done)
-        m = IncidentMetrics
-        found = rows(session,
-            select(m.service, i.number, i.ref, utc(m.detected_at)).join(i, i.id == m.incident_id)  # type: ignore[arg-type]
-            .where(m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window))  # type: ignore[union-attr,operator]
-        for service, number, ref, at in found:
-            on_service[service].append((at, ref, number))
-        for incidents in on_service.values():
-            incidents.sort()
-    as_of = min(until, now)
-    return [rules.capa_outcome(d, first_detected_from(on_service.get(d.service or "", []), d.done_at),
-                               window=window, now=as_of) for d in done]
+def capa_effectiveness(session: Session, until: datetime, now: datetime, window: timedelta, *,
+                       limit: int | None = rules.MAX_CAPA_ITEMS) -> dict[str, Any]:
+    """``core.learning.effectiveness`` of the CAPA done in the quarter before ``until``: every action judged by
+    ``core.learning.capa_outcome``'s rule, the ``limit`` that did not hold and were done last listed.
 
-
-def first_detected_from(incidents: Sequence[tuple[datetime, str, int]], done_at: datetime
-                        ) -> list[tuple[int, str, datetime]]:
-    """Of a service's incidents, sorted ``(detected_at, ref, number)``, the two first detected at or after
-    ``done_at``, as ``core.learning.capa_outcome`` takes them.
-
-    Why two: ``capa_outcome`` names the first incident after the action was done, by detection then
-    ref, that is not the action's own incident and is inside the window. Among the incidents detected
-    at or after ``done_at`` that is the first one, or the second when the first is the action's own
-    (an incident appears once); if that one is outside the window, every later one is too. So the
-    rule decides on these two exactly as on the service's whole list, and a quarter's 13,000 done
-    actions no longer each walk a service's thousand incidents (that took 4 s of the digest at
-    100,000 incidents).
+    At 100,000 incidents that is 13,000 actions against the 26,000 incidents on their services. Each is
+    judged from plain tuples (:class:`Detections`: a bisect into its service's detections); only the
+    actions listed become objects, with their titles and refs read afterwards.
     """
-    at = bisect_left(incidents, (done_at,))
-    return [(number, ref, detected) for detected, ref, number in incidents[at:at + 2]]
+    done = _done_in(session, until - rules.CAPA_SPAN, until)
+    services = sorted({service for _, _, service, _ in done if service})
+    m = tables.incident_metrics.c
+    detections = Detections(())
+    if services:
+        first = min(done_at for *_, done_at in done)
+        detections = Detections(rows(session, select(m.service, utc(m.detected_at), m.incident_id).where(
+            m.service.in_(services), m.detected_at >= first, m.detected_at <= until + window)
+            .order_by(m.service, m.detected_at)))  # the order of ix_incident_metrics_service_detected
+    counts = dict.fromkeys(rules.STATUSES, 0)
+    recurred: list[tuple[datetime, int, int]] = []
+    pending_after = min(until, now) - window  # done later than this: its window is still open
+    for action_id, incident_id, service, done_at in done:
+        status = detections.status(service, done_at, incident_id, window=window, pending_after=pending_after)
+        counts[status] += 1
+        if status == "recurred":
+            recurred.append((done_at, action_id, incident_id))
+    listed = sorted(recurred, reverse=True)[:limit] if limit is not None else recurred
+    return rules.effectiveness(counts, _recurred_outcomes(session, listed, detections), limit=limit)
 
 
-def recurrences(session: Session, since: datetime, until: datetime, window: timedelta) -> list[rules.FlaggedRecurrence]:
-    """Incidents detected in ``[since, until)`` that recur an earlier one after its CAPA (core/recurrence.py),
-    in bulk: the same rule as ``usecases.similar.recurrence`` for one incident, each subject looking only
-    at the earlier incidents it could name (:class:`FixedEarlier`)."""
-    a = ActionItem
-    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(
-        a.status == "done", a.closed_at >= since - window, a.closed_at < until))  # type: ignore[operator]
-    if not fix_rows:
+def _done_in(session: Session, since: datetime, until: datetime) -> list[tuple[int, int, str | None, datetime]]:
+    """``(action id, incident id, the incident's service, done at)`` of the CAPA done in ``[since, until)``.
+
+    The service is read from ``incident_metrics``, the narrow copy every incident has (rewritten whenever its
+    service changes), not from ``incidents``: half the reading at 13,000 actions. A merged incident has no
+    copy; its service comes from ``incidents``."""
+    a, i, m = tables.action_items.c, tables.incidents.c, tables.incident_metrics.c
+    found = rows(session, select(a.id, a.incident_id, m.incident_id, m.service, utc(a.closed_at))
+                 .join(tables.incident_metrics, m.incident_id == a.incident_id, isouter=True)
+                 .where(a.status == "done", a.closed_at >= since, a.closed_at < until))
+    merged = sorted({incident_id for _, incident_id, copied, _, _ in found if copied is None})
+    services = dict(rows(session, select(i.id, i.service).where(among(session, i.id, merged)))) if merged else {}
+    return [(action_id, incident_id, service if copied is not None else services.get(incident_id), done_at)
+            for action_id, incident_id, copied, service, done_at in found]
+
+
+def _recurred_outcomes(session: Session, listed: Sequence[tuple[datetime, int, int]], detections: Detections
+                       ) -> list[rules.CapaOutcome]:
+    """The listed actions that did not hold, as ``core.learning.capa_outcome`` names them: the first incident
+    after each (detection, then ref) that is not its own."""
+    if not listed:
+        return []
+    a, i = tables.action_items.c, tables.incidents.c
+    found = rows(session, select(a.id, a.title, i.number, i.ref, i.service, utc(a.closed_at))
+                 .join(tables.incidents, i.id == a.incident_id)
+                 .where(among(session, a.id, [action_id for _, action_id, _ in listed])))
+    capas = {r[0]: rules.DoneCapa(*r) for r in found}
+    firsts = {action_id: detections.first_others(capas[action_id].service or "", done_at, own)
+              for done_at, action_id, own in listed}
+    refs = dict(rows(session, select(i.id, i.ref).where(
+        among(session, i.id, sorted({n for ids in firsts.values() for n in ids})))))
+    return [rules.CapaOutcome(capas[action_id], "recurred", min(refs[n] for n in firsts[action_id]))
+            for _, action_id, _ in listed]
+
+
+class Detections:
+    """Incidents by service, as ``(service, detected_at, incident_id)`` rows, each service's in order of
+    detection: for a CAPA action, the first incident detected at or after it was done that is not its own
+    (``capa_outcome``'s rule needs no other: if that one is outside the window, every later one is too)."""
+
+    def __init__(self, found: Iterable[tuple[str, datetime, int]]) -> None:
+        self.times: dict[str, list[datetime]] = defaultdict(list)
+        self.ids: dict[str, list[int]] = defaultdict(list)
+        for service, at, incident_id in found:
+            self.times[service].append(at)
+            self.ids[service].append(incident_id)
+
+    def status(self, service: str | None, done_at: datetime, own: int, *, window: timedelta,
+               pending_after: datetime) -> str:
+        """``core.learning.capa_outcome``'s status of an action done at ``done_at`` on ``own``'s ``service``
+        (``pending_after``: the as-of instant minus the window)."""
+        if not service:
+            return "no_service"
+        at = self.first_other(service, done_at, own)
+        if at is not None and at - done_at <= window:
+            return "recurred"
+        return "pending" if done_at > pending_after else "held"
+
+    def first_other(self, service: str, done_at: datetime, own: int) -> datetime | None:
+        """When the first incident on ``service`` not ``own`` was detected at or after ``done_at``."""
+        times, ids = self.times.get(service, ()), self.ids.get(service, ())
+        k = bisect_left(times, done_at)
+        if k < len(ids) and ids[k] == own:  # an incident is there once: one step past it is enough
+            k += 1
+        return times[k] if k < len(times) else None
+
+    def first_others(self, service: str, done_at: datetime, own: int) -> list[int]:
+        """The incidents (ids) detected at :meth:`first_other`'s instant, ``own`` left out."""
+        at = self.first_other(service, done_at, own)
+        if at is None:
+            return []
+        times, ids = self.times[service], self.ids[service]
+        return [ids[k] for k in range(bisect_left(times, at), bisect_right(times, at)) if ids[k] != own]
+
+
+def recurrences(session: Session, since: datetime, until: datetime, window: timedelta, *,
+                limit: int = MAX_RECURRENCES) -> list[rules.FlaggedRecurrence]:
+    """The first ``limit`` incidents detected in ``[since, until)`` (by detection, then number) that recur an
+    earlier one after its CAPA (core/recurrence.py), in bulk: the same rule as
+    ``usecases.similar.recurrence`` for one incident, each subject looking only at the earlier incidents it
+    could name (:class:`FixedEarlier`).
+
+    The period's incidents are read and judged a page at a time, and the reading stops at the ``limit``-th
+    recurrence: at 100,000 incidents every one of a week's 1,900 recurs, and judging them all was most of
+    the digest's time. The words' counts are asked for the words of the page (whether a word counts
+    depends on that word alone, so the answers are those of one count over the whole period)."""
+    a = tables.action_items.c
+    fixed = (a.status == "done", a.closed_at >= since - window, a.closed_at < until)
+    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(*fixed))
+    if not fix_rows or limit <= 0:
         return []
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)
     for incident_id, action_id, title, done_at in fix_rows:
         fixes[incident_id].append(rec_rules.Fix(action_id, title, done_at))
-    earlier = FixedEarlier([rec_rules.Earlier(c, tuple(fixes[iid])) for iid, c in candidates(session, fixes).items()])
-    i = Incident
+    earlier = FixedEarlier(fixes, lambda ids: candidates(session, ids))
+    total, counted_at = text_rank.totals(session)
+    asked: set[str] = set()
+    counted: frozenset[str] = frozenset()
+    out: list[rules.FlaggedRecurrence] = []
+    for page in _subject_pages(session, since, until, first=limit):
+        new = {s for _, _, subj in page for s in subj.stems} - asked
+        if new:
+            df = text_rank.doc_freq(session, new, cap=similarity.common_cap(total), total=total,
+                                    counted_at=counted_at)
+            counted |= similarity.informative(new, df, total)
+            asked |= new
+        for ref, title, subj in page:
+            rec = earlier.find(subj, counted, window)
+            if rec is not None:
+                out.append(rules.FlaggedRecurrence(ref=ref, title=title, service=subj.service,
+                                                   previous=rec.previous.ref, previous_title=rec.previous.title,
+                                                   days_since=rec.days_since, reasons=rec.reasons))
+                if len(out) == limit:
+                    return out
+    return out
+
+
+SUBJECT_PAGE = 100
+
+
+def _subject_pages(session: Session, since: datetime, until: datetime, *, first: int
+                   ) -> Iterator[list[tuple[str, str, similarity.Subject]]]:
+    """The incidents detected in ``[since, until)`` (merged ones left out), ``(ref, title, subject)`` in order
+    of detection then number: ``first`` of them (what is wanted when every one recurs), then
+    :data:`SUBJECT_PAGE` at a time (a keyset on that order). Each is read as words (stemmed) only here."""
+    i, m = tables.incidents.c, tables.incident_metrics.c
     stmt = (select(i.number, i.ref, i.title, i.service, i.pagerduty_service_id, i.description, i.rca,
                    utc(i.detected_at))
-            .join(IncidentMetrics, IncidentMetrics.incident_id == i.id)  # type: ignore[arg-type]
-            .where(i.detected_at >= since, i.detected_at < until).order_by(i.detected_at, i.number))  # type: ignore[operator]
-    subjects = []
-    for number, ref, title, service, service_id, description, rca, detected in rows(session, stmt):
-        head, body = text_search.fields(title, service, description, rca)
-        subjects.append((ref, title, similarity.Subject(number=number, detected_at=detected, service=service,
+            .join(tables.incident_metrics, m.incident_id == i.id)
+            .where(i.detected_at >= since, i.detected_at < until)
+            .order_by(i.detected_at, i.number))
+    after, size = stmt, max(1, first)
+    while True:
+        found = rows(session, after.limit(size))
+        page = []
+        for number, ref, title, service, service_id, description, rca, detected in found:
+            head, body = text_search.fields(title, service, description, rca)
+            page.append((ref, title, similarity.Subject(number=number, detected_at=detected, service=service,
                                                         service_id=service_id, title_words=head, body_words=body)))
-    shared = {s for _, _, subj in subjects for s in subj.stems} & earlier.words
-    total, counted_at = text_rank.totals(session)
-    df = text_rank.doc_freq(session, shared, cap=similarity.common_cap(total), total=total, counted_at=counted_at)
-    counted = similarity.informative(shared, df, total)
-    out = []
-    for ref, title, subj in subjects:
-        rec = earlier.find(subj, counted, window)
-        if rec is not None:
-            out.append(rules.FlaggedRecurrence(ref=ref, title=title, service=subj.service, previous=rec.previous.ref,
-                                               previous_title=rec.previous.title, days_since=rec.days_since,
-                                               reasons=rec.reasons))
-    return out
+        if page:
+            yield page
+        if len(found) < size:
+            return
+        last_at, last_number = found[-1][-1], found[-1][0]
+        size = SUBJECT_PAGE
+        after = stmt.where(or_(i.detected_at > last_at, and_(i.detected_at == last_at, i.number > last_number)))
 
 
 def _service_keys(name: str | None, service_id: str | None) -> frozenset[str]:
@@ -121,110 +219,87 @@ def _service_keys(name: str | None, service_id: str | None) -> frozenset[str]:
 
 
 class FixedEarlier:
-    """The earlier incidents with a CAPA action done, indexed so that each incident of a period finds the
-    one it recurs (``core.recurrence.find``) without scoring every earlier incident it could name.
+    """The earlier incidents with a CAPA action done, read as the incidents of a period need them, so that
+    each finds the one it recurs (``core.recurrence.find``) without scoring, or even reading, every earlier
+    incident it could name.
 
     A subject's *pool* is the earlier incidents on its service (name or PagerDuty id) or sharing a counted
     word with it: no other can qualify (same service, or a score from shared words). ``find`` names the
     qualifying incident whose last fix inside the window was done last (then same service, the higher
-    score, the higher number). So the pool is looked at in that order, latest fix first, and the first
-    incident that qualifies settles when: only the incidents whose last fix was done at that same instant
-    are left to choose from, and ``core.recurrence.find`` chooses among them. Two ways to get that
-    order, the cheaper first:
-    - walk everyone's fixes, latest first (at scale a recurrence is usually found within a few: a busy
-      service's last fix is hours old), for at most as many fixes as the pool can have members;
-    - if still undecided, sort the pool itself by each member's last fix inside the window.
-    ``core.recurrence.find`` decides every candidate either way, on the incidents the whole pool would
-    give it (tests/test_learning_bulk.py holds the two to the same answers). At 100,000 incidents a
-    week's 1,900 incidents took 7 s scored against their whole pools.
+    score, the higher number). So everyone's fixes are walked latest first, from the subject's detection
+    back to the window's start; the first pool member that qualifies settles when, and only the members
+    whose last fix was done at that same instant are left to choose from: ``core.recurrence.find`` chooses
+    among them (tests/test_learning_bulk.py holds this to the rule over the whole pool).
+
+    At scale a recurrence is found within a few fixes (a busy service's last fix is hours old), so an
+    earlier incident is read (``load``: ids -> candidates with their words; merged ones are absent) only
+    when the walk reaches one of its fixes, with those of the ``batch`` fixes before it: a week's first 50
+    recurrences at 100,000 incidents read a few hundred of the 4,800 earlier incidents they could name.
     """
 
-    def __init__(self, earlier: Sequence[rec_rules.Earlier]) -> None:
-        self.earlier = list(earlier)
-        self.keys = [_service_keys(e.incident.service, e.incident.service_id) for e in self.earlier]
-        self.terms = [e.incident.title_terms | e.incident.body_terms for e in self.earlier]
-        self.by_key: dict[str, list[int]] = defaultdict(list)
-        self.by_word: dict[str, list[int]] = defaultdict(list)
-        for n, (keys, terms) in enumerate(zip(self.keys, self.terms, strict=True)):
-            for key in keys:
-                self.by_key[key].append(n)
-            for stem in terms:
-                self.by_word[stem].append(n)
-        self.words = frozenset(self.by_word)
-        self.fix_times = [sorted(f.done_at for f in e.fixes) for e in self.earlier]
-        done = sorted((at, n) for n, times in enumerate(self.fix_times) for at in times)
+    def __init__(self, fixes: Mapping[int, Sequence[rec_rules.Fix]],
+                 load: Callable[[list[int]], Mapping[int, similarity.Candidate]], *, batch: int = 200) -> None:
+        self.fixes = {key: tuple(found) for key, found in fixes.items()}
+        done = sorted((f.done_at, key) for key, found in self.fixes.items() for f in found)
         self.done_at = [at for at, _ in done]
-        self.done_by = [n for _, n in done]
+        self.done_by = [key for _, key in done]
+        self.load, self.batch = load, max(1, batch)
+        # key -> (the incident with its fixes, its service keys, its words); None: merged away
+        self.known: dict[int, tuple[rec_rules.Earlier, frozenset[str], frozenset[str]] | None] = {}
+
+    @classmethod
+    def of(cls, earlier: Sequence[rec_rules.Earlier], *, batch: int = 200) -> FixedEarlier:
+        """Over incidents already in memory, keyed by number (the tests)."""
+        by_number = {e.incident.number: e.incident for e in earlier}
+        return cls({e.incident.number: e.fixes for e in earlier},
+                   lambda keys: {k: by_number[k] for k in keys}, batch=batch)
+
+    def _at(self, j: int) -> tuple[rec_rules.Earlier, frozenset[str], frozenset[str]] | None:
+        """The incident of the ``j``-th fix; read with the unread ones of the ``batch`` fixes before it."""
+        key = self.done_by[j]
+        if key not in self.known:
+            wanted = sorted({k for k in self.done_by[max(0, j - self.batch + 1):j + 1] if k not in self.known})
+            found = self.load(wanted)
+            for k in wanted:
+                c = found.get(k)
+                self.known[k] = None if c is None else (rec_rules.Earlier(c, self.fixes[k]),
+                                                        _service_keys(c.service, c.service_id),
+                                                        c.title_terms | c.body_terms)
+        return self.known[key]
 
     def find(self, subject: similarity.Subject, counted: frozenset[str], window: timedelta
              ) -> rec_rules.Recurrence | None:
         """What ``core.recurrence.find(subject, <subject's pool>, counted, window=window)`` answers."""
-        when, oldest = subject.detected_at, subject.detected_at - window
         keys = _service_keys(subject.service, subject.service_id)
         words = subject.stems & counted
-        postings = [self.by_key[k] for k in keys if k in self.by_key]
-        postings += [self.by_word[w] for w in words if w in self.by_word]
-        budget = sum(len(p) for p in postings)
-        try:
-            return self._first(subject, counted, window, self._by_fix(when, oldest, keys, words, budget))
-        except _LongWalk:
-            return self._first(subject, counted, window, self._by_last_fix(postings, when, oldest))
-
-    def _first(self, subject: similarity.Subject, counted: frozenset[str], window: timedelta,
-               order: Iterable[tuple[datetime, int]]) -> rec_rules.Recurrence | None:
-        """``core.recurrence.find`` over pool members given latest last fix first: the first that qualifies
-        settles the instant, and ``find`` chooses among the members whose last fix was done then."""
         found: rec_rules.Recurrence | None = None
         found_at: datetime | None = None
         tied: list[rec_rules.Earlier] = []
-        for at, n in order:
-            if found is None:
-                found = rec_rules.find(subject, [self.earlier[n]], counted, window=window)
-                if found is not None:
-                    found_at, tied = at, [self.earlier[n]]
-            elif at == found_at:
-                tied.append(self.earlier[n])
-            else:
-                break
-        return rec_rules.find(subject, tied, counted, window=window) if len(tied) > 1 else found
-
-    def _by_fix(self, when: datetime, oldest: datetime, keys: frozenset[str], words: frozenset[str],
-                budget: int) -> Iterator[tuple[datetime, int]]:
-        """Pool members at their last fix in ``[oldest, when]``, latest first, from everyone's fixes; raises
-        :class:`_LongWalk` once ``budget`` fixes are walked (sorting the pool is cheaper from there)."""
         seen: set[int] = set()
-        stop = bisect_left(self.done_at, oldest)
-        for walked, j in enumerate(range(bisect_right(self.done_at, when) - 1, stop - 1, -1)):
-            if walked >= budget:
-                raise _LongWalk
-            n = self.done_by[j]
-            if n in seen:
+        stop = bisect_left(self.done_at, subject.detected_at - window)
+        for j in range(bisect_right(self.done_at, subject.detected_at) - 1, stop - 1, -1):
+            if found is not None and self.done_at[j] != found_at:
+                break  # before the instant that settled it: nothing further back can tie
+            key = self.done_by[j]
+            if key in seen:
                 continue
-            seen.add(n)  # its first fix met is its last one in the window
-            if not keys.isdisjoint(self.keys[n]) or not words.isdisjoint(self.terms[n]):
-                yield self.done_at[j], n
-
-    def _by_last_fix(self, postings: list[list[int]], when: datetime, oldest: datetime
-                     ) -> list[tuple[datetime, int]]:
-        """Pool members with a fix in ``[oldest, when]``, at their last such fix, latest first."""
-        ranked = []
-        for n in {n for posting in postings for n in posting}:
-            times = self.fix_times[n]
-            k = bisect_right(times, when)
-            if k and times[k - 1] >= oldest:
-                ranked.append((times[k - 1], n))
-        ranked.sort(reverse=True)
-        return ranked
-
-
-class _LongWalk(Exception):
-    """The walk over everyone's fixes met as many fixes as the pool can have members, undecided."""
+            seen.add(key)  # its first fix met is its last one in the window
+            entry = self._at(j)
+            if entry is None or (keys.isdisjoint(entry[1]) and words.isdisjoint(entry[2])):
+                continue  # merged away, or not in the subject's pool
+            if found is None:
+                found = rec_rules.find(subject, [entry[0]], counted, window=window)
+                if found is not None:
+                    found_at, tied = self.done_at[j], [entry[0]]
+            else:
+                tied.append(entry[0])
+        return rec_rules.find(subject, tied, counted, window=window) if len(tied) > 1 else found
 
 
 def keeps_breaking_doc(session: Session, since: datetime, until: datetime, *, now: datetime,
-                       window: timedelta) -> dict[str, Any]:
-    """The ``keeps_breaking`` JSON block of the digest (core/learning.py ``learning_json``)."""
-    flagged = recurrences(session, since, until, window)
+                       window: timedelta, capa_items: int | None = rules.MAX_CAPA_ITEMS) -> dict[str, Any]:
+    """The ``keeps_breaking`` JSON block of the digest (core/learning.py ``learning_json``); ``capa_items``:
+    how many of the CAPA actions that did not hold are listed (None: all)."""
     return rules.learning_json(rules.keeps_breaking(service_spans(session, until)),
-                               rules.effectiveness(capa_outcomes(session, until, now, window)),
-                               flagged[:MAX_RECURRENCES], window=window)
+                               capa_effectiveness(session, until, now, window, limit=capa_items),
+                               recurrences(session, since, until, window), window=window)

@@ -24,7 +24,7 @@ from incident_bot.core import similarity as rules
 from incident_bot.core.durations import iso_utc
 from incident_bot.usecases import runner
 from incident_bot.usecases.incidents import NoSuchIncident
-from storage import repo, text_rank, text_search
+from storage import repo, tables, text_rank, text_search
 from storage.bulk import among, rows, utc
 from storage.models import ActionItem, Incident, IncidentMetrics, IncidentSearch, utcnow
 
@@ -75,9 +75,9 @@ def words_of(session: Session, subject: rules.Subject) -> Words:
     return Words(counted, probe)
 
 
-_CANDIDATE = (Incident.id, Incident.number, Incident.ref, Incident.title, utc(Incident.detected_at),
-              utc(Incident.resolved_at), Incident.service, Incident.pagerduty_service_id, IncidentSearch.title_terms,
-              IncidentSearch.body_terms)
+_i, _w = tables.incidents.c, tables.incident_search.c
+_CANDIDATE = (_i.id, _i.number, _i.ref, _i.title, utc(_i.detected_at), utc(_i.resolved_at), _i.service,
+              _i.pagerduty_service_id, _w.title_terms, _w.body_terms)
 
 
 def _candidate(r: Any) -> rules.Candidate:
@@ -91,10 +91,10 @@ def candidates(session: Session, ids: Iterable[int]) -> dict[int, rules.Candidat
     ids = sorted(set(ids))
     if not ids:
         return {}
-    stmt = (select(*_CANDIDATE).join(IncidentSearch, IncidentSearch.incident_id == Incident.id)  # type: ignore[arg-type]
-            .join(IncidentMetrics, IncidentMetrics.incident_id == Incident.id)  # type: ignore[arg-type]
-            .where(among(session, Incident.id, ids)))
-    return {r[0]: _candidate(r) for r in rows(session, stmt)}  # thousands for a digest's recurrences
+    stmt = (select(*_CANDIDATE).join(tables.incident_search, _w.incident_id == _i.id)
+            .join(tables.incident_metrics, tables.incident_metrics.c.incident_id == _i.id)
+            .where(among(session, _i.id, ids)))
+    return {r[0]: _candidate(r) for r in rows(session, stmt)}
 
 
 @dataclass(frozen=True)
