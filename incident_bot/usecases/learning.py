@@ -153,8 +153,8 @@ def recurrences(session: Session, since: datetime, until: datetime, window: time
     the digest's time. The words' counts are asked for the words of the page (whether a word counts
     depends on that word alone, so the answers are those of one count over the whole period)."""
     a = tables.action_items.c
-    fixed = (a.status == "done", a.closed_at >= since - window, a.closed_at < until)
-    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(*fixed))
+    fix_rows = rows(session, select(a.incident_id, a.id, a.title, utc(a.closed_at)).where(
+        a.status == "done", a.closed_at >= since - window, a.closed_at < until))
     if not fix_rows or limit <= 0:
         return []
     fixes: dict[int, list[rec_rules.Fix]] = defaultdict(list)
