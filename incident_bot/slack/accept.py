@@ -107,6 +107,10 @@ def create_bolt_app(rt: Runtime) -> AsyncApp:
                                bot_user_id=rt.identity.bot_user_id)
 
     app = AsyncApp(
+        # Named: without a name Bolt takes the caller's file name from inspect.stack(), which reads the
+        # source of every frame on the stack (~25 ms under a test runner; the tests build ~300 apps). It
+        # names Bolt's loggers, which were "accept.py".
+        name="incident-bot",
         signing_secret=s.slack_signing_secret, client=client, authorize=authorize,
         process_before_response=True,  # answer only after the row is stored
         raise_error_for_unhandled_request=True,  # so that on_error can answer 200, not 404
