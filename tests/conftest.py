@@ -45,8 +45,8 @@ LONG_FILES = (
     "test_backfill.py", "test_replicas_and_crashes.py", "test_web_browser.py", "test_storm.py",
     "test_fault_campaign.py", "test_scheduler_pg.py", "test_cli_errors.py", "test_db_outage.py",
     "test_hostile_slack.py", "test_trackers_jira.py", "test_trackers_github.py", "test_trackers_linear.py",
-    "test_cli.py", "test_outbox_faults.py", "test_fuzz_endpoints.py", "test_pipeline.py",
-    "test_slack_commands.py", "test_web.py", "test_similar_ranking.py", "test_rca_review.py",
+    "test_cli.py", "test_outbox_faults.py", "test_fuzz_endpoints.py", "test_worker_process.py",
+    "test_pipeline.py", "test_slack_commands.py", "test_web.py", "test_similar_ranking.py", "test_rca_review.py",
     "test_hostile_http.py", "test_similar.py", "test_demo.py", "test_migrations.py", "test_learning_bulk.py",
     "test_pagerduty_edges.py", "test_web_timeline.py", "test_digest.py", "test_metrics_property.py",
 )
