@@ -52,13 +52,11 @@ class WorkerProcess:
         os.set_blocking(self._write_fd, False)
         self.argv = argv or [sys.executable, "-m", "incident_bot", "worker", "--wake-fd", str(self._read_fd)]
         self.first_delay, self.max_delay = first_delay, max_delay
-        self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready: subprocess.Popen[bytes] | None = None  # the child that said its workers run
         self._last_wake, self._wake_due = 0.0, False
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._watcher: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -101,8 +99,7 @@ class WorkerProcess:
     async def start(self) -> None:
         with self._lock:
             self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name="worker-process", daemon=True)
-        self._watcher.start()
+        threading.Thread(target=self._watch, name="worker-process", daemon=True).start()
 
     async def stop(self) -> None:
         await run_in_threadpool(self.stop_now)
@@ -162,7 +159,6 @@ class WorkerProcess:
                 if self._stopping.is_set():
                     return
                 self._spawn()
-                self.restarts += 1
 
 
 def tell_parent_ready(fd: int) -> None:
